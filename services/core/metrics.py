@@ -19,12 +19,8 @@ TRAINING_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 
 # --- every service (updated by labelloop.core plumbing) -------------------------------------
 BUILD_INFO = Info("labelloop_build", "Labelloop version and the service this process runs.")
-MESSAGES_CONSUMED = Counter(
-    "labelloop_messages_consumed", "Kafka messages consumed.", ["service", "topic"]
-)
-MESSAGES_PRODUCED = Counter(
-    "labelloop_messages_produced", "Kafka messages produced.", ["service", "topic"]
-)
+MESSAGES_CONSUMED = Counter("labelloop_messages_consumed", "Kafka messages consumed.", ["service", "topic"])
+MESSAGES_PRODUCED = Counter("labelloop_messages_produced", "Kafka messages produced.", ["service", "topic"])
 DEAD_LETTERS = Counter(
     "labelloop_dead_letters",
     "Messages sent to the dead-letter topic, by the topic they came from and the error.",
@@ -48,7 +44,9 @@ DEPENDENCY_UP = Gauge(
     "labelloop_dependency_up", "1 when a dependency answers, else 0.", ["service", "dependency"]
 )
 GRPC_REQUESTS = Counter(
-    "labelloop_grpc_requests", "gRPC requests served, by method and status code.", ["service", "method", "code"]
+    "labelloop_grpc_requests",
+    "gRPC requests served, by method and status code.",
+    ["service", "method", "code"],
 )
 GRPC_SECONDS = Histogram(
     "labelloop_grpc_request_seconds", "gRPC request latency.", ["service", "method"], buckets=LATENCY_BUCKETS
@@ -74,7 +72,7 @@ INFERENCE_BATCH_SIZE = Histogram(
     "labelloop_inference_batch_size", "Items per Triton call.", ["model"], buckets=BATCH_BUCKETS
 )
 PREDICTIONS = Counter(
-    "labelloop_predictions", "Predictions produced; model=\"none\" when no model serves.", ["project", "model"]
+    "labelloop_predictions", 'Predictions produced; model="none" when no model serves.', ["project", "model"]
 )
 
 # --- routing ---------------------------------------------------------------------------------
@@ -103,10 +101,15 @@ LABELS_FINALIZED = Counter(
 
 # --- retraining ------------------------------------------------------------------------------
 TRAININGS = Counter(
-    "labelloop_trainings", "Training runs, by family and outcome (ok, failed).", ["project", "family", "outcome"]
+    "labelloop_trainings",
+    "Training runs, by family and outcome (ok, failed).",
+    ["project", "family", "outcome"],
 )
 TRAINING_SECONDS = Histogram(
-    "labelloop_training_seconds", "Duration of a training run.", ["project", "family"], buckets=TRAINING_BUCKETS
+    "labelloop_training_seconds",
+    "Duration of a training run.",
+    ["project", "family"],
+    buckets=TRAINING_BUCKETS,
 )
 GATE_DECISIONS = Counter(
     "labelloop_gate_decisions", "Promotion gate decisions (promoted, rejected).", ["project", "decision"]
@@ -118,7 +121,9 @@ AUDITED_PRECISION = Gauge(
     "labelloop_audited_precision", "Measured precision of audited auto-labels per project.", ["project"]
 )
 AUDITS = Counter(
-    "labelloop_audits", "Audited auto-labels, by whether people agreed (agree, disagree).", ["project", "outcome"]
+    "labelloop_audits",
+    "Audited auto-labels, by whether people agreed (agree, disagree).",
+    ["project", "outcome"],
 )
 
 

@@ -1,0 +1,61 @@
+"""Every Kafka topic of Labelloop, defined once: base name, message type, partitions, config.
+
+Full names carry a configurable prefix (`LABELLOOP_TOPIC_PREFIX`, default "labelloop") so several
+deployments can share a cluster: `ITEMS.name("labelloop")` is "labelloop.items". No other module
+spells a topic name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from labelloop.v1 import events_pb2
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic: its base name, the protobuf message every record's value holds, and its config."""
+
+    base: str
+    message_type: type[Message]
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def name(self, prefix: str) -> str:
+        """The topic's full name under `prefix` (no prefix when empty)."""
+        return f"{prefix}.{self.base}" if prefix else self.base
+
+    def decode(self, value: bytes) -> Message:
+        """Parse a record value into this topic's message type (raises DecodeError)."""
+        message = self.message_type()
+        message.ParseFromString(value)
+        return message
+
+
+ITEMS = Topic("items", events_pb2.ItemIngested, 6, description="Items accepted by ingest (key: item id).")
+PREDICTIONS = Topic("predictions", events_pb2.Prediction, 6, description="Model answers (key: item id).")
+TASKS = Topic("tasks", events_pb2.TaskRouted, 6, description="Work routed to people (key: item id).")
+ANNOTATIONS = Topic(
+    "annotations", events_pb2.AnnotationSubmitted, 6, description="One person's answer (key: item id)."
+)
+LABELS = Topic(
+    "labels",
+    events_pb2.LabelFinalized,
+    6,
+    config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"},
+    description="Labels of record, compacted (key: item id).",
+)
+MODELS = Topic("models", events_pb2.ModelEvent, 1, description="Model lifecycle events (key: project id).")
+DEAD_LETTERS = Topic(
+    "dead-letters", events_pb2.DeadLetter, 1, description="Messages a service could not process."
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (ITEMS, PREDICTIONS, TASKS, ANNOTATIONS, LABELS, MODELS, DEAD_LETTERS)
+
+
+def by_full_name(prefix: str) -> dict[str, Topic]:
+    """Map each full topic name under `prefix` to its Topic."""
+    return {t.name(prefix): t for t in ALL_TOPICS}

@@ -1,0 +1,56 @@
+from labelloop.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateProjectRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _common_pb2.ProjectSpec
+    def __init__(self, spec: _Optional[_Union[_common_pb2.ProjectSpec, _Mapping]] = ...) -> None: ...
+
+class GetProjectRequest(_message.Message):
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class ListProjectsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProjectsResponse(_message.Message):
+    __slots__ = ("projects",)
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[_common_pb2.Project]
+    def __init__(self, projects: _Optional[_Iterable[_Union[_common_pb2.Project, _Mapping]]] = ...) -> None: ...
+
+class GetProjectStatusRequest(_message.Message):
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class ProjectStatus(_message.Message):
+    __slots__ = ("project_id", "ingested", "auto_labeled", "waiting_for_people", "human_labeled", "dead_letters", "serving_version", "threshold")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_FIELD_NUMBER: _ClassVar[int]
+    AUTO_LABELED_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_LABELED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    ingested: int
+    auto_labeled: int
+    waiting_for_people: int
+    human_labeled: int
+    dead_letters: int
+    serving_version: int
+    threshold: float
+    def __init__(self, project_id: _Optional[str] = ..., ingested: _Optional[int] = ..., auto_labeled: _Optional[int] = ..., waiting_for_people: _Optional[int] = ..., human_labeled: _Optional[int] = ..., dead_letters: _Optional[int] = ..., serving_version: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...

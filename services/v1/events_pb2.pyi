@@ -1,0 +1,196 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from labelloop.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_REASON_UNSPECIFIED: _ClassVar[TaskReason]
+    TASK_REASON_NO_MODEL: _ClassVar[TaskReason]
+    TASK_REASON_UNCERTAIN: _ClassVar[TaskReason]
+    TASK_REASON_AUDIT: _ClassVar[TaskReason]
+
+class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_EVENT_KIND_UNSPECIFIED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_TRAINED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_PROMOTED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_REJECTED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_DEPLOYED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_LOAD_FAILED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_ROLLED_BACK: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_THRESHOLD_UPDATED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_TRAINING_FAILED: _ClassVar[ModelEventKind]
+TASK_REASON_UNSPECIFIED: TaskReason
+TASK_REASON_NO_MODEL: TaskReason
+TASK_REASON_UNCERTAIN: TaskReason
+TASK_REASON_AUDIT: TaskReason
+MODEL_EVENT_KIND_UNSPECIFIED: ModelEventKind
+MODEL_EVENT_KIND_TRAINED: ModelEventKind
+MODEL_EVENT_KIND_PROMOTED: ModelEventKind
+MODEL_EVENT_KIND_REJECTED: ModelEventKind
+MODEL_EVENT_KIND_DEPLOYED: ModelEventKind
+MODEL_EVENT_KIND_LOAD_FAILED: ModelEventKind
+MODEL_EVENT_KIND_ROLLED_BACK: ModelEventKind
+MODEL_EVENT_KIND_THRESHOLD_UPDATED: ModelEventKind
+MODEL_EVENT_KIND_TRAINING_FAILED: ModelEventKind
+
+class ItemIngested(_message.Message):
+    __slots__ = ("item", "ingested_at", "channel")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    item: _common_pb2.Item
+    ingested_at: _timestamp_pb2.Timestamp
+    channel: str
+    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class Prediction(_message.Message):
+    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at")
+    INGESTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    NO_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ingested: ItemIngested
+    model_name: str
+    model_version: int
+    scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClassScore]
+    no_model: bool
+    predicted_at: _timestamp_pb2.Timestamp
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TaskRouted(_message.Message):
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATORS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    ingested: ItemIngested
+    prediction: Prediction
+    reason: TaskReason
+    priority: float
+    annotators_required: int
+    routed_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AnnotationSubmitted(_message.Message):
+    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    AUDITED_LABELS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    item_id: str
+    project_id: str
+    annotator_id: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    lease_id: str
+    audit: bool
+    audited_labels: _containers.RepeatedScalarFieldContainer[str]
+    duration_ms: int
+    annotated_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LabelFinalized(_message.Message):
+    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold")
+    INGESTED_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    FINALIZED_AT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ingested: ItemIngested
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    source: _common_pb2.LabelSource
+    confidence: float
+    model_name: str
+    model_version: int
+    annotators: _containers.RepeatedScalarFieldContainer[str]
+    finalized_at: _timestamp_pb2.Timestamp
+    threshold: float
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class ModelEvent(_message.Message):
+    __slots__ = ("project_id", "kind", "model_name", "model_version", "family", "mlflow_run_id", "metrics", "threshold", "class_thresholds", "reason", "at")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ClassThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CLASS_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    kind: ModelEventKind
+    model_name: str
+    model_version: int
+    family: str
+    mlflow_run_id: str
+    metrics: _containers.ScalarMap[str, float]
+    threshold: float
+    class_thresholds: _containers.ScalarMap[str, float]
+    reason: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, project_id: _Optional[str] = ..., kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., family: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., threshold: _Optional[float] = ..., class_thresholds: _Optional[_Mapping[str, float]] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("source_topic", "source_partition", "source_offset", "key", "value", "reason", "service", "error_type", "at")
+    SOURCE_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes
+    value: bytes
+    reason: str
+    service: str
+    error_type: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, source_topic: _Optional[str] = ..., source_partition: _Optional[int] = ..., source_offset: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., reason: _Optional[str] = ..., service: _Optional[str] = ..., error_type: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
