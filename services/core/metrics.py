@@ -1,7 +1,7 @@
 """The Prometheus metrics every Labelloop service may export: one catalogue, one place.
 
-Each service imports the metrics it updates from here, and serves them with
-`start_metrics_server(port)` (env `LABELLOOP_METRICS_PORT`). Dashboards and alert rules
+Each service imports the metrics it updates from here; `labelloop.core.health` serves them on
+`/metrics` of the port `LABELLOOP_METRICS_PORT`. Dashboards and alert rules
 (deploy/grafana, deploy/prometheus) use only these names and Triton's own `nv_*` metrics;
 an integration test scrapes the running services to check that every name they use exists.
 
@@ -11,7 +11,7 @@ retraining); `project` is a project id; `topic` is the topic's base name (withou
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -125,12 +125,3 @@ AUDITS = Counter(
     "Audited auto-labels, by whether people agreed (agree, disagree).",
     ["project", "outcome"],
 )
-
-
-def start_metrics_server(port: int, service: str, host: str = "0.0.0.0") -> None:
-    """Serve `/metrics` on `port` (0 disables) and record the build info for `service`."""
-    from labelloop import __version__
-
-    BUILD_INFO.info({"service": service, "version": __version__})
-    if port:
-        start_http_server(port, addr=host)

@@ -1,0 +1,120 @@
+"""Projects: validation of a project's spec, defaults, and durable storage in Redis.
+
+A project is stored as its serialized `labelloop.v1.Project` under `<prefix>:projects` (a hash
+keyed by project id). Redis runs with an append-only file, so projects survive restarts of every
+service and of Redis. Readers use `ProjectStore.get`, which caches for `cache_s` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import redis
+
+from labelloop.core.errors import AlreadyExists, InvalidArgument, NotFound
+from labelloop.core.redis_store import Keys, unavailable
+from labelloop.core.stream import now_timestamp
+from labelloop.v1 import common_pb2
+
+PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+DEFAULT_TARGET_PRECISION = 0.95
+DEFAULT_ANNOTATORS = 1
+DEFAULT_AUDIT_RATE = 0.02
+MAX_LABELS = 1000
+
+
+def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
+    """Validate `spec` and fill defaults; InvalidArgument names the first bad field."""
+    out = common_pb2.ProjectSpec()
+    out.CopyFrom(spec)
+    if not PROJECT_ID.match(out.project_id):
+        raise InvalidArgument(
+            "spec.project_id",
+            f"{out.project_id!r} is not a valid id (1-64 of lowercase letters, digits, '-', '_', starting with a letter or digit)",
+        )
+    if out.modality == common_pb2.MODALITY_UNSPECIFIED:
+        out.modality = common_pb2.MODALITY_TEXT
+    if out.task_type == common_pb2.TASK_TYPE_UNSPECIFIED:
+        out.task_type = common_pb2.TASK_TYPE_SINGLE_LABEL
+    if out.task_type == common_pb2.TASK_TYPE_MULTI_LABEL:
+        raise InvalidArgument("spec.task_type", "multi-label projects are not supported yet")
+    labels = list(out.labels)
+    if any(not label.strip() for label in labels):
+        raise InvalidArgument("spec.labels", "labels must be non-empty strings")
+    if len(set(labels)) != len(labels):
+        raise InvalidArgument("spec.labels", "labels must be distinct")
+    if not 2 <= len(labels) <= MAX_LABELS:
+        raise InvalidArgument("spec.labels", f"need between 2 and {MAX_LABELS} labels, got {len(labels)}")
+    if out.target_precision == 0:
+        out.target_precision = DEFAULT_TARGET_PRECISION
+    if not 0 < out.target_precision <= 1:
+        raise InvalidArgument("spec.target_precision", f"must be in (0, 1], got {out.target_precision}")
+    if out.annotators_per_task == 0:
+        out.annotators_per_task = DEFAULT_ANNOTATORS
+    if not 1 <= out.annotators_per_task <= 15:
+        raise InvalidArgument("spec.annotators_per_task", f"must be 1..15, got {out.annotators_per_task}")
+    if not out.HasField("audit_rate"):
+        out.audit_rate = DEFAULT_AUDIT_RATE
+    if not 0 <= out.audit_rate <= 1:
+        raise InvalidArgument("spec.audit_rate", f"must be in [0, 1], got {out.audit_rate}")
+    if not out.model_name:
+        out.model_name = out.project_id
+    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", out.model_name):
+        raise InvalidArgument("spec.model_name", f"{out.model_name!r} is not a valid Triton model name")
+    return out
+
+
+class ProjectStore:
+    """Durable project registry in Redis, with a short read cache."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, cache_s: float = 2.0) -> None:
+        self.client = client
+        self.key = Keys(key_prefix)("projects")
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, common_pb2.Project]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, spec: common_pb2.ProjectSpec) -> common_pb2.Project:
+        """Store a new project; AlreadyExists if the id is taken."""
+        project = common_pb2.Project(spec=normalize_spec(spec), created_at=now_timestamp())
+        try:
+            created = self.client.hsetnx(self.key, project.spec.project_id, project.SerializeToString())
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        if not created:
+            raise AlreadyExists(f"project {project.spec.project_id!r} already exists")
+        return project
+
+    def get(self, project_id: str) -> common_pb2.Project:
+        """The project; NotFound when unknown."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(project_id)
+        if hit and now - hit[0] < self.cache_s:
+            return hit[1]
+        try:
+            raw = self.client.hget(self.key, project_id)
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        if raw is None:
+            raise NotFound(f"project {project_id!r} does not exist")
+        project = common_pb2.Project()
+        project.ParseFromString(raw)  # type: ignore[arg-type]
+        with self._lock:
+            self._cache[project_id] = (now, project)
+        return project
+
+    def list(self) -> list[common_pb2.Project]:
+        """Every project, sorted by id."""
+        try:
+            raw = self.client.hgetall(self.key)
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        projects = []
+        for value in raw.values():  # type: ignore[union-attr]
+            project = common_pb2.Project()
+            project.ParseFromString(value)
+            projects.append(project)
+        return sorted(projects, key=lambda p: p.spec.project_id)

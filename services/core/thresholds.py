@@ -1,0 +1,89 @@
+"""Live auto-accept thresholds per project, held in Redis: written by retraining (and people,
+through rollback), read by routing on every prediction (cached for a second).
+
+Until a project has a calibrated threshold, `NOTHING` (2.0, above any probability) applies, so
+every item goes to people.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from labelloop.core.redis_store import Keys, unavailable
+
+NOTHING = 2.0  # a threshold above 1 admits nothing
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The auto-accept rule of one project: a global threshold and optional per-class overrides."""
+
+    threshold: float = NOTHING
+    class_thresholds: dict[str, float] = field(default_factory=dict)
+    model_version: int = 0
+
+    def for_label(self, label: str) -> float:
+        """The threshold that a prediction of `label` must reach."""
+        return self.class_thresholds.get(label, self.threshold)
+
+    def admits(self, label: str, probability: float) -> bool:
+        """True when a top prediction of `label` with `probability` is auto-accepted."""
+        return probability >= self.for_label(label)
+
+
+class ThresholdStore:
+    """Reads and writes `<prefix>:threshold:<project>` (JSON)."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, cache_s: float = 1.0) -> None:
+        self.client = client
+        self.keys = Keys(key_prefix)
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Threshold]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, project_id: str) -> Threshold:
+        """The project's threshold (NOTHING when none was ever set)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(project_id)
+        if hit and now - hit[0] < self.cache_s:
+            return hit[1]
+        try:
+            raw = self.client.get(self.keys("threshold", project_id))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        value = Threshold()
+        if raw:
+            data = json.loads(raw)  # type: ignore[arg-type]
+            value = Threshold(
+                float(data["threshold"]),
+                {k: float(v) for k, v in data.get("class_thresholds", {}).items()},
+                int(data.get("model_version", 0)),
+            )
+        with self._lock:
+            self._cache[project_id] = (now, value)
+        return value
+
+    def set(self, project_id: str, value: Threshold) -> None:
+        """Publish a new threshold; routing sees it within `cache_s`."""
+        data = {
+            "threshold": value.threshold,
+            "class_thresholds": value.class_thresholds,
+            "model_version": value.model_version,
+            "updated_at": time.time(),
+        }
+        try:
+            self.client.set(self.keys("threshold", project_id), json.dumps(data))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        self.invalidate(project_id)
+
+    def invalidate(self, project_id: str) -> None:
+        """Forget the cached value (e.g. on a `models` event)."""
+        with self._lock:
+            self._cache.pop(project_id, None)

@@ -1,0 +1,83 @@
+"""`python -m labelloop.ingest`: the client-facing gRPC API (IngestService + admin ProjectService).
+
+Env: the `LABELLOOP_*` variables of IngestSettings (labelloop.ingest.settings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from labelloop.core import grpc_server, health, redis_store, stream
+from labelloop.core.progress import Progress
+from labelloop.core.projects import ProjectStore
+from labelloop.core.service import bootstrap, load_settings_or_exit
+from labelloop.core.topics import DEAD_LETTERS
+from labelloop.ingest.api import IngestApi, ProjectApi
+from labelloop.ingest.ingestor import IngestLimits, Ingestor
+from labelloop.ingest.settings import IngestSettings
+from labelloop.v1 import admin_pb2_grpc, ingest_pb2_grpc
+
+log = logging.getLogger("ingest")
+
+
+def dead_letter_counter(bootstrap_servers: str, prefix: str) -> Callable[[], int]:
+    """Counts records in the dead-letter topic (end offsets minus start offsets)."""
+    name = DEAD_LETTERS.name(prefix)
+
+    def count() -> int:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        try:
+            parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+            ends = consumer.end_offsets(parts)
+            starts = consumer.beginning_offsets(parts)
+            return int(sum(ends[tp] - starts[tp] for tp in parts))
+        finally:
+            consumer.close()
+
+    return count
+
+
+def main() -> None:
+    settings = load_settings_or_exit(IngestSettings)
+    runtime = bootstrap("ingest", settings)
+    client = redis_store.connect(settings.redis_url)
+    runtime.health.add("redis", health.redis_check(client))
+    runtime.health.add("kafka", health.kafka_check(settings.kafka_bootstrap))
+    stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "ingest")
+    projects = ProjectStore(client, settings.redis_key_prefix)
+    progress = Progress(client, settings.redis_key_prefix)
+    limits = IngestLimits(settings.max_text_bytes, settings.max_metadata_bytes, settings.pending_ttl_s)
+    ingestor = Ingestor(projects, progress, client, producer, limits)
+    ingest_api = IngestApi(ingestor, settings.max_batch_items)
+    project_api = ProjectApi(
+        projects,
+        progress,
+        client,
+        settings.redis_key_prefix,
+        dead_letter_counter(settings.kafka_bootstrap, settings.topic_prefix),
+    )
+    server = grpc_server.build_server(
+        "ingest",
+        settings.grpc_port,
+        [
+            lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest_api, s),
+            lambda s: admin_pb2_grpc.add_ProjectServiceServicer_to_server(project_api, s),
+        ],
+        runtime.health,
+    )
+    while not runtime.stop.wait(1.0):
+        pass
+    log.info("ingest stopping: draining gRPC calls")
+    server.stop(grace=settings.shutdown_timeout_s).wait()
+    producer.close()
+    runtime.health.alive = False
+    log.info("ingest stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Accepting items: validate, deduplicate by item id, produce to `items`.
+
+Idempotency: `<prefix>:items:<project>` maps item id -> "ok" once produced, or
+"pending:<epoch>" while a producer holds it. A pending claim older than `pending_ttl_s` (a
+crashed ingest) may be taken over, so a crash between claim and produce loses nothing: the
+client's retry is accepted. A claim is released if producing fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from labelloop.core import metrics
+from labelloop.core.errors import DependencyUnavailable, InvalidArgument, NotFound
+from labelloop.core.progress import Progress
+from labelloop.core.projects import ProjectStore
+from labelloop.core.redis_store import unavailable
+from labelloop.core.stream import EventProducer, now_timestamp
+from labelloop.core.topics import ITEMS
+from labelloop.v1 import common_pb2, events_pb2, ingest_pb2
+
+log = logging.getLogger(__name__)
+ACCEPTED = ingest_pb2.SUBMIT_STATUS_ACCEPTED
+DUPLICATE = ingest_pb2.SUBMIT_STATUS_DUPLICATE
+REJECTED = ingest_pb2.SUBMIT_STATUS_REJECTED
+
+
+@dataclass
+class IngestLimits:
+    """Size limits applied by validation."""
+
+    max_text_bytes: int = 100_000
+    max_metadata_bytes: int = 16_384
+    pending_ttl_s: float = 60.0
+
+
+class Ingestor:
+    """Accepts batches of items; thread-safe (one producer, Redis pipelines per call)."""
+
+    def __init__(
+        self,
+        projects: ProjectStore,
+        progress: Progress,
+        client: redis.Redis,
+        producer: EventProducer,
+        limits: IngestLimits,
+    ) -> None:
+        self.projects = projects
+        self.progress = progress
+        self.client = client
+        self.producer = producer
+        self.limits = limits
+
+    def submit(self, items: Sequence[common_pb2.Item], channel: str) -> list[ingest_pb2.ItemResult]:
+        """Validate, deduplicate and produce `items`; one result per item, in order.
+
+        Raises DependencyUnavailable (nothing accepted) when Redis or Kafka is down.
+        """
+        from labelloop.ingest.validation import validate_item
+
+        results: list[ingest_pb2.ItemResult] = []
+        valid: list[tuple[int, common_pb2.Item]] = []
+        for index, item in enumerate(items):
+            result = ingest_pb2.ItemResult(index=index, item_id=item.item_id)
+            results.append(result)
+            try:
+                if not item.project_id:
+                    raise InvalidArgument("item.project_id", "is empty")
+                try:
+                    project = self.projects.get(item.project_id)
+                except NotFound:
+                    raise InvalidArgument("item.project_id", f"unknown project {item.project_id!r}") from None
+                validate_item(item, project, self.limits.max_text_bytes, self.limits.max_metadata_bytes)
+            except InvalidArgument as exc:
+                result.status = REJECTED
+                result.error_field = exc.field
+                result.error_message = str(exc)
+                metrics.ITEMS_REJECTED.labels(item.project_id or "-", exc.field).inc()
+                continue
+            if not item.item_id:
+                assigned = common_pb2.Item()
+                assigned.CopyFrom(item)
+                assigned.item_id = uuid.uuid4().hex
+                item = assigned
+                result.item_id = item.item_id
+            valid.append((index, item))
+        if not valid:
+            return results
+        claimed = self._claim(valid, results)
+        if claimed:
+            self._produce(claimed, channel)
+        return results
+
+    def _claim(
+        self, valid: list[tuple[int, common_pb2.Item]], results: list[ingest_pb2.ItemResult]
+    ) -> list[tuple[int, common_pb2.Item]]:
+        """Claim each new item id with HSETNX; take over stale pending claims; mark the rest duplicates."""
+        now = time.time()
+        pending = f"pending:{now:.6f}"
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for _, item in valid:
+                pipe.hsetnx(self.progress.items_key(item.project_id), item.item_id, pending)
+            fresh = pipe.execute()
+            taken = {pos for pos, ok in enumerate(fresh) if ok}
+            taken_keys = {(valid[pos][1].project_id, valid[pos][1].item_id) for pos in taken}
+            others = [pos for pos in range(len(valid)) if pos not in taken]
+            if others:
+                pipe = self.client.pipeline(transaction=False)
+                for pos in others:
+                    pipe.hget(self.progress.items_key(valid[pos][1].project_id), valid[pos][1].item_id)
+                for pos, value in zip(others, pipe.execute(), strict=True):
+                    item = valid[pos][1]
+                    key = (item.project_id, item.item_id)
+                    if key in taken_keys or not value or not value.startswith(b"pending:"):
+                        continue
+                    if now - float(value.split(b":", 1)[1]) > self.limits.pending_ttl_s:
+                        self.client.hset(self.progress.items_key(item.project_id), item.item_id, pending)
+                        taken.add(pos)
+                        taken_keys.add(key)
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        claimed = []
+        for pos, (index, item) in enumerate(valid):
+            if pos in taken:
+                claimed.append((index, item))
+                results[index].status = ACCEPTED
+            else:
+                results[index].status = DUPLICATE
+                metrics.ITEMS_DUPLICATE.labels(item.project_id).inc()
+        return claimed
+
+    def _produce(self, claimed: list[tuple[int, common_pb2.Item]], channel: str) -> None:
+        at = now_timestamp()
+        try:
+            for _, item in claimed:
+                event = events_pb2.ItemIngested(item=item, ingested_at=at, channel=channel)
+                self.producer.send(ITEMS, item.item_id, event)
+            self.producer.flush()
+        except DependencyUnavailable:
+            self._release(claimed)
+            raise
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for _, item in claimed:
+                pipe.hset(self.progress.items_key(item.project_id), item.item_id, "ok")
+            pipe.execute()
+        except redis.RedisError as exc:
+            # Produced already: the pending claim expires into a takeover at worst (a duplicate
+            # item event, which downstream handles idempotently by item id).
+            log.warning("could not mark %d items as produced: %s", len(claimed), exc)
+        for _, item in claimed:
+            metrics.ITEMS_INGESTED.labels(item.project_id, channel).inc()
+
+    def _release(self, claimed: list[tuple[int, common_pb2.Item]]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for _, item in claimed:
+                pipe.hdel(self.progress.items_key(item.project_id), item.item_id)
+            pipe.execute()
+        except redis.RedisError:
+            log.warning(
+                "could not release %d claims; they expire after %ss", len(claimed), self.limits.pending_ttl_s
+            )

@@ -1,0 +1,19 @@
+"""Ingest settings (env `LABELLOOP_*`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labelloop.core.settings import CommonSettings, port, positive, setting
+
+
+@dataclass(frozen=True)
+class IngestSettings(CommonSettings):
+    """Ingest: the client-facing gRPC API (IngestService and the admin ProjectService)."""
+
+    grpc_port: int = setting(50051, port)
+    metrics_port: int = setting(9101, port)
+    max_text_bytes: int = setting(100_000, positive)
+    max_metadata_bytes: int = setting(16_384, positive)
+    max_batch_items: int = setting(5_000, positive)
+    pending_ttl_s: float = setting(60.0, positive)
