@@ -92,7 +92,7 @@ class EventProducer:
             )
         except KafkaError as exc:
             raise DependencyUnavailable("kafka", str(exc)) from exc
-        self._pending: list[Any] = []
+        self._local = threading.local()  # each thread flushes (and checks) its own sends
 
     def send(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Queue one event; raises TypeError if `message` is not the topic's message type."""
@@ -105,12 +105,21 @@ class EventProducer:
         else:
             value = message
         key_bytes = key.encode() if isinstance(key, str) else key
-        self._pending.append(self._producer.send(topic.name(self.prefix), key=key_bytes, value=value))
+        self._thread_pending().append(
+            self._producer.send(topic.name(self.prefix), key=key_bytes, value=value)
+        )
         metrics.MESSAGES_PRODUCED.labels(self.service, topic.base).inc()
+
+    def _thread_pending(self) -> list[Any]:
+        if not hasattr(self._local, "pending"):
+            self._local.pending = []
+        pending: list[Any] = self._local.pending
+        return pending
 
     def flush(self, timeout_s: float = 30) -> None:
         """Block until every queued event is acknowledged; DependencyUnavailable if any failed."""
-        pending, self._pending = self._pending, []
+        pending = self._thread_pending()
+        self._local.pending = []
         try:
             self._producer.flush(timeout=timeout_s)
             for future in pending:
@@ -203,6 +212,7 @@ class StreamProcessor:
         poll_timeout_ms: int = 200,
         max_poll_records: int = 500,
         max_backoff_s: float = 5.0,
+        batch_max_wait_ms: int = 0,
         on_idle: Callable[[], None] | None = None,
         consumer_config: dict[str, Any] | None = None,
     ) -> None:
@@ -214,6 +224,7 @@ class StreamProcessor:
         self.poll_timeout_ms = poll_timeout_ms
         self.max_poll_records = max_poll_records
         self.max_backoff_s = max_backoff_s
+        self.batch_max_wait_ms = batch_max_wait_ms
         self.on_idle = on_idle
         self.stop = StopFlag()
         self.processed = 0
@@ -247,7 +258,7 @@ class StreamProcessor:
 
     def run_once(self) -> int:
         """Poll one batch and process it fully (produce, flush, commit). Returns events handled."""
-        polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        polled = self._poll()
         self._update_lag()
         records = [r for part in polled.values() for r in part]
         if not records:
@@ -270,6 +281,26 @@ class StreamProcessor:
         metrics.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.processed += len(records)
         return len(records)
+
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One poll, then (micro-batching) more polls until `max_poll_records` records or
+        `batch_max_wait_ms` since the first record."""
+        polled: dict[TopicPartition, list[Any]] = dict(
+            self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        )
+        if not polled or self.batch_max_wait_ms <= 0:
+            return polled
+        deadline = time.monotonic() + self.batch_max_wait_ms / 1000
+        count = sum(len(part) for part in polled.values())
+        while count < self.max_poll_records and not self.stop.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = self.consumer.poll(timeout_ms=left_ms, max_records=self.max_poll_records - count)
+            for tp, part in more.items():
+                polled.setdefault(tp, []).extend(part)
+                count += len(part)
+        return polled
 
     def close(self) -> None:
         """Flush pending output and close the consumer (no commit beyond processed work)."""
@@ -325,6 +356,9 @@ class StreamProcessor:
                 self.handler(single)
             except DependencyUnavailable:
                 raise
+            except PoisonMessage as exc:
+                batch.dead_letter(event, exc)
+                continue
             except Exception as exc:
                 batch.dead_letter(event, PoisonMessage(type(exc).__name__, f"handler failed: {exc}"))
                 continue

@@ -1,0 +1,72 @@
+"""Reading the labels of record: the compacted `labels` topic replayed from the start.
+
+Used by `labelloop export`, the benchmark and the retraining service's rebuild. The latest
+event per item id wins (the same rule compaction applies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from labelloop.core.topics import LABELS, Topic
+from labelloop.v1 import events_pb2
+
+
+def replay(bootstrap: str, prefix: str, topic: Topic = LABELS, timeout_s: float = 30) -> Iterator[Any]:
+    """Every record of `topic` from its start up to its end offsets at call time, decoded
+    (undecodable records are skipped). Reads without a consumer group: commits nothing."""
+    name = topic.name(prefix)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="labelloop-replay"
+    )
+    try:
+        partitions = consumer.partitions_for_topic(name) or set()
+        tps = [TopicPartition(name, p) for p in sorted(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > consumer.position(tp)}
+        while remaining:
+            polled = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=5000)
+            if not polled:
+                raise TimeoutError(f"reading {name}: no records within {timeout_s}s before its end offsets")
+            for tp, records in polled.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    message = _decode(topic, record.value)
+                    if message is not None:
+                        yield message
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        consumer.close()
+
+
+def _decode(topic: Topic, value: bytes | None) -> Any:
+    """The decoded message, or None for a tombstone or a corrupt record (not a label)."""
+    if value is None:
+        return None
+    try:
+        return topic.decode(value)
+    except DecodeError:
+        return None
+
+
+def latest_labels(
+    bootstrap: str, prefix: str, project_id: str | None = None
+) -> dict[str, events_pb2.LabelFinalized]:
+    """The latest final label per item id (of one project, or all)."""
+    out: dict[str, events_pb2.LabelFinalized] = {}
+    for label in replay(bootstrap, prefix, LABELS):
+        item = label.ingested.item
+        if project_id is None or item.project_id == project_id:
+            out[item.item_id] = label
+    return out

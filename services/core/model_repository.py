@@ -1,0 +1,271 @@
+"""The Triton model-repository contract: how a classifier version is laid out on disk and loaded.
+
+Layout (one directory per model, one integer directory per version):
+
+    <repo>/<model_name>/config.pbtxt
+    <repo>/<model_name>/<version>/model.py       the python-backend template (core/triton_model/model.py)
+    <repo>/<model_name>/<version>/labels.json    {"format": 1, "family", "labels", "artifacts", "metadata"}
+    <repo>/<model_name>/<version>/<artifacts>    e.g. pipeline.joblib for family "sklearn"
+
+The model takes `TEXT` (TYPE_STRING, dims [1], batched up to `max_batch_size`) and returns
+`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`. Triton serves only the
+newest version (`latest { num_versions: 1 }`): writing version N+1 and calling `load_and_wait`
+swaps to it while requests keep being served.
+
+Writers are atomic: a version is assembled in a hidden `.tmp-*` directory inside the model
+directory and renamed to its number in one step, so Triton never sees a half-written version.
+Used by the retraining service (writes and loads), the tests, and the operator CLI (rollback).
+`<repo>` is `LABELLOOP_MODEL_REPOSITORY` in the services.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from labelloop.core.errors import AlreadyExists, DependencyUnavailable, LabelloopError, NotFound
+
+CONFIG_FILE = "config.pbtxt"
+MODEL_FILE = "model.py"
+LABELS_FILE = "labels.json"
+LAYOUT_FORMAT = 1
+DEFAULT_MAX_BATCH_SIZE = 256
+MODEL_TEMPLATE = Path(__file__).with_name("triton_model") / MODEL_FILE
+SKLEARN_PIPELINE_FILE = "pipeline.joblib"
+TMP_PREFIX = ".tmp-"
+
+Files = Mapping[str, bytes | str | Path] | Callable[[Path], None]
+"""A version's artifact files: name -> content (bytes, text, or a file to copy), or a function
+that writes them into the directory it is given."""
+
+
+class ModelLoadError(LabelloopError):
+    """Triton refused to load a model (or did not make it ready in time); carries Triton's message."""
+
+
+def config_pbtxt(model_name: str, n_classes: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
+    """The model-level Triton config: python backend, TEXT in, PROBS out, newest version only."""
+    return (
+        f'name: "{model_name}"\n'
+        'backend: "python"\n'
+        f"max_batch_size: {max_batch_size}\n"
+        'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
+        "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
+        "version_policy: { latest: { num_versions: 1 } }\n"
+        "dynamic_batching { }\n"
+    )
+
+
+def _check_name(model_name: str) -> None:
+    if not model_name or model_name.startswith(".") or "/" in model_name or model_name != model_name.strip():
+        raise ValueError(f"invalid model name {model_name!r}")
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def list_versions(repo: Path | str, model_name: str) -> list[int]:
+    """The complete versions of `model_name` in `repo`, ascending (hidden temp dirs excluded)."""
+    model_dir = Path(repo) / model_name
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(repo: Path | str, model_name: str) -> int:
+    """One more than the newest version on disk (1 for a new model). Not a reservation:
+    a concurrent writer of the same number makes `write_version` raise AlreadyExists."""
+    versions = list_versions(repo, model_name)
+    return versions[-1] + 1 if versions else 1
+
+
+def read_labels(repo: Path | str, model_name: str, version: int) -> dict[str, Any]:
+    """The parsed labels.json of a version (family, labels in output order, artifacts, metadata)."""
+    path = Path(repo) / model_name / str(version) / LABELS_FILE
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise NotFound(f"model {model_name!r} has no version {version} in {repo}") from None
+
+
+def write_version(
+    repo: Path | str,
+    model_name: str,
+    version: int,
+    family: str,
+    labels: Sequence[str],
+    files: Files,
+    *,
+    artifacts: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+) -> Path:
+    """Write version `version` of `model_name` atomically and return its directory.
+
+    `labels` is the class order = PROBS column order. `artifacts` names the family's files for
+    model.py (e.g. {"pipeline": "pipeline.joblib"}); `metadata` is stored as is. Writes (or
+    rewrites, atomically) `config.pbtxt` for `len(labels)` classes. Raises AlreadyExists when
+    the version exists; on any error nothing is left behind. Does not load it: see `load_and_wait`.
+    """
+    _check_name(model_name)
+    if version < 1:
+        raise ValueError(f"version must be >= 1, got {version}")
+    if not labels or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be non-empty and unique, got {list(labels)}")
+    model_dir = Path(repo) / model_name
+    final = model_dir / str(version)
+    if final.exists():
+        raise AlreadyExists(f"model {model_name!r} version {version} exists in {repo}")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-", dir=model_dir))
+    try:
+        if callable(files):
+            files(staging)
+        else:
+            for name, content in files.items():
+                target = staging / name
+                if isinstance(content, Path):
+                    shutil.copy2(content, target)
+                elif isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    target.write_text(content)
+        shutil.copy2(MODEL_TEMPLATE, staging / MODEL_FILE)
+        meta = {
+            "format": LAYOUT_FORMAT,
+            "family": family,
+            "labels": list(labels),
+            "artifacts": dict(artifacts or {}),
+            "metadata": dict(metadata or {}),
+            "written_at": time.time(),
+        }
+        (staging / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        os.chmod(staging, 0o755)  # mkdtemp makes it 0700
+        config = config_pbtxt(model_name, len(labels), max_batch_size)
+        config_path = model_dir / CONFIG_FILE
+        if not config_path.is_file() or config_path.read_text() != config:
+            _write_text_atomically(config_path, config)
+        os.rename(staging, final)  # fails if `final` appeared meanwhile (non-empty dir)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if final.exists():
+            raise AlreadyExists(f"model {model_name!r} version {version} exists in {repo}") from error
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def write_sklearn_version(
+    repo: Path | str,
+    model_name: str,
+    version: int,
+    pipeline: Any,
+    labels: Sequence[str] | None = None,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+) -> Path:
+    """Write a fitted scikit-learn pipeline (texts -> `predict_proba`) as family "sklearn".
+
+    `labels` orders the output columns (default: `pipeline.classes_`); it must hold exactly the
+    pipeline's classes. The pipeline is saved with joblib as `pipeline.joblib`.
+    """
+    import joblib
+
+    classes = [str(c) for c in pipeline.classes_]
+    order = [str(label) for label in labels] if labels is not None else classes
+    if sorted(order) != sorted(classes):
+        raise ValueError(f"labels {order} must be exactly the pipeline's classes {classes}")
+    return write_version(
+        repo,
+        model_name,
+        version,
+        "sklearn",
+        order,
+        lambda directory: joblib.dump(pipeline, directory / SKLEARN_PIPELINE_FILE),
+        artifacts={"pipeline": SKLEARN_PIPELINE_FILE},
+        metadata=metadata,
+        max_batch_size=max_batch_size,
+    )
+
+
+def remove_version(repo: Path | str, model_name: str, version: int) -> None:
+    """Delete a version atomically (renamed to a hidden dir first, then removed).
+
+    Raises NotFound when it does not exist. Removing the served version does not unload it;
+    call `load_and_wait` afterwards to serve the newest remaining one.
+    """
+    model_dir = Path(repo) / model_name
+    path = model_dir / str(version)
+    if not path.is_dir():
+        raise NotFound(f"model {model_name!r} has no version {version} in {repo}")
+    doomed = model_dir / f"{TMP_PREFIX}removed-{version}-{os.getpid()}-{time.monotonic_ns()}"
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def load_and_wait(triton_grpc_url: str, model_name: str, timeout: float = 120.0) -> int:
+    """Ask Triton (explicit model control) to (re)load `model_name`; return the version now ready.
+
+    Triton loads the newest version on disk and, once it is ready, unloads the previous one,
+    serving requests throughout. Raises ModelLoadError with Triton's message when loading fails
+    (the previously served version, if any, keeps serving), DependencyUnavailable when Triton
+    cannot be reached.
+    """
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(triton_grpc_url)
+    try:
+        try:
+            client.load_model(model_name, client_timeout=timeout)
+        except InferenceServerException as error:
+            text = error.message() or str(error)
+            if error.status() == "StatusCode.UNAVAILABLE":
+                raise DependencyUnavailable("triton", text) from error
+            raise ModelLoadError(f"triton could not load model {model_name!r}: {text}") from error
+        deadline = time.monotonic() + timeout
+        interval = 0.05
+        while True:
+            ready = _ready_versions(client, model_name)
+            if ready:
+                return max(ready)
+            if time.monotonic() >= deadline:
+                raise ModelLoadError(f"model {model_name!r} loaded but not ready after {timeout:.0f}s")
+            time.sleep(interval)
+            interval = min(interval * 2, 1.0)
+    finally:
+        client.close()
+
+
+def served_versions(triton_grpc_url: str, model_name: str) -> list[int]:
+    """The versions of `model_name` Triton reports READY, ascending (empty when none)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton_grpc_url)
+    try:
+        return _ready_versions(client, model_name)
+    finally:
+        client.close()
+
+
+def _ready_versions(client: Any, model_name: str) -> list[int]:
+    index = client.get_model_repository_index(as_json=True)
+    return sorted(
+        int(entry["version"])
+        for entry in index.get("models", [])
+        if entry.get("name") == model_name and entry.get("state") == "READY" and entry.get("version")
+    )

@@ -1,0 +1,108 @@
+"""Triton python-backend model for Labelloop classifiers (copied into every model version).
+
+Layout it serves (written by `labelloop.core.model_repository`):
+    <repo>/<model>/config.pbtxt           input TEXT (TYPE_STRING, [1]), output PROBS (TYPE_FP32, [n_classes])
+    <repo>/<model>/<version>/model.py     this file
+    <repo>/<model>/<version>/labels.json  {"format": 1, "family": ..., "labels": [...], "artifacts": {...}}
+    <repo>/<model>/<version>/<artifacts>  what the family needs, e.g. pipeline.joblib
+
+`execute` gathers the texts of every request Triton hands it into ONE `predict_proba` call and
+splits the rows back per request, so Triton's dynamic batching turns into one model call.
+PROBS columns follow `labels` in labels.json. The model family (labels.json "family") picks the
+predictor from `FAMILIES`; a new family adds a loader there and keeps this layout.
+This file runs inside Triton's python stub: it imports only numpy, the family's own libraries
+and `triton_python_backend_utils`, never Labelloop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class Predictor(Protocol):
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Probabilities, one row per text, columns in labels.json order."""
+        ...
+
+
+class SklearnPredictor:
+    """Family "sklearn": a scikit-learn pipeline (text -> predict_proba) saved with joblib."""
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
+        import joblib
+
+        self.pipeline = joblib.load(version_dir / meta["artifacts"]["pipeline"])
+        classes = [str(c) for c in self.pipeline.classes_]
+        labels = [str(label) for label in meta["labels"]]
+        if sorted(classes) != sorted(labels):
+            raise ValueError(f"pipeline classes {classes} differ from labels.json labels {labels}")
+        self.columns = [classes.index(label) for label in labels]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.pipeline.predict_proba(texts))[:, self.columns]
+
+
+FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {"sklearn": SklearnPredictor}
+
+
+def _texts(request: Any) -> list[str]:
+    values = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class TritonPythonModel:
+    """Entry point Triton's python backend instantiates once per model instance."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        meta = json.loads((version_dir / "labels.json").read_text())
+        family = meta.get("family")
+        if family not in FAMILIES:
+            raise ValueError(
+                f"unknown model family {family!r} in {version_dir}/labels.json; known: {sorted(FAMILIES)}"
+            )
+        self.labels = list(meta["labels"])
+        self.predictor = FAMILIES[family](version_dir, meta)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        texts: list[str] = []
+        counts: list[int | None] = []  # None: this request's input could not be read
+        errors: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                batch = _texts(request)
+            except Exception as error:  # one bad request must not fail the others
+                errors[i] = f"bad TEXT input: {error}"
+                counts.append(None)
+                continue
+            texts.extend(batch)
+            counts.append(len(batch))
+        try:
+            probs = self.predictor.predict_proba(texts).astype(np.float32) if texts else None
+        except Exception as error:
+            failure = pb_utils.TritonError(f"predict_proba failed: {error}")
+            return [pb_utils.InferenceResponse(output_tensors=[], error=failure) for _ in requests]
+        responses = []
+        start = 0
+        for i, count in enumerate(counts):
+            if count is None:
+                error = pb_utils.TritonError(errors[i])
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+                continue
+            rows = (
+                probs[start : start + count]
+                if probs is not None
+                else np.zeros((0, len(self.labels)), np.float32)
+            )
+            start += count
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("PROBS", rows)]))
+        return responses
+
+    def finalize(self) -> None:
+        self.predictor = None  # type: ignore[assignment]

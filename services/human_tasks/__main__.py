@@ -1,0 +1,88 @@
+"""`python -m labelloop.human_tasks`: fills the per-project queues from `tasks`, serves the
+annotator gRPC API, re-queues expired leases, and exports queue gauges.
+Env: the `LABELLOOP_*` variables of HumanTasksSettings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from labelloop.core import grpc_server, health, metrics, redis_store, stream
+from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.progress import Progress
+from labelloop.core.projects import ProjectStore
+from labelloop.core.queues import read_stats
+from labelloop.core.service import bootstrap, load_settings_or_exit
+from labelloop.core.topics import TASKS
+from labelloop.human_tasks.api import HumanTaskApi
+from labelloop.human_tasks.queue import TaskQueue
+from labelloop.human_tasks.settings import HumanTasksSettings
+from labelloop.v1 import human_tasks_pb2_grpc
+
+log = logging.getLogger("human_tasks")
+
+
+def keep_queues(queue: TaskQueue, projects: ProjectStore, stop: stream.StopFlag, interval_s: float) -> None:
+    """Until stopped: re-queue expired leases and update the queue gauges of every project."""
+    while not stop.wait(interval_s):
+        try:
+            for project in projects.list():
+                pid = project.spec.project_id
+                expired = queue.reap(pid)
+                if expired:
+                    metrics.LEASES_EXPIRED.labels(pid).inc(expired)
+                stats = read_stats(queue.client, queue.keys, pid)
+                metrics.HUMAN_QUEUE_DEPTH.labels(pid).set(stats.queued)
+                metrics.HUMAN_LEASES_ACTIVE.labels(pid).set(stats.leased)
+                metrics.HUMAN_QUEUE_OLDEST_AGE.labels(pid).set(stats.oldest_age_s)
+        except DependencyUnavailable as exc:
+            log.warning("queue upkeep skipped: %s", exc)
+
+
+def main() -> None:
+    settings = load_settings_or_exit(HumanTasksSettings)
+    runtime = bootstrap("human_tasks", settings)
+    client = redis_store.connect(settings.redis_url)
+    runtime.health.add("redis", health.redis_check(client))
+    runtime.health.add("kafka", health.kafka_check(settings.kafka_bootstrap))
+    stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
+    projects = ProjectStore(client, settings.redis_key_prefix)
+    api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
+    api = HumanTaskApi(queue, projects, Progress(client, settings.redis_key_prefix), api_producer)
+    server = grpc_server.build_server(
+        "human_tasks",
+        settings.grpc_port,
+        [lambda s: human_tasks_pb2_grpc.add_HumanTaskServiceServicer_to_server(api, s)],
+        runtime.health,
+    )
+    upkeep = threading.Thread(
+        target=keep_queues, args=(queue, projects, runtime.stop, settings.reap_interval_s), daemon=True
+    )
+    upkeep.start()
+
+    def fill(batch: stream.Batch) -> None:
+        queue.enqueue([event.message for event in batch.events])
+
+    producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
+    processor = stream.StreamProcessor(
+        service="human_tasks",
+        bootstrap=settings.kafka_bootstrap,
+        prefix=settings.topic_prefix,
+        inputs=[TASKS],
+        group_id=f"{settings.topic_prefix}.human_tasks",
+        handler=fill,
+        producer=producer,
+        poll_timeout_ms=settings.poll_timeout_ms,
+        max_poll_records=settings.max_poll_records,
+    )
+    processor.stop = runtime.stop
+    processor.run()
+    server.stop(grace=settings.shutdown_timeout_s).wait()
+    api_producer.close()
+    producer.close()
+    log.info("human_tasks stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The annotator-facing gRPC API (HumanTaskService) and what an answer sets off: the
+`annotations` event, and on consensus the human final label on `labels`.
+
+An answer is recorded in Redis first (atomically, so a lease is answered once), then its events
+are produced and flushed, then the lease is marked produced. A repeated submit of a lease whose
+events were not produced (a crash or a Kafka outage in between) produces them then, so nothing
+is lost and the client's retry is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from labelloop.core import metrics
+from labelloop.core.errors import InvalidArgument
+from labelloop.core.progress import Progress
+from labelloop.core.projects import ProjectStore
+from labelloop.core.queues import QueueKeys, read_stats
+from labelloop.core.stream import EventProducer, now_timestamp
+from labelloop.core.topics import ANNOTATIONS, LABELS
+from labelloop.human_tasks.consensus import majority
+from labelloop.human_tasks.queue import TaskQueue, task_state
+from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
+    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats."""
+
+    def __init__(
+        self, queue: TaskQueue, projects: ProjectStore, progress: Progress, producer: EventProducer
+    ) -> None:
+        self.queue = queue
+        self.projects = projects
+        self.progress = progress
+        self.producer = producer
+
+    def LeaseTask(
+        self, request: human_tasks_pb2.LeaseTaskRequest, context: grpc.ServicerContext
+    ) -> human_tasks_pb2.LeaseTaskResponse:
+        if not request.annotator_id:
+            raise InvalidArgument("annotator_id", "is empty")
+        project = self.projects.get(request.project_id)
+        lease = self.queue.lease(project.spec.project_id, request.annotator_id)
+        if lease is None:
+            return human_tasks_pb2.LeaseTaskResponse(has_task=False)
+        expires = Timestamp()
+        expires.FromNanoseconds(int(lease.expires_at * 1e9))
+        return human_tasks_pb2.LeaseTaskResponse(
+            has_task=True, task=lease.task, lease_id=lease.lease_id, lease_expires_at=expires
+        )
+
+    def SubmitAnnotation(
+        self, request: human_tasks_pb2.SubmitAnnotationRequest, context: grpc.ServicerContext
+    ) -> human_tasks_pb2.SubmitAnnotationResponse:
+        if not request.lease_id:
+            raise InvalidArgument("lease_id", "is empty")
+        if not request.annotator_id:
+            raise InvalidArgument("annotator_id", "is empty")
+        info = self.queue.lease_info(request.lease_id)
+        project = self.projects.get(info["project"])
+        if len(request.labels) != 1:
+            raise InvalidArgument(
+                "labels", f"a single-label project takes exactly one label, got {len(request.labels)}"
+            )
+        label = request.labels[0]
+        if label not in project.spec.labels:
+            raise InvalidArgument(
+                "labels", f"{label!r} is not in project {project.spec.project_id!r}'s label set"
+            )
+        answered = self.queue.answer(request.lease_id, request.annotator_id, label)
+        if answered.duplicate:
+            lease = answered.lease or {}
+            if lease.get("label") and lease.get("label") != label:
+                log.info(
+                    "lease %s answered again with a different label; the first answer stands",
+                    request.lease_id,
+                )
+            if lease.get("produced") != "1":
+                self._redo(request.lease_id, lease)
+            return human_tasks_pb2.SubmitAnnotationResponse(duplicate=True)
+        finalized = self._after_answer(
+            request.lease_id, answered.task, request.annotator_id, label, answered.answers, info
+        )
+        return human_tasks_pb2.SubmitAnnotationResponse(finalized=finalized)
+
+    def _after_answer(
+        self,
+        lease_id: str,
+        task: events_pb2.TaskRouted,
+        annotator: str,
+        label: str,
+        answers: dict[str, str],
+        lease: dict[str, str],
+    ) -> bool:
+        project_id = task.ingested.item.project_id
+        audit = task.reason == events_pb2.TASK_REASON_AUDIT
+        leased_at = float(lease.get("leased_at", time.time()))
+        annotation = events_pb2.AnnotationSubmitted(
+            task_id=task.task_id,
+            item_id=task.ingested.item.item_id,
+            project_id=project_id,
+            annotator_id=annotator,
+            labels=[label],
+            lease_id=lease_id,
+            audit=audit,
+            duration_ms=int((time.time() - leased_at) * 1000),
+            annotated_at=now_timestamp(),
+        )
+        if audit and task.prediction.scores:
+            top = max(task.prediction.scores, key=lambda s: s.probability)
+            annotation.audited_labels.append(top.label)
+        self.producer.send(ANNOTATIONS, task.ingested.item.item_id, annotation)
+        finalized = False
+        tie = False
+        if answers:
+            verdict = majority(list(answers.values()))
+            if verdict.tie:
+                tie = True
+            elif not audit:
+                final = events_pb2.LabelFinalized(
+                    ingested=task.ingested,
+                    labels=[verdict.label or ""],
+                    source=common_pb2.LABEL_SOURCE_HUMAN,
+                    confidence=verdict.agreement,
+                    model_name=task.prediction.model_name,
+                    model_version=task.prediction.model_version,
+                    annotators=sorted(answers),
+                    finalized_at=now_timestamp(),
+                )
+                self.producer.send(LABELS, task.ingested.item.item_id, final)
+                finalized = True
+            else:
+                finalized = True
+        self.producer.flush()
+        metrics.ANNOTATIONS.labels(project_id).inc()
+        self.queue.client.incr(self.queue.keys.annotations(project_id))
+        if tie:
+            self.queue.one_more(project_id, task.task_id)
+        elif finalized:
+            if not audit:
+                self.progress.record_labels([(project_id, task.ingested.item.item_id, "human")])
+                metrics.LABELS_FINALIZED.labels(project_id, "human").inc()
+            self.queue.finish(project_id, task.task_id)
+        self.queue.mark_produced(lease_id)
+        return finalized and not audit
+
+    def _redo(self, lease_id: str, lease: dict[str, str]) -> None:
+        state = task_state(self.queue, lease["task"])
+        if state is None:
+            self.queue.mark_produced(lease_id)  # the task was finalized by another answer's events
+            return
+        task, answers, required = state
+        complete = answers if len(answers) >= required else {}
+        self._after_answer(lease_id, task, lease["annotator"], lease["label"], complete, lease)
+
+    def ReleaseTask(
+        self, request: human_tasks_pb2.ReleaseTaskRequest, context: grpc.ServicerContext
+    ) -> human_tasks_pb2.ReleaseTaskResponse:
+        if not request.lease_id:
+            raise InvalidArgument("lease_id", "is empty")
+        self.queue.release(request.lease_id, request.annotator_id)
+        return human_tasks_pb2.ReleaseTaskResponse()
+
+    def GetQueueStats(
+        self, request: human_tasks_pb2.GetQueueStatsRequest, context: grpc.ServicerContext
+    ) -> human_tasks_pb2.QueueStats:
+        project = self.projects.get(request.project_id)
+        self.queue.reap(project.spec.project_id)
+        stats = read_stats(self.queue.client, QueueKeys(self.queue.prefix), project.spec.project_id)
+        return human_tasks_pb2.QueueStats(
+            project_id=project.spec.project_id,
+            queued=stats.queued,
+            leased=stats.leased,
+            oldest_age_s=stats.oldest_age_s,
+            annotations=stats.annotations,
+        )

@@ -1,0 +1,335 @@
+"""Per-project priority queues of human tasks in Redis, with leases (key layout:
+labelloop.core.queues). Every state change is one Lua script, so concurrent annotators and
+service replicas never see half an update.
+
+A task needs `required` distinct annotators. It stays in the queue while
+answers + leases in flight < required. An expired or released lease puts it back. When the
+last required answer arrives, `submit` returns the complete answers; the caller decides the
+consensus (`consensus.majority`) and either finalizes or asks for one more annotator on a tie.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from labelloop.core.errors import FailedPrecondition
+from labelloop.core.queues import QueueKeys
+from labelloop.core.redis_store import unavailable
+from labelloop.v1 import events_pb2
+
+LEASE_RECORD_TTL_S = 7 * 24 * 3600  # how long an answered lease is remembered for duplicate submits
+
+_ENQUEUE = """
+-- KEYS: queue, queued_at, done, task ; ARGV: task_id, payload, priority, required, now, project
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('HSET', KEYS[4], 'payload', ARGV[2], 'priority', ARGV[3], 'required', ARGV[4],
+           'active', 0, 'queued_at', ARGV[5], 'project', ARGV[6])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+return 1
+"""
+
+_LEASE = """
+-- KEYS: queue, queued_at, leases ; ARGV: prefix, annotator, lease_id, now, expires, scan, project
+local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[6]) - 1)
+for _, id in ipairs(ids) do
+  local tk = ARGV[1] .. ':task:' .. id
+  if redis.call('SISMEMBER', tk .. ':who', ARGV[2]) == 0 and redis.call('EXISTS', tk) == 1 then
+    redis.call('SADD', tk .. ':who', ARGV[2])
+    local active = redis.call('HINCRBY', tk, 'active', 1)
+    local required = tonumber(redis.call('HGET', tk, 'required'))
+    local answers = redis.call('HLEN', tk .. ':answers')
+    if answers + active >= required then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+    end
+    local lk = ARGV[1] .. ':lease:' .. ARGV[3]
+    redis.call('HSET', lk, 'task', id, 'annotator', ARGV[2], 'project', ARGV[7], 'expires', ARGV[5],
+               'leased_at', ARGV[4], 'status', 'leased')
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+    return {id, redis.call('HGET', tk, 'payload')}
+  end
+end
+return false
+"""
+
+_REQUEUE = """
+-- puts a lease's task back; KEYS: queue, queued_at, leases ; ARGV: prefix, lease_id, new_status, annotator_or_empty
+local lk = ARGV[1] .. ':lease:' .. ARGV[2]
+if redis.call('HGET', lk, 'status') ~= 'leased' then return 0 end
+if ARGV[4] ~= '' and redis.call('HGET', lk, 'annotator') ~= ARGV[4] then return -1 end
+local id = redis.call('HGET', lk, 'task')
+local tk = ARGV[1] .. ':task:' .. id
+redis.call('HSET', lk, 'status', ARGV[3])
+redis.call('EXPIRE', lk, 86400)
+redis.call('ZREM', KEYS[3], ARGV[2])
+if redis.call('EXISTS', tk) == 1 then
+  redis.call('HINCRBY', tk, 'active', -1)
+  redis.call('SREM', tk .. ':who', redis.call('HGET', lk, 'annotator'))
+  redis.call('ZADD', KEYS[1], redis.call('HGET', tk, 'priority'), id)
+  redis.call('ZADD', KEYS[2], redis.call('HGET', tk, 'queued_at'), id)
+end
+return 1
+"""
+
+_ANSWER = """
+-- KEYS: leases ; ARGV: prefix, lease_id, annotator, label, now
+local lk = ARGV[1] .. ':lease:' .. ARGV[2]
+local status = redis.call('HGET', lk, 'status')
+if not status then return {'unknown'} end
+if redis.call('HGET', lk, 'annotator') ~= ARGV[3] then return {'foreign'} end
+if status == 'answered' then return {'duplicate'} end
+if status ~= 'leased' or tonumber(redis.call('HGET', lk, 'expires')) < tonumber(ARGV[5]) then
+  return {'expired'}
+end
+local id = redis.call('HGET', lk, 'task')
+local tk = ARGV[1] .. ':task:' .. id
+redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5])
+redis.call('EXPIRE', lk, tonumber(ARGV[6]))
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HINCRBY', tk, 'active', -1)
+redis.call('HSET', tk .. ':answers', ARGV[3], ARGV[4])
+local answers = redis.call('HLEN', tk .. ':answers')
+local required = tonumber(redis.call('HGET', tk, 'required'))
+if answers >= required then
+  return {'complete', redis.call('HGET', tk, 'payload'), unpack(redis.call('HGETALL', tk .. ':answers'))}
+end
+return {'more', redis.call('HGET', tk, 'payload')}
+"""
+
+_ONE_MORE = """
+-- a tie: one more annotator; KEYS: queue, queued_at ; ARGV: prefix, task_id
+local tk = ARGV[1] .. ':task:' .. ARGV[2]
+redis.call('HINCRBY', tk, 'required', 1)
+redis.call('ZADD', KEYS[1], redis.call('HGET', tk, 'priority'), ARGV[2])
+redis.call('ZADD', KEYS[2], redis.call('HGET', tk, 'queued_at'), ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class Lease:
+    """A leased task."""
+
+    lease_id: str
+    task: events_pb2.TaskRouted
+    expires_at: float
+
+
+@dataclass
+class Answered:
+    """What an answer did: complete (all required answers in), or more needed."""
+
+    task: events_pb2.TaskRouted
+    complete: bool
+    answers: dict[str, str]  # annotator -> label, when complete
+    duplicate: bool = False
+    lease: dict[str, str] | None = None
+
+
+class TaskQueue:
+    """Human-task queues of all projects under one key prefix."""
+
+    def __init__(
+        self, client: redis.Redis, key_prefix: str, lease_ttl_s: float, lease_scan: int = 200
+    ) -> None:
+        self.client = client
+        self.prefix = key_prefix
+        self.keys = QueueKeys(key_prefix)
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_scan = lease_scan
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._lease = client.register_script(_LEASE)
+        self._requeue = client.register_script(_REQUEUE)
+        self._answer = client.register_script(_ANSWER)
+        self._one_more = client.register_script(_ONE_MORE)
+
+    def enqueue(self, tasks: list[events_pb2.TaskRouted]) -> int:
+        """Queue tasks not seen before (idempotent by task id). Returns how many were new."""
+        now = time.time()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for task in tasks:
+                project = task.ingested.item.project_id
+                self._enqueue(
+                    keys=[
+                        self.keys.queue(project),
+                        self.keys.queued_at(project),
+                        self.keys.done(project),
+                        self.keys.task(task.task_id),
+                    ],
+                    args=[
+                        task.task_id,
+                        task.SerializeToString(),
+                        task.priority,
+                        task.annotators_required,
+                        now,
+                        project,
+                    ],
+                    client=pipe,
+                )
+            return sum(int(x) for x in pipe.execute())
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def lease(self, project_id: str, annotator_id: str) -> Lease | None:
+        """The highest-priority task this annotator has not seen, leased for `lease_ttl_s`."""
+        self.reap(project_id)
+        now = time.time()
+        lease_id = uuid.uuid4().hex
+        expires = now + self.lease_ttl_s
+        try:
+            found = self._lease(
+                keys=[
+                    self.keys.queue(project_id),
+                    self.keys.queued_at(project_id),
+                    self.keys.leases(project_id),
+                ],
+                args=[self.prefix, annotator_id, lease_id, now, expires, self.lease_scan, project_id],
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        if not found:
+            return None
+        task = events_pb2.TaskRouted()
+        task.ParseFromString(found[1])
+        return Lease(lease_id, task, expires)
+
+    def release(self, lease_id: str, annotator_id: str) -> None:
+        """Give a leased task back; FailedPrecondition if the lease is not this annotator's live lease."""
+        project = self._lease_project(lease_id)
+        try:
+            done = self._requeue(
+                keys=[self.keys.queue(project), self.keys.queued_at(project), self.keys.leases(project)],
+                args=[self.prefix, lease_id, "released", annotator_id],
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        if done == -1:
+            raise FailedPrecondition(f"lease {lease_id} is held by another annotator")
+        if done == 0:
+            raise FailedPrecondition(f"lease {lease_id} is no longer active (expired, released or answered)")
+
+    def reap(self, project_id: str) -> int:
+        """Re-queue the tasks of expired leases. Returns how many."""
+        try:
+            expired = self.client.zrangebyscore(self.keys.leases(project_id), "-inf", time.time())
+            count = 0
+            for lease_id in expired:
+                count += int(
+                    self._requeue(
+                        keys=[
+                            self.keys.queue(project_id),
+                            self.keys.queued_at(project_id),
+                            self.keys.leases(project_id),
+                        ],
+                        args=[self.prefix, lease_id, "expired", ""],
+                    )
+                    == 1
+                )
+                self.client.zrem(self.keys.leases(project_id), lease_id)
+            return count
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def lease_info(self, lease_id: str) -> dict[str, str]:
+        """The lease record; FailedPrecondition when unknown."""
+        try:
+            raw = self.client.hgetall(self.keys.lease(lease_id))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        if not raw:
+            raise FailedPrecondition(f"unknown lease {lease_id!r}")
+        return {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
+
+    def _lease_project(self, lease_id: str) -> str:
+        return self.lease_info(lease_id)["project"]
+
+    def answer(self, lease_id: str, annotator_id: str, label: str) -> Answered:
+        """Record an answer under a live lease. Raises FailedPrecondition for an unknown, foreign or
+        expired lease; a repeated answer under the same lease returns `duplicate=True`."""
+        info = self.lease_info(lease_id)
+        try:
+            result = self._answer(
+                keys=[self.keys.leases(info["project"])],
+                args=[self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S],
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        status = result[0].decode()
+        if status == "unknown":
+            raise FailedPrecondition(f"unknown lease {lease_id!r}")
+        if status == "foreign":
+            raise FailedPrecondition(f"lease {lease_id} is held by another annotator")
+        if status == "expired":
+            raise FailedPrecondition(f"lease {lease_id} has expired or was released; lease the task again")
+        if status == "duplicate":
+            return Answered(events_pb2.TaskRouted(), False, {}, duplicate=True, lease=info)
+        task = events_pb2.TaskRouted()
+        task.ParseFromString(result[1])
+        answers: dict[str, str] = {}
+        if status == "complete":
+            pairs = [x.decode() for x in result[2:]]
+            answers = dict(zip(pairs[0::2], pairs[1::2], strict=True))
+        return Answered(task, status == "complete", answers, lease=info)
+
+    def one_more(self, project_id: str, task_id: str) -> None:
+        """A tie: require one more annotator and put the task back in the queue."""
+        try:
+            self._one_more(
+                keys=[self.keys.queue(project_id), self.keys.queued_at(project_id)],
+                args=[self.prefix, task_id],
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def finish(self, project_id: str, task_id: str) -> None:
+        """Forget a finalized task (its id stays in the done set so a redelivery is ignored)."""
+        tk = self.keys.task(task_id)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.sadd(self.keys.done(project_id), task_id)
+            pipe.delete(tk, f"{tk}:who", f"{tk}:answers")
+            pipe.zrem(self.keys.queue(project_id), task_id)
+            pipe.zrem(self.keys.queued_at(project_id), task_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def mark_produced(self, lease_id: str) -> None:
+        """Record that the events of an answered lease were produced (for idempotent retries)."""
+        try:
+            self.client.hset(self.keys.lease(lease_id), "produced", "1")
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def projects_with_queues(self) -> list[str]:
+        """Project ids that have (or had) a queue, for gauges."""
+        try:
+            names = [k.decode() for k in self.client.scan_iter(match=f"{self.prefix}:queued_at:*", count=500)]
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return sorted({n.split(":")[-1] for n in names})
+
+
+def task_state(queue: TaskQueue, task_id: str) -> tuple[events_pb2.TaskRouted, dict[str, str], int] | None:
+    """A live task's payload, answers so far and required count; None once finished."""
+    tk = queue.keys.task(task_id)
+    try:
+        pipe = queue.client.pipeline(transaction=False)
+        pipe.hget(tk, "payload")
+        pipe.hgetall(f"{tk}:answers")
+        pipe.hget(tk, "required")
+        payload, answers, required = pipe.execute()
+    except redis.RedisError as exc:
+        raise unavailable(exc) from exc
+    if payload is None:
+        return None
+    task = events_pb2.TaskRouted()
+    task.ParseFromString(payload)
+    return task, {k.decode(): v.decode() for k, v in answers.items()}, int(required)

@@ -1,0 +1,85 @@
+"""The inference handler: items in, predictions out, grouped by project's model."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from labelloop.core import metrics
+from labelloop.core.errors import NotFound, PoisonMessage
+from labelloop.core.progress import ServingVersions
+from labelloop.core.projects import ProjectStore
+from labelloop.core.stream import Batch, Event, now_timestamp
+from labelloop.core.topics import PREDICTIONS
+from labelloop.inference.triton import ModelMissing, TritonClassifier
+from labelloop.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """Handles batches of `items`: one Triton round per project model, then `predictions`."""
+
+    def __init__(
+        self, projects: ProjectStore, classifier: TritonClassifier, serving: ServingVersions, batch_size: int
+    ) -> None:
+        self.projects = projects
+        self.classifier = classifier
+        self.serving = serving
+        self.batch_size = batch_size
+        self._last_version: dict[str, int] = {}
+
+    def __call__(self, batch: Batch) -> None:
+        groups: dict[str, list[Event]] = defaultdict(list)
+        for event in batch.events:
+            item = event.message.item
+            try:
+                project = self.projects.get(item.project_id)
+            except NotFound:
+                batch.dead_letter(
+                    event, PoisonMessage("UnknownProject", f"project {item.project_id!r} does not exist")
+                )
+                continue
+            if project.spec.modality != common_pb2.MODALITY_TEXT or item.content.WhichOneof("body") != "text":
+                batch.dead_letter(
+                    event, PoisonMessage("UnsupportedModality", "only text items have a model path yet")
+                )
+                continue
+            groups[project.spec.project_id].append(event)
+        for project_id, events in groups.items():
+            project = self.projects.get(project_id)
+            self._predict_project(batch, project, events)
+
+    def _predict_project(self, batch: Batch, project: common_pb2.Project, events: list[Event]) -> None:
+        model = project.spec.model_name
+        labels = list(project.spec.labels)
+        at = now_timestamp()
+        answer = None
+        if self.classifier.model_ready(model):
+            try:
+                answer = self.classifier.predict(
+                    model, [e.message.item.content.text for e in events], self.batch_size
+                )
+            except ModelMissing:
+                answer = None
+        if answer is not None and answer.probabilities.shape[1] != len(labels):
+            raise PoisonMessage(
+                "ModelMismatch",
+                f"model {model} gives {answer.probabilities.shape[1]} classes, project has {len(labels)} labels",
+            )
+        for index, event in enumerate(events):
+            prediction = events_pb2.Prediction(ingested=event.message, predicted_at=at)
+            if answer is None:
+                prediction.no_model = True
+            else:
+                prediction.model_name = model
+                prediction.model_version = answer.model_version
+                for label, p in zip(labels, answer.probabilities[index], strict=True):
+                    prediction.scores.add(label=label, probability=float(p))
+            batch.emit(PREDICTIONS, event.message.item.item_id, prediction)
+        metrics.PREDICTIONS.labels(project.spec.project_id, model if answer else "none").inc(len(events))
+        version = answer.model_version if answer else 0
+        if self._last_version.get(project.spec.project_id) != version:
+            self.serving.set(project.spec.project_id, version)
+            self._last_version[project.spec.project_id] = version
+            log.info("project %s: serving version %s", project.spec.project_id, version or "none")

@@ -1,0 +1,109 @@
+"""Calls to Triton over gRPC for text classification models.
+
+Contract with the model repository (labelloop.core.model_repository): input `TEXT` (BYTES,
+[batch, 1]), output `PROBS` (FP32, [batch, n_labels]) in the project's label order.
+Requests for one batch are sent concurrently with `async_infer` and gathered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+from labelloop.core import metrics
+from labelloop.core.errors import DependencyUnavailable
+
+
+class ModelMissing(Exception):
+    """The model is not loaded in Triton (the project has no model yet)."""
+
+
+@dataclass
+class Answer:
+    """Probabilities for a list of texts and the model version that answered."""
+
+    probabilities: np.ndarray
+    model_version: int
+
+
+class TritonClassifier:
+    """Thread-safe client for one Triton server."""
+
+    def __init__(self, url: str, timeout_s: float = 30.0, model_check_s: float = 2.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.model_check_s = model_check_s
+        self.client = triton.InferenceServerClient(url)
+        self._ready: dict[str, tuple[float, bool]] = {}
+
+    def model_ready(self, model_name: str) -> bool:
+        """Whether `model_name` is loaded (cached for `model_check_s`). DependencyUnavailable if
+        Triton does not answer."""
+        now = time.monotonic()
+        hit = self._ready.get(model_name)
+        if hit and now - hit[0] < self.model_check_s:
+            return hit[1]
+        try:
+            ready = bool(self.client.is_model_ready(model_name, client_timeout=5))
+        except InferenceServerException as exc:
+            raise DependencyUnavailable("triton", str(exc)) from exc
+        self._ready[model_name] = (now, ready)
+        return ready
+
+    def predict(self, model_name: str, texts: Sequence[str], batch_size: int) -> Answer:
+        """Probabilities for `texts`, in chunks of `batch_size` sent concurrently.
+
+        Raises ModelMissing when the model is not loaded, DependencyUnavailable when Triton is
+        unreachable or fails in a way a retry may cure.
+        """
+        chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        results: list[object] = [None] * len(chunks)
+        done = threading.Semaphore(0)
+        started = time.perf_counter()
+
+        def callback(index: int, result: object, error: object) -> None:
+            results[index] = error if error is not None else result
+            done.release()
+
+        for index, chunk in enumerate(chunks):
+            data = np.array([[t.encode("utf-8")] for t in chunk], dtype=np.object_)
+            tensor = triton.InferInput("TEXT", list(data.shape), "BYTES")
+            tensor.set_data_from_numpy(data)
+            try:
+                self.client.async_infer(
+                    model_name,
+                    [tensor],
+                    callback=lambda r, e, i=index: callback(i, r, e),
+                    outputs=[triton.InferRequestedOutput("PROBS")],
+                    client_timeout=self.timeout_s,
+                )
+            except InferenceServerException as exc:
+                callback(index, None, exc)
+        for _ in chunks:
+            if not done.acquire(timeout=self.timeout_s + 5):
+                raise DependencyUnavailable("triton", f"no answer in {self.timeout_s}s")
+        probs: list[np.ndarray] = []
+        versions: set[int] = set()
+        for index, outcome in enumerate(results):
+            if isinstance(outcome, InferenceServerException):
+                metrics.INFERENCE_REQUESTS.labels(model_name, "error").inc()
+                self._ready.pop(model_name, None)
+                if not self.model_ready(model_name):
+                    raise ModelMissing(model_name)
+                raise DependencyUnavailable("triton", f"infer on {model_name} failed: {outcome}")
+            metrics.INFERENCE_REQUESTS.labels(model_name, "ok").inc()
+            metrics.INFERENCE_BATCH_SIZE.labels(model_name).observe(len(chunks[index]))
+            probs.append(outcome.as_numpy("PROBS"))  # type: ignore[attr-defined]
+            versions.add(int(outcome.get_response().model_version or 0))  # type: ignore[attr-defined]
+        metrics.INFERENCE_SECONDS.labels(model_name).observe(time.perf_counter() - started)
+        # During a hot swap chunks may be answered by two versions; report the newest.
+        return Answer(np.concatenate(probs, axis=0), max(versions) if versions else 0)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,80 @@
+"""The routing handler: predictions in; auto labels to `labels`, human work to `tasks`."""
+
+from __future__ import annotations
+
+from labelloop.core import metrics
+from labelloop.core.errors import NotFound, PoisonMessage
+from labelloop.core.progress import Progress
+from labelloop.core.projects import ProjectStore
+from labelloop.core.stream import Batch, now_timestamp
+from labelloop.core.thresholds import ThresholdStore
+from labelloop.core.topics import LABELS, MODELS, PREDICTIONS, TASKS
+from labelloop.routing.decisions import decide
+from labelloop.v1 import common_pb2, events_pb2
+
+
+class Router:
+    """Handles batches of `predictions` (and `models` events, which refresh thresholds)."""
+
+    def __init__(
+        self, projects: ProjectStore, thresholds: ThresholdStore, progress: Progress, audit_seed: str
+    ) -> None:
+        self.projects = projects
+        self.thresholds = thresholds
+        self.progress = progress
+        self.audit_seed = audit_seed
+
+    def __call__(self, batch: Batch) -> None:
+        at = now_timestamp()
+        labeled: list[tuple[str, str, str]] = []
+        for event in batch.events:
+            if event.topic is MODELS:
+                self.thresholds.invalidate(event.message.project_id)
+                continue
+            if event.topic is not PREDICTIONS:
+                continue
+            prediction: events_pb2.Prediction = event.message
+            item = prediction.ingested.item
+            try:
+                project = self.projects.get(item.project_id)
+            except NotFound:
+                batch.dead_letter(
+                    event, PoisonMessage("UnknownProject", f"project {item.project_id!r} does not exist")
+                )
+                continue
+            threshold = self.thresholds.get(project.spec.project_id)
+            metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
+            decision = decide(prediction, project, threshold, self.audit_seed)
+            if decision.auto_label is not None:
+                label = events_pb2.LabelFinalized(
+                    ingested=prediction.ingested,
+                    labels=[decision.auto_label],
+                    source=common_pb2.LABEL_SOURCE_MODEL,
+                    confidence=decision.confidence,
+                    model_name=prediction.model_name,
+                    model_version=prediction.model_version,
+                    finalized_at=at,
+                    threshold=threshold.for_label(decision.auto_label),
+                )
+                batch.emit(LABELS, item.item_id, label)
+                labeled.append((project.spec.project_id, item.item_id, "model"))
+                metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "auto").inc()
+                metrics.LABELS_FINALIZED.labels(project.spec.project_id, "model").inc()
+            else:
+                metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "human").inc()
+            if decision.task_reason != events_pb2.TASK_REASON_UNSPECIFIED:
+                audit = decision.task_reason == events_pb2.TASK_REASON_AUDIT
+                task = events_pb2.TaskRouted(
+                    task_id=f"{item.item_id}:audit" if audit else item.item_id,
+                    ingested=prediction.ingested,
+                    prediction=prediction,
+                    reason=decision.task_reason,  # type: ignore[arg-type]
+                    priority=decision.priority,
+                    annotators_required=1 if audit else project.spec.annotators_per_task,
+                    routed_at=at,
+                )
+                batch.emit(TASKS, item.item_id, task)
+                if audit:
+                    metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "audit").inc()
+        if labeled:
+            self.progress.record_labels(labeled)
