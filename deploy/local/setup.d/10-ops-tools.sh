@@ -52,8 +52,8 @@ go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_V
 # Kubernetes JSON schemas (standalone, strict) for kubeconform, one directory per version,
 # laid out as kubeconform's -schema-location template expects:
 #   .cache/schemas/kubernetes/v<VERSION>-standalone-strict/<kind>-<group>-<version>.json
-# The package's files refer to "/api/_definitions.json"; kubeconform resolves a $ref against
-# the file's own location, so the prefix is rewritten to a sibling reference.
+# The package's files refer to a shared "/api/_definitions.json"; kubeconform needs standalone
+# files, so each gets the definitions it uses copied in (a few hundred KiB per version).
 K8S_DIR=$SCHEMAS/kubernetes
 k8s_stamp=$K8S_DIR/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION
 all_present=1
@@ -72,21 +72,58 @@ else
   echo "$KUBERNETES_VALIDATE_SHA256  $wheel" | sha256sum -c --quiet -
   rm -rf "$K8S_DIR" && mkdir -p "$K8S_DIR"
   "$ROOT/.venv/bin/python" - "$wheel" "$K8S_DIR" $K8S_SCHEMA_VERSIONS <<'PY'
-import sys, zipfile, pathlib
+# Make each schema standalone (kubeconform resolves no $ref to another file): copy into its
+# "$defs" exactly the definitions it reaches, and point its references there.
+import json, pathlib, sys, zipfile
+
 wheel, out, versions = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3:]
+EXTERNAL = "/api/_definitions.json#/$defs/"
+
+def refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value.rsplit("/", 1)[-1]
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+def localize(node):
+    if isinstance(node, dict):
+        return {k: (v.replace(EXTERNAL, "#/$defs/") if k == "$ref" and isinstance(v, str) else localize(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [localize(v) for v in node]
+    return node
+
 with zipfile.ZipFile(wheel) as zf:
     for v in versions:
         prefix = f"kubernetes_validate/kubernetes-json-schema/v{v}-local-strict/"
         names = [n for n in zf.namelist() if n.startswith(prefix) and n.endswith(".json")]
         if not names:
             sys.exit(f"kubernetes-validate has no schemas for Kubernetes v{v}")
+        definitions = json.loads(zf.read(prefix + "_definitions.json"))["$defs"]
         target = out / f"v{v}-standalone-strict"
         target.mkdir(parents=True)
+        count = 0
         for name in names:
-            text = zf.read(name).decode()
-            text = text.replace('"/api/_definitions.json#', '"_definitions.json#')
-            (target / name[len(prefix):]).write_text(text)
-        print(f"    {len(names)} schemas -> {target}")
+            base = name[len(prefix):]
+            if base in ("_definitions.json", "all.json"):
+                continue
+            schema = localize(json.loads(zf.read(name)))
+            needed, todo = {}, list(refs(schema))
+            while todo:
+                key = todo.pop()
+                if key not in needed:
+                    needed[key] = definitions[key]
+                    todo.extend(refs(definitions[key]))
+            if needed:
+                schema["$defs"] = needed
+            (target / base).write_text(json.dumps(schema, separators=(",", ":")))
+            count += 1
+        print(f"    {count} standalone schemas -> {target}")
 PY
   touch "$k8s_stamp"
   rm -rf "$tmp"; trap - EXIT

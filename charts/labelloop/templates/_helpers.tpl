@@ -1,0 +1,124 @@
+{{/* Chart name, truncated to the DNS label limit. */}}
+{{- define "labelloop.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name: the prefix of every resource. */}}
+{{- define "labelloop.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels on every resource; call with (dict "root" $ "component" "ingest"). */}}
+{{- define "labelloop.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: labelloop
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "labelloop.selectorLabels" . }}
+{{- end }}
+
+{{/* Selector labels; call with (dict "root" $ "component" "ingest"). */}}
+{{- define "labelloop.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "labelloop.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "labelloop.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "labelloop.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "labelloop.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Where the services find their dependencies: the chart's own, or the external ones. */}}
+{{- define "labelloop.kafkaBootstrap" -}}
+{{- if .Values.kafka.enabled }}
+{{- printf "%s-kafka:9092" (include "labelloop.fullname" .) }}
+{{- else }}
+{{- required "kafka.external.bootstrap is required when kafka.enabled=false" .Values.kafka.external.bootstrap }}
+{{- end }}
+{{- end }}
+
+{{- define "labelloop.redisUrl" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "redis://%s-redis:6379/0" (include "labelloop.fullname" .) }}
+{{- else }}
+{{- required "redis.external.url is required when redis.enabled=false" .Values.redis.external.url }}
+{{- end }}
+{{- end }}
+
+{{- define "labelloop.tritonGrpcUrl" -}}
+{{- if .Values.triton.enabled }}
+{{- printf "%s-triton:8001" (include "labelloop.fullname" .) }}
+{{- else }}
+{{- required "triton.external.grpcUrl is required when triton.enabled=false" .Values.triton.external.grpcUrl }}
+{{- end }}
+{{- end }}
+
+{{- define "labelloop.mlflowUri" -}}
+{{- if .Values.mlflow.enabled }}
+{{- printf "http://%s-mlflow:5000" (include "labelloop.fullname" .) }}
+{{- else }}
+{{- required "mlflow.external.trackingUri is required when mlflow.enabled=false" .Values.mlflow.external.trackingUri }}
+{{- end }}
+{{- end }}
+
+{{- define "labelloop.modelRepositoryClaim" -}}
+{{- default (printf "%s-model-repository" (include "labelloop.fullname" .)) .Values.modelRepository.existingClaim }}
+{{- end }}
+
+{{/* Environment of a Labelloop service; call with (dict "root" $ "svc" $svc). */}}
+{{- define "labelloop.env" -}}
+{{- $root := .root }}
+- name: LABELLOOP_KAFKA_BOOTSTRAP
+  value: {{ include "labelloop.kafkaBootstrap" $root | quote }}
+- name: LABELLOOP_TOPIC_PREFIX
+  value: {{ $root.Values.config.topicPrefix | quote }}
+- name: LABELLOOP_REDIS_URL
+  value: {{ include "labelloop.redisUrl" $root | quote }}
+{{- with $root.Values.redis.existingSecret }}
+- name: LABELLOOP_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.redis.existingSecretPasswordKey }}
+{{- end }}
+- name: LABELLOOP_TRITON_GRPC_URL
+  value: {{ include "labelloop.tritonGrpcUrl" $root | quote }}
+- name: LABELLOOP_MLFLOW_TRACKING_URI
+  value: {{ include "labelloop.mlflowUri" $root | quote }}
+- name: LABELLOOP_MODEL_REPOSITORY
+  value: /models
+- name: LABELLOOP_LOG_LEVEL
+  value: {{ $root.Values.config.logLevel | quote }}
+{{- with .svc.grpcPort }}
+- name: LABELLOOP_GRPC_PORT
+  value: {{ . | quote }}
+{{- end }}
+- name: LABELLOOP_METRICS_PORT
+  value: {{ .svc.metricsPort | quote }}
+- name: TMPDIR
+  value: /tmp
+{{- range $k, $v := .svc.env }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+{{- with $root.Values.config.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
