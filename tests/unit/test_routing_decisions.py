@@ -1,0 +1,63 @@
+"""The routing decision: thresholds, priorities, audit sampling."""
+
+import pytest
+
+from labelloop.core.thresholds import NOTHING, Threshold
+from labelloop.routing.decisions import audit_draw, decide, margin_priority
+from labelloop.v1 import common_pb2, events_pb2
+
+
+def project(audit_rate: float = 0.0) -> common_pb2.Project:
+    return common_pb2.Project(
+        spec=common_pb2.ProjectSpec(project_id="p", labels=["a", "b", "c"], audit_rate=audit_rate)
+    )
+
+
+def prediction(item_id: str, probs: list[float] | None) -> events_pb2.Prediction:
+    p = events_pb2.Prediction()
+    p.ingested.item.item_id = item_id
+    if probs is None:
+        p.no_model = True
+    else:
+        for label, prob in zip("abc", probs, strict=True):
+            p.scores.add(label=label, probability=prob)
+    return p
+
+
+def test_no_model_goes_to_people() -> None:
+    d = decide(prediction("1", None), project(), Threshold(0.5), "s")
+    assert d.auto_label is None
+    assert d.task_reason == events_pb2.TASK_REASON_NO_MODEL
+
+
+def test_the_default_threshold_admits_nothing() -> None:
+    d = decide(prediction("1", [1.0, 0.0, 0.0]), project(), Threshold(), "s")
+    assert Threshold().threshold == NOTHING
+    assert d.auto_label is None
+    assert d.task_reason == events_pb2.TASK_REASON_UNCERTAIN
+
+
+def test_confident_predictions_are_auto_labeled() -> None:
+    d = decide(prediction("1", [0.05, 0.9, 0.05]), project(), Threshold(0.8), "s")
+    assert (d.auto_label, d.task_reason) == ("b", events_pb2.TASK_REASON_UNSPECIFIED)
+    assert d.confidence == pytest.approx(0.9)
+
+
+def test_per_class_thresholds_override_the_global_one() -> None:
+    t = Threshold(0.8, {"b": 0.95})
+    assert decide(prediction("1", [0.05, 0.9, 0.05]), project(), t, "s").auto_label is None
+    assert decide(prediction("1", [0.9, 0.05, 0.05]), project(), t, "s").auto_label == "a"
+
+
+def test_priority_puts_the_smallest_margin_first() -> None:
+    assert margin_priority([0.5, 0.5, 0.0]) == pytest.approx(1.0)
+    assert margin_priority([0.9, 0.05, 0.05]) < margin_priority([0.6, 0.3, 0.1])
+
+
+def test_audits_are_sampled_at_the_rate_and_stable_per_item() -> None:
+    t = Threshold(0.5)
+    decisions = [decide(prediction(str(i), [0.9, 0.05, 0.05]), project(0.1), t, "s") for i in range(5000)]
+    audits = sum(d.task_reason == events_pb2.TASK_REASON_AUDIT for d in decisions)
+    assert 400 < audits < 600
+    assert all(d.auto_label == "a" for d in decisions)
+    assert audit_draw("42", "s") == audit_draw("42", "s")

@@ -1,0 +1,85 @@
+"""Item and project validation name the bad field."""
+
+import pytest
+
+from labelloop.core.errors import InvalidArgument
+from labelloop.core.projects import normalize_spec
+from labelloop.ingest.validation import validate_item
+from labelloop.v1 import common_pb2
+
+TEXT = common_pb2.Project(
+    spec=common_pb2.ProjectSpec(project_id="p", modality=common_pb2.MODALITY_TEXT, labels=["a", "b"])
+)
+IMAGE = common_pb2.Project(
+    spec=common_pb2.ProjectSpec(project_id="i", modality=common_pb2.MODALITY_IMAGE, labels=["a", "b"])
+)
+
+
+def item(text: str | None = "hello", uri: str | None = None, item_id: str = "1") -> common_pb2.Item:
+    it = common_pb2.Item(item_id=item_id, project_id="p")
+    if text is not None:
+        it.content.text = text
+    if uri is not None:
+        it.content.media.uri = uri
+    return it
+
+
+@pytest.mark.parametrize(
+    ("bad", "project", "field"),
+    [
+        (item(text="   "), TEXT, "item.content.text"),
+        (item(text="x" * 101), TEXT, "item.content.text"),
+        (item(text=None), TEXT, "item.content"),
+        (item(text=None, uri="s3://b/k.jpg"), TEXT, "item.content"),
+        (item(text="a photo"), IMAGE, "item.content"),
+        (item(item_id="x" * 300), TEXT, "item.item_id"),
+    ],
+)
+def test_bad_items_name_the_field(bad: common_pb2.Item, project: common_pb2.Project, field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validate_item(bad, project, max_text_bytes=100, max_metadata_bytes=100)
+    assert info.value.field == field
+
+
+def test_good_items_pass() -> None:
+    validate_item(item(), TEXT, 100, 100)
+    validate_item(item(text=None, uri="s3://b/k.jpg"), IMAGE, 100, 100)
+
+
+def test_project_defaults_are_filled() -> None:
+    spec = normalize_spec(common_pb2.ProjectSpec(project_id="news", labels=["a", "b"]))
+    assert spec.target_precision == 0.95
+    assert spec.annotators_per_task == 1
+    assert spec.audit_rate == pytest.approx(0.02)
+    assert spec.model_name == "news"
+    assert spec.modality == common_pb2.MODALITY_TEXT
+
+
+def test_an_explicit_zero_audit_rate_is_kept() -> None:
+    assert (
+        normalize_spec(common_pb2.ProjectSpec(project_id="n", labels=["a", "b"], audit_rate=0.0)).audit_rate
+        == 0.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (common_pb2.ProjectSpec(project_id="Bad Id", labels=["a", "b"]), "spec.project_id"),
+        (common_pb2.ProjectSpec(project_id="p", labels=["a"]), "spec.labels"),
+        (common_pb2.ProjectSpec(project_id="p", labels=["a", "a"]), "spec.labels"),
+        (
+            common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], target_precision=1.5),
+            "spec.target_precision",
+        ),
+        (common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], audit_rate=2), "spec.audit_rate"),
+        (
+            common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], annotators_per_task=-1),
+            "spec.annotators_per_task",
+        ),
+    ],
+)
+def test_bad_specs_name_the_field(spec: common_pb2.ProjectSpec, field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        normalize_spec(spec)
+    assert info.value.field == field
