@@ -1,0 +1,158 @@
+"""Protobuf events through the real Kafka broker with the core producer and stream processor:
+round trip, restart from the committed offset, dead letters."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+from support import wait_until
+
+from labelloop.core import stream
+from labelloop.core.errors import DependencyUnavailable, PoisonMessage
+from labelloop.core.label_log import replay
+from labelloop.core.topics import DEAD_LETTERS, ITEMS, PREDICTIONS
+from labelloop.v1 import events_pb2
+
+
+def item_event(i: int) -> events_pb2.ItemIngested:
+    event = events_pb2.ItemIngested(channel="test")
+    event.item.item_id = f"item-{i}"
+    event.item.project_id = "p"
+    event.item.content.text = f"text {i}"
+    return event
+
+
+def echo_to_predictions(seen: list[str]):
+    """A handler that records each item id and emits a prediction for it."""
+
+    def handle(batch: stream.Batch) -> None:
+        for event in batch.events:
+            seen.append(event.message.item.item_id)
+            batch.emit(PREDICTIONS, event.message.item.item_id, events_pb2.Prediction(ingested=event.message))
+
+    return handle
+
+
+def processor(stack, prefix: str, handler, group: str = "g", **kw) -> stream.StreamProcessor:
+    producer = stream.EventProducer(stack.bootstrap_servers, prefix, "test")
+    return stream.StreamProcessor(
+        service="test",
+        bootstrap=stack.bootstrap_servers,
+        prefix=prefix,
+        inputs=[ITEMS],
+        group_id=f"{prefix}.{group}",
+        handler=handler,
+        producer=producer,
+        poll_timeout_ms=100,
+        **kw,
+    )
+
+
+def drain(proc: stream.StreamProcessor, until, timeout: float = 60) -> None:
+    wait_until(
+        lambda: (proc.run_once(), until())[1], timeout, message="stream did not reach the expected state"
+    )
+
+
+def read_all(stack, prefix: str, topic) -> list[Message]:
+    return list(replay(stack.bootstrap_servers, prefix, topic))
+
+
+def test_events_round_trip_and_a_restart_resumes_without_loss_or_duplication(stack, topic_prefix) -> None:
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    for i in range(50):
+        producer.send(ITEMS, f"item-{i}", item_event(i))
+    producer.flush()
+
+    seen: list[str] = []
+    first = processor(stack, topic_prefix, echo_to_predictions(seen), max_poll_records=20)
+    wait_until(lambda: first.run_once() or len(seen) >= 20, 60, message="first consumer got nothing")
+    first.close()  # a restart: the next consumer of the group resumes from the committed offset
+    stopped_at = len(seen)
+
+    for i in range(50, 80):
+        producer.send(ITEMS, f"item-{i}", item_event(i))
+    producer.flush()
+    second = processor(stack, topic_prefix, echo_to_predictions(seen))
+    drain(second, lambda: len(seen) >= 80)
+    second.close()
+
+    assert 20 <= stopped_at < 80
+    assert sorted(seen) == sorted(f"item-{i}" for i in range(80)), (
+        "lost or duplicated items across the restart"
+    )
+    predictions = read_all(stack, topic_prefix, PREDICTIONS)
+    assert sorted(p.ingested.item.item_id for p in predictions) == sorted(seen)
+    assert predictions[0].ingested.item.content.text.startswith("text ")
+
+
+def test_an_undecodable_message_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
+    stack, topic_prefix
+) -> None:
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    producer.send(ITEMS, "item-0", item_event(0))
+    corrupt = b"\xff\xff\xff\x07not a protobuf"
+    producer.send(ITEMS, "item-bad", corrupt)
+    producer.send(ITEMS, "item-1", item_event(1))
+    producer.flush()
+
+    seen: list[str] = []
+    proc = processor(stack, topic_prefix, echo_to_predictions(seen))
+    drain(proc, lambda: len(seen) >= 2)
+    proc.close()
+
+    assert sorted(seen) == ["item-0", "item-1"]
+    letters = read_all(stack, topic_prefix, DEAD_LETTERS)
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.value == corrupt, "the original bytes are kept"
+    assert letter.key == b"item-bad"
+    assert letter.error_type == "DecodeError"
+    assert "ItemIngested" in letter.reason
+    assert letter.source_topic == ITEMS.name(topic_prefix)
+
+
+def test_a_handler_failure_dead_letters_only_the_failing_event(stack, topic_prefix) -> None:
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    for i in range(5):
+        producer.send(ITEMS, f"item-{i}", item_event(i))
+    producer.flush()
+    seen: list[str] = []
+
+    def handler(batch: stream.Batch) -> None:
+        for event in batch.events:
+            if event.message.item.item_id == "item-2":
+                raise PoisonMessage("Rejected", "item-2 is unprocessable")
+        echo_to_predictions(seen)(batch)
+
+    proc = processor(stack, topic_prefix, handler)
+    drain(proc, lambda: len(seen) >= 4)
+    proc.close()
+    assert sorted(seen) == ["item-0", "item-1", "item-3", "item-4"]
+    letters = read_all(stack, topic_prefix, DEAD_LETTERS)
+    assert [(d.key, d.error_type) for d in letters] == [(b"item-2", "Rejected")]
+
+
+def test_a_dependency_outage_pauses_without_committing(stack, topic_prefix) -> None:
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    for i in range(10):
+        producer.send(ITEMS, f"item-{i}", item_event(i))
+    producer.flush()
+    down = {"count": 3}
+    seen: list[str] = []
+
+    def handler(batch: stream.Batch) -> None:
+        if down["count"] > 0:
+            down["count"] -= 1
+            raise DependencyUnavailable("triton", "simulated outage")
+        echo_to_predictions(seen)(batch)
+
+    proc = processor(stack, topic_prefix, handler, max_backoff_s=0.2)
+    drain(proc, lambda: len(seen) >= 10)
+    proc.close()
+    assert down["count"] == 0
+    assert sorted(seen) == sorted(f"item-{i}" for i in range(10)), "items were skipped during the outage"
+    assert read_all(stack, topic_prefix, DEAD_LETTERS) == []
