@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from labelloop.core.topics import LABELS, Topic
+from labelloop.core.topics import LABELS, Topic, item_key
 from labelloop.v1 import events_pb2
 
 
@@ -63,10 +63,12 @@ def _decode(topic: Topic, value: bytes | None) -> Any:
 def latest_labels(
     bootstrap: str, prefix: str, project_id: str | None = None
 ) -> dict[str, events_pb2.LabelFinalized]:
-    """The latest final label per item id (of one project, or all)."""
+    """The latest final label per item id of `project_id`, or per "<project>/<item id>" of all."""
     out: dict[str, events_pb2.LabelFinalized] = {}
     for label in replay(bootstrap, prefix, LABELS):
         item = label.ingested.item
-        if project_id is None or item.project_id == project_id:
+        if project_id is None:
+            out[item_key(item.project_id, item.item_id)] = label
+        elif item.project_id == project_id:
             out[item.item_id] = label
     return out

@@ -5,7 +5,7 @@ Per project `p` (all under the key prefix):
 - `queue:p`      sorted set task id -> priority (higher first): tasks waiting for an annotator;
 - `queued_at:p`  sorted set task id -> enqueue time (epoch s): age of the oldest waiting task;
 - `leases:p`     sorted set lease id -> expiry (epoch s): leases in flight;
-- `task:<id>`    hash: the task payload and its consensus state;
+- `task:p:<id>`  hash: the task payload and its consensus state (`:who`, `:answers` beside it);
 - `lease:<id>`   hash: one lease's holder, task and outcome;
 - `tasks_done:p` set of finished task ids (so a redelivered task is not queued again).
 """
@@ -35,8 +35,8 @@ class QueueKeys:
     def leases(self, project_id: str) -> str:
         return self.k("leases", project_id)
 
-    def task(self, task_id: str) -> str:
-        return self.k("task", task_id)
+    def task(self, project_id: str, task_id: str) -> str:
+        return self.k("task", project_id, task_id)
 
     def lease(self, lease_id: str) -> str:
         return self.k("lease", lease_id)

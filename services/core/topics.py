@@ -53,6 +53,14 @@ DEAD_LETTERS = Topic(
     "dead-letters", events_pb2.DeadLetter, 1, description="Messages a service could not process."
 )
 
+
+def item_key(project_id: str, item_id: str) -> str:
+    """The Kafka key of every per-item event: item ids are unique within a project, so the key
+    is "<project_id>/<item_id>" (one item's events stay ordered in one partition, and the
+    compacted `labels` topic keeps one label per item of each project)."""
+    return f"{project_id}/{item_id}"
+
+
 ALL_TOPICS: tuple[Topic, ...] = (ITEMS, PREDICTIONS, TASKS, ANNOTATIONS, LABELS, MODELS, DEAD_LETTERS)
 
 

@@ -21,7 +21,7 @@ from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
-from labelloop.core.topics import ANNOTATIONS, LABELS
+from labelloop.core.topics import ANNOTATIONS, LABELS, item_key
 from labelloop.human_tasks.consensus import majority
 from labelloop.human_tasks.queue import TaskQueue, task_state
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
@@ -115,7 +115,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         if audit and task.prediction.scores:
             top = max(task.prediction.scores, key=lambda s: s.probability)
             annotation.audited_labels.append(top.label)
-        self.producer.send(ANNOTATIONS, task.ingested.item.item_id, annotation)
+        self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
         finalized = False
         tie = False
         if answers:
@@ -133,7 +133,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                     annotators=sorted(answers),
                     finalized_at=now_timestamp(),
                 )
-                self.producer.send(LABELS, task.ingested.item.item_id, final)
+                self.producer.send(LABELS, item_key(project_id, task.ingested.item.item_id), final)
                 finalized = True
             else:
                 finalized = True
@@ -151,7 +151,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         return finalized and not audit
 
     def _redo(self, lease_id: str, lease: dict[str, str]) -> None:
-        state = task_state(self.queue, lease["task"])
+        state = task_state(self.queue, lease["project"], lease["task"])
         if state is None:
             self.queue.mark_produced(lease_id)  # the task was finalized by another answer's events
             return

@@ -38,7 +38,7 @@ _LEASE = """
 -- KEYS: queue, queued_at, leases ; ARGV: prefix, annotator, lease_id, now, expires, scan, project
 local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[6]) - 1)
 for _, id in ipairs(ids) do
-  local tk = ARGV[1] .. ':task:' .. id
+  local tk = ARGV[1] .. ':task:' .. ARGV[7] .. ':' .. id
   if redis.call('SISMEMBER', tk .. ':who', ARGV[2]) == 0 and redis.call('EXISTS', tk) == 1 then
     redis.call('SADD', tk .. ':who', ARGV[2])
     local active = redis.call('HINCRBY', tk, 'active', 1)
@@ -64,7 +64,7 @@ local lk = ARGV[1] .. ':lease:' .. ARGV[2]
 if redis.call('HGET', lk, 'status') ~= 'leased' then return 0 end
 if ARGV[4] ~= '' and redis.call('HGET', lk, 'annotator') ~= ARGV[4] then return -1 end
 local id = redis.call('HGET', lk, 'task')
-local tk = ARGV[1] .. ':task:' .. id
+local tk = ARGV[1] .. ':task:' .. redis.call('HGET', lk, 'project') .. ':' .. id
 redis.call('HSET', lk, 'status', ARGV[3])
 redis.call('EXPIRE', lk, 86400)
 redis.call('ZREM', KEYS[3], ARGV[2])
@@ -88,7 +88,7 @@ if status ~= 'leased' or tonumber(redis.call('HGET', lk, 'expires')) < tonumber(
   return {'expired'}
 end
 local id = redis.call('HGET', lk, 'task')
-local tk = ARGV[1] .. ':task:' .. id
+local tk = ARGV[1] .. ':task:' .. redis.call('HGET', lk, 'project') .. ':' .. id
 redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5])
 redis.call('EXPIRE', lk, tonumber(ARGV[6]))
 redis.call('ZREM', KEYS[1], ARGV[2])
@@ -103,8 +103,8 @@ return {'more', redis.call('HGET', tk, 'payload')}
 """
 
 _ONE_MORE = """
--- a tie: one more annotator; KEYS: queue, queued_at ; ARGV: prefix, task_id
-local tk = ARGV[1] .. ':task:' .. ARGV[2]
+-- a tie: one more annotator; KEYS: queue, queued_at ; ARGV: prefix, task_id, project
+local tk = ARGV[1] .. ':task:' .. ARGV[3] .. ':' .. ARGV[2]
 redis.call('HINCRBY', tk, 'required', 1)
 redis.call('ZADD', KEYS[1], redis.call('HGET', tk, 'priority'), ARGV[2])
 redis.call('ZADD', KEYS[2], redis.call('HGET', tk, 'queued_at'), ARGV[2])
@@ -161,7 +161,7 @@ class TaskQueue:
                         self.keys.queue(project),
                         self.keys.queued_at(project),
                         self.keys.done(project),
-                        self.keys.task(task.task_id),
+                        self.keys.task(project, task.task_id),
                     ],
                     args=[
                         task.task_id,
@@ -290,7 +290,7 @@ class TaskQueue:
 
     def finish(self, project_id: str, task_id: str) -> None:
         """Forget a finalized task (its id stays in the done set so a redelivery is ignored)."""
-        tk = self.keys.task(task_id)
+        tk = self.keys.task(project_id, task_id)
         try:
             pipe = self.client.pipeline(transaction=True)
             pipe.sadd(self.keys.done(project_id), task_id)
@@ -317,9 +317,11 @@ class TaskQueue:
         return sorted({n.split(":")[-1] for n in names})
 
 
-def task_state(queue: TaskQueue, task_id: str) -> tuple[events_pb2.TaskRouted, dict[str, str], int] | None:
+def task_state(
+    queue: TaskQueue, project_id: str, task_id: str
+) -> tuple[events_pb2.TaskRouted, dict[str, str], int] | None:
     """A live task's payload, answers so far and required count; None once finished."""
-    tk = queue.keys.task(task_id)
+    tk = queue.keys.task(project_id, task_id)
     try:
         pipe = queue.client.pipeline(transaction=False)
         pipe.hget(tk, "payload")

@@ -10,7 +10,7 @@ from labelloop.core.errors import NotFound, PoisonMessage
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, Event, now_timestamp
-from labelloop.core.topics import PREDICTIONS
+from labelloop.core.topics import PREDICTIONS, item_key
 from labelloop.inference.triton import ModelMissing, TritonClassifier
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -76,7 +76,7 @@ class Predictor:
                 prediction.model_version = answer.model_version
                 for label, p in zip(labels, answer.probabilities[index], strict=True):
                     prediction.scores.add(label=label, probability=float(p))
-            batch.emit(PREDICTIONS, event.message.item.item_id, prediction)
+            batch.emit(PREDICTIONS, item_key(project.spec.project_id, event.message.item.item_id), prediction)
         metrics.PREDICTIONS.labels(project.spec.project_id, model if answer else "none").inc(len(events))
         version = answer.model_version if answer else 0
         if self._last_version.get(project.spec.project_id) != version:

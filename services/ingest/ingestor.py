@@ -22,7 +22,7 @@ from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.redis_store import unavailable
 from labelloop.core.stream import EventProducer, now_timestamp
-from labelloop.core.topics import ITEMS
+from labelloop.core.topics import ITEMS, item_key
 from labelloop.v1 import common_pb2, events_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Ingestor:
         try:
             for _, item in claimed:
                 event = events_pb2.ItemIngested(item=item, ingested_at=at, channel=channel)
-                self.producer.send(ITEMS, item.item_id, event)
+                self.producer.send(ITEMS, item_key(item.project_id, item.item_id), event)
             self.producer.flush()
         except DependencyUnavailable:
             self._release(claimed)

@@ -8,7 +8,7 @@ from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, now_timestamp
 from labelloop.core.thresholds import ThresholdStore
-from labelloop.core.topics import LABELS, MODELS, PREDICTIONS, TASKS
+from labelloop.core.topics import LABELS, MODELS, PREDICTIONS, TASKS, item_key
 from labelloop.routing.decisions import decide
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -56,7 +56,7 @@ class Router:
                     finalized_at=at,
                     threshold=threshold.for_label(decision.auto_label),
                 )
-                batch.emit(LABELS, item.item_id, label)
+                batch.emit(LABELS, item_key(item.project_id, item.item_id), label)
                 labeled.append((project.spec.project_id, item.item_id, "model"))
                 metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "auto").inc()
                 metrics.LABELS_FINALIZED.labels(project.spec.project_id, "model").inc()
@@ -73,7 +73,7 @@ class Router:
                     annotators_required=1 if audit else project.spec.annotators_per_task,
                     routed_at=at,
                 )
-                batch.emit(TASKS, item.item_id, task)
+                batch.emit(TASKS, item_key(item.project_id, item.item_id), task)
                 if audit:
                     metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "audit").inc()
         if labeled:

@@ -1,0 +1,87 @@
+"""A simulated annotator as a real client of the human-tasks gRPC API: lease, (wait), answer.
+
+Used by `labelloop bench` and the end-to-end tests. `answer` maps a leased task to the label to
+submit (e.g. the hidden label, or `SimulatedAnnotator.answer(hidden)`); the loop runs until
+`stop` is set, waiting `idle_wait_s` between polls of an empty queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from labelloop.v1 import events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnnotatorStats:
+    """What one annotator client did."""
+
+    leased: int = 0
+    submitted: int = 0
+    finalized: int = 0
+    errors: int = 0
+
+
+class AnnotatorClient(threading.Thread):
+    """One annotator working a project's queue in a background thread."""
+
+    def __init__(
+        self,
+        target: str,
+        project_id: str,
+        annotator_id: str,
+        answer: Callable[[events_pb2.TaskRouted], str],
+        stop: threading.Event,
+        latency_ms: float = 0.0,
+        idle_wait_s: float = 0.05,
+    ) -> None:
+        super().__init__(name=f"annotator-{annotator_id}", daemon=True)
+        self.target = target
+        self.project_id = project_id
+        self.annotator_id = annotator_id
+        self.answer = answer
+        self.stop_event = stop
+        self.latency_s = latency_ms / 1000
+        self.idle_wait_s = idle_wait_s
+        self.stats = AnnotatorStats()
+
+    def run(self) -> None:
+        with grpc.insecure_channel(self.target) as channel:
+            stub = human_tasks_pb2_grpc.HumanTaskServiceStub(channel)
+            while not self.stop_event.is_set():
+                if not self.work_one(stub):
+                    self.stop_event.wait(self.idle_wait_s)
+
+    def work_one(self, stub: human_tasks_pb2_grpc.HumanTaskServiceStub) -> bool:
+        """Lease and answer one task; False when there was none (or the service was unreachable)."""
+        try:
+            lease = stub.LeaseTask(
+                human_tasks_pb2.LeaseTaskRequest(project_id=self.project_id, annotator_id=self.annotator_id),
+                timeout=10,
+            )
+            if not lease.has_task:
+                return False
+            self.stats.leased += 1
+            label = self.answer(lease.task)
+            if self.latency_s:
+                self.stop_event.wait(self.latency_s)
+            result = stub.SubmitAnnotation(
+                human_tasks_pb2.SubmitAnnotationRequest(
+                    lease_id=lease.lease_id, annotator_id=self.annotator_id, labels=[label]
+                ),
+                timeout=10,
+            )
+        except grpc.RpcError as exc:
+            self.stats.errors += 1
+            log.debug("annotator %s: %s", self.annotator_id, exc)
+            return False
+        self.stats.submitted += 1
+        self.stats.finalized += int(result.finalized)
+        return True
