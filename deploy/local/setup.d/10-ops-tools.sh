@@ -39,7 +39,7 @@ go_tool() { # name module@version
     return
   fi
   if ! command -v go >/dev/null; then
-    echo "go is needed to build $name; install Go >= 1.24 (Debian: golang-go from bookworm-backports)" >&2
+    echo "go (>= 1.24, for helm $HELM_VERSION) is needed to build $name: install a Go toolchain and rerun make setup" >&2
     exit 1
   fi
   say "building $name with go install $spec (a few minutes)"
