@@ -27,8 +27,9 @@ Ambiguities resolved (the issue does not say):
   training. If the labels have a single class, no model is trained until a second class appears
   (logistic regression needs two); if the non-held-out part has a single class, the threshold
   admits nothing but the model is still refit on all labels.
-- ``LogisticRegression`` uses scikit-learn's defaults (lbfgs, multinomial) except ``max_iter=1000``
-  so it converges; ``TfidfVectorizer`` uses its defaults except the two settings named above.
+- ``LogisticRegression`` is multinomial with scikit-learn's defaults except the solver
+  (:data:`SOLVER`, same optimum as the default lbfgs, faster) and ``max_iter=1000`` so it
+  converges; ``TfidfVectorizer`` uses its defaults except the two settings named above.
 - ``retrains`` counts every model trained, the first one included.
 - The held-out fifth is drawn with ``numpy.random.default_rng(seed)``, one draw per training.
 """
@@ -61,6 +62,10 @@ RETRAIN_SHARE = 0.02
 MIN_RETRAIN_LABELS = 100
 HOLDOUT_SHARE = 0.2
 MIN_HOLDOUT = 30
+#: Logistic regression's solver. The objective (multinomial, L2, C=10) is convex, so every solver
+#: reaches the same model up to its tolerance; newton-cg is 2-3x faster than the default lbfgs on
+#: these wide sparse problems (lbfgs spends its time in the L-BFGS-B update of 20 x 10^5+ weights).
+SOLVER = "newton-cg"
 #: The threshold that admits nothing (Labelloop's convention: any threshold above 1).
 ADMIT_NOTHING = 1.01
 
@@ -124,7 +129,7 @@ def retrain_interval(stream_length: int) -> int:
 def _new_model() -> Pipeline:
     return make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-        LogisticRegression(C=10, max_iter=1000),
+        LogisticRegression(C=10, solver=SOLVER, max_iter=1000),
     )
 
 
