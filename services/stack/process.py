@@ -324,26 +324,30 @@ class ManagedProcess:
             os.killpg(pgid, sig)
 
     def _reap(self, pid: int) -> None:
-        """Collect the exit status of our own child so it does not linger as a zombie."""
+        """Collect our own child's exit status so it does not linger as a zombie.
+
+        Only through our own Popen: reaping with a bare waitpid could steal the status another
+        Popen object of this process waits for.
+        """
         if self._popen is not None and self._popen.pid == pid:
-            self._popen.poll()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout=5)
             self._popen = None
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
 
     def _wait_group_gone(self, pgid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         interval = 0.02
+        own = self._popen if self._popen is not None and self._popen.pid == pgid else None
         while True:
-            self._reap(pgid) if self._popen is None else self._popen.poll()
+            if own is not None:
+                own.poll()
             if not group_members(pgid):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            if self._popen is not None and self._popen.pid == pgid and self._popen.returncode is None:
+            if own is not None and own.returncode is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._popen.wait(timeout=interval)
+                    own.wait(timeout=interval)
             else:
                 time.sleep(interval)
             interval = min(interval * 1.5, 0.25)

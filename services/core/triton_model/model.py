@@ -92,8 +92,8 @@ class TritonPythonModel:
         start = 0
         for i, count in enumerate(counts):
             if count is None:
-                error = pb_utils.TritonError(errors[i])
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+                bad_input = pb_utils.TritonError(errors[i])
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=bad_input))
                 continue
             rows = (
                 probs[start : start + count]
