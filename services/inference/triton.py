@@ -7,6 +7,7 @@ Requests for one batch are sent concurrently with `async_infer` and gathered.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -79,7 +80,7 @@ class TritonClassifier:
                 self.client.async_infer(
                     model_name,
                     [tensor],
-                    callback=lambda r, e, i=index: callback(i, r, e),
+                    callback=functools.partial(callback, index),
                     outputs=[triton.InferRequestedOutput("PROBS")],
                     client_timeout=self.timeout_s,
                 )

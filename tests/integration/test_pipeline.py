@@ -1,0 +1,191 @@
+"""End to end through the five-service pipeline (ingest, inference, routing, human tasks), each
+service its own process, on real SpamAssassin e-mails: confident items are auto-labeled, the
+rest reach people, a scripted annotator labels them over gRPC, and the export holds every item
+exactly once with the right source. Crashes (kill -9) and a Triton outage lose nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+from models import serve, train_tfidf
+from running import RunningServices
+from support import wait_until
+
+from labelloop.bench.annotator_client import AnnotatorClient
+from labelloop.core import redis_store
+from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.thresholds import Threshold, ThresholdStore
+from labelloop.core.topics import ANNOTATIONS
+from labelloop.datasets import load
+from labelloop.routing.decisions import audit_draw
+from labelloop.v1 import common_pb2, ingest_pb2
+
+LABELS = ["ham", "spam"]
+STREAM = 300
+
+
+@pytest.fixture(scope="module")
+def spam():
+    records = load("spamassassin")
+    stream, training = records[:STREAM], records[1000:1600]
+    return stream, training
+
+
+@pytest.fixture(scope="module")
+def spam_model(spam):
+    _, training = spam
+    return train_tfidf([r["text"] for r in training], [r["label"] for r in training])
+
+
+@pytest.fixture
+def services(stack, tmp_path, topic_prefix, redis_prefix):
+    running = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
+    running.start()
+    yield running
+    running.stop()
+
+
+def submit(services: RunningServices, project_id: str, records, batch: int = 100) -> None:
+    stub = services.ingest()
+    for start in range(0, len(records), batch):
+        items = [
+            common_pb2.Item(
+                item_id=r["id"], project_id=project_id, content=common_pb2.Content(text=r["text"])
+            )
+            for r in records[start : start + batch]
+        ]
+        response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=30)
+        assert response.rejected == 0, [r.error_message for r in response.results if r.error_message]
+
+
+def annotate(
+    services: RunningServices, project_id: str, truth: dict[str, str], stop: threading.Event, n: int = 1
+):
+    target = f"127.0.0.1:{services.grpc_ports['human_tasks']}"
+    clients = [
+        AnnotatorClient(
+            target, project_id, f"annotator-{i}", lambda task: truth[task.ingested.item.item_id], stop
+        )
+        for i in range(n)
+    ]
+    for client in clients:
+        client.start()
+    return clients
+
+
+def wait_for_labels(services: RunningServices, project_id: str, count: int, timeout: float = 180):
+    def enough():
+        labels = latest_labels(services.stack.bootstrap_servers, services.topic_prefix, project_id)
+        return labels if len(labels) >= count else None
+
+    return wait_until(
+        enough,
+        timeout,
+        interval=0.5,
+        message=lambda: (
+            f"fewer than {count} final labels; inference log tail: {services.log('inference')[-2000:]}"
+        ),
+    )
+
+
+def test_the_pipeline_labels_every_item_once_with_the_right_source(
+    stack, services, spam, spam_model, tmp_path
+):
+    stream, _ = spam
+    project_id = f"spam-{uuid.uuid4().hex[:8]}"
+    services.create_project(project_id, LABELS, audit_rate=0.1)
+    assert serve(stack, project_id, spam_model, LABELS) == 1
+    ThresholdStore(redis_store.connect(stack.redis_url), services.redis_prefix).set(
+        project_id, Threshold(0.9, model_version=1)
+    )
+    truth = {r["id"]: r["label"] for r in stream}
+
+    submit(services, project_id, stream)
+    stop = threading.Event()
+    annotators = annotate(services, project_id, truth, stop)
+    try:
+        labels = wait_for_labels(services, project_id, STREAM)
+    finally:
+        stop.set()
+        for a in annotators:
+            a.join(10)
+
+    assert set(labels) == set(truth), "every ingested item has exactly one final label"
+    sources = Counter(label.source for label in labels.values())
+    auto = [label for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_MODEL]
+    human = [label for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_HUMAN]
+    assert auto and human, f"both paths are exercised: {sources}"
+    assert all(label.confidence >= 0.9 and label.model_version == 1 for label in auto)
+    assert all(list(label.annotators) == ["annotator-0"] for label in human)
+    assert all(label.labels[0] == truth[label.ingested.item.item_id] for label in human)
+    auto_accuracy = sum(label.labels[0] == truth[label.ingested.item.item_id] for label in auto) / len(auto)
+    assert auto_accuracy >= 0.9, (
+        f"auto-labels at threshold 0.9 should be mostly right, got {auto_accuracy:.3f}"
+    )
+
+    # Audit tasks: exactly the auto-labeled items whose stable draw falls under the audit rate.
+    wait_until(
+        lambda: (
+            len([a for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS) if a.audit])
+            >= sum(audit_draw(label.ingested.item.item_id, "labelloop-audit") < 0.1 for label in auto)
+        ),
+        60,
+        interval=0.5,
+        message="audit annotations missing",
+    )
+    audits = {
+        a.item_id for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS) if a.audit
+    }
+    expected = {
+        label.ingested.item.item_id
+        for label in auto
+        if audit_draw(label.ingested.item.item_id, "labelloop-audit") < 0.1
+    }
+    assert audits == expected and expected, (
+        f"{len(audits)} audits, expected {len(expected)} of {len(auto)} auto labels"
+    )
+
+    # The CLI's export and status agree.
+    env = {
+        **services.processes["ingest"].env,
+        "LABELLOOP_INGEST_ADDR": f"127.0.0.1:{services.grpc_ports['ingest']}",
+    }
+    out = tmp_path / "labels.csv"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labelloop.cli.main",
+            "export",
+            "--project",
+            project_id,
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert len(frame) == STREAM and frame["id"].astype(str).is_unique
+    assert Counter(frame["source"]) == {"model": len(auto), "human": len(human)}
+    status = subprocess.run(
+        [sys.executable, "-m", "labelloop.cli.main", "status", "--project", project_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "ingested" in status.stdout and str(STREAM) in status.stdout
