@@ -62,12 +62,24 @@ def ensure_topics(
                 admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
         deadline = time.monotonic() + timeout_s
         wanted = {t.name(prefix) for t in topics}
-        while not wanted <= set(admin.list_topics()):
+        while not _all_partitions_led(admin, wanted):
             if time.monotonic() > deadline:
-                raise DependencyUnavailable("kafka", f"topics not created in {timeout_s}s: {sorted(wanted)}")
+                raise DependencyUnavailable("kafka", f"topics not ready in {timeout_s}s: {sorted(wanted)}")
             time.sleep(0.1)
     finally:
         admin.close()
+
+
+def _all_partitions_led(admin: KafkaAdminClient, names: set[str]) -> bool:
+    """True when every partition of every topic in `names` exists and has a leader."""
+    if not names <= set(admin.list_topics()):
+        return False
+    for topic in admin.describe_topics(sorted(names)):
+        if topic.get("error_code") or not topic.get("partitions"):
+            return False
+        if any(p.get("leader_id", -1) < 0 or p.get("error_code") for p in topic["partitions"]):
+            return False
+    return True
 
 
 class EventProducer:

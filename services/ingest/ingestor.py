@@ -35,7 +35,7 @@ REJECTED = ingest_pb2.SUBMIT_STATUS_REJECTED
 class IngestLimits:
     """Size limits applied by validation."""
 
-    max_text_bytes: int = 100_000
+    max_text_bytes: int = 512 * 1024
     max_metadata_bytes: int = 16_384
     pending_ttl_s: float = 60.0
 

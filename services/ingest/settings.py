@@ -13,7 +13,7 @@ class IngestSettings(CommonSettings):
 
     grpc_port: int = setting(50051, port)
     metrics_port: int = setting(9101, port)
-    max_text_bytes: int = setting(100_000, positive)
+    max_text_bytes: int = setting(512 * 1024, positive)  # SpamAssassin has 300 KB e-mails
     max_metadata_bytes: int = setting(16_384, positive)
     max_batch_items: int = setting(5_000, positive)
     pending_ttl_s: float = setting(60.0, positive)
