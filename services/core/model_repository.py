@@ -180,15 +180,16 @@ def write_sklearn_version(
 ) -> Path:
     """Write a fitted scikit-learn pipeline (texts -> `predict_proba`) as family "sklearn".
 
-    `labels` orders the output columns (default: `pipeline.classes_`); it must hold exactly the
-    pipeline's classes. The pipeline is saved with joblib as `pipeline.joblib`.
+    `labels` orders the output columns (default: `pipeline.classes_`); it must hold every class
+    of the pipeline and may hold more (the project's whole label set): a label the pipeline never
+    saw gets probability 0. The pipeline is saved with joblib as `pipeline.joblib`.
     """
     import joblib
 
     classes = [str(c) for c in pipeline.classes_]
     order = [str(label) for label in labels] if labels is not None else classes
-    if sorted(order) != sorted(classes):
-        raise ValueError(f"labels {order} must be exactly the pipeline's classes {classes}")
+    if not set(classes) <= set(order) or len(set(order)) != len(order):
+        raise ValueError(f"labels {order} must be distinct and hold every class of the pipeline {classes}")
     return write_version(
         repo,
         model_name,

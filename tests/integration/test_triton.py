@@ -228,7 +228,7 @@ def test_writes_are_atomic_and_never_overwrite(tmp_path: Path, pipelines: tuple[
     repo.write_sklearn_version(tmp_path, "m", 1, pipelines[0], LABELS)
     with pytest.raises(AlreadyExists):
         repo.write_sklearn_version(tmp_path, "m", 1, pipelines[1], LABELS)
-    with pytest.raises(ValueError, match="exactly the pipeline's classes"):
+    with pytest.raises(ValueError, match="hold every class of the pipeline"):
         repo.write_sklearn_version(tmp_path, "m", 2, pipelines[1], ["sports", "weather"])
     assert repo.next_version(tmp_path, "m") == 2
     assert sorted(p.name for p in (tmp_path / "m" / "1").iterdir()) == [

@@ -40,12 +40,19 @@ class SklearnPredictor:
         self.pipeline = joblib.load(version_dir / meta["artifacts"]["pipeline"])
         classes = [str(c) for c in self.pipeline.classes_]
         labels = [str(label) for label in meta["labels"]]
-        if sorted(classes) != sorted(labels):
-            raise ValueError(f"pipeline classes {classes} differ from labels.json labels {labels}")
-        self.columns = [classes.index(label) for label in labels]
+        unknown = sorted(set(classes) - set(labels))
+        if unknown:
+            raise ValueError(f"pipeline classes {unknown} are not in labels.json labels {labels}")
+        # A label the pipeline never saw in training gets probability 0.
+        self.columns = [classes.index(label) if label in classes else -1 for label in labels]
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(texts))[:, self.columns]
+        probs = np.asarray(self.pipeline.predict_proba(texts), dtype=np.float32)
+        out = np.zeros((probs.shape[0], len(self.columns)), dtype=np.float32)
+        for j, i in enumerate(self.columns):
+            if i >= 0:
+                out[:, j] = probs[:, i]
+        return out
 
 
 FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {"sklearn": SklearnPredictor}
