@@ -1,0 +1,84 @@
+"""Model families: the contract between the retraining service and each kind of model it trains.
+
+The retraining service trains one candidate per available family on the same human labels,
+scores each on the same held-out labels, and keeps the best (families are chosen per project by
+evaluation, never by hand). A family only has to:
+
+- ``fit`` on texts and their labels, given the project's full label set (every label the
+  project allows, in the project's order; the training labels may cover only some of them);
+- return a :class:`TrainedModel` whose ``predict_proba`` columns follow that label set (a label
+  absent from training gets probability 0) and which can write itself as a version of the
+  Triton model repository through :mod:`labelloop.core.model_repository` (the artifact contract
+  with ``core/triton_model/model.py``; a new family also registers its loader in ``FAMILIES``
+  there).
+
+``fit`` may be slow (seconds to minutes) and is called from a training worker thread, one
+training per project at a time; it must not touch Kafka, Redis or MLflow. ``params`` is what the
+service logs to MLflow as the run's hyper-parameters (flat, JSON-serialisable values).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["ModelFamily", "TrainedModel", "available_families"]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TrainedModel(Protocol):
+    """A fitted model of one family, ready to be evaluated and written to the model repository."""
+
+    family: str
+    """The name of the family that trained it (``ModelFamily.name``)."""
+    params: dict[str, Any]
+    """Hyper-parameters and facts worth logging to MLflow (flat; values str/int/float/bool)."""
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, shape ``(len(texts), len(label_set))``, columns in the label-set
+        order given to ``fit``; rows sum to 1 (up to float error)."""
+        ...
+
+    def write_version(self, repo: Path, model_name: str, version: int) -> Path:
+        """Write this model as ``version`` of ``model_name`` in the Triton model repository
+        ``repo`` (atomically, via ``labelloop.core.model_repository``) and return the version's
+        directory. Raises ``AlreadyExists`` when that version exists. Does not load it."""
+        ...
+
+
+@runtime_checkable
+class ModelFamily(Protocol):
+    """A way of training a text classifier (e.g. TF-IDF + logistic regression)."""
+
+    name: str
+    """Stable, short identifier logged to MLflow (e.g. ``"tfidf-lr"``)."""
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> TrainedModel:
+        """Train on ``texts`` with their ``labels`` (each in ``label_set``; at least two distinct
+        labels). ``label_set`` is the project's full, ordered label set: the output columns."""
+        ...
+
+
+def available_families() -> list[ModelFamily]:
+    """The families this installation can train, cheapest first.
+
+    TF-IDF + logistic regression is always available; the sentence-encoder family
+    (``labelloop.retraining.encoder.MINILM_FAMILY``) is added when its module and its optional
+    dependencies import.
+    """
+    from labelloop.retraining.tfidf import TFIDF_FAMILY
+
+    families: list[ModelFamily] = [TFIDF_FAMILY]
+    try:
+        from labelloop.retraining.encoder import MINILM_FAMILY
+    except ImportError as error:
+        log.debug("sentence-encoder family unavailable: %s", error)
+    else:
+        families.append(MINILM_FAMILY)
+    return families
