@@ -66,3 +66,27 @@ def topic_prefix(request: pytest.FixtureRequest) -> str:
 def redis_prefix(request: pytest.FixtureRequest) -> str:
     """A Redis key prefix unique to this test."""
     return f"t:{_slug(request)}:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def running_services(stack, tmp_path, topic_prefix, redis_prefix) -> Iterator[dict[str, str]]:
+    """The pipeline services running as processes against the test stack, with a model loaded in
+    Triton (its `nv_*` metrics appear only then): service name -> metrics URL, plus "triton"."""
+    from models import serve, train_tfidf
+    from running import RunningServices
+
+    model = f"metrics-{uuid.uuid4().hex[:8]}"
+    serve(
+        stack,
+        model,
+        train_tfidf(["good day", "bad day", "fine", "awful"], ["pos", "neg", "pos", "neg"]),
+        ["neg", "pos"],
+    )
+    services = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
+    services.start()
+    try:
+        urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in services.ports.items()}
+        urls["triton"] = stack.triton_metrics_url
+        yield urls
+    finally:
+        services.stop()

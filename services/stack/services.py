@@ -8,6 +8,7 @@ infrastructure. `SERVICES` is the list `python -m labelloop.stack up` uses.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -31,5 +32,36 @@ class ServiceSpec:
     ready: Callable[[Mapping[str, str]], ReadyCheck] | None = None
 
 
-SERVICES: tuple[ServiceSpec, ...] = ()
-"""The services `make up` starts, in order, after Kafka, Redis, Triton and MLflow (none yet)."""
+def http_ready(metrics_port: int) -> Callable[[Mapping[str, str]], ReadyCheck]:
+    """Readiness: the service's `/readyz` answers 200 (all its dependencies are up)."""
+
+    def build(env: Mapping[str, str]) -> ReadyCheck:
+        port = int(env.get("LABELLOOP_METRICS_PORT", metrics_port))
+
+        def check() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as resp:
+                return resp.status == 200
+
+        return check
+
+    return build
+
+
+def _spec(name: str, metrics_port: int, grpc_port: int | None = None) -> ServiceSpec:
+    env = {"LABELLOOP_METRICS_PORT": str(metrics_port)}
+    ports: tuple[int, ...] = (metrics_port,)
+    if grpc_port is not None:
+        env["LABELLOOP_GRPC_PORT"] = str(grpc_port)
+        ports = (grpc_port, metrics_port)
+    return ServiceSpec(name, f"labelloop.{name}", env=env, ports=ports, ready=http_ready(metrics_port))
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    _spec("ingest", 9101, 50051),
+    _spec("inference", 9102),
+    _spec("routing", 9103),
+    _spec("human_tasks", 9104, 50052),
+)
+"""The services `make up` starts, in order, after Kafka, Redis, Triton and MLflow, on their
+default ports (gRPC: ingest 50051 with the admin API, human_tasks 50052; metrics and health:
+9101-9105)."""
