@@ -5,7 +5,9 @@ a backend directory `python/` holding `libtriton_python.so`, `triton_python_back
 the backend stub built for this interpreter's X.Y; `LD_LIBRARY_PATH` starting with this
 interpreter's own libpython directory, then the wheel's `nvidia_pytriton.libs`; and `PATH`
 starting with this environment's `bin/`, so the stub's embedded Python imports from this venv.
-Models are loaded only on request (`--model-control-mode=explicit`).
+Models are loaded on request (`--model-control-mode=explicit`), and at start every model in
+the repository is loaded (`--load-model=*`), so a restarted Triton serves what it served before;
+a model that fails to load does not stop the server (`--exit-on-error=false`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class TritonServer:
                 str(server_dir / "bin" / "tritonserver"),
                 f"--model-repository={model_repository}",
                 "--model-control-mode=explicit",
+                "--load-model=*",
                 f"--backend-directory={self.backend_dir}",
                 f"--cache-directory={server_dir / 'caches'}",
                 "--http-address=127.0.0.1",
@@ -71,7 +74,7 @@ class TritonServer:
                 f"--metrics-port={self.metrics_port}",
                 "--allow-gpu-metrics=false",
                 "--disable-auto-complete-config",
-                "--exit-on-error=true",
+                "--exit-on-error=false",
             ],
             env,
             self.home / "triton.log",
