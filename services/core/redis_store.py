@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.errors import DependencyUnavailable, LabelloopError
 
 
 def connect(url: str, **kwargs: Any) -> redis.Redis:
@@ -28,6 +28,9 @@ class Keys:
         return ":".join((self.prefix, *parts))
 
 
-def unavailable(exc: redis.RedisError) -> DependencyUnavailable:
-    """Wrap a Redis error as the dependency being unavailable."""
-    return DependencyUnavailable("redis", str(exc))
+def unavailable(exc: redis.RedisError) -> LabelloopError:
+    """Wrap a Redis error: a connection or timeout error means Redis is unavailable (retry later);
+    anything else (e.g. a script error) is a bug, reported as such rather than as an outage."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return DependencyUnavailable("redis", str(exc))
+    return LabelloopError(f"redis error: {exc}")

@@ -251,12 +251,25 @@ class StreamProcessor:
             "max_poll_records": max_poll_records,
             "fetch_max_wait_ms": 50,
             "max_poll_interval_ms": 600_000,
+            "metadata_max_age_ms": 30_000,
         }
         config.update(consumer_config or {})
         try:
-            self.consumer = KafkaConsumer(*self.inputs, **config)
+            self.consumer = KafkaConsumer(**config)
+            self._await_partition_metadata(timeout_s=60)
+            self.consumer.subscribe(list(self.inputs))
         except KafkaError as exc:
             raise DependencyUnavailable("kafka", str(exc)) from exc
+
+    def _await_partition_metadata(self, timeout_s: float) -> None:
+        """Subscribe only once the client knows every input topic's partitions: a group that
+        joins while a just-created topic has no metadata yet gets no partitions of it."""
+        deadline = time.monotonic() + timeout_s
+        for name in self.inputs:
+            while not self.consumer.partitions_for_topic(name):
+                if time.monotonic() > deadline:
+                    raise DependencyUnavailable("kafka", f"no partition metadata for {name} after {timeout_s}s")
+                self.stop.wait(0.1)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:

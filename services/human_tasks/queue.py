@@ -283,7 +283,7 @@ class TaskQueue:
         try:
             self._one_more(
                 keys=[self.keys.queue(project_id), self.keys.queued_at(project_id)],
-                args=[self.prefix, task_id],
+                args=[self.prefix, task_id, project_id],
             )
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
