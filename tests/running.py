@@ -19,7 +19,8 @@ from labelloop.stack.process import ManagedProcess
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, human_tasks_pb2_grpc, ingest_pb2_grpc
 
 PIPELINE = ("ingest", "inference", "routing", "human_tasks")
-GRPC_SERVICES = ("ingest", "human_tasks")
+SERVICES = (*PIPELINE, "retraining")  # retraining is started only when a test names it
+GRPC_SERVICES = ("ingest", "human_tasks", "retraining")
 
 
 def _ready(metrics_port: int, grpc_port: int | None) -> Callable[[], bool]:
@@ -49,7 +50,7 @@ class RunningServices:
         self.stack = stack
         self.topic_prefix = topic_prefix
         self.redis_prefix = redis_prefix
-        self.ports = {name: free_port() for name in PIPELINE}
+        self.ports = {name: free_port() for name in SERVICES}
         self.grpc_ports = {name: free_port() for name in GRPC_SERVICES}
         base = {
             **os.environ,
@@ -60,7 +61,7 @@ class RunningServices:
             **(extra_env or {}),
         }
         self.processes: dict[str, ManagedProcess] = {}
-        for name in PIPELINE:
+        for name in SERVICES:
             env = {**base, "LABELLOOP_METRICS_PORT": str(self.ports[name])}
             grpc_port = self.grpc_ports.get(name)
             if grpc_port:

@@ -1,0 +1,92 @@
+"""`python -m labelloop.retraining`: consumes `labels` and `annotations`, trains, gates,
+deploys to Triton and publishes thresholds and `models` events; serves the ModelService gRPC
+API. Env: the `LABELLOOP_*` variables of RetrainingSettings (MLflow at
+`LABELLOOP_MLFLOW_TRACKING_URI`, the Triton model repository at `LABELLOOP_MODEL_REPOSITORY`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from labelloop.core import grpc_server, health, redis_store, stream
+from labelloop.core.progress import ServingVersions
+from labelloop.core.projects import ProjectStore
+from labelloop.core.service import bootstrap, load_settings_or_exit
+from labelloop.core.thresholds import ThresholdStore
+from labelloop.core.topics import ANNOTATIONS, LABELS
+from labelloop.retraining.api import ModelApi
+from labelloop.retraining.audits import AuditLedger
+from labelloop.retraining.deploy import Deployer
+from labelloop.retraining.families import available_families
+from labelloop.retraining.registry import Registry
+from labelloop.retraining.service import RetrainingService
+from labelloop.retraining.settings import RetrainingSettings
+from labelloop.v1 import models_pb2_grpc
+
+log = logging.getLogger("retraining")
+
+
+def main() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    settings = load_settings_or_exit(RetrainingSettings)
+    runtime = bootstrap("retraining", settings)
+    client = redis_store.connect(settings.redis_url)
+    runtime.health.add("redis", health.redis_check(client))
+    runtime.health.add("kafka", health.kafka_check(settings.kafka_bootstrap))
+    runtime.health.add("triton", health.triton_check(settings.triton_grpc_url))
+    runtime.health.add("mlflow", health.http_check(f"{settings.mlflow_tracking_uri.rstrip('/')}/health"))
+    stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    families = [f for f in available_families() if not settings.families or f.name in settings.families]
+    log.info("model families: %s", ", ".join(f.name for f in families))
+    repo = Path(settings.model_repository)
+    repo.mkdir(parents=True, exist_ok=True)
+    deployer = Deployer(
+        repo,
+        settings.triton_grpc_url,
+        ThresholdStore(client, settings.redis_key_prefix, cache_s=0.0),
+        ServingVersions(client, settings.redis_key_prefix),
+        settings.load_timeout_s,
+        settings.fault_pause_writing_version_s,
+    )
+    producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "retraining")
+    service = RetrainingService(
+        settings,
+        ProjectStore(client, settings.redis_key_prefix),
+        deployer,
+        Registry(settings.mlflow_tracking_uri, settings.topic_prefix),
+        producer,
+        AuditLedger(client, settings.redis_key_prefix),
+        families,
+    )
+    service.rebuild()
+    server = grpc_server.build_server(
+        "retraining",
+        settings.grpc_port,
+        [lambda s: models_pb2_grpc.add_ModelServiceServicer_to_server(ModelApi(service), s)],
+        runtime.health,
+    )
+    processor = stream.StreamProcessor(
+        service="retraining",
+        bootstrap=settings.kafka_bootstrap,
+        prefix=settings.topic_prefix,
+        inputs=[LABELS, ANNOTATIONS],
+        group_id=f"{settings.topic_prefix}.retraining",
+        handler=service.handle,
+        producer=producer,
+        poll_timeout_ms=settings.poll_timeout_ms,
+        max_poll_records=settings.max_poll_records,
+        on_idle=service.schedule,
+    )
+    processor.stop = runtime.stop
+    try:
+        processor.run()
+    finally:
+        server.stop(grace=5)
+        service.close()
+        producer.close()
+    log.info("retraining stopped after %d events", processor.processed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The ModelService gRPC API (proto/labelloop/v1/models.proto): `labelloop model ...` calls it.
+
+Errors map through the core interceptor: NotFound -> NOT_FOUND, FailedPrecondition ->
+FAILED_PRECONDITION, InvalidArgument -> INVALID_ARGUMENT, DependencyUnavailable -> UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelloop.core.errors import InvalidArgument
+from labelloop.retraining.service import RetrainingService
+from labelloop.v1 import models_pb2, models_pb2_grpc
+
+
+def _project(request: Any) -> str:
+    if not request.project_id:
+        raise InvalidArgument("project_id", "is required")
+    return str(request.project_id)
+
+
+class ModelApi(models_pb2_grpc.ModelServiceServicer):
+    """Thin adapter from gRPC messages to RetrainingService."""
+
+    def __init__(self, service: RetrainingService) -> None:
+        self.service = service
+
+    def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: Any
+    ) -> models_pb2.ListModelsResponse:
+        pid = _project(request)
+        self.service.projects.get(pid)  # NOT_FOUND for an unknown project
+        out = models_pb2.ListModelsResponse(
+            serving_triton_version=self.service.deployer.serving.get(pid),
+            threshold=self.service.deployer.current_threshold(pid).threshold,
+        )
+        for record in self.service.registry.versions(pid):
+            info = out.versions.add(
+                version=record.version,
+                family=record.tags.get("family", ""),
+                mlflow_run_id=record.run_id,
+                aliases=list(record.aliases),
+                decision=record.tags.get("decision", ""),
+                reason=record.tags.get("reason", ""),
+                threshold=float(record.threshold["threshold"]),
+                triton_version=record.triton_version,
+                human_labels=int(record.tags.get("human_labels", "0")),
+            )
+            info.metrics.update(record.metrics)
+            info.created_at.FromMilliseconds(record.created_ms)
+        return out
+
+    def PromoteModel(
+        self, request: models_pb2.PromoteModelRequest, context: Any
+    ) -> models_pb2.ModelActionResponse:
+        pid = _project(request)
+        if request.version < 1:
+            raise InvalidArgument("version", "must be a registered version number (>= 1)")
+        version, triton_version, threshold = self.service.promote(pid, int(request.version))
+        return models_pb2.ModelActionResponse(
+            version=version, triton_version=triton_version, threshold=threshold
+        )
+
+    def RollbackModel(
+        self, request: models_pb2.RollbackModelRequest, context: Any
+    ) -> models_pb2.ModelActionResponse:
+        version, triton_version, threshold = self.service.rollback(_project(request))
+        return models_pb2.ModelActionResponse(
+            version=version, triton_version=triton_version, threshold=threshold
+        )
+
+    def RetrainModel(
+        self, request: models_pb2.RetrainModelRequest, context: Any
+    ) -> models_pb2.RetrainModelResponse:
+        labels, running = self.service.request_retrain(_project(request))
+        return models_pb2.RetrainModelResponse(human_labels=labels, training_running=running)

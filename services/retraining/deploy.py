@@ -1,0 +1,203 @@
+"""Putting a model version in front of traffic, safely: the model repository, Triton, and the
+threshold routing applies.
+
+Order of a deployment (`Deployer.deploy`):
+1. publish the *stricter* of the current and the new threshold (per class), so that during the
+   swap neither model is judged by a laxer threshold than its own;
+2. write the version into the repository (atomic: a hidden staging dir renamed to its number);
+3. `load_and_wait` until Triton serves it; on failure remove the version from disk (a Triton
+   restart cannot pick it up), reload the previous one, restore the old threshold, raise;
+4. record the serving version (Redis, metric), then publish the new threshold.
+
+A crash at any step leaves at worst the stricter threshold and an unannounced version on disk,
+which `reconcile_repository` removes at the next start (the champion in MLflow is the truth).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelloop.core import metrics, model_repository
+from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.model_repository import ModelLoadError
+from labelloop.core.progress import ServingVersions
+from labelloop.core.thresholds import Threshold, ThresholdStore
+
+__all__ = ["Deployer", "copy_version", "stricter", "triton_predict"]
+
+log = logging.getLogger(__name__)
+
+
+def stricter(a: Threshold, b: Threshold) -> Threshold:
+    """The threshold that admits only what both `a` and `b` admit (per class)."""
+    classes = set(a.class_thresholds) | set(b.class_thresholds)
+    return Threshold(
+        max(a.threshold, b.threshold),
+        {c: max(a.for_label(c), b.for_label(c)) for c in classes},
+        a.model_version,
+    )
+
+
+def copy_version(
+    repo: Path, model_name: str, version: int, source_dir: Path, pause: Callable[[], None] | None = None
+) -> Path:
+    """Write the Triton version directory `source_dir` (any family) as `version` of
+    `model_name` in `repo`, atomically. `pause` (fault injection) runs midway through the copy."""
+    meta = json.loads((source_dir / model_repository.LABELS_FILE).read_text())
+    skip = {model_repository.LABELS_FILE, model_repository.MODEL_FILE}
+    files = sorted(p for p in source_dir.iterdir() if p.name not in skip)
+
+    def write(directory: Path) -> None:
+        for i, path in enumerate(files):
+            if pause is not None and i == len(files) // 2:
+                pause()
+            if path.is_dir():
+                shutil.copytree(path, directory / path.name)
+            else:
+                shutil.copy2(path, directory / path.name)
+        if pause is not None and not files:
+            pause()
+
+    return model_repository.write_version(
+        repo,
+        model_name,
+        version,
+        str(meta["family"]),
+        [str(x) for x in meta["labels"]],
+        write,
+        artifacts=meta.get("artifacts") or {},
+        metadata=meta.get("metadata") or {},
+    )
+
+
+def triton_predict(url: str, model_name: str, texts: list[str], batch: int = 64) -> np.ndarray:
+    """PROBS of the version Triton serves for `texts` (columns: that version's labels)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(url)
+    rows: list[np.ndarray] = []
+    try:
+        for start in range(0, len(texts), batch):
+            chunk = np.array([[t.encode()] for t in texts[start : start + batch]], dtype=object)
+            tensor = grpcclient.InferInput("TEXT", list(chunk.shape), "BYTES")
+            tensor.set_data_from_numpy(chunk)
+            result = client.infer(model_name, [tensor], outputs=[grpcclient.InferRequestedOutput("PROBS")])
+            rows.append(np.asarray(result.as_numpy("PROBS"), dtype=np.float64))
+    except InferenceServerException as exc:
+        raise DependencyUnavailable("triton", exc.message() or str(exc)) from exc
+    finally:
+        client.close()
+    return np.concatenate(rows) if rows else np.zeros((0, 0))
+
+
+class Deployer:
+    """Deploys versions of each project's model, one deployment per model at a time."""
+
+    def __init__(
+        self,
+        repo: Path,
+        triton_url: str,
+        thresholds: ThresholdStore,
+        serving: ServingVersions,
+        load_timeout_s: float = 120.0,
+        fault_pause_s: float = 0.0,
+    ) -> None:
+        self.repo = repo
+        self.triton_url = triton_url
+        self.thresholds = thresholds
+        self.serving = serving
+        self.load_timeout_s = load_timeout_s
+        self.fault_pause_s = fault_pause_s
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, model_name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(model_name, threading.Lock())
+
+    def current_threshold(self, project_id: str) -> Threshold:
+        self.thresholds.invalidate(project_id)
+        return self.thresholds.get(project_id)
+
+    def deploy(self, project_id: str, model_name: str, source_dir: Path, threshold: Threshold) -> int:
+        """Serve `source_dir` as the next version of `model_name`, then publish `threshold`
+        (its model_version is set to the Triton version). Returns the Triton version.
+        Raises ModelLoadError (old version still serving, old threshold restored)."""
+        with self.lock(model_name):
+            old = self.current_threshold(project_id)
+            self.thresholds.set(project_id, stricter(old, threshold))
+            version = model_repository.next_version(self.repo, model_name)
+            pause = None
+            if self.fault_pause_s > 0:
+                stop = threading.Event()
+
+                def pause() -> None:
+                    log.warning(
+                        "fault injection: pausing %.0fs while writing version %d", self.fault_pause_s, version
+                    )
+                    stop.wait(self.fault_pause_s)
+
+            copy_version(self.repo, model_name, version, source_dir, pause)
+            try:
+                served = model_repository.load_and_wait(self.triton_url, model_name, self.load_timeout_s)
+                if served != version:
+                    raise ModelLoadError(f"Triton serves version {served} of {model_name!r}, not {version}")
+            except (ModelLoadError, DependencyUnavailable) as exc:
+                self._undo(model_name, version)
+                self.thresholds.set(project_id, old)
+                log.warning("%s: version %d did not load: %s", model_name, version, exc)
+                raise
+            self.serving.set(project_id, version)
+            metrics.SERVING_MODEL_VERSION.labels(project_id).set(version)
+            published = Threshold(threshold.threshold, dict(threshold.class_thresholds), version)
+            self.thresholds.set(project_id, published)
+            metrics.THRESHOLD.labels(project_id).set(published.threshold)
+            return version
+
+    def _undo(self, model_name: str, version: int) -> None:
+        with contextlib.suppress(Exception):
+            model_repository.remove_version(self.repo, model_name, version)
+        if model_repository.list_versions(self.repo, model_name):
+            try:
+                model_repository.load_and_wait(self.triton_url, model_name, self.load_timeout_s)
+            except Exception as exc:  # the old version normally never stopped serving
+                log.warning("reloading %s after a failed load: %s", model_name, exc)
+
+    def reconcile(self, model_name: str, champion_triton_version: int) -> list[int]:
+        """At start: remove staging leftovers and every version on disk newer than the
+        champion's (written but never announced: a crash mid-deploy). Returns removed versions."""
+        model_dir = self.repo / model_name
+        if not model_dir.is_dir():
+            return []
+        for leftover in model_dir.glob(f"{model_repository.TMP_PREFIX}*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        removed = [
+            v for v in model_repository.list_versions(self.repo, model_name) if v > champion_triton_version
+        ]
+        for v in removed:
+            model_repository.remove_version(self.repo, model_name, v)
+        if removed and model_repository.list_versions(self.repo, model_name):
+            try:
+                model_repository.load_and_wait(self.triton_url, model_name, self.load_timeout_s)
+            except Exception as exc:
+                log.warning("reloading %s after reconcile: %s", model_name, exc)
+        return removed
+
+
+def served_labels(repo: Path, model_name: str, version: int) -> list[str]:
+    """The output columns of a served version (its labels.json)."""
+    meta: dict[str, Any] = model_repository.read_labels(repo, model_name, version)
+    return [str(x) for x in meta["labels"]]

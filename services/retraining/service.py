@@ -1,0 +1,634 @@
+"""The retraining service's logic: the human-labeled sets, the trigger per project, the
+training worker, the gate, deployment, rollback, and threshold upkeep from audits.
+
+Threads: the consume loop (`handle`, `schedule`) owns the labeled sets and triggers (guarded by
+each project's lock); trainings run in one worker thread (one at a time on a small machine;
+never two of one project, by the trigger's ticket); the gRPC API thread calls `promote`,
+`rollback`, `request_retrain`, `list_models`. A project's model changes (promotion from a
+training, promote, rollback) are serialized by the project's model lock.
+
+State lives outside the process: labels in Kafka (replayed on start), models, metrics,
+thresholds and the champion history in MLflow, thresholds and audit counts in Redis, versions
+in the model repository. See `deploy.py` for why no half-written or unannounced version can
+serve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelloop.core import metrics, model_repository
+from labelloop.core.errors import DependencyUnavailable, FailedPrecondition, NotFound
+from labelloop.core.label_log import replay
+from labelloop.core.model_repository import ModelLoadError
+from labelloop.core.projects import ProjectStore
+from labelloop.core.stream import Batch, EventProducer, now_timestamp
+from labelloop.core.thresholds import Threshold
+from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
+from labelloop.retraining.audits import AuditLedger
+from labelloop.retraining.calibration import ADMIT_NOTHING, tighten_from_audits
+from labelloop.retraining.dataset import LabeledSet, Snapshot
+from labelloop.retraining.deploy import Deployer, served_labels, triton_predict
+from labelloop.retraining.evaluation import GateDecision, calibrate, evaluate, gate, out_of_fold_probs
+from labelloop.retraining.families import ModelFamily, TrainedModel
+from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
+from labelloop.retraining.settings import RetrainingSettings
+from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
+from labelloop.v1 import events_pb2
+
+__all__ = ["RetrainingService"]
+
+log = logging.getLogger("retraining")
+
+
+@dataclass
+class ProjectState:
+    """What the service holds for one project (rebuildable from Kafka + MLflow)."""
+
+    project_id: str
+    labeled: LabeledSet
+    trigger: RetrainTrigger
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `trigger`
+    model_lock: threading.Lock = field(default_factory=threading.Lock)  # serializes model changes
+
+
+@dataclass
+class Candidate:
+    family: ModelFamily
+    model: TrainedModel
+    metrics: dict[str, float]
+    holdout_probs: np.ndarray
+    fit_s: float
+
+
+class RetrainingService:
+    """Handles `labels` and `annotations` batches and runs trainings in a worker thread."""
+
+    def __init__(
+        self,
+        settings: RetrainingSettings,
+        projects: ProjectStore,
+        deployer: Deployer,
+        registry: Registry,
+        producer: EventProducer,
+        audits: AuditLedger,
+        families: list[ModelFamily],
+    ) -> None:
+        if not families:
+            raise ValueError("no model family available")
+        self.settings = settings
+        self.projects = projects
+        self.deployer = deployer
+        self.registry = registry
+        self.producer = producer
+        self.audits = audits
+        self.families = families
+        self.policy = TriggerPolicy(
+            first_model_labels=settings.first_model_labels,
+            min_classes=settings.min_classes,
+            retrain_every_labels=settings.retrain_every_labels,
+            retrain_every_seconds=settings.retrain_every_seconds,
+            failure_backoff_seconds=settings.failure_backoff_seconds,
+        )
+        self.states: dict[str, ProjectState] = {}
+        self._states_lock = threading.Lock()
+        self.positions: dict[int, int] = {}  # labels partition -> highest offset handled
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
+        self.running: dict[str, Future[None]] = {}
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self, project_id: str) -> ProjectState:
+        """The project's state, created on first use with the trigger resumed from the champion
+        (the number of human labels it was trained on)."""
+        with self._states_lock:
+            existing = self.states.get(project_id)
+        if existing is not None:
+            return existing
+        champion = self.registry.by_alias(project_id, CHAMPION)
+        in_model = int(champion.tags.get("human_labels", "0")) if champion else None
+        state = ProjectState(
+            project_id,
+            LabeledSet(self.settings.holdout_fraction),
+            RetrainTrigger(self.policy, labels_in_model=in_model),
+        )
+        with self._states_lock:
+            return self.states.setdefault(project_id, state)
+
+    def rebuild(self) -> int:
+        """Replay the compacted labels topic into the labeled sets; reconcile every project's
+        model repository with its champion. Returns the human labels loaded."""
+        loaded = 0
+        for label in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, LABELS):
+            state = self.state(label.ingested.item.project_id)
+            added = state.labeled.apply(label)
+            if added is not None:
+                state.trigger.record_labels([added])
+                loaded += 1
+        for project in self.projects.list():
+            self._reconcile(project.spec.project_id, project.spec.model_name)
+        log.info("rebuilt %d human labels of %d projects", loaded, len(self.states))
+        return loaded
+
+    def _reconcile(self, project_id: str, model_name: str) -> None:
+        killed = self.registry.close_abandoned_runs(project_id)
+        champion = self.registry.by_alias(project_id, CHAMPION)
+        removed = self.deployer.reconcile(model_name, champion.triton_version if champion else 0)
+        if killed or removed:
+            log.warning(
+                "%s: after a crash: marked %d runs KILLED, removed unannounced versions %s",
+                project_id,
+                killed,
+                removed,
+            )
+        if champion is not None and champion.triton_version:
+            try:
+                served = model_repository.served_versions(self.settings.triton_grpc_url, model_name)
+                if not served and model_repository.list_versions(self.deployer.repo, model_name):
+                    served = [model_repository.load_and_wait(self.settings.triton_grpc_url, model_name)]
+            except (ModelLoadError, DependencyUnavailable) as exc:
+                log.warning("%s: cannot check the served version: %s", project_id, exc)
+                return
+            if served:
+                self.deployer.serving.set(project_id, served[-1])
+                metrics.SERVING_MODEL_VERSION.labels(project_id).set(served[-1])
+
+    # -- the consume loop -------------------------------------------------------------------
+    def handle(self, batch: Batch) -> None:
+        """Record human labels and audit results; tighten thresholds the audits condemn; start
+        the trainings that are due. Idempotent under redelivery."""
+        audited: set[str] = set()
+        for event in batch.events:
+            if event.topic is LABELS:
+                label: events_pb2.LabelFinalized = event.message
+                state = self.state(label.ingested.item.project_id)
+                added = state.labeled.apply(label)
+                self.positions[event.partition] = max(self.positions.get(event.partition, -1), event.offset)
+                if added is not None:
+                    with state.lock:
+                        state.trigger.record_labels([added])
+            elif event.topic is ANNOTATIONS:
+                annotation: events_pb2.AnnotationSubmitted = event.message
+                if not annotation.audit:
+                    continue
+                agree = set(annotation.labels) == set(annotation.audited_labels)
+                self.audits.record(annotation.project_id, annotation.item_id, agree)
+                metrics.AUDITS.labels(annotation.project_id, "agree" if agree else "disagree").inc()
+                audited.add(annotation.project_id)
+        for project_id in sorted(audited):
+            self._check_audits(project_id, batch)
+        self.schedule()
+
+    def _check_audits(self, project_id: str, batch: Batch) -> None:
+        try:
+            project = self.projects.get(project_id)
+        except NotFound:
+            return
+        state = self.state(project_id)
+        with state.model_lock:
+            agree, total = self.audits.counts(project_id)
+            if total:
+                metrics.AUDITED_PRECISION.labels(project_id).set(agree / total)
+            current = self.deployer.current_threshold(project_id)
+            decision = tighten_from_audits(
+                current.threshold,
+                agree,
+                total,
+                project.spec.target_precision,
+                min_audits=self.settings.min_audits,
+            )
+            if not decision.tightened:
+                return
+            shrink = 0.5  # the same step tighten_from_audits takes, applied to each class
+
+            def tighten(t: float) -> float:
+                if decision.threshold > 1.0 or t > 1.0:
+                    return ADMIT_NOTHING
+                return min(1.0, t + shrink * (1.0 - t))
+
+            tightened = Threshold(
+                decision.threshold,
+                {c: tighten(t) for c, t in current.class_thresholds.items()},
+                current.model_version,
+            )
+            self.deployer.thresholds.set(project_id, tightened)
+            self.audits.reset(project_id)
+            metrics.THRESHOLD.labels(project_id).set(tightened.threshold)
+            log.warning("%s: %s", project_id, decision.reason)
+            batch.emit(
+                MODELS,
+                project_id,
+                self._event(
+                    project_id,
+                    events_pb2.MODEL_EVENT_KIND_THRESHOLD_UPDATED,
+                    project.spec.model_name,
+                    current.model_version,
+                    threshold=tightened,
+                    reason=decision.reason,
+                ),
+            )
+
+    def schedule(self) -> None:
+        """Start every training that is due (called after each batch and when idle)."""
+        with self._states_lock:
+            states = list(self.states.values())
+        for state in states:
+            with state.lock:
+                if state.trigger.due() is None:
+                    continue
+                ticket = state.trigger.start()
+                snapshot = state.labeled.snapshot()
+            log.info("%s: training (%s) on %d human labels", state.project_id, ticket.reason, snapshot.size)
+            self.running[state.project_id] = self.executor.submit(self._training, state, ticket, snapshot)
+
+    def close(self) -> None:
+        """Cancel queued trainings and wait for the one running."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- training -----------------------------------------------------------------------------
+    def _training(self, state: ProjectState, ticket: TrainingTicket, snapshot: Snapshot) -> None:
+        succeeded = False
+        family_name = "none"
+        started = time.perf_counter()
+        try:
+            family_name = self.train(state, ticket, snapshot)
+            succeeded = True
+        except Exception as exc:
+            log.exception("%s: training failed", state.project_id)
+            metrics.TRAININGS.labels(state.project_id, family_name, "failed").inc()
+            try:
+                project = self.projects.get(state.project_id)
+                self._announce(
+                    self._event(
+                        state.project_id,
+                        events_pb2.MODEL_EVENT_KIND_TRAINING_FAILED,
+                        project.spec.model_name,
+                        0,
+                        reason=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+            except Exception:
+                log.exception("%s: could not announce the failure", state.project_id)
+        else:
+            metrics.TRAININGS.labels(state.project_id, family_name, "ok").inc()
+            metrics.TRAINING_SECONDS.labels(state.project_id, family_name).observe(
+                time.perf_counter() - started
+            )
+        finally:
+            with state.lock:
+                state.trigger.finish(ticket, succeeded)
+
+    def train(self, state: ProjectState, ticket: TrainingTicket, snapshot: Snapshot) -> str:
+        """One training: fit every family, keep the best on held-out labels, calibrate, log and
+        register in MLflow, gate against the champion, deploy when promoted. Returns the family."""
+        pid = state.project_id
+        project = self.projects.get(pid)
+        label_set = [str(x) for x in project.spec.labels]
+        target = project.spec.target_precision
+        model_name = project.spec.model_name
+        train_texts = [x.text for x in snapshot.train]
+        train_labels = [x.label for x in snapshot.train]
+        hold_texts = [x.text for x in snapshot.holdout]
+        hold_labels = [x.label for x in snapshot.holdout]
+        if len(set(train_labels)) < 2:
+            raise FailedPrecondition(f"training split of {pid!r} has fewer than two classes")
+        tags = {"labelloop.project": pid, "labelloop.trigger": str(ticket.reason)}
+        with self.registry.run(pid, tags) as run_id:
+            candidates = [
+                self._fit(f, train_texts, train_labels, hold_texts, hold_labels, label_set, target)
+                for f in self.families
+            ]
+            metric = self.settings.gate_metric
+            best = max(candidates, key=lambda c: c.metrics.get(metric, 0.0)) if hold_labels else candidates[0]
+            t0 = time.perf_counter()
+            oof, valid = out_of_fold_probs(
+                best.family, train_texts, train_labels, label_set, self.settings.calibration_folds
+            )
+            calibration_probs = (
+                np.concatenate([oof[valid], best.holdout_probs]) if hold_labels else oof[valid]
+            )
+            calibration_truth = [y for y, ok in zip(train_labels, valid, strict=True) if ok] + hold_labels
+            calib = calibrate(
+                calibration_probs, calibration_truth, label_set, target, self.settings.confidence_level
+            )
+            calibration_s = time.perf_counter() - t0
+            threshold = Threshold(calib.threshold, dict(calib.class_thresholds))
+            champion = self.registry.by_alias(pid, CHAMPION)
+            champion_metrics = self._champion_metrics(
+                champion, model_name, hold_texts, hold_labels, label_set, target
+            )
+            decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
+            params: dict[str, Any] = {
+                "family": best.family.name,
+                "families_tried": ",".join(c.family.name for c in candidates),
+                "trigger": str(ticket.reason),
+                "human_labels": snapshot.size,
+                "train_size": len(snapshot.train),
+                "holdout_size": len(snapshot.holdout),
+                "holdout_fraction": self.settings.holdout_fraction,
+                "target_precision": target,
+                "label_set": ",".join(label_set),
+                "dataset_fingerprint": snapshot.fingerprint(),
+                "label_offsets": json.dumps(dict(sorted(self.positions.items()))),
+                "gate_metric": metric,
+                "gate_margin": self.settings.gate_margin,
+                **{f"hp.{k}": v for k, v in best.model.params.items()},
+                **{f"labels.{k}": v for k, v in sorted(snapshot.class_counts().items())},
+            }
+            run_metrics: dict[str, float] = {k: v for k, v in best.metrics.items()}
+            for c in candidates:
+                run_metrics.update({f"{c.family.name}.{k}": v for k, v in c.metrics.items()})
+                run_metrics[f"{c.family.name}.fit_seconds"] = c.fit_s
+            run_metrics.update(
+                {
+                    "threshold": calib.threshold,
+                    "calibrated_coverage": calib.expected_coverage,
+                    "calibration_items": float(calib.n),
+                    "calibration_seconds": calibration_s,
+                }
+            )
+            if champion_metrics:
+                run_metrics.update({f"champion.{k}": v for k, v in champion_metrics.items()})
+            self.registry.log(run_id, params, run_metrics)
+            self.registry.client.set_tag(
+                run_id, "labelloop.gate", "promote" if decision.promote else "reject"
+            )
+            self.registry.client.set_tag(run_id, "labelloop.gate_reason", decision.reason)
+            with tempfile.TemporaryDirectory(prefix="labelloop-train-") as tmp:
+                version_dir = best.model.write_version(Path(tmp), model_name, 1)
+                version = self.registry.register(
+                    pid,
+                    run_id,
+                    version_dir,
+                    {
+                        "family": best.family.name,
+                        "human_labels": str(snapshot.size),
+                        "threshold": json.dumps(
+                            {"threshold": threshold.threshold, "class_thresholds": threshold.class_thresholds}
+                        ),
+                        "metrics": json.dumps(best.metrics),
+                        "dataset_fingerprint": snapshot.fingerprint(),
+                        "decision": "",
+                    },
+                )
+                self._announce(
+                    self._event(
+                        pid,
+                        events_pb2.MODEL_EVENT_KIND_TRAINED,
+                        model_name,
+                        0,
+                        run_id=run_id,
+                        family=best.family.name,
+                        metrics=best.metrics,
+                        threshold=threshold,
+                    )
+                )
+                log.info(
+                    "%s: registered version %d (%s) %s; gate: %s",
+                    pid,
+                    version,
+                    best.family.name,
+                    _fmt(best.metrics),
+                    decision.reason,
+                )
+                self._apply_gate(pid, model_name, version, run_id, best, decision, threshold, version_dir)
+        return best.family.name
+
+    def _fit(
+        self,
+        family: ModelFamily,
+        texts: list[str],
+        labels: list[str],
+        hold_texts: list[str],
+        hold_labels: list[str],
+        label_set: list[str],
+        target: float,
+    ) -> Candidate:
+        t0 = time.perf_counter()
+        model = family.fit(texts, labels, label_set)
+        fit_s = time.perf_counter() - t0
+        probs = model.predict_proba(hold_texts) if hold_texts else np.zeros((0, len(label_set)))
+        return Candidate(family, model, evaluate(probs, hold_labels, label_set, target), probs, fit_s)
+
+    def _champion_metrics(
+        self,
+        champion: VersionRecord | None,
+        model_name: str,
+        texts: list[str],
+        truth: list[str],
+        label_set: list[str],
+        target: float,
+    ) -> dict[str, float] | None:
+        """The serving champion's metrics on the same held-out labels, asked of Triton."""
+        if champion is None or not champion.triton_version:
+            return None
+        if not truth:
+            return {}
+        probs = triton_predict(self.settings.triton_grpc_url, model_name, texts)
+        served = served_labels(self.deployer.repo, model_name, champion.triton_version)
+        aligned = np.zeros((len(texts), len(label_set)))
+        for j, label in enumerate(label_set):
+            if label in served:
+                aligned[:, j] = probs[:, served.index(label)]
+        return evaluate(aligned, truth, label_set, target)
+
+    def _apply_gate(
+        self,
+        pid: str,
+        model_name: str,
+        version: int,
+        run_id: str,
+        best: Candidate,
+        decision: GateDecision,
+        threshold: Threshold,
+        version_dir: Path,
+    ) -> None:
+        state = self.state(pid)
+        if not decision.promote:
+            self.registry.tag(pid, version, {"decision": "rejected", "reason": decision.reason})
+            self.registry.set_alias(pid, CHALLENGER, version)
+            metrics.GATE_DECISIONS.labels(pid, "rejected").inc()
+            self._announce(
+                self._event(
+                    pid,
+                    events_pb2.MODEL_EVENT_KIND_REJECTED,
+                    model_name,
+                    0,
+                    run_id=run_id,
+                    family=best.family.name,
+                    metrics=best.metrics,
+                    reason=decision.reason,
+                )
+            )
+            return
+        metrics.GATE_DECISIONS.labels(pid, "promoted").inc()
+        with state.model_lock:
+            try:
+                self._deploy(
+                    pid, model_name, version, version_dir, threshold, decision.reason, rollback=False
+                )
+            except ModelLoadError:
+                return
+
+    # -- deployment (training, promote, rollback) --------------------------------------------
+    def _deploy(
+        self,
+        pid: str,
+        model_name: str,
+        version: int,
+        version_dir: Path,
+        threshold: Threshold,
+        reason: str,
+        *,
+        rollback: bool,
+    ) -> int:
+        """Serve registered `version` from `version_dir` and crown it (caller holds the model
+        lock). Announces DEPLOYED then PROMOTED/ROLLED_BACK; on a load failure tags the version,
+        announces LOAD_FAILED and re-raises ModelLoadError."""
+        record = self.registry.get(pid, version)
+        try:
+            triton_version = self.deployer.deploy(pid, model_name, version_dir, threshold)
+        except ModelLoadError as exc:
+            self.registry.tag(pid, version, {"decision": "load_failed", "reason": str(exc)[:4000]})
+            self._announce(
+                self._event(
+                    pid,
+                    events_pb2.MODEL_EVENT_KIND_LOAD_FAILED,
+                    model_name,
+                    0,
+                    run_id=record.run_id,
+                    family=record.tags.get("family", ""),
+                    reason=str(exc),
+                )
+            )
+            log.error("%s: version %d failed to load; the previous one keeps serving: %s", pid, version, exc)
+            raise
+        self.registry.tag(
+            pid, version, {"triton_version": str(triton_version), "decision": "promoted", "reason": reason}
+        )
+        history = self.registry.champion_history(pid)
+        history = history[:-1] if rollback else history
+        if not history or history[-1] != version:
+            history.append(version)
+        self.registry.crown(pid, version, history)
+        challenger = self.registry.by_alias(pid, CHALLENGER)
+        if challenger is not None and challenger.version == version:
+            self.registry.delete_alias(pid, CHALLENGER)
+        self.audits.reset(pid)
+        published = Threshold(threshold.threshold, dict(threshold.class_thresholds), triton_version)
+        family = record.tags.get("family", "")
+        common = {"run_id": record.run_id, "family": family, "metrics": record.metrics}
+        self._announce(
+            self._event(pid, events_pb2.MODEL_EVENT_KIND_DEPLOYED, model_name, triton_version, **common),
+            self._event(
+                pid,
+                events_pb2.MODEL_EVENT_KIND_ROLLED_BACK if rollback else events_pb2.MODEL_EVENT_KIND_PROMOTED,
+                model_name,
+                triton_version,
+                threshold=published,
+                reason=reason,
+                **common,
+            ),
+        )
+        log.info(
+            "%s: version %d serves as Triton version %d, threshold %.4f",
+            pid,
+            version,
+            triton_version,
+            published.threshold,
+        )
+        return triton_version
+
+    def _deploy_registered(self, pid: str, record: VersionRecord, reason: str, *, rollback: bool) -> int:
+        project = self.projects.get(pid)
+        t = record.threshold
+        threshold = Threshold(float(t["threshold"]), {k: float(v) for k, v in t["class_thresholds"].items()})
+        with tempfile.TemporaryDirectory(prefix="labelloop-deploy-") as tmp:
+            source = self.registry.download(record, Path(tmp))
+            return self._deploy(
+                pid, project.spec.model_name, record.version, source, threshold, reason, rollback=rollback
+            )
+
+    def promote(self, pid: str, version: int) -> tuple[int, int, float]:
+        """Serve registered `version` as champion with its stored threshold.
+        Returns (version, triton version, threshold). FailedPrecondition when it cannot load."""
+        state = self.state(pid)
+        record = self.registry.get(pid, version)
+        with state.model_lock:
+            try:
+                tv = self._deploy_registered(pid, record, "promoted by a person", rollback=False)
+            except ModelLoadError as exc:
+                raise FailedPrecondition(f"version {version} could not be loaded: {exc}") from exc
+        return version, tv, record.threshold["threshold"]
+
+    def rollback(self, pid: str) -> tuple[int, int, float]:
+        """Re-serve the previous champion and its threshold."""
+        state = self.state(pid)
+        with state.model_lock:
+            history = self.registry.champion_history(pid)
+            if len(history) < 2:
+                raise FailedPrecondition(f"project {pid!r} has no previous champion to roll back to")
+            record = self.registry.get(pid, history[-2])
+            try:
+                tv = self._deploy_registered(
+                    pid, record, f"rolled back from version {history[-1]}", rollback=True
+                )
+            except ModelLoadError as exc:
+                raise FailedPrecondition(f"version {record.version} could not be loaded: {exc}") from exc
+        return record.version, tv, record.threshold["threshold"]
+
+    def request_retrain(self, pid: str) -> tuple[int, bool]:
+        """Ask for a training of `pid`; returns (human labels held, whether one is running)."""
+        self.projects.get(pid)  # NotFound for an unknown project
+        state = self.state(pid)
+        with state.lock:
+            state.trigger.request()
+            return len(state.labeled), state.trigger.running is not None
+
+    # -- events ---------------------------------------------------------------------------
+    def _event(
+        self,
+        pid: str,
+        kind: int,
+        model_name: str,
+        version: int,
+        *,
+        run_id: str = "",
+        family: str = "",
+        metrics: dict[str, float] | None = None,
+        threshold: Threshold | None = None,
+        reason: str = "",
+    ) -> events_pb2.ModelEvent:
+        event = events_pb2.ModelEvent(
+            project_id=pid,
+            kind=kind,  # type: ignore[arg-type]
+            model_name=model_name,
+            model_version=version,
+            family=family,
+            mlflow_run_id=run_id,
+            metrics=metrics or {},
+            reason=reason,
+            at=now_timestamp(),
+        )
+        if threshold is not None:
+            event.threshold = threshold.threshold
+            event.class_thresholds.update(threshold.class_thresholds)
+        return event
+
+    def _announce(self, *events: events_pb2.ModelEvent) -> None:
+        for event in events:
+            self.producer.send(MODELS, event.project_id, event)
+        self.producer.flush()
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in sorted(values.items()))
