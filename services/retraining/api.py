@@ -33,6 +33,7 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
         out = models_pb2.ListModelsResponse(
             serving_triton_version=self.service.deployer.serving.get(pid),
             threshold=self.service.deployer.current_threshold(pid).threshold,
+            training=self.service.is_training(pid),
         )
         for record in self.service.registry.versions(pid):
             info = out.versions.add(

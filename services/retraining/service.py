@@ -400,7 +400,11 @@ class RetrainingService:
                     _fmt(best.metrics),
                     decision.reason,
                 )
-                self._apply_gate(pid, model_name, version, run_id, best, decision, threshold, version_dir)
+                if self._apply_gate(pid, model_name, version, run_id, best, decision, threshold, version_dir):
+                    # From the label that triggered the training (same batch) to the version serving.
+                    serving_s = time.monotonic() - ticket.started_at
+                    self.registry.log(run_id, {}, {"seconds_to_serving": serving_s})
+                    log.info("%s: version %d serving %.1fs after its trigger", pid, version, serving_s)
         return best.family.name
 
     def _fit(
@@ -451,7 +455,8 @@ class RetrainingService:
         decision: GateDecision,
         threshold: Threshold,
         version_dir: Path,
-    ) -> None:
+    ) -> bool:
+        """Record the gate's decision; deploy when it promotes. True when the version serves."""
         state = self.state(pid)
         if not decision.promote:
             self.registry.tag(pid, version, {"decision": "rejected", "reason": decision.reason})
@@ -469,7 +474,7 @@ class RetrainingService:
                     reason=decision.reason,
                 )
             )
-            return
+            return False
         metrics.GATE_DECISIONS.labels(pid, "promoted").inc()
         with state.model_lock:
             try:
@@ -477,7 +482,8 @@ class RetrainingService:
                     pid, model_name, version, version_dir, threshold, decision.reason, rollback=False
                 )
             except ModelLoadError:
-                return
+                return False
+        return True
 
     # -- deployment (training, promote, rollback) --------------------------------------------
     def _deploy(
@@ -585,6 +591,12 @@ class RetrainingService:
             except ModelLoadError as exc:
                 raise FailedPrecondition(f"version {record.version} could not be loaded: {exc}") from exc
         return record.version, tv, record.threshold["threshold"]
+
+    def is_training(self, pid: str) -> bool:
+        """True while a training of `pid` runs or is due to start."""
+        state = self.state(pid)
+        with state.lock:
+            return state.trigger.running is not None or state.trigger.due() is not None
 
     def request_retrain(self, pid: str) -> tuple[int, bool]:
         """Ask for a training of `pid`; returns (human labels held, whether one is running)."""

@@ -49,14 +49,16 @@ class ModelVersionInfo(_message.Message):
     def __init__(self, version: _Optional[int] = ..., family: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., threshold: _Optional[float] = ..., triton_version: _Optional[int] = ..., human_labels: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("versions", "serving_triton_version", "threshold")
+    __slots__ = ("versions", "serving_triton_version", "threshold", "training")
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     SERVING_TRITON_VERSION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersionInfo]
     serving_triton_version: int
     threshold: float
-    def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., serving_triton_version: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    training: bool
+    def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., serving_triton_version: _Optional[int] = ..., threshold: _Optional[float] = ..., training: _Optional[bool] = ...) -> None: ...
 
 class PromoteModelRequest(_message.Message):
     __slots__ = ("project_id", "version")
