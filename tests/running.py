@@ -96,6 +96,7 @@ class RunningServices:
             process.stop()
         for channel in self._channels:
             channel.close()
+        self.redis.close()
 
     def log(self, name: str) -> str:
         return (

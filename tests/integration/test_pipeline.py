@@ -17,7 +17,6 @@ from running import RunningServices
 from support import wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
-from labelloop.core import redis_store
 from labelloop.core.label_log import latest_labels, replay
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS
@@ -100,9 +99,7 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
     project_id = f"spam-{uuid.uuid4().hex[:8]}"
     services.create_project(project_id, LABELS, audit_rate=0.1)
     assert serve(stack, project_id, spam_model, LABELS) == 1
-    ThresholdStore(redis_store.connect(stack.redis_url), services.redis_prefix).set(
-        project_id, Threshold(0.9, model_version=1)
-    )
+    ThresholdStore(services.redis, services.redis_prefix).set(project_id, Threshold(0.9, model_version=1))
     truth = {r["id"]: r["label"] for r in stream}
 
     submit(services, project_id, stream)
