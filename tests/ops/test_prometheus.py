@@ -1,5 +1,5 @@
 """Prometheus config and alert rules pass promtool; the alert unit tests pass; every alert is
-documented in deploy/OPERATIONS.md where its runbook annotation points."""
+documented in README.md (Operations) where its runbook annotation points."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from promql_names import ALERT_RULES
 from toolchain import REPO, run
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
-OPERATIONS = REPO / "deploy" / "OPERATIONS.md"
+OPERATIONS = REPO / "README.md"
 
 
 def test_promtool_check_config(promtool: str) -> None:
@@ -77,5 +77,5 @@ def test_every_alert_has_severity_summary_and_a_documented_runbook() -> None:
         assert alert["labels"]["severity"] in ("warning", "critical"), alert["alert"]
         assert alert["annotations"]["summary"] and alert["annotations"]["description"], alert["alert"]
         runbook = alert["annotations"]["runbook"]
-        assert runbook == f"deploy/OPERATIONS.md#{alert['alert'].lower()}", alert["alert"]
+        assert runbook == f"README.md#{alert['alert'].lower()}", alert["alert"]
         assert runbook.split("#")[1] in headings, f"no section for {alert['alert']} in {OPERATIONS.name}"
