@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from labelloop.cli.model_commands import model_app
 from labelloop.cli.settings import CliSettings
 from labelloop.core.settings import SettingsError, load
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
@@ -25,6 +26,7 @@ from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, inge
 app = typer.Typer(help="Labelloop: label a live data stream with a model and people.", no_args_is_help=True)
 project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
+app.add_typer(model_app, name="model")
 console = Console()
 err = Console(stderr=True)
 
