@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 import typer
@@ -230,18 +231,170 @@ def status(project: Annotated[str, typer.Option(help="The project.")]) -> None:
     console.print(table)
 
 
-@app.command("demo")
-def demo() -> None:
-    """The main job. For now: bring up the local stack and check every component (smoke check)."""
-    from labelloop.stack.__main__ import main as stack_main
+def _progress_printer() -> tuple[Any, Callable[[dict[str, Any]], None]]:
+    """A rich Live table of the bench's progress, and the function that updates it."""
+    from rich.live import Live
 
-    console.print(
-        "labelloop demo: the full loop lands with the bench issue; for now this is the stack smoke check."
+    def render(p: dict[str, Any]) -> Table:
+        table = Table(
+            "items",
+            "submitted",
+            "ingested",
+            "auto-labeled",
+            "waiting for people",
+            "labeled by people",
+            "model",
+            "threshold",
+            title="labelloop bench",
+        )
+        threshold = p.get("threshold", 2.0)
+        table.add_row(
+            str(p.get("items", "")),
+            str(p.get("submitted", "")),
+            str(p.get("ingested", "")),
+            str(p.get("auto_labeled", "")),
+            str(p.get("waiting_for_people", "")),
+            str(p.get("human_labeled", "")),
+            f"v{p['serving_version']}" if p.get("serving_version") else "none",
+            "admits nothing" if threshold > 1 else f"{threshold:.3f}",
+        )
+        return table
+
+    live = Live(render({}), console=err, refresh_per_second=2, transient=False)
+    return live, lambda p: live.update(render(p))
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """The report's main numbers next to the reference's."""
+    ref = report.get("reference") or {}
+    table = Table(
+        "",
+        "Labelloop",
+        "reference",
+        title=f"{report['dataset']}: {report['items']} items, {report['classes']} classes",
     )
-    code = stack_main(["up"])
-    if code:
-        raise typer.Exit(code)
-    raise typer.Exit(stack_main(["status"]))
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    for key in (
+        "human_fraction",
+        "accuracy",
+        "auto_accuracy",
+        "human_accuracy",
+        "human_labeled",
+        "auto_labeled",
+    ):
+        table.add_row(key, fmt(report.get(key)), fmt(ref.get(key)))
+    table.add_row("audit_tasks", fmt(report.get("audit_tasks")), "")
+    table.add_row(
+        "retrains / promotions",
+        f"{report.get('retrains')} / {report.get('promotions')}",
+        fmt(ref.get("retrains")),
+    )
+    table.add_row("throughput (items/s)", fmt(report.get("throughput_items_per_s")), "")
+    lat = report.get("auto_latency_ms") or {}
+    table.add_row("auto latency p50 / p99 (ms)", f"{fmt(lat.get('p50'))} / {fmt(lat.get('p99'))}", "")
+    table.add_row("wall (s)", fmt(report.get("wall_s")), fmt(ref.get("wall_s")))
+    return table
+
+
+@app.command("bench")
+def bench(
+    data: Annotated[
+        str,
+        typer.Option(
+            help="JSONL with text and label (and optional id), or a built-in: 20newsgroups, spamassassin, bbcnews."
+        ),
+    ],
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    plot: Annotated[Path | None, typer.Option(help="Where to write the PNG plot.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use the first N items of the stream.")] = None,
+    target_precision: Annotated[float, typer.Option(help="Precision auto-labels must reach.")] = 0.95,
+    annotators: Annotated[int, typer.Option(help="Annotators per human task (majority vote).")] = 1,
+    annotator_error: Annotated[
+        float, typer.Option(help="Probability a simulated annotator answers wrong.")
+    ] = 0.0,
+    annotator_latency_ms: Annotated[
+        float, typer.Option(help="Time a simulated annotator takes per task.")
+    ] = 0.0,
+    rate: Annotated[
+        float | None, typer.Option(help="Items per second to submit (default: as fast as the window allows).")
+    ] = None,
+    window: Annotated[
+        int, typer.Option(help="At most this many submitted items without a final label.")
+    ] = 100,
+    stall_timeout: Annotated[
+        float, typer.Option(help="Fail after this many seconds without a new final label.")
+    ] = 300.0,
+    throughput: Annotated[
+        bool, typer.Option("--throughput", help="Measure the auto path at full speed instead.")
+    ] = False,
+) -> None:
+    """Run the whole loop on a labeled dataset with its labels hidden; write a report (and plot)."""
+    from labelloop.bench.loop import BenchConfig, BenchError, run_bench
+
+    s = settings()
+    config = BenchConfig(
+        data=data,
+        report=report,
+        plot=plot,
+        limit=limit,
+        target_precision=target_precision,
+        annotators=annotators,
+        annotator_error=annotator_error,
+        annotator_latency_ms=annotator_latency_ms,
+        rate=rate,
+        window=window,
+        stall_timeout_s=stall_timeout,
+        ingest_addr=s.ingest_addr,
+        human_tasks_addr=s.human_tasks_addr,
+        kafka_bootstrap=s.kafka_bootstrap,
+        topic_prefix=s.topic_prefix,
+    )
+    try:
+        if throughput:
+            from labelloop.bench.throughput import run_throughput
+
+            result = run_throughput(config, say=console.print)
+            console.print_json(data={k: v for k, v in result.items() if k != "windows"})
+        else:
+            live, update = _progress_printer()
+            with live:
+                result = run_bench(config, say=console.print, progress=update)
+            console.print(summary_table(result))
+    except BenchError as exc:
+        raise fail(str(exc)) from None
+    except Exception as exc:  # a dataset or stack problem: say what, not a traceback
+        from labelloop.datasets.records import DatasetError
+        from labelloop.stack.process import StackError
+
+        if isinstance(exc, DatasetError | StackError | FileNotFoundError):
+            raise fail(str(exc), 2 if isinstance(exc, DatasetError | FileNotFoundError) else 1) from None
+        raise
+    console.print(f"report: {report}" + (f"   plot: {plot}" if plot else ""))
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the report and the plot.")] = Path("demo-results"),
+    limit: Annotated[int, typer.Option(help="Items of 20 Newsgroups to stream.")] = 3000,
+) -> None:
+    """The main job: the whole loop on 3,000 items of 20 Newsgroups, with a summary at the end."""
+    bench(
+        data="20newsgroups",
+        report=out / "report.json",
+        plot=out / "report.png",
+        limit=limit,
+        target_precision=0.95,
+        annotators=1,
+        annotator_error=0.0,
+        annotator_latency_ms=0.0,
+        rate=None,
+        window=100,
+        stall_timeout=300.0,
+        throughput=False,
+    )
 
 
 def main() -> None:
