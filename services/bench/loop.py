@@ -63,6 +63,7 @@ class BenchConfig:
     kafka_bootstrap: str = "127.0.0.1:19092"
     topic_prefix: str = "labelloop"
     reference: bool = True
+    manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,7 +113,8 @@ def run_bench(
             config.seed,
         )
     try:
-        ensure_stack(say)
+        if config.manage_stack:
+            ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
         with grpc.insecure_channel(config.ingest_addr) as channel:
             admin = admin_pb2_grpc.ProjectServiceStub(channel)

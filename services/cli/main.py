@@ -7,6 +7,7 @@ operation failed (the message says why), 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -373,6 +374,95 @@ def bench(
             raise fail(str(exc), 2 if isinstance(exc, DatasetError | FileNotFoundError) else 1) from None
         raise
     console.print(f"report: {report}" + (f"   plot: {plot}" if plot else ""))
+
+
+BENCH_RUNS = (
+    # name, dataset, limit, annotators, annotator error
+    ("bbcnews", "bbcnews", None, 1, 0.0),
+    ("spamassassin", "spamassassin", None, 1, 0.0),
+    ("20newsgroups", "20newsgroups", 6000, 1, 0.0),
+    ("bbcnews-noisy", "bbcnews", None, 3, 0.1),
+    ("spamassassin-noisy", "spamassassin", None, 3, 0.1),
+)
+
+
+@app.command("bench-all")
+def bench_all(
+    out: Annotated[Path, typer.Option(help="Folder for the reports and plots.")] = Path("bench-results"),
+    only: Annotated[str, typer.Option(help="Comma-separated run names to keep (default: all).")] = "",
+) -> None:
+    """`make bench`: the built-in datasets (perfect and noisy annotators) and the throughput mode,
+    one JSON report and PNG plot each, then one table."""
+    import json
+    import platform
+
+    from labelloop.bench.loop import BenchConfig, run_bench
+    from labelloop.bench.throughput import run_throughput
+
+    s = settings()
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    rows: list[dict[str, Any]] = []
+    for name, data, limit, annotators, error in BENCH_RUNS:
+        if wanted and name not in wanted:
+            continue
+        console.print(f"[bold]== {name}[/]")
+        config = BenchConfig(
+            data=data,
+            report=out / f"{name}.json",
+            plot=out / f"{name}.png",
+            limit=limit,
+            annotators=annotators,
+            annotator_error=error,
+            ingest_addr=s.ingest_addr,
+            human_tasks_addr=s.human_tasks_addr,
+            kafka_bootstrap=s.kafka_bootstrap,
+            topic_prefix=s.topic_prefix,
+            extra={"run": name},
+        )
+        rows.append(run_bench(config, say=console.print))
+    throughput: dict[str, Any] | None = None
+    if not wanted or "throughput" in wanted:
+        console.print("[bold]== throughput[/]")
+        config = BenchConfig(
+            data="20newsgroups",
+            report=out / "throughput.json",
+            limit=5000,
+            ingest_addr=s.ingest_addr,
+            human_tasks_addr=s.human_tasks_addr,
+            kafka_bootstrap=s.kafka_bootstrap,
+            topic_prefix=s.topic_prefix,
+        )
+        throughput = run_throughput(config, say=console.print)
+    table = Table(
+        "run",
+        "items",
+        "human_fraction (ref)",
+        "accuracy (ref)",
+        "auto_accuracy",
+        "retrains",
+        "wall s",
+        title=f"labelloop bench, {time.strftime('%Y-%m-%d')}, {platform.node()} ({os.cpu_count()} cores)",
+    )
+    for r in rows:
+        ref = r.get("reference") or {}
+        table.add_row(
+            r["run"],
+            str(r["items"]),
+            f"{r['human_fraction']:.3f} ({ref.get('human_fraction', float('nan')):.3f})",
+            f"{r['accuracy']:.3f} ({ref.get('accuracy', float('nan')):.3f})",
+            "-" if r["auto_accuracy"] is None else f"{r['auto_accuracy']:.3f}",
+            str(r["retrains"]),
+            f"{r['wall_s']:.0f}",
+        )
+    console.print(table)
+    if throughput:
+        console.print(
+            f"throughput: {throughput['throughput_items_per_s']} items/s end to end, "
+            f"Triton alone {throughput['triton_items_per_s']} items/s (ratio {throughput['ratio_to_triton']}), "
+            f"auto latency at half rate p50 {throughput['auto_latency_ms']['p50']} ms, p99 {throughput['auto_latency_ms']['p99']} ms"
+        )
+    (out / "summary.json").write_text(json.dumps({"runs": rows, "throughput": throughput}, indent=2) + "\n")
+    console.print(f"reports and plots in {out}/")
 
 
 @app.command("demo")
