@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import struct
 import sys
@@ -66,6 +67,7 @@ class SentenceEncoder:
         tokenizer_path: Path | str,
         *,
         max_seq_length: int = MAX_SEQ_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -73,6 +75,9 @@ class SentenceEncoder:
 
         if not 2 <= max_seq_length <= 512:
             raise ValueError(f"max_seq_length must be in [2, 512], got {max_seq_length}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
         self.model_path = Path(model_path)
         self.max_seq_length = max_seq_length
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
@@ -94,8 +99,12 @@ class SentenceEncoder:
         """Token ids per text, [CLS] ... [SEP], at most ``max_seq_length`` ids each."""
         return [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
 
-    def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Embeddings of ``texts``: float32, shape ``(len(texts), dim)``, rows of unit L2 norm."""
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Embeddings of ``texts``: float32, shape ``(len(texts), dim)``, rows of unit L2 norm.
+
+        ``batch_size`` (default: the encoder's) is how many texts go through the graph at once.
+        """
+        batch_size = self.batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -188,10 +197,12 @@ class EncoderClassifier:
     def __init__(self, version_dir: Path | str, meta: dict[str, Any], threads: int | None = None) -> None:
         version_dir = Path(version_dir)
         artifacts = meta["artifacts"]
+        metadata = meta.get("metadata", {})
         self.encoder = SentenceEncoder(
             version_dir / artifacts["encoder"],
             version_dir / artifacts["tokenizer"],
-            max_seq_length=int(meta.get("metadata", {}).get("max_seq_length", MAX_SEQ_LENGTH)),
+            max_seq_length=int(metadata.get("max_seq_length", MAX_SEQ_LENGTH)),
+            batch_size=int(metadata.get("batch_size", DEFAULT_BATCH_SIZE)),
             threads=threads,
         )
         self.head = LinearHead.load(version_dir / artifacts["head"])
@@ -409,8 +420,10 @@ def build(
         "dim": int(config["hidden_size"]),
         "tokenizer": {"file": TOKENIZER_FILE, "sha256": _sha256(tokenizer)},
         "models": {
-            "fp32": {"file": fp32.name, "sha256": _sha256(fp32)},
-            "int8": {"file": int8.name, "sha256": _sha256(int8)},
+            "fp32": {"file": fp32.name, "sha256": _sha256(fp32), "batch_size": DEFAULT_BATCH_SIZE},
+            # Dynamic quantisation scales each MatMul input by the max over the whole batch, so
+            # a text's INT8 embedding would depend on its batch-mates: run texts one at a time.
+            "int8": {"file": int8.name, "sha256": _sha256(int8), "batch_size": 1},
         },
         "default": default,
     }
@@ -426,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) not in (3, 4) or args[0] != "build":
         print(main.__doc__, file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.ERROR)  # quantize_dynamic's advice to pre-process is noise here
     manifest = build(args[1], args[2], source=args[3] if len(args) == 4 else args[1])
     for variant, entry in manifest["models"].items():
         size = (Path(args[2]) / entry["file"]).stat().st_size

@@ -55,7 +55,36 @@ class SklearnPredictor:
         return out
 
 
-FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {"sklearn": SklearnPredictor}
+class MinilmPredictor:
+    """Family "minilm-head": a frozen sentence encoder (ONNX on onnxruntime) + a logistic head.
+
+    The version directory carries its own copy of Labelloop's ``core/encoder_runtime.py``
+    (artifact "runtime"), loaded here by path under a per-version module name, so the served
+    embeddings come from the very code the head was trained with.
+    """
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
+        import importlib.util
+        import sys
+
+        path = version_dir / meta["artifacts"]["runtime"]
+        module_name = f"_labelloop_encoder_runtime_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load the encoder runtime {path}")
+        runtime = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = runtime
+        spec.loader.exec_module(runtime)
+        self.classifier = runtime.EncoderClassifier(version_dir, meta)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.classifier.predict_proba(texts), dtype=np.float32)
+
+
+FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
+    "sklearn": SklearnPredictor,
+    "minilm-head": MinilmPredictor,
+}
 
 
 def _texts(request: Any) -> list[str]:
