@@ -77,6 +77,9 @@ def main() -> None:
         poll_timeout_ms=settings.poll_timeout_ms,
         max_poll_records=settings.max_poll_records,
         on_idle=service.schedule,
+        # After a crash the restarted process rejoins the group sooner (the consume loop is
+        # light and trainings run in a worker thread, so heartbeats are never starved).
+        consumer_config={"session_timeout_ms": 10_000},
     )
     processor.stop = runtime.stop
     try:

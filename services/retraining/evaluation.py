@@ -21,7 +21,7 @@ from labelloop.retraining.calibration import (
 )
 from labelloop.retraining.families import ModelFamily
 
-__all__ = ["GateDecision", "calibrate", "evaluate", "gate", "out_of_fold_probs"]
+__all__ = ["GateDecision", "best_candidate", "calibrate", "evaluate", "gate", "out_of_fold_probs"]
 
 
 def evaluate(
@@ -43,6 +43,13 @@ def evaluate(
         "expected_coverage": coverage_at_precision(probs.max(axis=1), correct, target_precision),
         "n": float(len(truth)),
     }
+
+
+def best_candidate(candidate_metrics: Sequence[dict[str, float]], metric: str) -> int:
+    """The index of the candidate with the highest held-out `metric`; ties (and no held-out
+    labels at all) go to the earliest, i.e. the cheapest family."""
+    scores = [m.get(metric, float("-inf")) for m in candidate_metrics]
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,14 @@ from labelloop.retraining.audits import AuditLedger
 from labelloop.retraining.calibration import ADMIT_NOTHING, tighten_from_audits
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import Deployer, served_labels, triton_predict
-from labelloop.retraining.evaluation import GateDecision, calibrate, evaluate, gate, out_of_fold_probs
+from labelloop.retraining.evaluation import (
+    GateDecision,
+    best_candidate,
+    calibrate,
+    evaluate,
+    gate,
+    out_of_fold_probs,
+)
 from labelloop.retraining.families import ModelFamily, TrainedModel
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
@@ -308,7 +315,7 @@ class RetrainingService:
                 for f in self.families
             ]
             metric = self.settings.gate_metric
-            best = max(candidates, key=lambda c: c.metrics.get(metric, 0.0)) if hold_labels else candidates[0]
+            best = candidates[best_candidate([c.metrics for c in candidates], metric)]
             t0 = time.perf_counter()
             oof, valid = out_of_fold_probs(
                 best.family, train_texts, train_labels, label_set, self.settings.calibration_folds

@@ -1,0 +1,161 @@
+"""Pure parts of the retraining service: the labeled set and its split, metrics, the gate, the
+family choice, calibration data, the deploy-time threshold rule, version copies, settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelloop.core import model_repository
+from labelloop.core.settings import SettingsError, load
+from labelloop.core.thresholds import Threshold
+from labelloop.retraining.calibration import ADMIT_NOTHING
+from labelloop.retraining.dataset import LabeledSet, is_holdout
+from labelloop.retraining.deploy import copy_version, stricter
+from labelloop.retraining.evaluation import best_candidate, calibrate, evaluate, gate, out_of_fold_probs
+from labelloop.retraining.families import ModelFamily, TrainedModel, available_families
+from labelloop.retraining.settings import RetrainingSettings
+from labelloop.retraining.tfidf import TFIDF_FAMILY
+from labelloop.v1 import common_pb2, events_pb2
+
+WORDS = {"sport": "goal match team score league", "tech": "chip software cloud code server"}
+
+
+def texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    out, labels = [], []
+    for i in range(n):
+        label = "sport" if i % 2 else "tech"
+        words = WORDS[label].split()
+        out.append(" ".join(rng.choice(words, 6)) + f" filler{i % 7}")
+        labels.append(label)
+    return out, labels
+
+
+def label_event(
+    item_id: str, label: str, source: int = common_pb2.LABEL_SOURCE_HUMAN
+) -> events_pb2.LabelFinalized:
+    item = common_pb2.Item(
+        item_id=item_id, project_id="p", content=common_pb2.Content(text=f"text {item_id}")
+    )
+    return events_pb2.LabelFinalized(
+        ingested=events_pb2.ItemIngested(item=item), labels=[label], source=source
+    )
+
+
+def test_holdout_assignment_is_stable_and_near_the_fraction() -> None:
+    ids = [f"item-{i}" for i in range(4000)]
+    share = sum(is_holdout(i, 0.2) for i in ids) / len(ids)
+    assert 0.17 < share < 0.23
+    assert [is_holdout(i, 0.2) for i in ids[:50]] == [is_holdout(i, 0.2) for i in ids[:50]]
+
+
+def test_labeled_set_counts_each_human_labeled_item_once() -> None:
+    labeled = LabeledSet(0.2)
+    assert labeled.apply(label_event("a", "x", common_pb2.LABEL_SOURCE_MODEL)) is None  # auto: not trained on
+    assert labeled.apply(label_event("a", "x")) == "x"
+    assert labeled.apply(label_event("a", "x")) is None  # redelivered
+    assert labeled.apply(label_event("a", "y")) is None  # relabeled: replaces, not a new label
+    assert labeled.apply(label_event("a", "z", common_pb2.LABEL_SOURCE_MODEL)) is None
+    assert labeled.labels() == ["y"]
+    for i in range(100):
+        labeled.apply(label_event(f"i{i}", "x"))
+    snap = labeled.snapshot()
+    assert snap.size == 101 and snap.class_counts() == {"x": 100, "y": 1}
+    assert all(is_holdout(x.item_id, 0.2) for x in snap.holdout)
+    assert not any(is_holdout(x.item_id, 0.2) for x in snap.train)
+    assert snap.fingerprint() == labeled.snapshot().fingerprint()
+
+
+def test_tfidf_family_columns_follow_the_label_set() -> None:
+    x, y = texts(40)
+    model = TFIDF_FAMILY.fit(x, y, ["tech", "other", "sport"])
+    assert isinstance(model, TrainedModel) and isinstance(TFIDF_FAMILY, ModelFamily)
+    probs = model.predict_proba(["goal match team", "cloud code chip"])
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1) and (probs[:, 1] == 0).all()
+    assert probs[0].argmax() == 2 and probs[1].argmax() == 0
+    with pytest.raises(ValueError, match="two distinct"):
+        TFIDF_FAMILY.fit(x[:3], ["tech"] * 3, ["tech", "sport"])
+    assert available_families()[0].name == "tfidf-lr"
+
+
+def test_tfidf_version_is_written_with_the_project_label_set(tmp_path: Path) -> None:
+    x, y = texts(20)
+    directory = TFIDF_FAMILY.fit(x, y, ["tech", "sport", "other"]).write_version(tmp_path, "m", 1)
+    meta = json.loads((directory / "labels.json").read_text())
+    assert meta["labels"] == ["tech", "sport", "other"] and meta["family"] == "sklearn"
+
+
+def test_evaluate_and_gate() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    m = evaluate(probs, ["a", "b", "b", "b"], ["a", "b"], 0.9)
+    assert m["accuracy"] == 0.75 and m["n"] == 4 and 0 < m["macro_f1"] < 1 and m["expected_coverage"] == 0.75
+    assert gate(m, None, "accuracy", 0.01).promote
+    assert gate(m, {"accuracy": 0.76}, "accuracy", 0.01).promote
+    rejected = gate(m, {"accuracy": 0.9}, "accuracy", 0.01)
+    assert not rejected.promote and "worse than the champion" in rejected.reason
+    assert gate({"n": 0}, {"n": 0}, "accuracy", 0.0).promote  # nothing to compare on
+
+
+def test_the_family_with_the_best_held_out_metric_is_chosen_ties_to_the_cheapest() -> None:
+    assert best_candidate([{"accuracy": 0.8}, {"accuracy": 0.9}], "accuracy") == 1
+    assert best_candidate([{"accuracy": 0.9}, {"accuracy": 0.9}], "accuracy") == 0
+    assert best_candidate([{"n": 0}, {"n": 0}], "accuracy") == 0
+
+
+def test_out_of_fold_predictions_never_come_from_a_model_that_saw_the_item() -> None:
+    x, y = texts(60)
+    probs, valid = out_of_fold_probs(TFIDF_FAMILY, x, y, ["tech", "sport"], folds=3)
+    assert valid.all() and probs.shape == (60, 2)
+    accuracy = np.mean(np.array(["tech", "sport"])[probs.argmax(axis=1)] == np.array(y))
+    assert accuracy > 0.9
+
+
+def test_calibration_admits_nothing_with_too_few_labels_and_something_with_enough() -> None:
+    few = np.tile([[0.99, 0.01]], (20, 1))
+    assert calibrate(few, ["a"] * 20, ["a", "b"], 0.9, 0.95).threshold == ADMIT_NOTHING
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.5, 1.0, 400)
+    truth = np.where(rng.uniform(size=400) < conf, "a", "b")  # calibrated: P(correct) = conf
+    probs = np.stack([conf, 1 - conf], axis=1)
+    result = calibrate(probs, truth.tolist(), ["a", "b"], 0.9, 0.95)
+    assert 0.5 < result.threshold < 1.0
+    admitted = conf >= result.threshold
+    assert np.mean(truth[admitted] == "a") >= 0.9
+
+
+def test_the_deploy_time_threshold_is_the_stricter_of_both_per_class() -> None:
+    old = Threshold(0.8, {"a": 0.95}, 3)
+    new = Threshold(0.7, {"b": 0.9})
+    both = stricter(old, new)
+    assert both.threshold == 0.8 and both.class_thresholds == {"a": 0.95, "b": 0.9}
+    assert stricter(Threshold(), new).threshold == 2.0  # before any model: still nothing
+
+
+def test_copy_version_reproduces_a_version_and_pauses_midway(tmp_path: Path) -> None:
+    x, y = texts(20)
+    source = TFIDF_FAMILY.fit(x, y, ["tech", "sport"]).write_version(tmp_path / "a", "m", 1)
+    calls: list[bool] = []
+
+    def pause() -> None:
+        calls.append(any((tmp_path / "b" / "m").glob(".tmp-*")))
+
+    copied = copy_version(tmp_path / "b", "m", 7, source, pause)
+    assert calls == [True], "the pause must happen while the staging directory exists"
+    assert model_repository.list_versions(tmp_path / "b", "m") == [7]
+    assert (copied / "pipeline.joblib").read_bytes() == (source / "pipeline.joblib").read_bytes()
+    assert model_repository.read_labels(tmp_path / "b", "m", 7)["labels"] == ["tech", "sport"]
+
+
+def test_settings_defaults_and_a_bad_value() -> None:
+    s = load(RetrainingSettings, environ={})
+    assert (s.metrics_port, s.grpc_port, s.first_model_labels) == (9105, 50053, 50)
+    with pytest.raises(SettingsError, match="LABELLOOP_HOLDOUT_FRACTION"):
+        load(RetrainingSettings, environ={"LABELLOOP_HOLDOUT_FRACTION": "1.5"})
+    assert load(RetrainingSettings, environ={"LABELLOOP_FAMILIES": "tfidf-lr,minilm-head"}).families == (
+        "tfidf-lr",
+        "minilm-head",
+    )
