@@ -121,17 +121,28 @@ class Health:
 
 
 def kafka_check(bootstrap: str) -> Check:
-    """A check that the Kafka cluster answers a metadata request."""
+    """A check that the Kafka cluster answers a metadata request (one admin client, reused;
+    rebuilt after a failure)."""
     from kafka import KafkaAdminClient
 
+    holder: dict[str, Any] = {}
+    lock = threading.Lock()
+
     def check() -> None:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
-        )
-        try:
-            admin.describe_cluster()
-        finally:
-            admin.close()
+        with lock:
+            admin = holder.get("admin")
+            try:
+                if admin is None:
+                    admin = KafkaAdminClient(
+                        bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
+                    )
+                    holder["admin"] = admin
+                admin.describe_cluster()
+            except Exception:
+                holder.pop("admin", None)
+                if admin is not None:
+                    admin.close()
+                raise
 
     return check
 
