@@ -220,7 +220,8 @@ class TaskQueue:
         try:
             expired = self.client.zrangebyscore(self.keys.leases(project_id), "-inf", time.time())
             count = 0
-            for lease_id in expired:
+            for raw in expired:  # type: ignore[union-attr]
+                lease_id = raw.decode() if isinstance(raw, bytes) else str(raw)
                 count += int(
                     self._requeue(
                         keys=[
