@@ -271,7 +271,9 @@ class StreamProcessor:
         for name in self.inputs:
             while not self.consumer.partitions_for_topic(name):
                 if time.monotonic() > deadline:
-                    raise DependencyUnavailable("kafka", f"no partition metadata for {name} after {timeout_s}s")
+                    raise DependencyUnavailable(
+                        "kafka", f"no partition metadata for {name} after {timeout_s}s"
+                    )
                 self.stop.wait(0.1)
 
     # -- the loop --------------------------------------------------------------------------
