@@ -125,3 +125,8 @@ AUDITS = Counter(
     "Audited auto-labels, by whether people agreed (agree, disagree).",
     ["project", "outcome"],
 )
+TARGET_PRECISION = Gauge(
+    "labelloop_target_precision",
+    "The precision a project's auto-labels must reach (its spec), for comparison with the audits.",
+    ["project"],
+)

@@ -142,6 +142,7 @@ class RetrainingService:
                 state.trigger.record_labels([added])
                 loaded += 1
         for project in self.projects.list():
+            metrics.TARGET_PRECISION.labels(project.spec.project_id).set(project.spec.target_precision)
             self._reconcile(project.spec.project_id, project.spec.model_name)
         log.info("rebuilt %d human labels of %d projects", loaded, len(self.states))
         return loaded
@@ -301,6 +302,7 @@ class RetrainingService:
         project = self.projects.get(pid)
         label_set = [str(x) for x in project.spec.labels]
         target = project.spec.target_precision
+        metrics.TARGET_PRECISION.labels(pid).set(target)
         model_name = project.spec.model_name
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
