@@ -31,7 +31,7 @@ class RetrainingSettings(CommonSettings):
     holdout_fraction: float = setting(0.2, _fraction)  # share of human labels never trained on
     gate_metric: str = setting("accuracy", _gate_metric)
     gate_margin: float = setting(0.01, non_negative)  # candidate may be this much worse than champion
-    calibration_folds: int = setting(5, positive)  # out-of-fold predictions for calibration
+    calibration_folds: int = setting(3, positive)  # out-of-fold predictions for calibration
     confidence_level: float = setting(0.95, _fraction)  # of the precision lower bound
     min_audits: int = setting(20, positive)  # audits before tightening can happen
     families: tuple[str, ...] = setting(())  # restrict to these family names (empty: all available)
