@@ -147,7 +147,11 @@ class Deployer:
                     )
                     stop.wait(self.fault_pause_s)
 
-            copy_version(self.repo, model_name, version, source_dir, pause)
+            try:
+                copy_version(self.repo, model_name, version, source_dir, pause)
+            except BaseException:
+                self.thresholds.set(project_id, old)
+                raise
             try:
                 served = model_repository.load_and_wait(self.triton_url, model_name, self.load_timeout_s)
                 if served != version:

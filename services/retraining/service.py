@@ -20,7 +20,7 @@ import logging
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,8 @@ class RetrainingService:
         self.states: dict[str, ProjectState] = {}
         self._states_lock = threading.Lock()
         self.positions: dict[int, int] = {}  # labels partition -> highest offset handled
+        self._positions_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
-        self.running: dict[str, Future[None]] = {}
 
     # -- state ------------------------------------------------------------------------------
     def state(self, project_id: str) -> ProjectState:
@@ -151,6 +151,19 @@ class RetrainingService:
         killed = self.registry.close_abandoned_runs(project_id)
         champion = self.registry.by_alias(project_id, CHAMPION)
         removed = self.deployer.reconcile(model_name, champion.triton_version if champion else 0)
+        if removed:
+            # A crash after a version was served but before it was crowned: the champion serves
+            # again, so its own threshold must apply (not the unannounced version's).
+            if champion is not None:
+                t = champion.threshold
+                restored = Threshold(
+                    float(t["threshold"]),
+                    {k: float(v) for k, v in t["class_thresholds"].items()},
+                    champion.triton_version,
+                )
+            else:
+                restored = Threshold()
+            self.deployer.thresholds.set(project_id, restored)
         if killed or removed:
             log.warning(
                 "%s: after a crash: marked %d runs KILLED, removed unannounced versions %s",
@@ -180,7 +193,10 @@ class RetrainingService:
                 label: events_pb2.LabelFinalized = event.message
                 state = self.state(label.ingested.item.project_id)
                 added = state.labeled.apply(label)
-                self.positions[event.partition] = max(self.positions.get(event.partition, -1), event.offset)
+                with self._positions_lock:
+                    self.positions[event.partition] = max(
+                        self.positions.get(event.partition, -1), event.offset
+                    )
                 if added is not None:
                     with state.lock:
                         state.trigger.record_labels([added])
@@ -256,7 +272,13 @@ class RetrainingService:
                 ticket = state.trigger.start()
                 snapshot = state.labeled.snapshot()
             log.info("%s: training (%s) on %d human labels", state.project_id, ticket.reason, snapshot.size)
-            self.running[state.project_id] = self.executor.submit(self._training, state, ticket, snapshot)
+            self.executor.submit(self._training, state, ticket, snapshot)
+
+    def _label_offsets(self) -> str:
+        """The labels-topic offsets handled so far (JSON partition -> offset): the data version
+        a training saw (labels replayed at start are not counted here)."""
+        with self._positions_lock:
+            return json.dumps(dict(sorted(self.positions.items())))
 
     def close(self) -> None:
         """Cancel queued trainings and wait for the one running."""
@@ -347,7 +369,7 @@ class RetrainingService:
                 "target_precision": target,
                 "label_set": ",".join(label_set),
                 "dataset_fingerprint": snapshot.fingerprint(),
-                "label_offsets": json.dumps(dict(sorted(self.positions.items()))),
+                "label_offsets": self._label_offsets(),
                 "gate_metric": metric,
                 "gate_margin": self.settings.gate_margin,
                 **{f"hp.{k}": v for k, v in best.model.params.items()},
