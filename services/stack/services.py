@@ -61,7 +61,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     _spec("inference", 9102),
     _spec("routing", 9103),
     _spec("human_tasks", 9104, 50052),
+    _spec("retraining", 9105, 50053),
 )
 """The services `make up` starts, in order, after Kafka, Redis, Triton and MLflow, on their
-default ports (gRPC: ingest 50051 with the admin API, human_tasks 50052; metrics and health:
-9101-9105)."""
+default ports (gRPC: ingest 50051 with the admin API, human_tasks 50052, retraining 50053 with
+the model API; metrics and health: 9101-9105)."""
