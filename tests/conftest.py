@@ -70,10 +70,10 @@ def redis_prefix(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def running_services(stack, tmp_path, topic_prefix, redis_prefix) -> Iterator[dict[str, str]]:
-    """The pipeline services running as processes against the test stack, with a model loaded in
+    """The five services running as processes against the test stack, with a model loaded in
     Triton (its `nv_*` metrics appear only then): service name -> metrics URL, plus "triton"."""
     from models import serve, train_tfidf
-    from running import RunningServices
+    from running import SERVICES, RunningServices
 
     model = f"metrics-{uuid.uuid4().hex[:8]}"
     serve(
@@ -83,7 +83,7 @@ def running_services(stack, tmp_path, topic_prefix, redis_prefix) -> Iterator[di
         ["neg", "pos"],
     )
     services = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
-    services.start()
+    services.start(SERVICES)
     try:
         urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in services.ports.items()}
         urls["triton"] = stack.triton_metrics_url
