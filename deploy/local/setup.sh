@@ -41,7 +41,7 @@ stamp=$VENV/.labelloop-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   say "installing Python dependencies (pinned by constraints.txt)"
   "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
-  "$VENV/bin/pip" install -q -c constraints.txt -e '.[dev]'
+  "$VENV/bin/pip" install -q -c constraints.txt -e '.[dev,encoder]'
   touch "$stamp"
 else
   say "Python dependencies up to date"
