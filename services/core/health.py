@@ -47,10 +47,10 @@ class Health:
         """Each dependency -> None when healthy, else the error text."""
         with self._lock:
             stamp, cached = self._last
-            if time.monotonic() - stamp < self.cache_s and cached.keys() == self._checks.keys():
+            if time.monotonic() - stamp < self.cache_s and set(cached) == set(self._checks):
                 return dict(cached)
             out: dict[str, str | None] = {}
-            for name, check in self._checks.items():
+            for name, check in list(self._checks.items()):
                 try:
                     check()
                     out[name] = None

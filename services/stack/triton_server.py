@@ -64,6 +64,9 @@ class TritonServer:
                 f"--model-repository={model_repository}",
                 "--model-control-mode=explicit",
                 "--load-model=*",
+                # ready = the server answers; a model that failed to load must not make Triton
+                # as a whole unready (each model's readiness is asked separately)
+                "--strict-readiness=false",
                 f"--backend-directory={self.backend_dir}",
                 f"--cache-directory={server_dir / 'caches'}",
                 "--http-address=127.0.0.1",
