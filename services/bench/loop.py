@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,49 @@ def reference_report(texts: list[str], labels: list[str], target: float, seed: i
     return run_reference(texts, labels, target_precision=target, seed=seed).as_report()
 
 
+def _reference_worker(texts: list[str], labels: list[str], target: float, seed: int, out: Any) -> None:
+    out.send(reference_report(texts, labels, target, seed))
+    out.close()
+
+
+class ReferenceRun:
+    """The reference policy in a child process (it needs a core of its own for minutes), which
+    is terminated with the bench: nothing is left running when the bench stops or fails."""
+
+    def __init__(self, records: list[Any], config: BenchConfig) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._receive, send = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=_reference_worker,
+            args=(
+                [r["text"] for r in records],
+                [r["label"] for r in records],
+                config.target_precision,
+                config.seed,
+                send,
+            ),
+            name="labelloop-bench-reference",
+            daemon=True,
+        )
+        self._process.start()
+        send.close()
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the reference's report."""
+        try:
+            value: dict[str, Any] = self._receive.recv()
+        except EOFError:
+            raise BenchError(f"the reference policy failed (exit code {self._process.exitcode})") from None
+        return value
+
+    def stop(self) -> None:
+        """Terminate the child if it still runs."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(10)
+        self._receive.close()
+
+
 def ensure_stack(say: Say) -> None:
     """Start the local stack and the services unless they are all running and healthy."""
     from labelloop.stack import LocalStack, StackSettings
@@ -101,17 +143,7 @@ def run_bench(
     truth = {r["id"]: r["label"] for r in records}
     say(f"dataset {config.data}: {len(records)} items, {len(label_set)} classes")
 
-    pool: ProcessPoolExecutor | None = None
-    reference: Future[dict[str, Any]] | None = None
-    if config.reference:
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        reference = pool.submit(
-            reference_report,
-            [r["text"] for r in records],
-            [r["label"] for r in records],
-            config.target_precision,
-            config.seed,
-        )
+    reference = ReferenceRun(records, config) if config.reference else None
     try:
         if config.manage_stack:
             ensure_stack(say)
@@ -183,8 +215,8 @@ def run_bench(
             result["reference"] = reference.result()
         result["wall_s"] = round(time.perf_counter() - started, 2)
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        if reference is not None:
+            reference.stop()
     config.report.parent.mkdir(parents=True, exist_ok=True)
     config.report.write_text(json.dumps(result, indent=2) + "\n")
     if config.plot is not None:

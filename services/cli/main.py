@@ -488,7 +488,14 @@ def demo(
 
 
 def main() -> None:
-    """Entry point of the `labelloop` command."""
+    """Entry point of the `labelloop` command. SIGTERM stops it like Ctrl-C, so long jobs (bench)
+    clean up the processes they started."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         app()
     except KeyboardInterrupt:
