@@ -22,16 +22,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labelloop.stack", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("fetch", help="fetch the Kafka broker jars with Maven (skipped when present)")
-    commands.add_parser("up", help="start Kafka, Redis, Triton, MLflow and the services; wait until ready")
-    commands.add_parser("down", help="stop everything `up` started; leaves no process behind")
-    commands.add_parser("status", help="show each component's pid, ports and health; exit 1 if any is down")
+    for name, text in (
+        ("up", "start Kafka, Redis, Triton, MLflow and the services; wait until ready"),
+        ("down", "stop everything `up` started; leaves no process behind"),
+        ("status", "show each component's pid, ports and health; exit 1 if any is down"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--no-services",
+            action="store_true",
+            help="only the infrastructure (Kafka, Redis, Triton, MLflow)",
+        )
     args = parser.parse_args(argv)
     try:
         settings = load(StackSettings)
         if args.command == "fetch":
             fetch_kafka_jars(Path(settings.kafka_libs_dir).resolve())
             return 0
-        stack = LocalStack(settings)
+        stack = LocalStack(settings, services=() if args.no_services else None)
         if args.command == "up":
             stack.up()
             return 0

@@ -21,9 +21,10 @@ from labelloop.stack.settings import settings_env
 
 
 def _stack_cli(command: str, settings: StackSettings) -> subprocess.CompletedProcess[str]:
+    """`python -m labelloop.stack <command>` on the infrastructure of the stack `settings` name."""
     env = {**os.environ, **settings_env(settings)}
     return subprocess.run(
-        [sys.executable, "-m", "labelloop.stack", command],
+        [sys.executable, "-m", "labelloop.stack", command, "--no-services"],
         env=env,
         capture_output=True,
         text=True,
