@@ -81,14 +81,6 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19]) if fields is not None else None
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is `pgid`, found by scanning /proc."""
     members = []
@@ -176,18 +168,15 @@ class ManagedProcess:
     def running_pid(self) -> int | None:
         """The pid of this program when the pid file names it and it is alive, else None.
 
-        Identity is the kernel start time recorded at start plus the executable's name in the
-        process's command line, so a recycled pid is never mistaken for ours.
+        Identity is the pid plus the kernel start time recorded at start (a recycled pid has
+        another start time). The command line is not compared: the same interpreter may be
+        named `python` by one caller and `python3` by another.
         """
         record = self._read_pid_file()
         if record is None:
             return None
         pid = int(record["pid"])  # type: ignore[call-overload]
         if not _is_alive(pid) or _start_ticks(pid) != record.get("start_ticks"):
-            return None
-        program = os.path.basename(self.argv[0])
-        cmdline = _cmdline(pid)
-        if not cmdline or program not in os.path.basename(cmdline[0].split(" ")[0]):
             return None
         return pid
 

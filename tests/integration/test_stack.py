@@ -153,3 +153,19 @@ def test_a_port_taken_by_another_program_is_refused(tmp_path: Path) -> None:
         blocker.terminate()
         blocker.wait(timeout=30)
     assert other.redis.process.running_pid() is None
+
+
+def test_status_knows_the_stack_whatever_the_interpreter_is_called(stack: LocalStack) -> None:
+    """A stack started by `python` is recognised by a caller that runs as `python3` (the
+    `labelloop` command's interpreter): it once mistook MLflow for a stranger and dropped it."""
+    other = Path(sys.executable).with_name("python3" if Path(sys.executable).name != "python3" else "python")
+    assert other.exists(), f"{other} is missing from the virtual environment"
+    result = subprocess.run(
+        [str(other), "-m", "labelloop.stack", "status", "--no-services"],
+        env={**os.environ, **settings_env(stack.settings)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stack.mlflow.process.running_pid() is not None, "the pid file must survive"
