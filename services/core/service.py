@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from labelloop.core import metrics
+import redis
+
+from labelloop.core import health as checks
+from labelloop.core import metrics, redis_store
 from labelloop.core.health import Health
 from labelloop.core.settings import CommonSettings, SettingsError, load
-from labelloop.core.stream import StopFlag
+from labelloop.core.stream import EventProducer, Handler, StopFlag, StreamProcessor, ensure_topics
+from labelloop.core.topics import Topic
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -24,6 +29,38 @@ class Runtime:
     name: str
     health: Health
     stop: StopFlag
+
+    def connect_redis(self, settings: CommonSettings) -> redis.Redis:
+        """The Redis client, with its health check registered."""
+        client = redis_store.connect(settings.redis_url)
+        self.health.add("redis", checks.redis_check(client))
+        return client
+
+    def prepare_kafka(self, settings: CommonSettings) -> None:
+        """Register the Kafka health check and make sure every topic exists."""
+        self.health.add("kafka", checks.kafka_check(settings.kafka_bootstrap))
+        ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+
+    def processor(
+        self, settings: CommonSettings, inputs: Sequence[Topic], handler: Handler, **options: Any
+    ) -> StreamProcessor:
+        """This service's consume loop on `inputs` (group "<prefix>.<service>"), with its own
+        producer, stopped by the service's stop flag."""
+        producer = EventProducer(settings.kafka_bootstrap, settings.topic_prefix, self.name)
+        processor = StreamProcessor(
+            service=self.name,
+            bootstrap=settings.kafka_bootstrap,
+            prefix=settings.topic_prefix,
+            inputs=inputs,
+            group_id=f"{settings.topic_prefix}.{self.name}",
+            handler=handler,
+            producer=producer,
+            poll_timeout_ms=settings.poll_timeout_ms,
+            max_poll_records=settings.max_poll_records,
+            **options,
+        )
+        processor.stop = self.stop
+        return processor
 
 
 def configure_logging(level: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from labelloop.core import grpc_server, health, metrics, redis_store, stream
+from labelloop.core import grpc_server, metrics, stream
 from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
@@ -42,10 +42,8 @@ def keep_queues(queue: TaskQueue, projects: ProjectStore, stop: stream.StopFlag,
 def main() -> None:
     settings = load_settings_or_exit(HumanTasksSettings)
     runtime = bootstrap("human_tasks", settings)
-    client = redis_store.connect(settings.redis_url)
-    runtime.health.add("redis", health.redis_check(client))
-    runtime.health.add("kafka", health.kafka_check(settings.kafka_bootstrap))
-    stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    client = runtime.connect_redis(settings)
+    runtime.prepare_kafka(settings)
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
     api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
@@ -64,23 +62,11 @@ def main() -> None:
     def fill(batch: stream.Batch) -> None:
         queue.enqueue([event.message for event in batch.events])
 
-    producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
-    processor = stream.StreamProcessor(
-        service="human_tasks",
-        bootstrap=settings.kafka_bootstrap,
-        prefix=settings.topic_prefix,
-        inputs=[TASKS],
-        group_id=f"{settings.topic_prefix}.human_tasks",
-        handler=fill,
-        producer=producer,
-        poll_timeout_ms=settings.poll_timeout_ms,
-        max_poll_records=settings.max_poll_records,
-    )
-    processor.stop = runtime.stop
+    processor = runtime.processor(settings, [TASKS], fill)
     processor.run()
     server.stop(grace=settings.shutdown_timeout_s).wait()
     api_producer.close()
-    producer.close()
+    processor.producer.close()
     log.info("human_tasks stopped")
 
 

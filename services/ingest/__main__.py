@@ -11,7 +11,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from labelloop.core import grpc_server, health, redis_store, stream
+from labelloop.core import grpc_server, stream
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -44,10 +44,8 @@ def dead_letter_counter(bootstrap_servers: str, prefix: str) -> Callable[[], int
 def main() -> None:
     settings = load_settings_or_exit(IngestSettings)
     runtime = bootstrap("ingest", settings)
-    client = redis_store.connect(settings.redis_url)
-    runtime.health.add("redis", health.redis_check(client))
-    runtime.health.add("kafka", health.kafka_check(settings.kafka_bootstrap))
-    stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    client = runtime.connect_redis(settings)
+    runtime.prepare_kafka(settings)
     producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "ingest")
     projects = ProjectStore(client, settings.redis_key_prefix)
     progress = Progress(client, settings.redis_key_prefix)
