@@ -252,9 +252,10 @@ class StreamProcessor:
             "fetch_max_wait_ms": 50,
             "max_poll_interval_ms": 600_000,
             "metadata_max_age_ms": 30_000,
-            # a crashed member's partitions move to the others after 6 s (the broker's minimum)
-            "session_timeout_ms": 6_000,
-            "heartbeat_interval_ms": 1_500,
+            # a crashed member's partitions move to the others after 10 s; shorter sessions got
+            # live members evicted (and the group rebalanced) on a loaded 2-core machine
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 2_500,
         }
         config.update(consumer_config or {})
         try:

@@ -107,6 +107,26 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
     annotators = annotate(services, project_id, truth, stop)
     try:
         labels = wait_for_labels(services, project_id, STREAM)
+        auto = [label for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_MODEL]
+        expected = {
+            label.ingested.item.item_id
+            for label in auto
+            if audit_draw(label.ingested.item.item_id, "labelloop-audit") < 0.1
+        }
+        # Audit tasks are answered after the final labels exist: keep the annotator working.
+        wait_until(
+            lambda: (
+                {
+                    a.item_id
+                    for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS)
+                    if a.audit
+                }
+                >= expected
+            ),
+            60,
+            interval=0.5,
+            message="audit annotations missing",
+        )
     finally:
         stop.set()
         for a in annotators:
@@ -114,7 +134,6 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
 
     assert set(labels) == set(truth), "every ingested item has exactly one final label"
     sources = Counter(label.source for label in labels.values())
-    auto = [label for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_MODEL]
     human = [label for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_HUMAN]
     assert auto and human, f"both paths are exercised: {sources}"
     assert all(label.confidence >= 0.9 and label.model_version == 1 for label in auto)
@@ -126,22 +145,8 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
     )
 
     # Audit tasks: exactly the auto-labeled items whose stable draw falls under the audit rate.
-    wait_until(
-        lambda: (
-            len([a for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS) if a.audit])
-            >= sum(audit_draw(label.ingested.item.item_id, "labelloop-audit") < 0.1 for label in auto)
-        ),
-        60,
-        interval=0.5,
-        message="audit annotations missing",
-    )
     audits = {
         a.item_id for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS) if a.audit
-    }
-    expected = {
-        label.ingested.item.item_id
-        for label in auto
-        if audit_draw(label.ingested.item.item_id, "labelloop-audit") < 0.1
     }
     assert audits == expected and expected, (
         f"{len(audits)} audits, expected {len(expected)} of {len(auto)} auto labels"

@@ -348,7 +348,10 @@ def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(
     # A deliberately worse candidate: people relabel the training split with the wrong class.
     training_split = [r for r in spam[:200] if not is_holdout(r["id"], HOLDOUT)]
     produce_human_labels(stack, topic_prefix, project_id, training_split, flip=True)
-    wait_until(lambda: labels_consumed(stack, topic_prefix), 30, message="relabels not consumed")
+    # Generous: a consumer-group rebalance (kafka-python) can hold the consumer for tens of seconds.
+    wait_until(
+        lambda: labels_consumed(stack, topic_prefix), 120, interval=0.5, message="relabels not consumed"
+    )
     api.RetrainModel(models_pb2.RetrainModelRequest(project_id=project_id), timeout=10)
     rejected = wait_until(
         lambda: next(
