@@ -112,7 +112,11 @@ def test_there_is_an_overview_dashboard() -> None:
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_matches_the_dashboard_schema(path: Path) -> None:
-    jsonschema.Draft7Validator(DASHBOARD_SCHEMA).validate(load(path))
+    errors = [
+        f"{'/'.join(map(str, e.path))}: {e.message}"
+        for e in jsonschema.Draft7Validator(DASHBOARD_SCHEMA).iter_errors(load(path))
+    ]
+    assert not errors, "\n".join(errors)
 
 
 def test_dashboard_schema_rejects_a_panel_without_targets() -> None:

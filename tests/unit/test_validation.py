@@ -42,8 +42,8 @@ def test_bad_items_name_the_field(bad: common_pb2.Item, project: common_pb2.Proj
 
 
 def test_good_items_pass() -> None:
-    validate_item(item(), TEXT, 100, 100)
-    validate_item(item(text=None, uri="s3://b/k.jpg"), IMAGE, 100, 100)
+    assert validate_item(item(), TEXT, 100, 100) is None
+    assert validate_item(item(text=None, uri="s3://b/k.jpg"), IMAGE, 100, 100) is None
 
 
 def test_project_defaults_are_filled() -> None:
