@@ -81,8 +81,14 @@ class RunningServices:
         self._channels: list[grpc.Channel] = []
 
     def start(self, names: Iterable[str] = PIPELINE) -> None:
-        for name in names:
-            self.processes[name].start()
+        """Start `names` in order; if one fails, stop every service started so far and re-raise
+        (a fixture whose setup fails never reaches its teardown)."""
+        try:
+            for name in names:
+                self.processes[name].start()
+        except BaseException:
+            self.stop()
+            raise
 
     def kill(self, name: str) -> None:
         """kill -9 the service (no graceful shutdown, no final commit)."""
