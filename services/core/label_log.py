@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 
+from labelloop.core import kafka_clients
 from labelloop.core.topics import LABELS, Topic, item_key
 from labelloop.v1 import events_pb2
 
@@ -21,31 +20,29 @@ def replay(bootstrap: str, prefix: str, topic: Topic = LABELS, timeout_s: float 
     """Every record of `topic` from its start up to its end offsets at call time, decoded
     (undecodable records are skipped). Reads without a consumer group: commits nothing."""
     name = topic.name(prefix)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="labelloop-replay"
-    )
+    consumer = kafka_clients.reader(bootstrap, "labelloop-replay")
     try:
-        partitions = consumer.partitions_for_topic(name) or set()
-        tps = [TopicPartition(name, p) for p in sorted(partitions)]
-        if not tps:
+        marks = kafka_clients.watermarks(consumer, name, timeout_s)
+        ends = {partition: high for partition, (low, high) in marks.items() if high > low}
+        if not ends:
             return
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > consumer.position(tp)}
+        consumer.assign(
+            [kafka_clients.TopicPartition(name, p, kafka_clients.OFFSET_BEGINNING) for p in sorted(ends)]
+        )
+        remaining = set(ends)
         while remaining:
-            polled = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=5000)
-            if not polled:
+            records = kafka_clients.consume_available(consumer, 5000, timeout_s)
+            if not records:
                 raise TimeoutError(f"reading {name}: no records within {timeout_s}s before its end offsets")
-            for tp, records in polled.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    message = _decode(topic, record.value)
-                    if message is not None:
-                        yield message
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+            for record in records:
+                partition = record.partition()
+                if partition not in remaining or record.offset() >= ends[partition]:
+                    continue
+                message = _decode(topic, record.value())
+                if message is not None:
+                    yield message
+                if record.offset() + 1 >= ends[partition]:
+                    remaining.discard(partition)
     finally:
         consumer.close()
 

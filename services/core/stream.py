@@ -9,12 +9,11 @@ Guarantees (ARCHITECTURE.md, "Delivery guarantees"):
   re-read from its first offset and nothing past it is committed;
 - SIGTERM/SIGINT stop the loop after the batch in hand: produce, flush, commit, close.
 
-This is the one module that touches the Kafka client, so the client library can be swapped.
+The clients are confluent-kafka's (librdkafka), built and tuned in `kafka_clients`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
@@ -25,12 +24,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from labelloop.core import metrics
+from labelloop.core import kafka_clients, metrics
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
 from labelloop.core.topics import ALL_TOPICS, DEAD_LETTERS, Topic
 from labelloop.v1 import events_pb2
@@ -48,63 +43,43 @@ def now_timestamp() -> Timestamp:
 def ensure_topics(
     bootstrap: str, prefix: str, topics: Iterable[Topic] = ALL_TOPICS, timeout_s: float = 30
 ) -> None:
-    """Create the topics under `prefix` that do not exist yet (idempotent, safe to race)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="labelloop-admin")
-    try:
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(t.name(prefix), t.partitions, 1, topic_configs=dict(t.config))
-            for t in topics
-            if t.name(prefix) not in existing
-        ]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
-        deadline = time.monotonic() + timeout_s
-        wanted = {t.name(prefix) for t in topics}
-        while not _all_partitions_led(admin, wanted):
-            if time.monotonic() > deadline:
-                raise DependencyUnavailable("kafka", f"topics not ready in {timeout_s}s: {sorted(wanted)}")
-            time.sleep(0.1)
-    finally:
-        admin.close()
+    """Create the topics under `prefix` that do not exist yet (idempotent, safe to race) and wait
+    until every partition has a leader (see kafka_clients.ensure_topics)."""
+    kafka_clients.ensure_topics(bootstrap, prefix, topics, timeout_s)
 
 
-def _all_partitions_led(admin: KafkaAdminClient, names: set[str]) -> bool:
-    """True when every partition of every topic in `names` exists and has a leader."""
-    if not names <= set(admin.list_topics()):
-        return False
-    for topic in admin.describe_topics(sorted(names)):
-        if topic.get("error_code") or not topic.get("partitions"):
-            return False
-        if any(p.get("leader_id", -1) < 0 or p.get("error_code") for p in topic["partitions"]):
-            return False
-    return True
+class _Deliveries:
+    """One thread's sends since its last flush: how many are unacknowledged, which failed."""
+
+    __slots__ = ("failures", "lock", "outstanding")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+
+    def delivered(self, error: Any, _message: Any) -> None:
+        """librdkafka's delivery report (served by poll/flush, on whichever thread calls them)."""
+        with self.lock:
+            self.outstanding -= 1
+            if error is not None:
+                self.failures.append(str(error))
 
 
 class EventProducer:
     """Produces protobuf events to prefixed topics. `send` batches; `flush` makes them durable.
 
-    The producer is idempotent with acks=all (kafka-python 3 defaults). Callers flush before
-    committing the offsets of the input that caused the output.
+    Idempotent with acks=all (kafka_clients.PRODUCER_DEFAULTS). Thread-safe: each thread's
+    `flush` waits for the producer's queue and reports on that thread's own sends. Callers flush
+    before committing the offsets of the input that caused the output.
     """
 
     def __init__(self, bootstrap: str, prefix: str, service: str, **config: Any) -> None:
         self.prefix = prefix
         self.service = service
-        defaults: dict[str, Any] = {
-            "linger_ms": 5,
-            "batch_size": 256 * 1024,
-            "max_request_size": 4 * 1024 * 1024,
-        }
-        defaults.update(config)
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap, client_id=f"labelloop-{service}", **defaults
-            )
-        except KafkaError as exc:
-            raise DependencyUnavailable("kafka", str(exc)) from exc
+        self._producer = kafka_clients.producer(bootstrap, f"labelloop-{service}", **config)
         self._local = threading.local()  # each thread flushes (and checks) its own sends
+        self._closed = False
 
     def send(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Queue one event; raises TypeError if `message` is not the topic's message type."""
@@ -116,35 +91,48 @@ class EventProducer:
             value = message.SerializeToString()
         else:
             value = message
-        key_bytes = key.encode() if isinstance(key, str) else key
-        self._thread_pending().append(
-            self._producer.send(topic.name(self.prefix), key=key_bytes, value=value)
-        )
+        deliveries = self._deliveries()
+        with deliveries.lock:
+            deliveries.outstanding += 1
+        name = topic.name(self.prefix)
+        while True:
+            try:
+                self._producer.produce(name, value, key, on_delivery=deliveries.delivered)
+                break
+            except BufferError:  # the local queue is full: serve delivery reports, then retry
+                self._producer.poll(0.05)
         metrics.MESSAGES_PRODUCED.labels(self.service, topic.base).inc()
 
-    def _thread_pending(self) -> list[Any]:
-        if not hasattr(self._local, "pending"):
-            self._local.pending = []
-        pending: list[Any] = self._local.pending
-        return pending
+    def _deliveries(self) -> _Deliveries:
+        deliveries: _Deliveries | None = getattr(self._local, "deliveries", None)
+        if deliveries is None:
+            deliveries = self._local.deliveries = _Deliveries()
+        return deliveries
 
     def flush(self, timeout_s: float = 30) -> None:
-        """Block until every queued event is acknowledged; DependencyUnavailable if any failed."""
-        pending = self._thread_pending()
-        self._local.pending = []
-        try:
-            self._producer.flush(timeout=timeout_s)
-            for future in pending:
-                future.get(timeout=timeout_s)
-        except KafkaError as exc:
-            raise DependencyUnavailable("kafka", f"produce failed: {exc}") from exc
+        """Block until every event this thread queued is acknowledged; DependencyUnavailable if
+        any failed or is still unacknowledged after `timeout_s`."""
+        deliveries = self._deliveries()
+        self._local.deliveries = _Deliveries()
+        if deliveries.outstanding == 0 and not deliveries.failures:
+            return
+        self._producer.flush(timeout_s)
+        with deliveries.lock:
+            failures, outstanding = list(deliveries.failures), deliveries.outstanding
+        if failures:
+            raise DependencyUnavailable("kafka", f"produce failed: {failures[0]} ({len(failures)} failed)")
+        if outstanding > 0:
+            raise DependencyUnavailable("kafka", f"{outstanding} events not acknowledged in {timeout_s}s")
 
     def close(self) -> None:
-        """Flush what is queued and close."""
+        """Flush what is queued (the client itself is released with this object); idempotent."""
+        if self._closed:
+            return
         try:
             self.flush()
         finally:
-            self._producer.close(timeout=5)
+            self._closed = True
+            self._producer.flush(5)  # other threads' sends, if any
 
 
 @dataclass
@@ -242,40 +230,43 @@ class StreamProcessor:
         self.processed = 0
         self._backoff = 0.0
         self._last_lag_update = 0.0
-        config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
-            "group_id": group_id,
-            "client_id": f"labelloop-{service}",
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "max_poll_records": max_poll_records,
-            "fetch_max_wait_ms": 50,
-            "max_poll_interval_ms": 600_000,
-            "metadata_max_age_ms": 30_000,
-            # a crashed member's partitions move to the others after 10 s; shorter sessions got
-            # live members evicted (and the group rebalanced) on a loaded 2-core machine
-            "session_timeout_ms": 10_000,
-            "heartbeat_interval_ms": 2_500,
-        }
-        config.update(consumer_config or {})
+        self._committed: dict[tuple[str, int], int] = {}  # last offsets committed (async)
+        self.consumer = kafka_clients.consumer(
+            bootstrap,
+            group_id,
+            f"labelloop-{service}",
+            on_commit=self._on_commit,
+            **(consumer_config or {}),
+        )
         try:
-            self.consumer = KafkaConsumer(**config)
             self._await_partition_metadata(timeout_s=60)
             self.consumer.subscribe(list(self.inputs))
-        except KafkaError as exc:
+        except kafka_clients.KafkaException as exc:
+            self.consumer.close()
             raise DependencyUnavailable("kafka", str(exc)) from exc
+        except DependencyUnavailable:
+            self.consumer.close()
+            raise
 
     def _await_partition_metadata(self, timeout_s: float) -> None:
-        """Subscribe only once the client knows every input topic's partitions: a group that
+        """Subscribe only once the broker reports every input topic's partitions: a group that
         joins while a just-created topic has no metadata yet gets no partitions of it."""
         deadline = time.monotonic() + timeout_s
         for name in self.inputs:
-            while not self.consumer.partitions_for_topic(name):
+            while not self._has_partitions(name):
                 if time.monotonic() > deadline:
                     raise DependencyUnavailable(
                         "kafka", f"no partition metadata for {name} after {timeout_s}s"
                     )
                 self.stop.wait(0.1)
+
+    def _has_partitions(self, name: str) -> bool:
+        try:
+            meta = self.consumer.list_topics(name, timeout=5).topics.get(name)
+        except kafka_clients.KafkaException as exc:
+            log.debug("%s: metadata for %s: %s", self.service, name, exc)
+            return False
+        return meta is not None and meta.error is None and bool(meta.partitions)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -289,15 +280,19 @@ class StreamProcessor:
 
     def run_once(self) -> int:
         """Poll one batch and process it fully (produce, flush, commit). Returns events handled."""
-        polled = self._poll()
+        records = self._poll()
         self._update_lag()
-        records = [r for part in polled.values() for r in part]
         if not records:
             if self.on_idle is not None:
                 self.on_idle()
             return 0
         started = time.perf_counter()
-        first_offsets = {tp: part[0].offset for tp, part in polled.items() if part}
+        first_offsets: dict[tuple[str, int], int] = {}
+        last_offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            where = (record.topic(), record.partition())
+            first_offsets.setdefault(where, record.offset())
+            last_offsets[where] = record.offset()
         batch = self._decode(records)
         try:
             self._handle(batch)
@@ -306,66 +301,76 @@ class StreamProcessor:
         except DependencyUnavailable as exc:
             self._pause(first_offsets, exc)
             return 0
-        self._commit(polled)
+        self._commit(last_offsets)
         self._backoff = 0.0
         metrics.BATCH_SIZE.labels(self.service).observe(len(records))
         metrics.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.processed += len(records)
         return len(records)
 
-    def _poll(self) -> dict[TopicPartition, list[Any]]:
-        """One poll, then (micro-batching) more polls until `max_poll_records` records or
-        `batch_max_wait_ms` since the first record."""
-        polled: dict[TopicPartition, list[Any]] = dict(
-            self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+    def _poll(self) -> list[Any]:
+        """The records at hand (or the first to arrive within `poll_timeout_ms`), then
+        (micro-batching) more until `max_poll_records` records or `batch_max_wait_ms` since."""
+        records = kafka_clients.consume_available(
+            self.consumer, self.max_poll_records, self.poll_timeout_ms / 1000
         )
-        if not polled or self.batch_max_wait_ms <= 0:
-            return polled
+        if not records or self.batch_max_wait_ms <= 0:
+            return records
         deadline = time.monotonic() + self.batch_max_wait_ms / 1000
-        count = sum(len(part) for part in polled.values())
-        while count < self.max_poll_records and not self.stop.is_set():
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
+        while len(records) < self.max_poll_records and not self.stop.is_set():
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
                 break
-            more = self.consumer.poll(timeout_ms=left_ms, max_records=self.max_poll_records - count)
-            for tp, part in more.items():
-                polled.setdefault(tp, []).extend(part)
-                count += len(part)
-        return polled
+            # returns when the batch is full or the deadline passes
+            more = self.consumer.consume(self.max_poll_records - len(records), left_s)
+            records.extend(kafka_clients.records_only(more))
+        return records
 
     def close(self) -> None:
-        """Flush pending output and close the consumer (no commit beyond processed work)."""
+        """Flush pending output, make the last commit synchronous, leave the group and close."""
         try:
             self.producer.flush()
         except DependencyUnavailable:
             log.warning("%s: could not flush on close", self.service)
-        self.consumer.close(autocommit=False)
+        if self._committed:
+            offsets = [kafka_clients.TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except kafka_clients.KafkaException as exc:
+                log.warning(
+                    "%s: final commit failed (%s); the last batch may be redelivered", self.service, exc
+                )
+        self.consumer.close()
 
     # -- steps -----------------------------------------------------------------------------
     def _decode(self, records: list[Any]) -> Batch:
         batch = Batch(events=[])
+        consumed: dict[str, int] = {}
         for record in records:
-            topic = self.inputs[record.topic]
-            metrics.MESSAGES_CONSUMED.labels(self.service, topic.base).inc()
+            consumed[record.topic()] = consumed.get(record.topic(), 0) + 1
+            topic = self.inputs[record.topic()]
+            value = record.value()
             event = Event(
                 topic=topic,
                 message=None,
-                key=record.key,
-                partition=record.partition,
-                offset=record.offset,
-                raw=record.value or b"",
-                timestamp_ms=record.timestamp,
+                key=record.key(),
+                partition=record.partition(),
+                offset=record.offset(),
+                raw=value or b"",
+                timestamp_ms=record.timestamp()[1],
             )
             try:
-                if record.value is None:
+                if value is None:
                     raise DecodeError("empty value (tombstone)")
-                event.message = topic.decode(record.value)
+                event.message = topic.decode(value)
             except DecodeError as exc:
                 batch.dead_letter(
                     event, PoisonMessage("DecodeError", f"not a {topic.message_type.__name__}: {exc}")
                 )
                 continue
             batch.events.append(event)
+        for name, count in consumed.items():
+            metrics.MESSAGES_CONSUMED.labels(self.service, self.inputs[name].base).inc(count)
         return batch
 
     def _handle(self, batch: Batch) -> None:
@@ -422,36 +427,58 @@ class StreamProcessor:
             self.producer.send(DEAD_LETTERS, event.key or b"", letter)
             metrics.DEAD_LETTERS.labels(self.service, event.topic.base, error.error_type).inc()
 
-    def _commit(self, polled: dict[TopicPartition, list[Any]]) -> None:
-        offsets = {tp: OffsetAndMetadata(part[-1].offset + 1, "", -1) for tp, part in polled.items() if part}
+    def _commit(self, last_offsets: dict[tuple[str, int], int]) -> None:
+        """Commit past the batch, asynchronously: its output is already flushed, so a commit that
+        is lost (reported by `_on_commit`) means at most a redelivery, which is idempotent.
+        `close` makes the last one synchronous."""
+        offsets = [kafka_clients.TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()]
         try:
-            self.consumer.commit(offsets=offsets)
-        except KafkaError as exc:
-            # The work is produced; a lost commit means at-most a redelivery, which is idempotent.
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except kafka_clients.KafkaException as exc:
             log.warning("%s: commit failed (%s); the batch may be redelivered", self.service, exc)
+            return
+        for (t, p), o in last_offsets.items():
+            self._committed[(t, p)] = o + 1
 
-    def _pause(self, first_offsets: dict[TopicPartition, int], exc: DependencyUnavailable) -> None:
-        for tp, offset in first_offsets.items():
-            self.consumer.seek(tp, offset)
+    def _on_commit(self, error: Any, partitions: list[Any]) -> None:
+        failed = [p for p in partitions if p.error is not None]
+        if error is not None or failed:
+            log.warning(
+                "%s: commit failed (%s); those records may be redelivered",
+                self.service,
+                error or ", ".join(f"{p.topic}[{p.partition}]: {p.error}" for p in failed),
+            )
+
+    def _pause(self, first_offsets: dict[tuple[str, int], int], exc: DependencyUnavailable) -> None:
+        """Rewind to the batch's first offsets (nothing committed) and back off."""
+        for (t, p), offset in first_offsets.items():
+            try:
+                self.consumer.seek(kafka_clients.TopicPartition(t, p, offset))
+            except kafka_clients.KafkaException as seek_error:
+                # no longer assigned (a rebalance): its new owner starts at the committed offset
+                log.warning("%s: could not rewind %s[%d]: %s", self.service, t, p, seek_error)
         self._backoff = min(self.max_backoff_s, max(0.1, self._backoff * 2))
         metrics.DEPENDENCY_UP.labels(self.service, exc.dependency).set(0)
         log.warning("%s: %s; pausing %.1fs without committing", self.service, exc, self._backoff)
         self.stop.wait(self._backoff)
 
     def _update_lag(self, every_s: float = 5.0) -> None:
+        """Consumer lag per assigned partition, from the high watermarks of the latest fetches
+        (no request to the broker)."""
         now = time.monotonic()
         if now - self._last_lag_update < every_s:
             return
         self._last_lag_update = now
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return
         try:
-            ends = self.consumer.end_offsets(list(assigned))
-            for tp in assigned:
-                lag = max(0, ends.get(tp, 0) - self.consumer.position(tp))
+            assigned = self.consumer.assignment()
+            if not assigned:
+                return
+            for tp in self.consumer.position(assigned):
+                marks = self.consumer.get_watermark_offsets(tp, cached=True)
+                if marks is None or marks[1] < 0 or tp.offset < 0:
+                    continue
                 metrics.CONSUMER_LAG.labels(self.service, self.inputs[tp.topic].base, str(tp.partition)).set(
-                    lag
+                    max(0, marks[1] - tp.offset)
                 )
-        except KafkaError as exc:
+        except kafka_clients.KafkaException as exc:
             log.debug("lag update failed: %s", exc)

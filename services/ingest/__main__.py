@@ -8,10 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
-
-from labelloop.core import grpc_server, stream
+from labelloop.core import grpc_server, kafka_clients, stream
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -29,12 +26,9 @@ def dead_letter_counter(bootstrap_servers: str, prefix: str) -> Callable[[], int
     name = DEAD_LETTERS.name(prefix)
 
     def count() -> int:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        consumer = kafka_clients.reader(bootstrap_servers, "labelloop-ingest-dead-letters")
         try:
-            parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
-            ends = consumer.end_offsets(parts)
-            starts = consumer.beginning_offsets(parts)
-            return int(sum(ends[tp] - starts[tp] for tp in parts))
+            return sum(high - low for low, high in kafka_clients.watermarks(consumer, name).values())
         finally:
             consumer.close()
 

@@ -80,8 +80,8 @@ class KafkaBroker:
     """The local Kafka broker: PLAINTEXT on 127.0.0.1:`kafka_port`, controller on `kafka_controller_port`.
 
     Layout under `<stack_dir>/kafka/`: `data/` (log.dirs, formatted once), `server.properties`,
-    `kafka.log`, `kafka.pid`. Ready when the log says "Kafka Server started" and a
-    kafka-python admin client's `describe_cluster()` answers.
+    `kafka.log`, `kafka.pid`. Ready when the log says "Kafka Server started" and an
+    admin client's DescribeCluster request answers.
     """
 
     name = "kafka"
@@ -207,16 +207,10 @@ class KafkaBroker:
         """True when the broker announced it started and answers a DescribeCluster request."""
         if not self._saw_started_line():
             return False
-        from kafka.admin import KafkaAdminClient
+        from labelloop.core import kafka_clients
 
-        admin = KafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id="labelloop-stack",
-            request_timeout_ms=5000,
-            bootstrap_timeout_ms=5000,
-        )
+        admin = kafka_clients.admin(self.bootstrap_servers, "labelloop-stack")
         try:
-            cluster = admin.describe_cluster()
-        finally:
-            admin.close()
-        return bool(cluster.get("brokers"))
+            return bool(kafka_clients.cluster_broker_ports(admin, timeout_s=5))
+        except kafka_clients.KafkaException:
+            return False

@@ -8,7 +8,6 @@ import uuid
 
 import grpc
 import pytest
-from kafka import KafkaProducer
 from models import serve, train_tfidf
 from running import RunningServices
 from support import wait_until
@@ -16,6 +15,7 @@ from support import wait_until
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.core.label_log import latest_labels, replay
 from labelloop.core.progress import Progress
+from labelloop.core.stream import EventProducer
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import DEAD_LETTERS, ITEMS
 from labelloop.datasets import load
@@ -200,9 +200,8 @@ def test_bad_input_is_rejected_naming_the_field_and_loses_nothing_else(
     assert again.status == ingest_pb2.SUBMIT_STATUS_DUPLICATE, "the same item id twice is one item"
 
     # A corrupt record put straight on the items topic goes to the dead-letter topic; the stream goes on.
-    producer = KafkaProducer(bootstrap_servers=stack.bootstrap_servers)
-    producer.send(ITEMS.name(services.topic_prefix), key=b"corrupt", value=b"\x08\x96\x01garbage\xff")
-    producer.flush()
+    producer = EventProducer(stack.bootstrap_servers, services.topic_prefix, "test")
+    producer.send(ITEMS, b"corrupt", b"\x08\x96\x01garbage\xff")
     producer.close()
     submit(services, project_id, stream[2:30])
     truth = {r["id"]: r["label"] for r in stream[:30]}

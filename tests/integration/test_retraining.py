@@ -22,7 +22,7 @@ from running import PIPELINE, RunningServices
 from support import wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
-from labelloop.core import model_repository, redis_store
+from labelloop.core import kafka_clients, model_repository, redis_store
 from labelloop.core.label_log import latest_labels, replay
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
@@ -112,24 +112,21 @@ def model_events(stack, prefix: str, project_id: str) -> list[events_pb2.ModelEv
 
 def labels_consumed(stack, prefix: str) -> bool:
     """True when the retraining consumer group has committed the end of the labels topic."""
-    from kafka import KafkaAdminClient, KafkaConsumer
-    from kafka.structs import TopicPartition
+    from confluent_kafka import ConsumerGroupTopicPartitions
 
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap_servers)
+    group = f"{prefix}.retraining"
+    name = LABELS.name(prefix)
+    admin = kafka_clients.admin(stack.bootstrap_servers)
+    reader = kafka_clients.reader(stack.bootstrap_servers, "test-labels-consumed")
     try:
-        group = f"{prefix}.retraining"
-        committed = admin.list_group_offsets({group: None}).get(group, {})
-        name = LABELS.name(prefix)
-        ends = consumer.end_offsets(
-            [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
-        )
-        return bool(ends) and all(
-            (committed[tp].offset if tp in committed else 0) >= end for tp, end in ends.items()
-        )
+        ends = {p: high for p, (_low, high) in kafka_clients.watermarks(reader, name).items()}
+        [listing] = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
+        committed = {
+            tp.partition: max(tp.offset, 0) for tp in listing.result().topic_partitions if tp.topic == name
+        }
+        return bool(ends) and all(committed.get(p, 0) >= end for p, end in ends.items())
     finally:
-        admin.close()
-        consumer.close()
+        reader.close()
 
 
 def kinds(events) -> list[str]:
@@ -348,7 +345,7 @@ def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(
     # A deliberately worse candidate: people relabel the training split with the wrong class.
     training_split = [r for r in spam[:200] if not is_holdout(r["id"], HOLDOUT)]
     produce_human_labels(stack, topic_prefix, project_id, training_split, flip=True)
-    # Generous: a consumer-group rebalance (kafka-python) can hold the consumer for tens of seconds.
+    # Generous: a consumer-group rebalance can hold the consumer for tens of seconds.
     wait_until(
         lambda: labels_consumed(stack, topic_prefix), 120, interval=0.5, message="relabels not consumed"
     )

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 import tritonclient.grpc as grpcclient
-from kafka.admin import KafkaAdminClient
 from support import private_stack_settings, wait_until
 
+from labelloop.core import kafka_clients
 from labelloop.stack import LocalStack, ManagedProcess, StackError, StackSettings
 from labelloop.stack.process import _is_alive, group_members, port_is_free
 from labelloop.stack.settings import settings_env
@@ -50,11 +50,8 @@ def test_every_component_answers_its_own_client(stack: LocalStack) -> None:
     assert [row.name for row in stack.status()] == ["kafka", "redis", "triton", "mlflow"]
     assert all(row.healthy and row.pid for row in stack.status()), stack.status()
 
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap_servers, request_timeout_ms=10000)
-    try:
-        assert [b["port"] for b in admin.describe_cluster()["brokers"]] == [stack.kafka.port]
-    finally:
-        admin.close()
+    admin = kafka_clients.admin(stack.bootstrap_servers)
+    assert kafka_clients.cluster_broker_ports(admin, timeout_s=10) == [stack.kafka.port]
     assert redis.Redis.from_url(stack.redis_url).ping()
     triton = grpcclient.InferenceServerClient(stack.triton_grpc_url)
     assert triton.is_server_live() and triton.is_server_ready()

@@ -1,0 +1,236 @@
+"""The one place that builds Kafka clients (confluent-kafka, i.e. librdkafka) and holds their
+tuning; stream.py, label_log.py, health.py, ingest and the local stack get their clients here.
+
+Config keys are librdkafka property names (`linger.ms`); an override written with underscores
+(`session_timeout_ms`) is read as the dotted name, so the kafka-python spellings of the same
+properties keep working. An unknown property fails at construction (librdkafka checks them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.topics import ALL_TOPICS, Topic
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "OFFSET_BEGINNING",
+    "KafkaError",
+    "KafkaException",
+    "Message",
+    "TopicPartition",
+    "admin",
+    "cluster_broker_ports",
+    "consume_available",
+    "consumer",
+    "ensure_topics",
+    "producer",
+    "reader",
+    "watermarks",
+]
+
+# Shared by every client: loopback or LAN, small messages; latency matters more than packets.
+_COMMON: dict[str, Any] = {
+    "socket.nagle.disable": True,
+    "topic.metadata.refresh.interval.ms": 30_000,
+}
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    # idempotent, acks=all: a retried send never duplicates or reorders within a partition
+    "enable.idempotence": True,
+    # every service flushes at the end of a batch (flush sends at once, ignoring linger), so
+    # linger only groups sends between flushes
+    "linger.ms": 5,
+    "batch.size": 1024 * 1024,
+    "message.max.bytes": 4 * 1024 * 1024,
+    # a flush that has not landed in 30 s is reported (DependencyUnavailable) by EventProducer
+    "delivery.timeout.ms": 60_000,
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    # the broker answers a fetch as soon as one byte is there, else after 100 ms
+    "fetch.min.bytes": 1,
+    "fetch.wait.max.ms": 100,
+    # prefetch up to 16 MB per partition (librdkafka's default is 64 MB)
+    "queued.max.messages.kbytes": 16 * 1024,
+    "max.poll.interval.ms": 600_000,
+    # a crashed member's partitions move to the others after 10 s; shorter sessions got live
+    # members evicted (and the group rebalanced) on a loaded 2-core machine
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 2_500,
+}
+
+
+# confluent-kafka's own (Python) settings, spelled with underscores on purpose
+_PYTHON_SETTINGS = frozenset(
+    {"error_cb", "stats_cb", "throttle_cb", "oauth_cb", "on_commit", "on_delivery", "logger"}
+)
+
+
+def _properties(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key if key in _PYTHON_SETTINGS else key.replace("_", "."): value for key, value in overrides.items()
+    }
+
+
+def _error_logger(client_id: str) -> Any:
+    def on_error(error: KafkaError) -> None:
+        log.warning("%s: kafka: %s", client_id, error)
+
+    return on_error
+
+
+def producer(bootstrap: str, client_id: str, **overrides: Any) -> Producer:
+    """An idempotent producer (PRODUCER_DEFAULTS, then `overrides`)."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "error_cb": _error_logger(client_id),
+        **_COMMON,
+        **PRODUCER_DEFAULTS,
+        **_properties(overrides),
+    }
+    try:
+        return Producer(config)
+    except KafkaException as exc:
+        raise DependencyUnavailable("kafka", str(exc)) from exc
+
+
+def consumer(bootstrap: str, group_id: str, client_id: str, **overrides: Any) -> Consumer:
+    """A group consumer that never commits by itself (CONSUMER_DEFAULTS, then `overrides`)."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "client.id": client_id,
+        "error_cb": _error_logger(client_id),
+        **_COMMON,
+        **CONSUMER_DEFAULTS,
+        **_properties(overrides),
+    }
+    try:
+        return Consumer(config)
+    except KafkaException as exc:
+        raise DependencyUnavailable("kafka", str(exc)) from exc
+
+
+def reader(bootstrap: str, client_id: str) -> Consumer:
+    """A consumer for `assign()` only: it joins no group and commits nothing (librdkafka wants a
+    group id all the same, so it gets a unique one that is never used)."""
+    return consumer(bootstrap, f"{client_id}-{uuid.uuid4().hex}", client_id)
+
+
+def admin(bootstrap: str, client_id: str = "labelloop-admin", **overrides: Any) -> AdminClient:
+    """An admin client (topics, cluster description, group offsets)."""
+    return AdminClient(
+        {"bootstrap.servers": bootstrap, "client.id": client_id, **_COMMON, **_properties(overrides)}
+    )
+
+
+def consume_available(client: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
+    """Up to `max_messages` records: those already fetched, or else the first to arrive within
+    `timeout_s` plus whatever came with it. (librdkafka's `consume(n, timeout)` alone waits for
+    all `n` or the whole timeout.) Error events are logged and left out."""
+    messages = client.consume(max_messages, 0)
+    if not messages:
+        messages = client.consume(1, timeout_s)
+        if messages and max_messages > 1:
+            messages.extend(client.consume(max_messages - 1, 0))
+    return records_only(messages)
+
+
+def records_only(messages: list[Message]) -> list[Message]:
+    """`messages` without error events (a partition EOF, an unknown partition), which are logged."""
+    if all(m.error() is None for m in messages):
+        return messages
+    kept = []
+    for message in messages:
+        error = message.error()
+        if error is None:
+            kept.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            log.warning("kafka: %s [%s]: %s", message.topic(), message.partition(), error)
+    return kept
+
+
+def ensure_topics(
+    bootstrap: str, prefix: str, topics: Iterable[Topic] = ALL_TOPICS, timeout_s: float = 30
+) -> None:
+    """Create the topics under `prefix` that do not exist yet (idempotent, safe to race), and
+    return once every partition of each has a leader; DependencyUnavailable otherwise."""
+    topics = list(topics)
+    wanted = {t.name(prefix) for t in topics}
+    client = admin(bootstrap)
+    deadline = time.monotonic() + timeout_s
+    try:
+        existing = set(client.list_topics(timeout=timeout_s).topics)
+        new = [
+            NewTopic(t.name(prefix), t.partitions, 1, config={k: str(v) for k, v in t.config.items()})
+            for t in topics
+            if t.name(prefix) not in existing
+        ]
+        if new:
+            for name, future in client.create_topics(new, operation_timeout=timeout_s).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise DependencyUnavailable("kafka", f"creating {name}: {exc}") from exc
+        while not _all_partitions_led(client, wanted):
+            if time.monotonic() > deadline:
+                raise DependencyUnavailable("kafka", f"topics not ready in {timeout_s}s: {sorted(wanted)}")
+            time.sleep(0.1)
+    except KafkaException as exc:
+        raise DependencyUnavailable("kafka", str(exc)) from exc
+
+
+def _all_partitions_led(client: AdminClient, names: set[str]) -> bool:
+    """True when every partition of every topic in `names` exists and has a leader."""
+    topics = client.list_topics(timeout=10).topics
+    for name in names:
+        meta = topics.get(name)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return False
+        if any(p.leader < 0 or p.error is not None for p in meta.partitions.values()):
+            return False
+    return True
+
+
+def cluster_broker_ports(client: AdminClient, timeout_s: float) -> list[int]:
+    """The ports of the cluster's brokers (a DescribeCluster request); KafkaException when the
+    cluster does not answer within `timeout_s`."""
+    description = client.describe_cluster(request_timeout=timeout_s).result()
+    return sorted(node.port for node in description.nodes)
+
+
+def watermarks(client: Consumer, topic_name: str, timeout_s: float = 10) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} offsets of `topic_name` from the broker ({} if it does not exist)."""
+    meta = client.list_topics(topic_name, timeout=timeout_s).topics.get(topic_name)
+    if meta is None or meta.error is not None:
+        return {}
+    out: dict[int, tuple[int, int]] = {}
+    for partition in sorted(meta.partitions):
+        marks = client.get_watermark_offsets(TopicPartition(topic_name, partition), timeout=timeout_s)
+        if marks is None:
+            raise DependencyUnavailable("kafka", f"no offsets for {topic_name}[{partition}]")
+        out[partition] = (int(marks[0]), int(marks[1]))
+    return out
