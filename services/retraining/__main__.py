@@ -37,7 +37,14 @@ def main() -> None:
     runtime.health.add("triton", health.triton_check(settings.triton_grpc_url))
     runtime.health.add("mlflow", health.http_check(f"{settings.mlflow_tracking_uri.rstrip('/')}/health"))
     stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
-    families = [f for f in available_families() if not settings.families or f.name in settings.families]
+    available = available_families()
+    unknown = sorted(set(settings.families) - {f.name for f in available})
+    if unknown:
+        raise SystemExit(
+            f"LABELLOOP_FAMILIES: {', '.join(unknown)} not available here "
+            f"(available: {', '.join(f.name for f in available)}; minilm-head needs `make setup`'s encoder)"
+        )
+    families = [f for f in available if not settings.families or f.name in settings.families]
     log.info("model families: %s", ", ".join(f.name for f in families))
     repo = Path(settings.model_repository)
     repo.mkdir(parents=True, exist_ok=True)

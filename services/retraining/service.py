@@ -104,6 +104,7 @@ class RetrainingService:
             first_model_labels=settings.first_model_labels,
             min_classes=settings.min_classes,
             retrain_every_labels=settings.retrain_every_labels,
+            retrain_growth=settings.retrain_growth,
             retrain_every_seconds=settings.retrain_every_seconds,
             failure_backoff_seconds=settings.failure_backoff_seconds,
         )

@@ -10,11 +10,15 @@ Policy (defaults in :class:`TriggerPolicy`):
 
 - **cold start**: the first model once ``first_model_labels`` (50) human labels exist covering at
   least ``min_classes`` (2) classes;
-- then a retraining once ``retrain_every_labels`` (100) human labels arrived since the last
-  training started, or once ``retrain_every_seconds`` (600 s = 10 minutes) passed since it started
-  and at least one new human label arrived, whichever comes first. 100 labels keeps a person's
-  corrections reaching the model within minutes at typical annotation rates while a TF-IDF model
-  (seconds to train) is not retrained more than about once per 100 labels;
+- then a retraining once ``max(retrain_every_labels, retrain_growth * L)`` human labels arrived
+  since the last training started, where ``L`` is the number that training was started on
+  (defaults: 25 labels, or 20% more labels than the last model saw), or once
+  ``retrain_every_seconds`` (600 s = 10 minutes) passed since it started and at least one new
+  human label arrived, whichever comes first. A model's quality grows with the logarithm of its
+  labels, so the schedule is geometric: early models (tens of labels, the ones that decide how
+  much of the stream goes to people) are replaced every 25 labels, later ones every 20% (at 2,000
+  labels: every 400), which bounds the trainings of a stream of N human labels to about
+  ``log(N / 125) / log(1.2) + 4``;
 - **on demand**: :meth:`RetrainTrigger.request` makes a training due at once (as soon as the labels
   cover ``min_classes`` classes, since a classifier needs two), even without new labels;
 - **one at a time**: while a training runs nothing is due and :meth:`RetrainTrigger.start` raises;
@@ -28,6 +32,7 @@ training was started on: labels that arrived while it ran count toward the next 
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -65,7 +70,8 @@ class TriggerPolicy:
 
     first_model_labels: int = 50
     min_classes: int = 2
-    retrain_every_labels: int = 100
+    retrain_every_labels: int = 25
+    retrain_growth: float = 0.2
     retrain_every_seconds: float = 600.0
     failure_backoff_seconds: float = 60.0
 
@@ -74,6 +80,8 @@ class TriggerPolicy:
             raise ValueError("first_model_labels and retrain_every_labels must be at least 1")
         if self.min_classes < 2:
             raise ValueError("min_classes must be at least 2: a classifier needs two classes")
+        if self.retrain_growth < 0:
+            raise ValueError("retrain_growth must be >= 0")
         if self.retrain_every_seconds <= 0 or self.failure_backoff_seconds < 0:
             raise ValueError("retrain_every_seconds must be > 0 and failure_backoff_seconds >= 0")
 
@@ -146,6 +154,13 @@ class RetrainTrigger:
         """Human labels that arrived since the last successful training started."""
         return self._labels - self._labels_at_last_start
 
+    @property
+    def labels_due(self) -> int:
+        """New human labels that make a retraining due: ``max(retrain_every_labels,
+        ceil(retrain_growth * labels the last training started on))``."""
+        grown = math.ceil(self.policy.retrain_growth * self._labels_at_last_start - 1e-9)
+        return max(self.policy.retrain_every_labels, grown)
+
     def due(self) -> TriggerReason | None:
         """Why a training should start now, or None (also None while one is running)."""
         if self._running is not None or len(self._classes) < self.policy.min_classes:
@@ -157,7 +172,7 @@ class RetrainTrigger:
             return TriggerReason.ON_DEMAND
         if not self._has_model:
             return TriggerReason.COLD_START if self._labels >= self.policy.first_model_labels else None
-        if self.new_labels >= self.policy.retrain_every_labels:
+        if self.new_labels >= self.labels_due:
             return TriggerReason.NEW_LABELS
         if self.new_labels > 0 and now - self._last_start >= self.policy.retrain_every_seconds:
             return TriggerReason.TIMER

@@ -172,3 +172,26 @@ def test_resume_after_restart_counts_from_the_serving_model() -> None:
 def test_bad_policy(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         TriggerPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_schedule_grows_with_the_labels_the_last_model_saw() -> None:
+    trigger, _ = make(TriggerPolicy(first_model_labels=50, retrain_every_labels=25, retrain_growth=0.2))
+    trigger.record_labels(["a", "b"] * 25)
+    train(trigger, TriggerReason.COLD_START)
+    assert trigger.labels_due == 25, "early models are replaced every 25 labels"
+    trigger.record_labels(["a"] * 24)
+    assert trigger.due() is None
+    trigger.record_labels(["b"])
+    train(trigger, TriggerReason.NEW_LABELS)
+    trigger.record_labels(["a"] * 925)  # the next training starts on 1,000 labels
+    train(trigger, TriggerReason.NEW_LABELS)
+    assert trigger.labels_due == 200, "20% of the 1,000 labels the last training started on"
+    trigger.record_labels(["a"] * 199)
+    assert trigger.due() is None
+    trigger.record_labels(["b"])
+    assert trigger.due() is TriggerReason.NEW_LABELS
+
+
+def test_a_negative_growth_is_refused() -> None:
+    with pytest.raises(ValueError, match="retrain_growth"):
+        TriggerPolicy(retrain_growth=-0.1)
