@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
@@ -51,7 +52,7 @@ class BenchConfig:
     target_precision: float = 0.95
     annotators: int = 1
     annotator_error: float = 0.0
-    annotator_latency_ms: float = 0.0
+    annotator_latency_ms: float = DEFAULT_ANNOTATOR_LATENCY_MS
     rate: float | None = None
     window: int = 100
     audit_rate: float = 0.02

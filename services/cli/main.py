@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.settings import CliSettings
 from labelloop.core.settings import SettingsError, load
@@ -317,8 +318,11 @@ def bench(
         float, typer.Option(help="Probability a simulated annotator answers wrong.")
     ] = 0.0,
     annotator_latency_ms: Annotated[
-        float, typer.Option(help="Time a simulated annotator takes per task.")
-    ] = 0.0,
+        float,
+        typer.Option(
+            help="Time a simulated annotator takes per task (people are slower than retraining; 0: instant)."
+        ),
+    ] = DEFAULT_ANNOTATOR_LATENCY_MS,
     rate: Annotated[
         float | None, typer.Option(help="Items per second to submit (default: as fast as the window allows).")
     ] = None,
@@ -479,7 +483,7 @@ def demo(
         target_precision=0.95,
         annotators=1,
         annotator_error=0.0,
-        annotator_latency_ms=0.0,
+        annotator_latency_ms=DEFAULT_ANNOTATOR_LATENCY_MS,
         rate=None,
         window=100,
         stall_timeout=300.0,
