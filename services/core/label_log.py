@@ -16,9 +16,14 @@ from labelloop.core.topics import LABELS, Topic, item_key
 from labelloop.v1 import events_pb2
 
 
-def replay(bootstrap: str, prefix: str, topic: Topic = LABELS, timeout_s: float = 30) -> Iterator[Any]:
+def replay(
+    bootstrap: str, prefix: str, topic: Topic = LABELS, timeout_s: float = 30, project_id: str | None = None
+) -> Iterator[Any]:
     """Every record of `topic` from its start up to its end offsets at call time, decoded
-    (undecodable records are skipped). Reads without a consumer group: commits nothing."""
+    (undecodable records are skipped); with `project_id`, only the records keyed by that
+    project's items (the others are not decoded). Reads without a consumer group: commits
+    nothing."""
+    wanted = None if project_id is None else item_key(project_id, "").encode()
     name = topic.name(prefix)
     consumer = kafka_clients.reader(bootstrap, "labelloop-replay")
     try:
@@ -36,13 +41,16 @@ def replay(bootstrap: str, prefix: str, topic: Topic = LABELS, timeout_s: float 
                 raise TimeoutError(f"reading {name}: no records within {timeout_s}s before its end offsets")
             for record in records:
                 partition = record.partition()
-                if partition not in remaining or record.offset() >= ends[partition]:
+                offset = record.offset()
+                if partition not in remaining or offset >= ends[partition]:
+                    continue
+                if offset + 1 >= ends[partition]:
+                    remaining.discard(partition)
+                if wanted is not None and not (record.key() or b"").startswith(wanted):
                     continue
                 message = _decode(topic, record.value())
                 if message is not None:
                     yield message
-                if record.offset() + 1 >= ends[partition]:
-                    remaining.discard(partition)
     finally:
         consumer.close()
 
@@ -62,7 +70,7 @@ def latest_labels(
 ) -> dict[str, events_pb2.LabelFinalized]:
     """The latest final label per item id of `project_id`, or per "<project>/<item id>" of all."""
     out: dict[str, events_pb2.LabelFinalized] = {}
-    for label in replay(bootstrap, prefix, LABELS):
+    for label in replay(bootstrap, prefix, LABELS, project_id=project_id):
         item = label.ingested.item
         if project_id is None:
             out[item_key(item.project_id, item.item_id)] = label
