@@ -38,13 +38,19 @@ class Progress:
 
     def record_labels(self, labels: Iterable[tuple[str, str, str]]) -> None:
         """Record final labels as (project_id, item_id, source) with source "model" or "human".
-        A human label replaces a model one for the same item."""
-        pipe = self.client.pipeline(transaction=False)
+        A human label replaces a model one for the same item (also within one call: the model
+        labels are added first). One SADD (and for people's labels one SREM) per project and
+        source, in one round trip."""
+        grouped: dict[tuple[str, str], list[str]] = {}
         for project_id, item_id, source in labels:
-            other = "model" if source == "human" else "human"
-            pipe.sadd(self.keys("labeled", project_id, source), item_id)
+            grouped.setdefault((project_id, source), []).append(item_id)
+        if not grouped:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for (project_id, source), item_ids in sorted(grouped.items(), key=lambda kv: kv[0][1] == "human"):
+            pipe.sadd(self.keys("labeled", project_id, source), *item_ids)
             if source == "human":
-                pipe.srem(self.keys("labeled", project_id, other), item_id)
+                pipe.srem(self.keys("labeled", project_id, "model"), *item_ids)
         try:
             pipe.execute()
         except redis.RedisError as exc:

@@ -80,6 +80,7 @@ class EventProducer:
         self._producer = kafka_clients.producer(bootstrap, f"labelloop-{service}", **config)
         self._local = threading.local()  # each thread flushes (and checks) its own sends
         self._closed = False
+        self._routes: dict[str, tuple[str, Any]] = {}  # topic base -> (full name, produced counter)
 
     def send(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Queue one event; raises TypeError if `message` is not the topic's message type."""
@@ -91,17 +92,20 @@ class EventProducer:
             value = message.SerializeToString()
         else:
             value = message
+        route = self._routes.get(topic.base)
+        if route is None:
+            route = (topic.name(self.prefix), metrics.MESSAGES_PRODUCED.labels(self.service, topic.base))
+            self._routes[topic.base] = route
         deliveries = self._deliveries()
         with deliveries.lock:
             deliveries.outstanding += 1
-        name = topic.name(self.prefix)
         while True:
             try:
-                self._producer.produce(name, value, key, on_delivery=deliveries.delivered)
+                self._producer.produce(route[0], value, key, on_delivery=deliveries.delivered)
                 break
             except BufferError:  # the local queue is full: serve delivery reports, then retry
                 self._producer.poll(0.05)
-        metrics.MESSAGES_PRODUCED.labels(self.service, topic.base).inc()
+        route[1].inc()
 
     def _deliveries(self) -> _Deliveries:
         deliveries: _Deliveries | None = getattr(self._local, "deliveries", None)
@@ -153,11 +157,12 @@ class Batch:
     """What a handler receives: the decoded events, and where it puts its output."""
 
     events: list[Event]
-    outputs: list[tuple[Topic, str | bytes, Message]] = field(default_factory=list)
+    outputs: list[tuple[Topic, str | bytes, Message | bytes]] = field(default_factory=list)
     poisoned: list[tuple[Event, PoisonMessage]] = field(default_factory=list)
 
-    def emit(self, topic: Topic, key: str | bytes, message: Message) -> None:
-        """Produce `message` to `topic` once the batch is done (before its offsets are committed)."""
+    def emit(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
+        """Produce `message` (or bytes that already are a serialized `topic.message_type`) to
+        `topic` once the batch is done (before its offsets are committed)."""
         self.outputs.append((topic, key, message))
 
     def dead_letter(self, event: Event, error: PoisonMessage) -> None:

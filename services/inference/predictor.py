@@ -11,6 +11,7 @@ from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, Event, now_timestamp
 from labelloop.core.topics import PREDICTIONS, item_key
+from labelloop.inference.prediction_wire import encode_predictions
 from labelloop.inference.triton import ModelMissing, TritonClassifier
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -67,16 +68,21 @@ class Predictor:
                 "ModelMismatch",
                 f"model {model} gives {answer.probabilities.shape[1]} classes, project has {len(labels)} labels",
             )
-        for index, event in enumerate(events):
-            prediction = events_pb2.Prediction(ingested=event.message, predicted_at=at)
-            if answer is None:
-                prediction.no_model = True
-            else:
-                prediction.model_name = model
-                prediction.model_version = answer.model_version
-                for label, p in zip(labels, answer.probabilities[index], strict=True):
-                    prediction.scores.add(label=label, probability=float(p))
-            batch.emit(PREDICTIONS, item_key(project.spec.project_id, event.message.item.item_id), prediction)
+        keys = [item_key(project.spec.project_id, e.message.item.item_id) for e in events]
+        if answer is None:
+            for key, event in zip(keys, events, strict=True):
+                batch.emit(
+                    PREDICTIONS,
+                    key,
+                    events_pb2.Prediction(ingested=event.message, predicted_at=at, no_model=True),
+                )
+        else:
+            common = events_pb2.Prediction(
+                model_name=model, model_version=answer.model_version, predicted_at=at
+            )
+            encoded = encode_predictions([e.raw for e in events], common, labels, answer.probabilities)
+            for key, value in zip(keys, encoded, strict=True):
+                batch.emit(PREDICTIONS, key, value)
         metrics.PREDICTIONS.labels(project.spec.project_id, model if answer else "none").inc(len(events))
         version = answer.model_version if answer else 0
         if self._last_version.get(project.spec.project_id) != version:

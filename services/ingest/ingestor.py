@@ -146,17 +146,20 @@ class Ingestor:
         except DependencyUnavailable:
             self._release(claimed)
             raise
+        by_project: dict[str, list[str]] = {}  # project -> [item id, "ok", item id, "ok", ...]
+        for _, item in claimed:
+            by_project.setdefault(item.project_id, []).extend((item.item_id, "ok"))
         try:
             pipe = self.client.pipeline(transaction=False)
-            for _, item in claimed:
-                pipe.hset(self.progress.items_key(item.project_id), item.item_id, "ok")
+            for project_id, marks in by_project.items():
+                pipe.hset(self.progress.items_key(project_id), items=marks)
             pipe.execute()
         except redis.RedisError as exc:
             # Produced already: the pending claim expires into a takeover at worst (a duplicate
             # item event, which downstream handles idempotently by item id).
             log.warning("could not mark %d items as produced: %s", len(claimed), exc)
-        for _, item in claimed:
-            metrics.ITEMS_INGESTED.labels(item.project_id, channel).inc()
+        for project_id, marks in by_project.items():
+            metrics.ITEMS_INGESTED.labels(project_id, channel).inc(len(marks) // 2)
 
     def _release(self, claimed: list[tuple[int, common_pb2.Item]]) -> None:
         try:
