@@ -2,7 +2,9 @@
 every write) and read-only progress views (admin status, CLI).
 
 Per project `p` (all under the key prefix):
-- `queue:p`      sorted set task id -> priority (higher first): tasks waiting for an annotator;
+- `queue:p`      sorted set task id -> rank (higher first: priority, then arrival; see
+                 human_tasks/queue.py): tasks waiting for an annotator;
+- `queue_seq:p`  counter: arrival number of the project's last task;
 - `queued_at:p`  sorted set task id -> enqueue time (epoch s): age of the oldest waiting task;
 - `leases:p`     sorted set lease id -> expiry (epoch s): leases in flight;
 - `task:p:<id>`  hash: the task payload and its consensus state (`:who`, `:answers` beside it);
@@ -40,6 +42,9 @@ class QueueKeys:
 
     def lease(self, lease_id: str) -> str:
         return self.k("lease", lease_id)
+
+    def sequence(self, project_id: str) -> str:
+        return self.k("queue_seq", project_id)
 
     def done(self, project_id: str) -> str:
         return self.k("tasks_done", project_id)
