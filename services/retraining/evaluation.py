@@ -6,6 +6,7 @@ training worker; unit tests call them directly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,21 +61,39 @@ class GateDecision:
     reason: str
 
 
+#: How many standard errors of the champion's held-out score a candidate may fall short by.
+GATE_NOISE_Z = 2.0
+
+
 def gate(
     candidate: dict[str, float], champion: dict[str, float] | None, metric: str, margin: float
 ) -> GateDecision:
     """Promote when there is no champion, or when the candidate's `metric` on the same held-out
-    labels is at least the champion's minus `margin`. With no held-out labels, promote (there is
-    nothing to compare on; the calibrated threshold still guards auto-labels)."""
+    labels is at least the champion's minus a tolerance: `margin`, or the noise of a score on
+    `n` held-out labels (:data:`GATE_NOISE_Z` binomial standard errors of the champion's score, smoothed)
+    when that is larger. Early held-out sets are tiny (10 labels at the first retraining), and
+    one item there is 10 points: a fixed margin kept weak first models serving against better
+    candidates trained on more labels. With no held-out labels, promote (there is nothing to
+    compare on; the calibrated threshold still guards auto-labels)."""
     if champion is None:
         return GateDecision(True, "no champion yet")
     if metric not in candidate or metric not in champion:
         return GateDecision(True, "no held-out labels to compare on")
     new, old = candidate[metric], champion[metric]
-    if new >= old - margin:
-        return GateDecision(True, f"{metric} {new:.4f} vs champion {old:.4f} (margin {margin})")
+    n = candidate.get("n", 0.0)
+    # The standard error with one success and one failure added, so a perfect score on a few
+    # labels still counts as uncertain (Laplace / Agresti-Coull-style smoothing).
+    smoothed = (old * n + 1.0) / (n + 2.0)
+    noise = GATE_NOISE_Z * math.sqrt(smoothed * (1.0 - smoothed) / n) if n > 0 else 0.0
+    tolerance = max(margin, noise)
+    if new >= old - tolerance:
+        return GateDecision(
+            True, f"{metric} {new:.4f} vs champion {old:.4f} (tolerance {tolerance:.4f} on {n:.0f} labels)"
+        )
     return GateDecision(
-        False, f"{metric} {new:.4f} is worse than the champion's {old:.4f} by more than {margin}"
+        False,
+        f"{metric} {new:.4f} is worse than the champion's {old:.4f} by more than {tolerance:.4f} "
+        f"(margin {margin}, or the noise of {n:.0f} held-out labels)",
     )
 
 

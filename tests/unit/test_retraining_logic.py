@@ -95,9 +95,21 @@ def test_evaluate_and_gate() -> None:
     assert m["accuracy"] == 0.75 and m["n"] == 4 and 0 < m["macro_f1"] < 1 and m["expected_coverage"] == 0.75
     assert gate(m, None, "accuracy", 0.01).promote
     assert gate(m, {"accuracy": 0.76}, "accuracy", 0.01).promote
-    rejected = gate(m, {"accuracy": 0.9}, "accuracy", 0.01)
-    assert not rejected.promote and "worse than the champion" in rejected.reason
     assert gate({"n": 0}, {"n": 0}, "accuracy", 0.0).promote  # nothing to compare on
+
+
+def test_the_gate_tolerates_the_noise_of_small_held_out_sets_only() -> None:
+    # 20 held-out labels: one item is 5 points, the champion's score has a standard error of 6.7.
+    assert gate({"accuracy": 0.85, "n": 20}, {"accuracy": 0.9, "n": 20}, "accuracy", 0.01).promote
+    rejected = gate({"accuracy": 0.7, "n": 20}, {"accuracy": 0.9, "n": 20}, "accuracy", 0.01)
+    assert not rejected.promote and "worse than the champion" in rejected.reason
+    # 2,000 labels: the noise is 1.3 points, so 3 points worse is rejected.
+    assert not gate({"accuracy": 0.87, "n": 2000}, {"accuracy": 0.9, "n": 2000}, "accuracy", 0.01).promote
+    # A perfect score on 11 labels is not certain: one miss is within the noise.
+    assert gate({"accuracy": 10 / 11, "n": 11}, {"accuracy": 1.0, "n": 11}, "accuracy", 0.01).promote
+    # On 2,000 labels it nearly is: the margin applies.
+    assert not gate({"accuracy": 0.98, "n": 2000}, {"accuracy": 1.0, "n": 2000}, "accuracy", 0.01).promote
+    assert gate({"accuracy": 0.995, "n": 2000}, {"accuracy": 1.0, "n": 2000}, "accuracy", 0.01).promote
 
 
 def test_the_family_with_the_best_held_out_metric_is_chosen_ties_to_the_cheapest() -> None:
