@@ -390,6 +390,24 @@ BENCH_RUNS = (
 )
 
 
+def bench_row(r: dict[str, Any]) -> list[str]:
+    """One `make bench` table row: the run's numbers next to the reference's, and the targets."""
+    ref = r.get("reference") or {}
+    nan = float("nan")
+    hf_ok = r["human_fraction"] <= 0.7 * ref.get("human_fraction", nan)
+    acc_ok = r["accuracy"] >= ref.get("accuracy", nan) - 0.005
+    return [
+        r["run"],
+        str(r["items"]),
+        f"{r['human_fraction']:.3f} ({ref.get('human_fraction', nan):.3f})",
+        f"{r['accuracy']:.3f} ({ref.get('accuracy', nan):.3f})",
+        "-" if r["auto_accuracy"] is None else f"{r['auto_accuracy']:.3f}",
+        str(r["retrains"]),
+        f"{'met' if hf_ok else 'missed'} / {'met' if acc_ok else 'missed'}",
+        f"{r['wall_s']:.0f}",
+    ]
+
+
 @app.command("bench-all")
 def bench_all(
     out: Annotated[Path, typer.Option(help="Folder for the reports and plots.")] = Path("bench-results"),
@@ -437,34 +455,34 @@ def bench_all(
             topic_prefix=s.topic_prefix,
         )
         throughput = run_throughput(config, say=console.print)
-    table = Table(
+    title = f"labelloop bench, {time.strftime('%Y-%m-%d')}, {platform.node()} ({os.cpu_count()} cores)"
+    columns = [
         "run",
         "items",
         "human_fraction (ref)",
         "accuracy (ref)",
         "auto_accuracy",
         "retrains",
+        "targets: hf <= 0.7 ref / acc >= ref - 0.005",
         "wall s",
-        title=f"labelloop bench, {time.strftime('%Y-%m-%d')}, {platform.node()} ({os.cpu_count()} cores)",
-    )
+    ]
+    table = Table(*columns, title=title)
+    lines = [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        ref = r.get("reference") or {}
-        table.add_row(
-            r["run"],
-            str(r["items"]),
-            f"{r['human_fraction']:.3f} ({ref.get('human_fraction', float('nan')):.3f})",
-            f"{r['accuracy']:.3f} ({ref.get('accuracy', float('nan')):.3f})",
-            "-" if r["auto_accuracy"] is None else f"{r['auto_accuracy']:.3f}",
-            str(r["retrains"]),
-            f"{r['wall_s']:.0f}",
-        )
+        cells = bench_row(r)
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
     console.print(table)
     if throughput:
-        console.print(
+        line = (
             f"throughput: {throughput['throughput_items_per_s']} items/s end to end, "
             f"Triton alone {throughput['triton_items_per_s']} items/s (ratio {throughput['ratio_to_triton']}), "
-            f"auto latency at half rate p50 {throughput['auto_latency_ms']['p50']} ms, p99 {throughput['auto_latency_ms']['p99']} ms"
+            f"auto latency at half rate p50 {throughput['auto_latency_ms']['p50']} ms, "
+            f"p99 {throughput['auto_latency_ms']['p99']} ms"
         )
+        console.print(line)
+        lines += ["", line]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps({"runs": rows, "throughput": throughput}, indent=2) + "\n")
     console.print(f"reports and plots in {out}/")
 

@@ -46,3 +46,22 @@ def test_windows_follow_the_stream_order() -> None:
     assert [(x["start"], x["end"]) for x in w] == [(0, 2), (2, 4), (4, 5)]
     assert [x["human_share"] for x in w] == [1.0, 0.0, 0.0]
     assert w[0]["auto_accuracy"] is None and w[1]["auto_accuracy"] == 1.0
+
+
+def test_the_make_bench_row_marks_the_targets_against_the_reference() -> None:
+    from labelloop.cli.main import bench_row
+
+    run = {
+        "run": "bbcnews",
+        "items": 2225,
+        "human_fraction": 0.10,
+        "accuracy": 0.969,
+        "auto_accuracy": 0.965,
+        "retrains": 9,
+        "wall_s": 70.4,
+        "reference": {"human_fraction": 0.151, "accuracy": 0.973},
+    }
+    row = bench_row(run)
+    assert row[2] == "0.100 (0.151)" and row[3] == "0.969 (0.973)"
+    assert row[6] == "met / met", "0.100 <= 0.7 x 0.151 and 0.969 >= 0.973 - 0.005"
+    assert bench_row({**run, "human_fraction": 0.11, "accuracy": 0.967})[6] == "missed / missed"
