@@ -99,12 +99,17 @@ class EventProducer:
         deliveries = self._deliveries()
         with deliveries.lock:
             deliveries.outstanding += 1
-        while True:
-            try:
-                self._producer.produce(route[0], value, key, on_delivery=deliveries.delivered)
-                break
-            except BufferError:  # the local queue is full: serve delivery reports, then retry
-                self._producer.poll(0.05)
+        try:
+            while True:
+                try:
+                    self._producer.produce(route[0], value, key, on_delivery=deliveries.delivered)
+                    break
+                except BufferError:  # the local queue is full: serve delivery reports, then retry
+                    self._producer.poll(0.05)
+        except BaseException:  # not queued (e.g. a record over message.max.bytes): not outstanding
+            with deliveries.lock:
+                deliveries.outstanding -= 1
+            raise
         route[1].inc()
 
     def _deliveries(self) -> _Deliveries:

@@ -3,13 +3,16 @@ round trip, restart from the committed offset, dead letters."""
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from google.protobuf.message import Message
 from support import wait_until
 
 from labelloop.core import stream
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
 from labelloop.core.label_log import replay
-from labelloop.core.topics import DEAD_LETTERS, ITEMS, PREDICTIONS
+from labelloop.core.topics import DEAD_LETTERS, ITEMS, PREDICTIONS, Topic
 from labelloop.v1 import events_pb2
 
 
@@ -157,3 +160,32 @@ def test_a_dependency_outage_pauses_without_committing(stack, topic_prefix) -> N
     assert down["count"] == 0
     assert sorted(seen) == sorted(f"item-{i}" for i in range(10)), "items were skipped during the outage"
     assert read_all(stack, topic_prefix, DEAD_LETTERS) == []
+
+
+def test_a_failed_send_is_reported_by_the_flush_of_the_thread_that_sent_it(stack, topic_prefix) -> None:
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix, [ITEMS])
+    missing = Topic("missing", events_pb2.ItemIngested, 1)  # never created (no auto-creation)
+    producer = stream.EventProducer(
+        stack.bootstrap_servers, topic_prefix, "test", **{"topic.metadata.propagation.max.ms": 1000}
+    )
+    outcome: dict[str, object] = {}
+
+    def other_thread() -> None:
+        producer.send(ITEMS, "item-ok", item_event(1))
+        try:
+            producer.flush()
+            outcome["other"] = "flushed"
+        except DependencyUnavailable as exc:
+            outcome["other"] = exc
+
+    producer.send(missing, "item-lost", item_event(0))
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with pytest.raises(DependencyUnavailable, match="Unknown topic"):
+        producer.flush()
+    thread.join(60)
+    assert outcome["other"] == "flushed", "a failure is reported to the thread whose send failed only"
+    producer.send(ITEMS, "item-next", item_event(2))
+    producer.flush()  # the failure was reported once; the next flush starts clean
+    producer.close()
+    assert sorted(e.item.item_id for e in read_all(stack, topic_prefix, ITEMS)) == ["item-1", "item-2"]
