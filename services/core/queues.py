@@ -9,7 +9,9 @@ Per project `p` (all under the key prefix):
 - `leases:p`     sorted set lease id -> expiry (epoch s): leases in flight;
 - `task:p:<id>`  hash: the task payload and its consensus state (`:who`, `:answers` beside it);
 - `lease:<id>`   hash: one lease's holder, task and outcome;
-- `tasks_done:p` set of finished task ids (so a redelivered task is not queued again).
+- `tasks_done:p` set of finished task ids (so a redelivered task is not queued again);
+- `tasks_withdrawn:p` set of task ids withdrawn for an auto-label of a newer model (a subset of
+  `tasks_done:p`; makes a redelivered withdrawal publish its label again).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class QueueKeys:
 
     def sequence(self, project_id: str) -> str:
         return self.k("queue_seq", project_id)
+
+    def withdrawn(self, project_id: str) -> str:
+        return self.k("tasks_withdrawn", project_id)
 
     def done(self, project_id: str) -> str:
         return self.k("tasks_done", project_id)

@@ -1,5 +1,6 @@
-"""`python -m labelloop.human_tasks`: fills the per-project queues from `tasks`, serves the
-annotator gRPC API, re-queues expired leases, and exports queue gauges.
+"""`python -m labelloop.human_tasks`: fills the per-project queues from `tasks` (and withdraws
+waiting tasks a newly deployed model auto-labels, see handler.py), serves the annotator gRPC API,
+re-queues expired leases, and exports queue gauges.
 Env: the `LABELLOOP_*` variables of HumanTasksSettings."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import read_stats
 from labelloop.core.service import bootstrap, load_settings_or_exit
-from labelloop.core.topics import TASKS
+from labelloop.core.topics import MODELS, TASKS
 from labelloop.human_tasks.api import HumanTaskApi
+from labelloop.human_tasks.handler import TaskHandler
 from labelloop.human_tasks.queue import TaskQueue
 from labelloop.human_tasks.settings import HumanTasksSettings
 from labelloop.v1 import human_tasks_pb2_grpc
@@ -59,10 +61,8 @@ def main() -> None:
     )
     upkeep.start()
 
-    def fill(batch: stream.Batch) -> None:
-        queue.enqueue([event.message for event in batch.events])
-
-    processor = runtime.processor(settings, [TASKS], fill)
+    handler = TaskHandler(queue, Progress(client, settings.redis_key_prefix), settings.rescore_limit)
+    processor = runtime.processor(settings, [TASKS, MODELS], handler)
     processor.run()
     server.stop(grace=settings.shutdown_timeout_s).wait()
     api_producer.close()

@@ -121,6 +121,37 @@ return 1
 """
 
 
+_UNTOUCHED = """
+-- waiting tasks nobody has leased or answered (audits excluded), highest rank first, at most
+-- ARGV[3]; KEYS: queue ; ARGV: prefix, project, limit ; returns their payloads
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)) do
+  local tk = ARGV[1] .. ':task:' .. ARGV[2] .. ':' .. id
+  if string.sub(id, -6) ~= ':audit' and redis.call('HGET', tk, 'active') == '0'
+     and redis.call('HLEN', tk .. ':answers') == 0 then
+    table.insert(out, redis.call('HGET', tk, 'payload'))
+  end
+end
+return out
+"""
+
+_WITHDRAW = """
+-- removes a waiting task nobody has leased or answered; KEYS: queue, queued_at, done, task,
+-- withdrawn ; ARGV: task_id ; 1 when withdrawn (now or before: a redelivery publishes the label
+-- again), 0 when it is gone, leased or answered (people keep it)
+if redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then return 1 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+if redis.call('HGET', KEYS[4], 'active') ~= '0' then return 0 end
+if redis.call('HLEN', KEYS[4] .. ':answers') > 0 then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('DEL', KEYS[4], KEYS[4] .. ':who', KEYS[4] .. ':answers')
+return 1
+"""
+
+
 @dataclass
 class Lease:
     """A leased task."""
@@ -157,6 +188,8 @@ class TaskQueue:
         self._requeue = client.register_script(_REQUEUE)
         self._answer = client.register_script(_ANSWER)
         self._one_more = client.register_script(_ONE_MORE)
+        self._untouched = client.register_script(_UNTOUCHED)
+        self._withdraw = client.register_script(_WITHDRAW)
 
     def enqueue(self, tasks: list[events_pb2.TaskRouted]) -> int:
         """Queue tasks not seen before (idempotent by task id). Returns how many were new."""
@@ -209,6 +242,36 @@ class TaskQueue:
         task = events_pb2.TaskRouted()
         task.ParseFromString(found[1])
         return Lease(lease_id, task, expires)
+
+    def untouched(self, project_id: str, limit: int) -> list[events_pb2.TaskRouted]:
+        """Up to `limit` waiting labeling tasks (not audits) that nobody has leased or answered,
+        highest rank first: the ones a newly deployed model may take off people's hands."""
+        try:
+            payloads = self._untouched(
+                keys=[self.keys.queue(project_id)], args=[self.prefix, project_id, limit]
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return [events_pb2.TaskRouted.FromString(p) for p in payloads]  # type: ignore[union-attr]
+
+    def withdraw(self, project_id: str, task_id: str) -> bool:
+        """Remove a waiting task that nobody has leased or answered (atomically; it will not be
+        queued again). True again for a task withdrawn before (a redelivered withdrawal must
+        publish its label again). False when it is gone, leased or answered: people keep it."""
+        try:
+            done = self._withdraw(
+                keys=[
+                    self.keys.queue(project_id),
+                    self.keys.queued_at(project_id),
+                    self.keys.done(project_id),
+                    self.keys.task(project_id, task_id),
+                    self.keys.withdrawn(project_id),
+                ],
+                args=[task_id],
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return bool(done)
 
     def release(self, lease_id: str, annotator_id: str) -> None:
         """Give a leased task back; FailedPrecondition if the lease is not this annotator's live lease."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labelloop.core.settings import CommonSettings, port, positive, setting
+from labelloop.core.settings import CommonSettings, non_negative, port, positive, setting
 
 
 @dataclass(frozen=True)
@@ -15,4 +15,7 @@ class HumanTasksSettings(CommonSettings):
     metrics_port: int = setting(9104, port)
     lease_ttl_s: float = setting(300.0, positive)
     reap_interval_s: float = setting(1.0, positive)
+    # When a model is deployed, up to this many waiting tasks nobody has started are sent back for
+    # its opinion; those it auto-labels are withdrawn from people (0: never).
+    rescore_limit: int = setting(1000, non_negative)
     lease_scan: int = setting(200, positive)  # how deep LeaseTask looks for a task the annotator has not seen

@@ -1,4 +1,5 @@
-"""The routing handler: predictions in; auto labels to `labels`, human work to `tasks`."""
+"""The routing handler: predictions in; auto labels to `labels`, human work to `tasks`, and
+withdrawals of waiting tasks that a newer model auto-labels (rescores, see human_tasks/handler.py)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,30 @@ class Router:
             threshold = self.thresholds.get(project.spec.project_id)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
             decision = decide(prediction, project, threshold, self.audit_seed)
+            if prediction.ingested.rescore:
+                # A waiting item sent back for a new model's opinion: its task already exists.
+                # Auto-labeled now, the task is withdrawn (by human-tasks, who publishes the
+                # label only if nobody has started it); otherwise it keeps waiting.
+                if decision.auto_label is not None:
+                    withdrawal = events_pb2.TaskRouted(
+                        task_id=item.item_id,
+                        ingested=prediction.ingested,
+                        prediction=prediction,
+                        routed_at=at,
+                        withdraw_for=events_pb2.LabelFinalized(
+                            ingested=prediction.ingested,
+                            labels=[decision.auto_label],
+                            source=common_pb2.LABEL_SOURCE_MODEL,
+                            confidence=decision.confidence,
+                            model_name=prediction.model_name,
+                            model_version=prediction.model_version,
+                            finalized_at=at,
+                            threshold=threshold.for_label(decision.auto_label),
+                        ),
+                    )
+                    withdrawal.withdraw_for.ingested.rescore = False
+                    batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
+                continue
             if decision.auto_label is not None:
                 label = events_pb2.LabelFinalized(
                     ingested=prediction.ingested,

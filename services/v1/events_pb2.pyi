@@ -44,14 +44,16 @@ MODEL_EVENT_KIND_THRESHOLD_UPDATED: ModelEventKind
 MODEL_EVENT_KIND_TRAINING_FAILED: ModelEventKind
 
 class ItemIngested(_message.Message):
-    __slots__ = ("item", "ingested_at", "channel")
+    __slots__ = ("item", "ingested_at", "channel", "rescore")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    RESCORE_FIELD_NUMBER: _ClassVar[int]
     item: _common_pb2.Item
     ingested_at: _timestamp_pb2.Timestamp
     channel: str
-    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ...) -> None: ...
+    rescore: bool
+    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ..., rescore: _Optional[bool] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at")
@@ -70,7 +72,7 @@ class Prediction(_message.Message):
     def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "withdraw_for")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +80,7 @@ class TaskRouted(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     ANNOTATORS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ROUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAW_FOR_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
     prediction: Prediction
@@ -85,7 +88,8 @@ class TaskRouted(_message.Message):
     priority: float
     annotators_required: int
     routed_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    withdraw_for: LabelFinalized
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., withdraw_for: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
     __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at")

@@ -22,7 +22,7 @@ from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS
 from labelloop.datasets import load
 from labelloop.routing.decisions import audit_draw
-from labelloop.v1 import common_pb2, ingest_pb2
+from labelloop.v1 import admin_pb2, common_pb2, ingest_pb2
 
 LABELS = ["ham", "spam"]
 STREAM = 300
@@ -191,3 +191,76 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
     )
     assert status.returncode == 0, status.stderr
     assert "ingested" in status.stdout and str(STREAM) in status.stdout
+
+
+def test_a_deployed_model_takes_waiting_tasks_nobody_started_off_peoples_hands(
+    stack, services, spam, spam_model
+) -> None:
+    from labelloop.core import stream as core_stream
+    from labelloop.core.topics import MODELS
+    from labelloop.v1 import events_pb2, human_tasks_pb2
+
+    records = spam[0][:60]
+    truth = {r["id"]: r["label"] for r in records}
+    project_id = f"rescore-{uuid.uuid4().hex[:8]}"
+    services.create_project(project_id, LABELS, audit_rate=0.0)
+    submit(services, project_id, records)  # no model yet: every item waits for people
+    stub = services.human_tasks()
+
+    def queued() -> int:
+        request = human_tasks_pb2.GetQueueStatsRequest(project_id=project_id)
+        return stub.GetQueueStats(request, timeout=5).queued
+
+    wait_until(lambda: queued() == len(records), 60, interval=0.3, message="tasks not queued")
+    started = stub.LeaseTask(
+        human_tasks_pb2.LeaseTaskRequest(project_id=project_id, annotator_id="busy"), timeout=10
+    )
+    assert started.has_task
+    kept = started.task.ingested.item.item_id
+
+    # A model is deployed: the waiting tasks are sent back for its opinion.
+    assert serve(stack, project_id, spam_model, LABELS) == 1
+    ThresholdStore(services.redis, services.redis_prefix).set(project_id, Threshold(0.9, model_version=1))
+    producer = core_stream.EventProducer(stack.bootstrap_servers, services.topic_prefix, "test")
+    producer.send(
+        MODELS,
+        project_id,
+        events_pb2.ModelEvent(
+            project_id=project_id, kind=events_pb2.MODEL_EVENT_KIND_DEPLOYED, model_name=project_id
+        ),
+    )
+    producer.flush()
+    producer.close()
+
+    def withdrawn():
+        labels = latest_labels(stack.bootstrap_servers, services.topic_prefix, project_id)
+        return labels if len(labels) >= 20 else None
+
+    auto = wait_until(withdrawn, 90, interval=0.5, message="no waiting task was auto-labeled")
+    assert kept not in auto, "a task someone leased stays with people"
+    assert all(
+        label.source == common_pb2.LABEL_SOURCE_MODEL and label.model_version == 1 and label.confidence >= 0.9
+        for label in auto.values()
+    )
+    assert queued() == len(records) - 1 - len(auto), "withdrawn tasks left the queue"
+
+    # People label the rest, the started task included (given back): one final label per item.
+    stub.ReleaseTask(
+        human_tasks_pb2.ReleaseTaskRequest(lease_id=started.lease_id, annotator_id="busy"), timeout=10
+    )
+    stop = threading.Event()
+    annotators = annotate(services, project_id, truth, stop)
+    try:
+        labels = wait_for_labels(services, project_id, len(records))
+    finally:
+        stop.set()
+        for a in annotators:
+            a.join(10)
+    assert set(labels) == set(truth)
+    assert labels[kept].source == common_pb2.LABEL_SOURCE_HUMAN
+    humans = {i for i, label in labels.items() if label.source == common_pb2.LABEL_SOURCE_HUMAN}
+    assert humans.isdisjoint(auto), "no item is labeled by both the model and people"
+    status = services.admin().GetProjectStatus(
+        admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=10
+    )
+    assert (status.auto_labeled, status.human_labeled) == (len(auto), len(records) - len(auto))
