@@ -146,15 +146,20 @@ def admin(bootstrap: str, client_id: str = "labelloop-admin", **overrides: Any) 
     )
 
 
+FETCH_GRACE_S = 0.002
+
+
 def consume_available(client: Consumer, max_messages: int, timeout_s: float) -> list[Message]:
     """Up to `max_messages` records: those already fetched, or else the first to arrive within
-    `timeout_s` plus whatever came with it. (librdkafka's `consume(n, timeout)` alone waits for
+    `timeout_s` plus whatever came with it (within FETCH_GRACE_S). (librdkafka's `consume(n, timeout)` alone waits for
     all `n` or the whole timeout.) Error events are logged and left out."""
     messages = client.consume(max_messages, 0)
     if not messages:
         messages = client.consume(1, timeout_s)
         if messages and max_messages > 1:
-            messages.extend(client.consume(max_messages - 1, 0))
+            # the rest of that fetch response (the other partitions') is queued just after the
+            # first record: a short grace keeps one response in one batch
+            messages.extend(client.consume(max_messages - 1, FETCH_GRACE_S))
     return records_only(messages)
 
 
