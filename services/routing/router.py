@@ -46,30 +46,7 @@ class Router:
             threshold = self.thresholds.get(project.spec.project_id)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
             decision = decide(prediction, project, threshold, self.audit_seed)
-            if prediction.ingested.rescore:
-                # A waiting item sent back for a new model's opinion: its task already exists.
-                # Auto-labeled now, the task is withdrawn (by human-tasks, who publishes the
-                # label only if nobody has started it); otherwise it keeps waiting.
-                if decision.auto_label is not None:
-                    withdrawal = events_pb2.TaskRouted(
-                        task_id=item.item_id,
-                        ingested=prediction.ingested,
-                        prediction=prediction,
-                        routed_at=at,
-                        withdraw_for=events_pb2.LabelFinalized(
-                            ingested=prediction.ingested,
-                            labels=[decision.auto_label],
-                            source=common_pb2.LABEL_SOURCE_MODEL,
-                            confidence=decision.confidence,
-                            model_name=prediction.model_name,
-                            model_version=prediction.model_version,
-                            finalized_at=at,
-                            threshold=threshold.for_label(decision.auto_label),
-                        ),
-                    )
-                    withdrawal.withdraw_for.ingested.rescore = False
-                    batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
-                continue
+            label = None
             if decision.auto_label is not None:
                 label = events_pb2.LabelFinalized(
                     ingested=prediction.ingested,
@@ -81,6 +58,22 @@ class Router:
                     finalized_at=at,
                     threshold=threshold.for_label(decision.auto_label),
                 )
+            if prediction.ingested.rescore:
+                # A waiting item sent back for a new model's opinion: its task already exists.
+                # Auto-labeled now, the task is withdrawn (by human-tasks, who publishes the
+                # label only if nobody has started it); otherwise it keeps waiting.
+                if label is not None:
+                    label.ingested.rescore = False
+                    withdrawal = events_pb2.TaskRouted(
+                        task_id=item.item_id,
+                        ingested=prediction.ingested,
+                        prediction=prediction,
+                        routed_at=at,
+                        withdraw_for=label,
+                    )
+                    batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
+                continue
+            if label is not None:
                 batch.emit(LABELS, item_key(item.project_id, item.item_id), label)
                 labeled.append((project.spec.project_id, item.item_id, "model"))
                 metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "auto").inc()
