@@ -29,6 +29,7 @@ LEASE_RECORD_TTL_S = 7 * 24 * 3600  # how long an answered lease is remembered f
 # would send people one class at a time, so the first models would know one or two classes.
 # rank = floor(priority * 1e5) * 2^32 + (2^32 - arrival number): exact in a double for
 # priorities up to 20 and 4 billion tasks per project; written with %.0f, never as 1e+14.
+# Tasks queued before ranks existed have none: re-queueing them falls back to their priority.
 _ENQUEUE = """
 -- KEYS: queue, queued_at, done, task, sequence ; ARGV: task_id, payload, priority, required, now, project
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
@@ -80,7 +81,7 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 if redis.call('EXISTS', tk) == 1 then
   redis.call('HINCRBY', tk, 'active', -1)
   redis.call('SREM', tk .. ':who', redis.call('HGET', lk, 'annotator'))
-  redis.call('ZADD', KEYS[1], redis.call('HGET', tk, 'rank'), id)
+  redis.call('ZADD', KEYS[1], (redis.call('HGET', tk, 'rank') or redis.call('HGET', tk, 'priority')), id)
   redis.call('ZADD', KEYS[2], redis.call('HGET', tk, 'queued_at'), id)
 end
 return 1
@@ -115,7 +116,7 @@ _ONE_MORE = """
 -- a tie: one more annotator; KEYS: queue, queued_at ; ARGV: prefix, task_id, project
 local tk = ARGV[1] .. ':task:' .. ARGV[3] .. ':' .. ARGV[2]
 redis.call('HINCRBY', tk, 'required', 1)
-redis.call('ZADD', KEYS[1], redis.call('HGET', tk, 'rank'), ARGV[2])
+redis.call('ZADD', KEYS[1], (redis.call('HGET', tk, 'rank') or redis.call('HGET', tk, 'priority')), ARGV[2])
 redis.call('ZADD', KEYS[2], redis.call('HGET', tk, 'queued_at'), ARGV[2])
 return 1
 """
