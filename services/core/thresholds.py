@@ -1,8 +1,10 @@
-"""Live auto-accept thresholds per project, held in Redis: written by retraining (and people,
-through rollback), read by routing on every prediction (cached for a second).
+"""Live auto-accept thresholds per project, held in Redis: written by retraining (its model
+lifecycle: deploys, promotions, rollbacks and moves from people's answers), read by routing on
+every prediction (cached for a second).
 
 Until a project has a calibrated threshold, `NOTHING` (2.0, above any probability) applies, so
-every item goes to people.
+every item goes to people. The record also carries the exploration rate: the share of items
+above the threshold that routing sends to people anyway (see retraining/calibration.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Threshold:
     threshold: float = NOTHING
     class_thresholds: dict[str, float] = field(default_factory=dict)
     model_version: int = 0
+    exploration_rate: float = 0.0  # share of admitted items sent to people instead
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""
@@ -64,6 +67,7 @@ class ThresholdStore:
                 float(data["threshold"]),
                 {k: float(v) for k, v in data.get("class_thresholds", {}).items()},
                 int(data.get("model_version", 0)),
+                float(data.get("exploration_rate", 0.0)),
             )
         with self._lock:
             self._cache[project_id] = (now, value)
@@ -75,6 +79,7 @@ class ThresholdStore:
             "threshold": value.threshold,
             "class_thresholds": value.class_thresholds,
             "model_version": value.model_version,
+            "exploration_rate": value.exploration_rate,
             "updated_at": time.time(),
         }
         try:

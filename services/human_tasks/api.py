@@ -112,14 +112,16 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             duration_ms=int((time.time() - leased_at) * 1000),
             annotated_at=now_timestamp(),
         )
-        if audit and task.prediction.scores:
-            top = max(task.prediction.scores, key=lambda s: s.probability)
-            annotation.audited_labels.append(top.label)
+        describe_routing(annotation, task)
+        if audit and annotation.predicted_label:
+            annotation.audited_labels.append(annotation.predicted_label)
+        verdict = majority(list(answers.values())) if answers else None
+        if verdict is not None and not verdict.tie:
+            annotation.consensus_labels.append(verdict.label or "")
         self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
         finalized = False
         tie = False
-        if answers:
-            verdict = majority(list(answers.values()))
+        if verdict is not None:
             if verdict.tie:
                 tie = True
             elif not audit:
@@ -132,6 +134,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                     model_version=task.prediction.model_version,
                     annotators=sorted(answers),
                     finalized_at=now_timestamp(),
+                    answer_probability=task.answer_probability or 1.0,
                 )
                 self.producer.send(LABELS, item_key(project_id, task.ingested.item.item_id), final)
                 finalized = True
@@ -180,3 +183,15 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             oldest_age_s=stats.oldest_age_s,
             annotations=stats.annotations,
         )
+
+
+def describe_routing(annotation: events_pb2.AnnotationSubmitted, task: events_pb2.TaskRouted) -> None:
+    """Copy into `annotation` what calibration needs of the routing that sent the task: why, with
+    which probability, and the routing model's top label and probability."""
+    annotation.reason = task.reason
+    annotation.answer_probability = task.answer_probability or 1.0
+    annotation.model_version = task.prediction.model_version
+    if task.prediction.scores:
+        top = max(task.prediction.scores, key=lambda s: s.probability)
+        annotation.predicted_label = top.label
+        annotation.predicted_confidence = top.probability

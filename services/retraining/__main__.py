@@ -15,8 +15,8 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
+from labelloop.retraining.answers import AnswerLedger
 from labelloop.retraining.api import ModelApi
-from labelloop.retraining.audits import AuditLedger
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import available_families
 from labelloop.retraining.registry import Registry
@@ -63,7 +63,7 @@ def main() -> None:
         deployer,
         Registry(settings.mlflow_tracking_uri, settings.topic_prefix),
         producer,
-        AuditLedger(client, settings.redis_key_prefix),
+        AnswerLedger(client, settings.redis_key_prefix),
         families,
     )
     service.rebuild()

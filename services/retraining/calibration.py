@@ -1,13 +1,33 @@
-"""Auto-accept thresholds calibrated to a target precision, and the metrics that describe them.
+"""Auto-accept thresholds calibrated to a target precision on an unbiased sample, and the
+metrics that describe them.
 
-Called by the retraining service on promotion (with the held-out human labels of the promoted
-model) and whenever audit results arrive; the thresholds it returns are what routing compares a
-prediction's top probability with (``top >= threshold`` is auto-accepted).
+Called by the retraining service (the model lifecycle, the only writer of thresholds): on each
+training, with out-of-fold predictions of every human label; and whenever people answer tasks of
+the serving model, to move its threshold both ways. Routing compares a prediction's top
+probability with the result (``top >= threshold`` is auto-accepted).
 
-Statistics: the precision of the items at or above a threshold is bounded from below with the
-one-sided **Clopper-Pearson** (exact binomial) bound at ``confidence_level``; a threshold is
-accepted only when that lower bound meets the target, not the point estimate. Audits are judged
-with the matching one-sided Clopper-Pearson upper bound.
+Statistics (README, "How thresholds are set"):
+
+* **The sample and its weights.** The threshold is applied to the whole stream, but people label
+  mostly the items the model was unsure of; calibrating on those alone is biased (it shows the
+  model worse than it is where it is good, and says nothing of the confident region). So every
+  human label carries the probability ``pi`` with which routing sent that item to people: 1 for an
+  item below the threshold (or with no model), and ``exploration_rate + audit_rate`` for an item
+  above it (a hash of the item id decides, so ``pi`` is known exactly). Weighting each label by
+  ``1 / pi`` (Horvitz-Thompson) makes weighted sums over the human labels unbiased estimates of
+  the same sums over the stream, for any model scored on them afterwards (the selection depends
+  only on the model that routed the item, never on the label).
+* **The bound.** For a candidate threshold ``t`` the precision of the items at or above it is the
+  weighted share of correct ones, ``p = sum(w * ok) / sum(w)``. Its uncertainty comes from the
+  Kish effective sample size ``n_eff = sum(w)^2 / sum(w^2)``; the one-sided Clopper-Pearson bound
+  is taken with ``p * n_eff`` successes in ``n_eff`` trials (Korn & Graubard's approximation for
+  weighted proportions). With all weights 1 this is the exact Clopper-Pearson bound. The
+  threshold is the lowest ``t`` whose lower bound at ``confidence_level`` meets the target.
+* **Moving both ways.** Between trainings, the answers people give to the serving model's tasks
+  (uncertain items with ``pi = 1``; audits and exploration items with their rates) form a fresh
+  weighted sample of that model's confidences. :func:`move_threshold` tightens when the upper
+  bound of the precision admitted by the current threshold is below the target, and loosens when
+  a lower threshold's lower bound meets it: precision then sits near the target, not far above.
 
 Convention shared with routing, the proto and the metrics: a threshold above 1 admits nothing.
 :data:`ADMIT_NOTHING` (1.01) is that threshold: finite, so it survives JSON, Redis, Prometheus and
@@ -25,14 +45,15 @@ from scipy.stats import beta
 
 __all__ = [
     "ADMIT_NOTHING",
-    "AuditDecision",
     "Calibration",
+    "ThresholdMove",
     "calibrate_threshold",
     "coverage_at_precision",
     "expected_calibration_error",
+    "exploration_rate",
+    "move_threshold",
     "precision_lower_bound",
     "precision_upper_bound",
-    "tighten_from_audits",
 ]
 
 #: The threshold that admits nothing (any value above 1 does; this is the one Labelloop writes).
@@ -98,41 +119,79 @@ class Calibration:
         return self.class_thresholds.get(predicted_label, self.threshold)
 
 
-def _as_arrays(confidences: ArrayLike, correct: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def _as_arrays(
+    confidences: ArrayLike, correct: ArrayLike, weights: ArrayLike | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
     conf = np.asarray(confidences, dtype=np.float64).ravel()
     ok = np.asarray(correct, dtype=bool).ravel()
     if conf.shape != ok.shape:
         raise ValueError(f"confidences and correct differ in length: {conf.size} vs {ok.size}")
     if conf.size and (not np.all(np.isfinite(conf)) or conf.min() < 0.0 or conf.max() > 1.0):
         raise ValueError("confidences must be probabilities in [0, 1]")
-    return conf, ok
+    w = np.ones_like(conf) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != conf.shape:
+        raise ValueError(f"weights and confidences differ in length: {w.size} vs {conf.size}")
+    if w.size and (not np.all(np.isfinite(w)) or w.min() <= 0.0):
+        raise ValueError("weights must be positive and finite (1 / selection probability)")
+    return conf, ok, w
 
 
-def _precision_curve(
-    conf: NDArray[np.float64], ok: NDArray[np.bool_]
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
-    """Candidate thresholds (distinct confidences, descending) with the count and correct count at or above each."""
+@dataclass(frozen=True)
+class _Curve:
+    """Per candidate threshold (distinct confidences, descending): raw count, weighted precision
+    and Kish effective sample size of the items at or above it."""
+
+    thresholds: NDArray[np.float64]
+    count: NDArray[np.int64]
+    precision: NDArray[np.float64]
+    n_eff: NDArray[np.float64]
+
+    def lower(self, confidence_level: float) -> NDArray[np.float64]:
+        return precision_lower_bound(self.precision * self.n_eff, self.n_eff, confidence_level)
+
+    def upper(self, confidence_level: float) -> NDArray[np.float64]:
+        return precision_upper_bound(self.precision * self.n_eff, self.n_eff, confidence_level)
+
+    def at(self, threshold: float) -> int | None:
+        """Index of the curve point that admits exactly the items with confidence >= threshold."""
+        admitted = np.flatnonzero(self.thresholds >= threshold)
+        return None if admitted.size == 0 else int(admitted[-1])
+
+
+def _precision_curve(conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArray[np.float64]) -> _Curve:
     order = np.argsort(-conf, kind="stable")
     sorted_conf = conf[order]
-    cum_correct = np.cumsum(ok[order], dtype=np.int64)
+    ws = w[order]
+    cum_w = np.cumsum(ws)
+    cum_wk = np.cumsum(ws * ok[order])
+    cum_w2 = np.cumsum(ws * ws)
     # Last index of each run of equal confidences: items tied with a threshold are all admitted.
-    last_of_run = np.flatnonzero(np.append(sorted_conf[1:] != sorted_conf[:-1], True))
-    return sorted_conf[last_of_run], (last_of_run + 1).astype(np.int64), cum_correct[last_of_run]
+    last = np.flatnonzero(np.append(sorted_conf[1:] != sorted_conf[:-1], True))
+    return _Curve(
+        thresholds=sorted_conf[last],
+        count=(last + 1).astype(np.int64),
+        precision=np.clip(cum_wk[last] / cum_w[last], 0.0, 1.0),
+        n_eff=cum_w[last] ** 2 / cum_w2[last],
+    )
 
 
 def _lowest_safe_threshold(
-    conf: NDArray[np.float64], ok: NDArray[np.bool_], target: float, confidence_level: float
+    conf: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    w: NDArray[np.float64],
+    target: float,
+    confidence_level: float,
 ) -> tuple[float, float | None, float | None]:
     """(threshold, precision, lower bound) of the lowest threshold whose lower bound meets the target."""
     if conf.size == 0:
         return ADMIT_NOTHING, None, None
-    thresholds, n_above, k_above = _precision_curve(conf, ok)
-    lower = precision_lower_bound(k_above, n_above, confidence_level)
+    curve = _precision_curve(conf, ok, w)
+    lower = curve.lower(confidence_level)
     safe = np.flatnonzero(lower >= target)
     if safe.size == 0:
         return ADMIT_NOTHING, None, None
     i = int(safe[-1])  # thresholds are descending: the last safe one is the lowest
-    return float(thresholds[i]), float(k_above[i] / n_above[i]), float(lower[i])
+    return float(curve.thresholds[i]), float(curve.precision[i]), float(lower[i])
 
 
 def calibrate_threshold(
@@ -143,16 +202,18 @@ def calibrate_threshold(
     min_samples: int = 50,
     predicted_labels: Sequence[str] | None = None,
     min_class_samples: int = 100,
+    weights: ArrayLike | None = None,
 ) -> Calibration:
     """The lowest auto-accept threshold whose precision meets ``target_precision`` with confidence.
 
-    ``confidences[i]`` is the model's top probability on held-out item ``i`` and ``correct[i]``
-    whether its top class matched the human label. The global threshold is the lowest observed
-    confidence ``t`` such that the one-sided Clopper-Pearson lower bound (at ``confidence_level``)
-    of the precision of the items with confidence ``>= t`` is at least the target. When there are
-    fewer than ``min_samples`` items, or no such ``t`` exists, the threshold is
-    :data:`ADMIT_NOTHING`. Note that with target 0.95 at level 0.95 even a perfect model needs at
-    least 59 items at or above a threshold, so small held-out sets admit nothing by design.
+    ``confidences[i]`` is the model's top probability on held-out (or out-of-fold) item ``i``,
+    ``correct[i]`` whether its top class matched the human label, and ``weights[i]`` the inverse
+    of the probability that item was sent to people (1 when omitted; see the module doc). The
+    global threshold is the lowest observed confidence ``t`` such that the one-sided lower bound
+    (at ``confidence_level``) of the weighted precision of the items with confidence ``>= t`` is
+    at least the target. When there are fewer than ``min_samples`` items, or no such ``t`` exists,
+    the threshold is :data:`ADMIT_NOTHING`. With unit weights, target 0.95 at level 0.95 even a
+    perfect model needs at least 59 items at or above a threshold.
 
     With ``predicted_labels`` (each item's top class), each class predicted for at least
     ``min_class_samples`` items gets its own threshold by the same rule on its items only; a class
@@ -162,11 +223,11 @@ def calibrate_threshold(
         raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
     if not 0.0 < confidence_level < 1.0:
         raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level}")
-    conf, ok = _as_arrays(confidences, correct)
+    conf, ok, w = _as_arrays(confidences, correct, weights)
     n = int(conf.size)
     if n < max(1, min_samples):
         return Calibration(threshold=ADMIT_NOTHING, n=n)
-    threshold, precision, lower = _lowest_safe_threshold(conf, ok, target_precision, confidence_level)
+    threshold, precision, lower = _lowest_safe_threshold(conf, ok, w, target_precision, confidence_level)
 
     class_thresholds: dict[str, float] = {}
     admitted = conf >= threshold
@@ -179,14 +240,14 @@ def calibrate_threshold(
             if int(mask.sum()) < min_class_samples:
                 continue
             class_threshold, _, _ = _lowest_safe_threshold(
-                conf[mask], ok[mask], target_precision, confidence_level
+                conf[mask], ok[mask], w[mask], target_precision, confidence_level
             )
             class_thresholds[str(label)] = class_threshold
             admitted[mask] = conf[mask] >= class_threshold
     return Calibration(
         threshold=threshold,
         class_thresholds=class_thresholds,
-        expected_coverage=float(admitted.mean()),
+        expected_coverage=float(w[admitted].sum() / w.sum()),
         precision=precision,
         precision_lower_bound=lower,
         n=n,
@@ -194,70 +255,121 @@ def calibrate_threshold(
 
 
 @dataclass(frozen=True)
-class AuditDecision:
-    """The outcome of :func:`tighten_from_audits`: the threshold to use from now on and why."""
+class ThresholdMove:
+    """The outcome of :func:`move_threshold`: the global threshold from now on, the step from the
+    current one (negative: looser), and why."""
 
     threshold: float
-    tightened: bool
-    audited_precision: float | None
-    precision_upper_bound: float | None
+    direction: int  # +1 tightened, -1 loosened, 0 kept
+    precision: float | None  # weighted precision admitted by the current threshold
+    bound: float | None  # the bound that decided (upper when tightening, else lower)
     reason: str
 
+    @property
+    def moved(self) -> bool:
+        return self.direction != 0
 
-def tighten_from_audits(
+    def shift(self, other: float, current: float) -> float:
+        """Apply this move to another (per-class) threshold that stood with ``current``: the same
+        step, clipped to [0, 1]; a threshold that admits nothing stays so unless loosening from an
+        admit-nothing global one."""
+        if self.threshold > 1.0:
+            return ADMIT_NOTHING
+        if other > 1.0:
+            return other if current <= 1.0 else self.threshold
+        return float(min(1.0, max(0.0, other + (self.threshold - min(current, 1.0)))))
+
+
+def move_threshold(
     current_threshold: float,
-    audited_correct: int,
-    audited_total: int,
+    confidences: ArrayLike,
+    correct: ArrayLike,
     target_precision: float,
+    weights: ArrayLike | None = None,
     confidence_level: float = 0.9,
-    min_audits: int = 20,
+    min_effective: float = 20.0,
     shrink: float = 0.5,
-) -> AuditDecision:
-    """Decide from audits of auto-labels whether the threshold must be stricter, at once.
+) -> ThresholdMove:
+    """Move the serving model's global threshold from people's answers, tighter or looser.
 
-    ``audited_correct`` of ``audited_total`` audited auto-labels (accepted under
-    ``current_threshold``; the caller resets its counts when the threshold changes) matched the
-    people's label. Rule: with at least ``min_audits`` audits, when the one-sided Clopper-Pearson
-    upper bound of the audited precision at ``confidence_level`` is below the target (the data say
-    precision is below target, not just noise), the threshold moves ``shrink`` of the way to 1:
-    ``t + shrink * (1 - t)``. If even a threshold of 1 cannot be trusted (the audited precision is
-    below half the target), it becomes :data:`ADMIT_NOTHING` until the next calibration.
-    Otherwise the threshold is unchanged. A threshold that already admits nothing stays.
+    ``confidences``/``correct``/``weights`` describe items the serving model routed and people
+    answered (its top probability at routing time, whether it matched the people's label, and
+    ``1 / pi``). Rules, each needing an effective sample (Kish) of at least ``min_effective``
+    among the items concerned:
+
+    * **Tighten** when the one-sided upper bound at ``confidence_level`` of the weighted precision
+      of the items the current threshold admits is below the target: the data say precision is
+      too low, not just noise. The new threshold is the lowest safe one in the sample when one
+      lies above the current threshold; else the current moves ``shrink`` of the way to 1; when
+      even a threshold of 1 cannot be trusted (the admitted precision is below half the target),
+      :data:`ADMIT_NOTHING`.
+    * **Loosen** when a threshold below the current one has a lower bound at
+      ``confidence_level`` that meets the target: the lowest such threshold.
+    * Otherwise keep it.
+
+    A threshold that admits nothing may loosen (to the lowest safe threshold) but never tighten.
     """
-    if audited_total < 0 or not 0 <= audited_correct <= audited_total:
-        raise ValueError(f"need 0 <= audited_correct <= audited_total, got {audited_correct}/{audited_total}")
     if not 0.0 < shrink <= 1.0:
         raise ValueError(f"shrink must be in (0, 1], got {shrink}")
-    if current_threshold > 1.0:
-        return AuditDecision(current_threshold, False, None, None, "threshold already admits nothing")
-    if audited_total == 0:
-        return AuditDecision(current_threshold, False, None, None, "no audits yet")
-    precision = audited_correct / audited_total
-    upper = float(precision_upper_bound(audited_correct, audited_total, confidence_level))
-    if audited_total < min_audits:
-        return AuditDecision(
-            current_threshold, False, precision, upper, f"{audited_total} audits, fewer than {min_audits}"
-        )
-    if upper >= target_precision:
-        return AuditDecision(
-            current_threshold,
-            False,
-            precision,
-            upper,
-            f"audited precision {precision:.3f} (upper bound {upper:.3f}) is consistent with {target_precision}",
-        )
-    if precision < target_precision / 2 or current_threshold >= 1.0:
-        new_threshold = ADMIT_NOTHING
-    else:
-        new_threshold = min(1.0, current_threshold + shrink * (1.0 - current_threshold))
-    return AuditDecision(
-        new_threshold,
-        True,
-        precision,
-        upper,
-        f"audited precision {precision:.3f} ({audited_correct}/{audited_total}, upper bound {upper:.3f}) "
-        f"is below the target {target_precision}: threshold {current_threshold:.4f} -> {new_threshold:.4f}",
+    conf, ok, w = _as_arrays(confidences, correct, weights)
+    if conf.size == 0:
+        return ThresholdMove(current_threshold, 0, None, None, "no answers yet")
+    curve = _precision_curve(conf, ok, w)
+    here = curve.at(current_threshold) if current_threshold <= 1.0 else None
+    precision = None if here is None else float(curve.precision[here])
+    if here is not None and curve.n_eff[here] >= min_effective:
+        upper = float(curve.upper(confidence_level)[here])
+        if upper < target_precision:
+            lower = curve.lower(confidence_level)
+            safe = np.flatnonzero((lower >= target_precision) & (curve.thresholds > current_threshold))
+            if safe.size:
+                new = float(curve.thresholds[int(safe[-1])])
+            elif (precision is not None and precision < target_precision / 2) or current_threshold >= 1.0:
+                new = ADMIT_NOTHING
+            else:
+                new = min(1.0, current_threshold + shrink * (1.0 - current_threshold))
+            return ThresholdMove(
+                new,
+                1,
+                precision,
+                upper,
+                f"precision {precision:.3f} at threshold {current_threshold:.4f} (upper bound {upper:.3f}, "
+                f"{curve.n_eff[here]:.0f} effective answers) is below the target {target_precision}: "
+                f"threshold -> {new:.4f}",
+            )
+    lower = curve.lower(confidence_level)
+    looser = np.flatnonzero(
+        (lower >= target_precision) & (curve.thresholds < current_threshold) & (curve.n_eff >= min_effective)
     )
+    if looser.size:
+        i = int(looser[-1])
+        new = float(curve.thresholds[i])
+        return ThresholdMove(
+            new,
+            -1,
+            precision,
+            float(lower[i]),
+            f"precision {curve.precision[i]:.3f} at threshold {new:.4f} (lower bound {lower[i]:.3f}, "
+            f"{curve.n_eff[i]:.0f} effective answers) meets the target {target_precision}: "
+            f"threshold {current_threshold:.4f} -> {new:.4f}",
+        )
+    return ThresholdMove(
+        current_threshold, 0, precision, None, f"consistent with the target {target_precision}"
+    )
+
+
+def exploration_rate(explored_labels: int, young_rate: float, floor_rate: float, wanted: int) -> float:
+    """The share of confident items sent to people anyway (exploration), as a pure function of
+    how many exploration labels the project already holds: ``young_rate`` until ``wanted`` exist,
+    then falling as ``young_rate * wanted / explored_labels``, never below ``floor_rate``.
+
+    Exploration labels are what calibration learns the confident region from (with audits); each
+    costs a human label, so the rate falls as the sample grows (its value stays: any later model
+    is scored on all of them, see the module doc).
+    """
+    if explored_labels <= wanted:
+        return young_rate
+    return max(floor_rate, young_rate * wanted / explored_labels)
 
 
 def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
@@ -287,9 +399,9 @@ def coverage_at_precision(confidences: ArrayLike, correct: ArrayLike, target_pre
     A point estimate on the given items (no statistical margin; for the MLflow metric "expected
     auto-label coverage at the target precision"). 0.0 when no threshold reaches the target.
     """
-    conf, ok = _as_arrays(confidences, correct)
+    conf, ok, w = _as_arrays(confidences, correct)
     if conf.size == 0:
         return 0.0
-    _, n_above, k_above = _precision_curve(conf, ok)
-    reach = np.flatnonzero(k_above >= target_precision * n_above - 1e-9)
-    return 0.0 if reach.size == 0 else float(n_above[reach[-1]] / conf.size)
+    curve = _precision_curve(conf, ok, w)
+    reach = np.flatnonzero(curve.precision >= target_precision - 1e-9)
+    return 0.0 if reach.size == 0 else float(curve.count[reach[-1]] / conf.size)

@@ -2,7 +2,10 @@
 
 Built from the `labels` topic (replayed from its start when the service starts, then consumed):
 the latest label per item wins, and only labels whose source is people count (auto-labels are
-never trained on). Each item is assigned for good to the training or the held-out split by a
+never trained on). Audits add people's labels too: an audited auto-label (`audited`, from
+`labels`, with the item's text) joined with the audit's consensus (from `annotations`), in either
+order. Each label carries the weight 1 / the probability routing sent the item to people, so the
+set stands for the stream in calibration (retraining/calibration.py). Each item is assigned for good to the training or the held-out split by a
 hash of its id (`is_holdout`), so a champion trained earlier never saw any item of today's
 held-out split: champion and candidate are compared on the same, unseen labels.
 """
@@ -14,6 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -33,6 +37,7 @@ class HumanLabel:
     item_id: str
     text: str
     label: str
+    weight: float = 1.0  # 1 / the probability routing sent this item to people
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class Snapshot:
     @property
     def size(self) -> int:
         return len(self.train) + len(self.holdout)
+
+    @property
+    def explored(self) -> int:
+        """Human labels of items routing could have auto-labeled (exploration, audits: weight > 1)."""
+        return sum(1 for x in (*self.train, *self.holdout) if x.weight > 1.0)
 
     def class_counts(self) -> dict[str, int]:
         """Labels per class over both splits."""
@@ -63,20 +73,49 @@ class LabeledSet:
     """A project's human labels; thread-safe (the consume loop writes, trainers snapshot)."""
 
     holdout_fraction: float
+    max_pending_audits: int = 100_000  # audited items waiting for their other half
     _labels: dict[str, HumanLabel] = field(default_factory=dict)
+    _audit_texts: dict[str, str] = field(default_factory=dict)
+    _audit_answers: dict[str, tuple[str, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, label: events_pb2.LabelFinalized) -> str | None:
         """Record a label event. Returns the label when it adds a human label for an item not
         labeled by people before (what the trigger counts), else None. A model label never
         replaces a human one; a later human label for the same item replaces the earlier one (a redelivered event changes nothing)."""
+        item = label.ingested.item
+        if label.source == common_pb2.LABEL_SOURCE_MODEL and label.audited:
+            with self._lock:
+                answer = self._audit_answers.pop(item.item_id, None)
+                if answer is None:
+                    _bounded_put(self._audit_texts, item.item_id, item.content.text, self.max_pending_audits)
+                    return None
+            return self._add(HumanLabel(item.item_id, item.content.text, answer[0], answer[1]))
         if label.source != common_pb2.LABEL_SOURCE_HUMAN or not label.labels:
             return None
-        item = label.ingested.item
-        entry = HumanLabel(item.item_id, item.content.text, label.labels[0])
+        return self._add(
+            HumanLabel(item.item_id, item.content.text, label.labels[0], _weight(label.answer_probability))
+        )
+
+    def apply_audit(self, annotation: events_pb2.AnnotationSubmitted) -> str | None:
+        """Record an audit's consensus (the annotation that completed an audit task). Returns the
+        label when it adds a human label (its audited auto-label was seen), else None."""
+        if annotation.reason != events_pb2.TASK_REASON_AUDIT or not annotation.consensus_labels:
+            return None
+        label, weight = annotation.consensus_labels[0], _weight(annotation.answer_probability)
         with self._lock:
-            previous = self._labels.get(item.item_id)
-            self._labels[item.item_id] = entry
+            text = self._audit_texts.pop(annotation.item_id, None)
+            if text is None:
+                _bounded_put(
+                    self._audit_answers, annotation.item_id, (label, weight), self.max_pending_audits
+                )
+                return None
+        return self._add(HumanLabel(annotation.item_id, text, label, weight))
+
+    def _add(self, entry: HumanLabel) -> str | None:
+        with self._lock:
+            previous = self._labels.get(entry.item_id)
+            self._labels[entry.item_id] = entry
         return entry.label if previous is None else None
 
     def __len__(self) -> int:
@@ -95,3 +134,15 @@ class LabeledSet:
         train = tuple(x for x in values if not is_holdout(x.item_id, self.holdout_fraction))
         holdout = tuple(x for x in values if is_holdout(x.item_id, self.holdout_fraction))
         return Snapshot(train, holdout)
+
+
+def _weight(answer_probability: float) -> float:
+    """1 / the probability that routing sent the item to people (0, unknown, reads as 1)."""
+    return 1.0 / answer_probability if 0.0 < answer_probability < 1.0 else 1.0
+
+
+def _bounded_put(pending: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Insert, dropping the oldest entries beyond `limit` (an audit never answered)."""
+    pending[key] = value
+    while len(pending) > limit:
+        pending.pop(next(iter(pending)))

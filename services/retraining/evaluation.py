@@ -137,10 +137,13 @@ def calibrate(
     label_set: Sequence[str],
     target_precision: float,
     confidence_level: float,
+    weights: Sequence[float] | None = None,
+    max_weight: float | None = None,
 ) -> Calibration:
     """The auto-accept thresholds for predictions like `probs` (held-out or out-of-fold
-    predictions of human-labeled items whose labels are `truth`): global and per class, from the
-    Clopper-Pearson lower bound (see calibration.calibrate_threshold)."""
+    predictions of human-labeled items whose labels are `truth`, each weighted by the inverse of
+    the probability it was sent to people, capped at `max_weight`): global and per class, from the
+    weighted Clopper-Pearson lower bound (see calibration.calibrate_threshold)."""
     index = {label: i for i, label in enumerate(label_set)}
     y = np.asarray([index[t] for t in truth], dtype=np.int64)
     predicted = probs.argmax(axis=1) if len(truth) else np.zeros(0, dtype=np.int64)
@@ -150,4 +153,7 @@ def calibrate(
         target_precision,
         confidence_level=confidence_level,
         predicted_labels=[label_set[i] for i in predicted],
+        weights=None
+        if weights is None
+        else np.minimum(np.asarray(weights, dtype=np.float64), max_weight or np.inf),
     )

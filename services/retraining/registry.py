@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from labelloop.core.errors import DependencyUnavailable, NotFound
+from labelloop.core.thresholds import Threshold
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -49,8 +50,19 @@ class VersionRecord:
 
     @property
     def threshold(self) -> dict[str, Any]:
-        """The calibrated threshold stored with it: {"threshold", "class_thresholds"}."""
+        """The calibrated threshold stored with it: {"threshold", "class_thresholds",
+        "exploration_rate"} (the last absent from versions registered before it existed)."""
         return dict(json.loads(self.tags.get("threshold", '{"threshold": 2.0, "class_thresholds": {}}')))
+
+    def serving_threshold(self, model_version: int = 0) -> Threshold:
+        """The stored threshold as routing reads it, for Triton version `model_version`."""
+        t = self.threshold
+        return Threshold(
+            float(t["threshold"]),
+            {k: float(v) for k, v in t.get("class_thresholds", {}).items()},
+            model_version,
+            float(t.get("exploration_rate", 0.0)),
+        )
 
     @property
     def triton_version(self) -> int:

@@ -1,5 +1,5 @@
 """The retraining service's logic: the human-labeled sets, the trigger per project, the
-training worker, the gate, deployment, rollback, and threshold upkeep from audits.
+training worker, the gate, deployment, rollback, and threshold moves from people's answers.
 
 Threads: the consume loop (`handle`, `schedule`) owns the labeled sets and triggers (guarded by
 each project's lock); trainings run in one worker thread (one at a time on a small machine;
@@ -8,7 +8,7 @@ never two of one project, by the trigger's ticket); the gRPC API thread calls `p
 training, promote, rollback) are serialized by the project's model lock.
 
 State lives outside the process: labels in Kafka (replayed on start), models, metrics,
-thresholds and the champion history in MLflow, thresholds and audit counts in Redis, versions
+thresholds and the champion history in MLflow, thresholds and the answer sample in Redis, versions
 in the model repository. See `deploy.py` for why no half-written or unannounced version can
 serve.
 """
@@ -35,8 +35,8 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, EventProducer, now_timestamp
 from labelloop.core.thresholds import Threshold
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
-from labelloop.retraining.audits import AuditLedger
-from labelloop.retraining.calibration import ADMIT_NOTHING, tighten_from_audits
+from labelloop.retraining.answers import AnswerLedger, answer_of
+from labelloop.retraining.calibration import exploration_rate, move_threshold
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import Deployer, served_labels, triton_predict
 from labelloop.retraining.evaluation import (
@@ -88,7 +88,7 @@ class RetrainingService:
         deployer: Deployer,
         registry: Registry,
         producer: EventProducer,
-        audits: AuditLedger,
+        answers: AnswerLedger,
         families: list[ModelFamily],
     ) -> None:
         if not families:
@@ -98,7 +98,7 @@ class RetrainingService:
         self.deployer = deployer
         self.registry = registry
         self.producer = producer
-        self.audits = audits
+        self.answers = answers
         self.families = families
         self.policy = TriggerPolicy(
             first_model_labels=settings.first_model_labels,
@@ -134,7 +134,7 @@ class RetrainingService:
 
     def rebuild(self) -> int:
         """Replay the compacted labels topic into the labeled sets; reconcile every project's
-        model repository with its champion. Returns the human labels loaded."""
+        model repository with its champion. Returns the human labels loaded (audits' included)."""
         loaded = 0
         for label in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, LABELS):
             state = self.state(label.ingested.item.project_id)
@@ -142,6 +142,13 @@ class RetrainingService:
             if added is not None:
                 state.trigger.record_labels([added])
                 loaded += 1
+        # Audits' consensus lives in `annotations` (an audited item's final label is the model's).
+        for annotation in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, ANNOTATIONS):
+            if annotation.reason == events_pb2.TASK_REASON_AUDIT and annotation.consensus_labels:
+                state = self.state(annotation.project_id)
+                if state.labeled.apply_audit(annotation) is not None:
+                    state.trigger.record_labels([annotation.consensus_labels[0]])
+                    loaded += 1
         for project in self.projects.list():
             metrics.TARGET_PRECISION.labels(project.spec.project_id).set(project.spec.target_precision)
             self._reconcile(project.spec.project_id, project.spec.model_name)
@@ -156,12 +163,7 @@ class RetrainingService:
             # A crash after a version was served but before it was crowned: the champion serves
             # again, so its own threshold must apply (not the unannounced version's).
             if champion is not None:
-                t = champion.threshold
-                restored = Threshold(
-                    float(t["threshold"]),
-                    {k: float(v) for k, v in t["class_thresholds"].items()},
-                    champion.triton_version,
-                )
+                restored = champion.serving_threshold(champion.triton_version)
             else:
                 restored = Threshold()
             self.deployer.thresholds.set(project_id, restored)
@@ -186,9 +188,10 @@ class RetrainingService:
 
     # -- the consume loop -------------------------------------------------------------------
     def handle(self, batch: Batch) -> None:
-        """Record human labels and audit results; tighten thresholds the audits condemn; start
-        the trainings that are due. Idempotent under redelivery."""
-        audited: set[str] = set()
+        """Record human labels and people's answers to the serving model's tasks; move the
+        thresholds those answers call for; start the trainings that are due. Idempotent under
+        redelivery."""
+        answered: set[str] = set()
         for event in batch.events:
             if event.topic is LABELS:
                 label: events_pb2.LabelFinalized = event.message
@@ -203,52 +206,58 @@ class RetrainingService:
                         state.trigger.record_labels([added])
             elif event.topic is ANNOTATIONS:
                 annotation: events_pb2.AnnotationSubmitted = event.message
-                if not annotation.audit:
+                state = self.state(annotation.project_id)
+                added = state.labeled.apply_audit(annotation)
+                if added is not None:
+                    with state.lock:
+                        state.trigger.record_labels([added])
+                answer = answer_of(annotation)
+                if answer is None:
                     continue
-                agree = set(annotation.labels) == set(annotation.audited_labels)
-                self.audits.record(annotation.project_id, annotation.item_id, agree)
-                metrics.AUDITS.labels(annotation.project_id, "agree" if agree else "disagree").inc()
-                audited.add(annotation.project_id)
-        for project_id in sorted(audited):
-            self._check_audits(project_id, batch)
+                self.answers.record(annotation.project_id, annotation.item_id, answer)
+                if answer.audit:
+                    verdict = "agree" if answer.correct else "disagree"
+                    metrics.AUDITS.labels(annotation.project_id, verdict).inc()
+                answered.add(annotation.project_id)
+        for project_id in sorted(answered):
+            self._move_threshold(project_id, batch)
         self.schedule()
 
-    def _check_audits(self, project_id: str, batch: Batch) -> None:
+    def _move_threshold(self, project_id: str, batch: Batch) -> None:
+        """Tighten or loosen the serving model's thresholds from people's answers to its tasks
+        (calibration.move_threshold); publish THRESHOLD_UPDATED when they move."""
         try:
             project = self.projects.get(project_id)
         except NotFound:
             return
         state = self.state(project_id)
         with state.model_lock:
-            agree, total = self.audits.counts(project_id)
-            if total:
-                metrics.AUDITED_PRECISION.labels(project_id).set(agree / total)
             current = self.deployer.current_threshold(project_id)
-            decision = tighten_from_audits(
-                current.threshold,
-                agree,
-                total,
-                project.spec.target_precision,
-                min_audits=self.settings.min_audits,
-            )
-            if not decision.tightened:
+            if current.model_version <= 0:
                 return
-            shrink = 0.5  # the same step tighten_from_audits takes, applied to each class
-
-            def tighten(t: float) -> float:
-                if decision.threshold > 1.0 or t > 1.0:
-                    return ADMIT_NOTHING
-                return min(1.0, t + shrink * (1.0 - t))
-
-            tightened = Threshold(
-                decision.threshold,
-                {c: tighten(t) for c, t in current.class_thresholds.items()},
-                current.model_version,
+            sample = self.answers.sample(project_id, current.model_version)
+            if sample.audits:
+                metrics.AUDITED_PRECISION.labels(project_id).set(sample.audits_agreeing / sample.audits)
+            move = move_threshold(
+                current.threshold,
+                sample.confidences,
+                sample.correct,
+                project.spec.target_precision,
+                weights=sample.weights,
+                confidence_level=self.settings.move_confidence_level,
+                min_effective=self.settings.min_effective_answers,
             )
-            self.deployer.thresholds.set(project_id, tightened)
-            self.audits.reset(project_id)
-            metrics.THRESHOLD.labels(project_id).set(tightened.threshold)
-            log.warning("%s: %s", project_id, decision.reason)
+            if not move.moved:
+                return
+            moved = Threshold(
+                move.threshold,
+                {c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()},
+                current.model_version,
+                current.exploration_rate,
+            )
+            self.deployer.thresholds.set(project_id, moved)
+            metrics.THRESHOLD.labels(project_id).set(moved.threshold)
+            log.warning("%s: %s", project_id, move.reason)
             batch.emit(
                 MODELS,
                 project_id,
@@ -257,8 +266,8 @@ class RetrainingService:
                     events_pb2.MODEL_EVENT_KIND_THRESHOLD_UPDATED,
                     project.spec.model_name,
                     current.model_version,
-                    threshold=tightened,
-                    reason=decision.reason,
+                    threshold=moved,
+                    reason=move.reason,
                 ),
             )
 
@@ -349,11 +358,31 @@ class RetrainingService:
                 np.concatenate([oof[valid], best.holdout_probs]) if hold_labels else oof[valid]
             )
             calibration_truth = [y for y, ok in zip(train_labels, valid, strict=True) if ok] + hold_labels
+            # Each human label weighs 1 / the probability routing gave it to people (module doc
+            # of calibration.py): the calibration sample then stands for the stream.
+            calibration_weights = [x.weight for x, ok in zip(snapshot.train, valid, strict=True) if ok] + [
+                x.weight for x in snapshot.holdout
+            ]
             calib = calibrate(
-                calibration_probs, calibration_truth, label_set, target, self.settings.confidence_level
+                calibration_probs,
+                calibration_truth,
+                label_set,
+                target,
+                self.settings.confidence_level,
+                weights=calibration_weights,
+                max_weight=self.settings.calibration_max_weight,
             )
             calibration_s = time.perf_counter() - t0
-            threshold = Threshold(calib.threshold, dict(calib.class_thresholds))
+            threshold = Threshold(
+                calib.threshold,
+                dict(calib.class_thresholds),
+                exploration_rate=exploration_rate(
+                    snapshot.explored,
+                    self.settings.exploration_rate,
+                    self.settings.exploration_floor,
+                    self.settings.exploration_wanted,
+                ),
+            )
             champion = self.registry.by_alias(pid, CHAMPION)
             champion_metrics = self._champion_metrics(
                 champion, model_name, hold_texts, hold_labels, label_set, target
@@ -385,6 +414,8 @@ class RetrainingService:
                     "threshold": calib.threshold,
                     "calibrated_coverage": calib.expected_coverage,
                     "calibration_items": float(calib.n),
+                    "calibration_explored": float(snapshot.explored),
+                    "exploration_rate": threshold.exploration_rate,
                     "calibration_seconds": calibration_s,
                 }
             )
@@ -405,7 +436,11 @@ class RetrainingService:
                         "family": best.family.name,
                         "human_labels": str(snapshot.size),
                         "threshold": json.dumps(
-                            {"threshold": threshold.threshold, "class_thresholds": threshold.class_thresholds}
+                            {
+                                "threshold": threshold.threshold,
+                                "class_thresholds": threshold.class_thresholds,
+                                "exploration_rate": threshold.exploration_rate,
+                            }
                         ),
                         "metrics": json.dumps(best.metrics),
                         "dataset_fingerprint": snapshot.fingerprint(),
@@ -561,8 +596,10 @@ class RetrainingService:
         challenger = self.registry.by_alias(pid, CHALLENGER)
         if challenger is not None and challenger.version == version:
             self.registry.delete_alias(pid, CHALLENGER)
-        self.audits.reset(pid)
-        published = Threshold(threshold.threshold, dict(threshold.class_thresholds), triton_version)
+        self.answers.reset(pid)
+        published = Threshold(
+            threshold.threshold, dict(threshold.class_thresholds), triton_version, threshold.exploration_rate
+        )
         family = record.tags.get("family", "")
         common = {"run_id": record.run_id, "family": family, "metrics": record.metrics}
         self._announce(
@@ -588,8 +625,7 @@ class RetrainingService:
 
     def _deploy_registered(self, pid: str, record: VersionRecord, reason: str, *, rollback: bool) -> int:
         project = self.projects.get(pid)
-        t = record.threshold
-        threshold = Threshold(float(t["threshold"]), {k: float(v) for k, v in t["class_thresholds"].items()})
+        threshold = record.serving_threshold()
         with tempfile.TemporaryDirectory(prefix="labelloop-deploy-") as tmp:
             source = self.registry.download(record, Path(tmp))
             return self._deploy(

@@ -33,12 +33,23 @@ class RetrainingSettings(CommonSettings):
     gate_metric: str = setting("accuracy", _gate_metric)
     gate_margin: float = setting(0.01, non_negative)  # candidate may be this much worse than champion
     calibration_folds: int = setting(3, positive)  # out-of-fold predictions for calibration
-    # Of the precision lower bound that sets the thresholds. 0.5 is the median-unbiased estimate
-    # (just below the point estimate): the out-of-fold pool is the items the model was unsure of,
-    # harder than the stream, so it already errs on the safe side; 0.95 admitted nothing on 20
-    # classes (see README, Benchmarks).
+    # Of the one-sided lower bound of the weighted precision that sets a new model's thresholds
+    # (retraining/calibration.py; README "How thresholds are set"). 0.5 is the median-unbiased
+    # estimate, which still discounts small samples; higher is safer and auto-labels less. The
+    # moves from people's answers (below) then correct it both ways with a stricter level.
     confidence_level: float = setting(0.5, _fraction)
-    min_audits: int = setting(20, positive)  # audits before tightening can happen
+    # Inverse-probability weights above this are trimmed to it when a new model is calibrated: a
+    # few heavily weighted audits swing the estimate (one error at weight 25 costs points), and
+    # trimming biases it toward the harder items people label anyway, i.e. to the safe side.
+    calibration_max_weight: float = setting(10.0, positive)
+    # Of the bounds that move the serving model's threshold from people's answers, both ways.
+    move_confidence_level: float = setting(0.9, _fraction)
+    min_effective_answers: float = setting(20.0, positive)  # Kish sample size before a move
+    # Exploration: share of confident items sent to people anyway, while the project holds fewer
+    # than `exploration_wanted` such labels; then falling as wanted / held, down to the floor.
+    exploration_rate: float = setting(0.02, _fraction)
+    exploration_floor: float = setting(0.005, _fraction)
+    exploration_wanted: int = setting(50, positive)
     # The model families trained and compared at each training (empty: all available). Default
     # tfidf-lr only: on CPU Triton the minilm-head family serves about 10 items/s (the encoder runs
     # for every item), which caps the whole stream; add it (tfidf-lr,minilm-head) on a GPU Triton.

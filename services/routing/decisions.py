@@ -1,11 +1,16 @@
 """The routing decision for one prediction, as a pure function.
 
 - No model: a human task (reason NO_MODEL), priority 1.
-- Top probability at or above the project's threshold for that label: an auto label
-  (source MODEL) and, for a deterministic `audit_rate` share of such items, also an audit task.
+- Top probability at or above the project's threshold for that label: one uniform draw `u` fixed
+  by the item id decides. `u < exploration_rate` (from the threshold record): a human task
+  (reason EXPLORATION) and no auto label; else `u < exploration_rate + audit_rate`: an auto label
+  (source MODEL) and an audit task; else the auto label alone.
 - Otherwise: a human task (reason UNCERTAIN) with priority 1 - (top1 - top2): the smallest
   margin first (uncertainty sampling).
-The audit draw hashes the item id, so a redelivered prediction gets the same decision.
+The draw hashes the item id, so a redelivered prediction gets the same decision, and the
+probability that people answer each item (`answer_probability`: 1 below the threshold,
+`exploration_rate + audit_rate` above it) is known exactly: calibration weighs their answers by
+its inverse (retraining/calibration.py).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Decision:
     confidence: float
     task_reason: int  # events_pb2.TaskReason; UNSPECIFIED when no task
     priority: float
+    answer_probability: float = 1.0  # P(people answer the item at all) under this routing
 
 
 def margin_priority(probabilities: list[float]) -> float:
@@ -52,7 +58,11 @@ def decide(
     confidence = float(probabilities[top])
     priority = margin_priority(probabilities)
     if threshold.admits(label, confidence):
-        audited = audit_draw(prediction.ingested.item.item_id, audit_seed) < project.spec.audit_rate
-        reason = events_pb2.TASK_REASON_AUDIT if audited else events_pb2.TASK_REASON_UNSPECIFIED
-        return Decision(label, confidence, reason, priority)
+        explore = min(1.0, max(0.0, threshold.exploration_rate))
+        answered = min(1.0, explore + project.spec.audit_rate)
+        u = audit_draw(prediction.ingested.item.item_id, audit_seed)
+        if u < explore:
+            return Decision(None, confidence, events_pb2.TASK_REASON_EXPLORATION, priority, answered)
+        reason = events_pb2.TASK_REASON_AUDIT if u < answered else events_pb2.TASK_REASON_UNSPECIFIED
+        return Decision(label, confidence, reason, priority, answered)
     return Decision(None, confidence, events_pb2.TASK_REASON_UNCERTAIN, priority)

@@ -57,6 +57,7 @@ class Router:
                     model_version=prediction.model_version,
                     finalized_at=at,
                     threshold=threshold.for_label(decision.auto_label),
+                    audited=decision.task_reason == events_pb2.TASK_REASON_AUDIT,
                 )
             if prediction.ingested.rescore:
                 # A waiting item sent back for a new model's opinion: its task already exists.
@@ -64,6 +65,7 @@ class Router:
                 # label only if nobody has started it); otherwise it keeps waiting.
                 if label is not None:
                     label.ingested.rescore = False
+                    label.audited = False
                     withdrawal = events_pb2.TaskRouted(
                         task_id=item.item_id,
                         ingested=prediction.ingested,
@@ -82,17 +84,22 @@ class Router:
                 metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "human").inc()
             if decision.task_reason != events_pb2.TASK_REASON_UNSPECIFIED:
                 audit = decision.task_reason == events_pb2.TASK_REASON_AUDIT
+                # Audits need as many annotators as labeling tasks: one noisy person cannot tell
+                # a 0.95-precise model from a worse one.
                 task = events_pb2.TaskRouted(
                     task_id=f"{item.item_id}:audit" if audit else item.item_id,
                     ingested=prediction.ingested,
                     prediction=prediction,
                     reason=decision.task_reason,  # type: ignore[arg-type]
                     priority=decision.priority,
-                    annotators_required=1 if audit else project.spec.annotators_per_task,
+                    annotators_required=project.spec.annotators_per_task,
                     routed_at=at,
+                    answer_probability=decision.answer_probability,
                 )
                 batch.emit(TASKS, item_key(item.project_id, item.item_id), task)
                 if audit:
                     metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "audit").inc()
+                elif decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
+                    metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "exploration").inc()
         if labeled:
             self.progress.record_labels(labeled)

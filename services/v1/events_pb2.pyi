@@ -17,6 +17,7 @@ class TaskReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_REASON_NO_MODEL: _ClassVar[TaskReason]
     TASK_REASON_UNCERTAIN: _ClassVar[TaskReason]
     TASK_REASON_AUDIT: _ClassVar[TaskReason]
+    TASK_REASON_EXPLORATION: _ClassVar[TaskReason]
 
 class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +34,7 @@ TASK_REASON_UNSPECIFIED: TaskReason
 TASK_REASON_NO_MODEL: TaskReason
 TASK_REASON_UNCERTAIN: TaskReason
 TASK_REASON_AUDIT: TaskReason
+TASK_REASON_EXPLORATION: TaskReason
 MODEL_EVENT_KIND_UNSPECIFIED: ModelEventKind
 MODEL_EVENT_KIND_TRAINED: ModelEventKind
 MODEL_EVENT_KIND_PROMOTED: ModelEventKind
@@ -72,7 +74,7 @@ class Prediction(_message.Message):
     def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "withdraw_for")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "withdraw_for", "answer_probability")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +83,7 @@ class TaskRouted(_message.Message):
     ANNOTATORS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ROUTED_AT_FIELD_NUMBER: _ClassVar[int]
     WITHDRAW_FOR_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
     prediction: Prediction
@@ -89,10 +92,11 @@ class TaskRouted(_message.Message):
     annotators_required: int
     routed_at: _timestamp_pb2.Timestamp
     withdraw_for: LabelFinalized
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., withdraw_for: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
+    answer_probability: float
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., withdraw_for: _Optional[_Union[LabelFinalized, _Mapping]] = ..., answer_probability: _Optional[float] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
-    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at")
+    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +107,12 @@ class AnnotationSubmitted(_message.Message):
     AUDITED_LABELS_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     ANNOTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_LABELS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     item_id: str
     project_id: str
@@ -113,10 +123,16 @@ class AnnotationSubmitted(_message.Message):
     audited_labels: _containers.RepeatedScalarFieldContainer[str]
     duration_ms: int
     annotated_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reason: TaskReason
+    answer_probability: float
+    model_version: int
+    predicted_label: str
+    predicted_confidence: float
+    consensus_labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LabelFinalized(_message.Message):
-    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold")
+    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +142,8 @@ class LabelFinalized(_message.Message):
     ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
     FINALIZED_AT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    AUDITED_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
     labels: _containers.RepeatedScalarFieldContainer[str]
     source: _common_pb2.LabelSource
@@ -135,7 +153,9 @@ class LabelFinalized(_message.Message):
     annotators: _containers.RepeatedScalarFieldContainer[str]
     finalized_at: _timestamp_pb2.Timestamp
     threshold: float
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ...) -> None: ...
+    answer_probability: float
+    audited: bool
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ..., answer_probability: _Optional[float] = ..., audited: _Optional[bool] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
     __slots__ = ("project_id", "kind", "model_name", "model_version", "family", "mlflow_run_id", "metrics", "threshold", "class_thresholds", "reason", "at")

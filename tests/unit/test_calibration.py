@@ -10,9 +10,10 @@ from labelloop.retraining.calibration import (
     calibrate_threshold,
     coverage_at_precision,
     expected_calibration_error,
+    exploration_rate,
+    move_threshold,
     precision_lower_bound,
     precision_upper_bound,
-    tighten_from_audits,
 )
 
 
@@ -120,36 +121,140 @@ def test_bad_inputs() -> None:
         calibrate_threshold([0.5], [True], 1.5)
 
 
-def test_tightening_when_audits_show_precision_below_target() -> None:
-    decision = tighten_from_audits(0.8, audited_correct=80, audited_total=100, target_precision=0.95)
-    assert decision.tightened
-    assert decision.threshold == pytest.approx(0.9)
-    assert decision.audited_precision == pytest.approx(0.8)
-    assert "below the target" in decision.reason
+def biased_human_sample(
+    rng: np.random.Generator, n: int, threshold: float, rate: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A stream of calibrated confidences, routed as Labelloop routes: every item below
+    `threshold` goes to people (pi = 1), an item above it with probability `rate`. Returns the
+    stream (conf, correct) and the human sample (conf, correct, weights = 1 / pi)."""
+    conf, correct = calibrated_scores(rng, n, a=3.0)
+    above = conf >= threshold
+    sent = ~above | (rng.random(n) < rate)
+    pi = np.where(above, rate, 1.0)
+    return conf, correct, conf[sent], correct[sent], 1.0 / pi[sent]
 
 
-def test_no_tightening_on_noise_or_too_few_audits() -> None:
-    # 47/50 = 0.94: below 0.95 as a point estimate, but well within noise.
-    assert not tighten_from_audits(0.8, 47, 50, 0.95).tightened
-    # 3/10 is bad, but 10 audits are fewer than the minimum.
-    kept = tighten_from_audits(0.8, 3, 10, 0.95)
-    assert not kept.tightened and kept.threshold == 0.8
-    assert not tighten_from_audits(0.8, 0, 0, 0.95).tightened
-    assert not tighten_from_audits(0.8, 100, 100, 0.95).tightened
+def test_weights_undo_the_selection_bias_of_human_labels() -> None:
+    # People label everything below 0.8 and 5% above: unweighted, the sample is dominated by the
+    # hard items and its precision above any t < 0.8 is far below the stream's; weighted by
+    # 1 / pi it estimates the stream's precision (the quantity the threshold is applied to).
+    rng = np.random.default_rng(2)
+    conf, correct, s_conf, s_ok, s_w = biased_human_sample(rng, 200_000, 0.8, 0.05)
+    t = 0.7
+    stream = correct[conf >= t].mean()
+    admitted = s_conf >= t
+    unweighted = s_ok[admitted].mean()
+    weighted = (s_w[admitted] * s_ok[admitted]).sum() / s_w[admitted].sum()
+    assert abs(weighted - stream) < 0.005
+    assert stream - unweighted > 0.05
+    # So the weighted calibration admits (nearly) what a calibration on the stream itself does.
+    on_stream = calibrate_threshold(conf, correct, 0.9, confidence_level=0.5)
+    weighted_cal = calibrate_threshold(s_conf, s_ok, 0.9, confidence_level=0.5, weights=s_w)
+    unweighted_cal = calibrate_threshold(s_conf, s_ok, 0.9, confidence_level=0.5)
+    assert abs(weighted_cal.threshold - on_stream.threshold) < 0.01
+    assert unweighted_cal.threshold > on_stream.threshold + 0.01
+    assert weighted_cal.expected_coverage == pytest.approx((conf >= weighted_cal.threshold).mean(), abs=0.01)
 
 
-def test_tightening_to_nothing_when_audits_are_terrible() -> None:
-    assert tighten_from_audits(0.7, 10, 40, 0.95).threshold == ADMIT_NOTHING
-    assert tighten_from_audits(ADMIT_NOTHING, 0, 40, 0.95).threshold == ADMIT_NOTHING
+def test_weighted_bound_uses_the_effective_sample_size() -> None:
+    # 100 correct items with unit weights certify 0.95 at level 0.95 (0.05**(1/100) = 0.970);
+    # the same items where 95 have weight 1 and 5 weight 20 are worth far fewer independent ones
+    # (Kish: (95 + 100)^2 / (95 + 2000) = 18), and no longer do.
+    conf = np.linspace(0.6, 1.0, 100)
+    ok = np.ones(100, dtype=bool)
+    assert calibrate_threshold(conf, ok, 0.95, min_samples=1).threshold == pytest.approx(0.6)
+    w = np.ones(100)
+    w[-5:] = 20.0
+    cal = calibrate_threshold(conf, ok, 0.95, min_samples=1, weights=w)
+    assert cal.threshold > 1.0
+    with pytest.raises(ValueError, match="weights"):
+        calibrate_threshold(conf, ok, 0.95, weights=np.zeros(100))
 
 
-def test_repeated_tightening_is_monotone() -> None:
-    threshold = 0.6
-    for _ in range(5):
-        decision = tighten_from_audits(threshold, 150, 200, 0.95)
-        assert decision.threshold > threshold
-        threshold = decision.threshold
-    assert threshold <= 1.0
+@pytest.mark.parametrize("seed", range(20))
+def test_weighted_calibration_meets_the_target_on_the_stream(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    _, _, s_conf, s_ok, s_w = biased_human_sample(rng, 6_000, 0.85, 0.05)
+    cal = calibrate_threshold(s_conf, s_ok, 0.9, confidence_level=0.9, weights=s_w)
+    fresh_conf, fresh_ok = calibrated_scores(rng, 50_000, a=3.0)
+    admitted = fresh_conf >= cal.threshold
+    assert admitted.mean() > 0.2
+    assert fresh_ok[admitted].mean() >= 0.9 - 0.01
+
+
+def test_move_tightens_when_answers_show_precision_below_target() -> None:
+    # A model whose threshold 0.7 admits items that are right 85% of the time; target 0.95.
+    rng = np.random.default_rng(4)
+    conf = rng.uniform(0.5, 1.0, 2_000)
+    ok = rng.random(2_000) < np.where(conf >= 0.9, 0.98, 0.85)
+    move = move_threshold(0.7, conf, ok, 0.95)
+    assert move.direction == 1 and move.threshold > 0.7
+    assert "below the target" in move.reason
+    # It moves to where the sample says precision is safe: at or above 0.9, where it is 0.98.
+    assert 0.88 <= move.threshold <= 0.95
+    admitted = conf >= move.threshold
+    assert ok[admitted].mean() >= 0.95
+
+
+def test_move_loosens_when_answers_show_precision_confidently_above_target() -> None:
+    # The threshold 0.95 is far too strict: items from 0.75 up are right 99% of the time.
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0.5, 1.0, 2_000)
+    ok = rng.random(2_000) < np.where(conf >= 0.75, 0.99, 0.7)
+    move = move_threshold(0.95, conf, ok, 0.95)
+    assert move.direction == -1
+    assert 0.7 <= move.threshold < 0.85
+    assert "meets the target" in move.reason
+    assert ok[conf >= move.threshold].mean() >= 0.95
+
+
+def test_move_keeps_the_threshold_on_noise_or_too_few_answers() -> None:
+    rng = np.random.default_rng(6)
+    # 10 bad answers: too few to act on.
+    assert not move_threshold(0.8, np.full(10, 0.9), np.zeros(10, dtype=bool), 0.95).moved
+    assert not move_threshold(0.8, [], [], 0.95).moved
+    # Precision 0.95 exactly where the threshold is: neither bound excludes the target.
+    conf = rng.uniform(0.8, 1.0, 60)
+    ok = np.arange(60) % 20 != 0  # 57/60
+    kept = move_threshold(0.8, conf, ok, 0.95)
+    assert not kept.moved and kept.threshold == 0.8
+
+
+def test_move_weights_audits_by_their_rate() -> None:
+    # Below the threshold every item is answered (weight 1); above it, 2% are (weight 50). The
+    # above-threshold answers are few but stand for many items: 30 audits with 5 errors (0.83)
+    # tighten, because their weight dominates the admitted precision.
+    conf = np.concatenate([np.linspace(0.5, 0.79, 200), np.linspace(0.8, 1.0, 30)])
+    ok = np.concatenate([np.ones(200, dtype=bool), np.arange(30) % 6 != 0])
+    w = np.concatenate([np.ones(200), np.full(30, 50.0)])
+    move = move_threshold(0.8, conf, ok, 0.95, weights=w, min_effective=20)
+    assert move.direction == 1
+
+
+def test_move_to_nothing_when_answers_are_terrible_and_back_when_they_are_good() -> None:
+    conf = np.linspace(0.7, 1.0, 40)
+    bad = np.arange(40) % 4 == 0  # 25% right
+    assert move_threshold(0.7, conf, bad, 0.95).threshold == ADMIT_NOTHING
+    # Admitting nothing never tightens further; good answers loosen it again.
+    assert not move_threshold(ADMIT_NOTHING, conf, bad, 0.95).moved
+    good_conf = np.linspace(0.6, 1.0, 200)
+    loosened = move_threshold(ADMIT_NOTHING, good_conf, np.ones(200, dtype=bool), 0.95)
+    assert loosened.direction == -1 and loosened.threshold == pytest.approx(0.6)
+
+
+def test_move_shifts_class_thresholds_by_the_same_step() -> None:
+    move = move_threshold(0.8, np.linspace(0.6, 1.0, 200), np.ones(200, dtype=bool), 0.95)
+    assert move.direction == -1
+    step = move.threshold - 0.8
+    assert move.shift(0.9, 0.8) == pytest.approx(0.9 + step)
+    assert move.shift(ADMIT_NOTHING, 0.8) == ADMIT_NOTHING
+
+
+def test_exploration_rate_falls_as_the_sample_grows() -> None:
+    assert exploration_rate(0, 0.05, 0.01, 50) == 0.05
+    assert exploration_rate(50, 0.05, 0.01, 50) == 0.05
+    assert exploration_rate(100, 0.05, 0.01, 50) == pytest.approx(0.025)
+    assert exploration_rate(10_000, 0.05, 0.01, 50) == 0.01
 
 
 def test_binomial_bounds() -> None:

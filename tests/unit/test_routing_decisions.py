@@ -61,3 +61,31 @@ def test_audits_are_sampled_at_the_rate_and_stable_per_item() -> None:
     assert 400 < audits < 600
     assert all(d.auto_label == "a" for d in decisions)
     assert audit_draw("42", "s") == audit_draw("42", "s")
+
+
+def test_exploration_and_audits_draw_disjoint_shares_with_known_probabilities() -> None:
+    # Above the threshold: 5% exploration (people label it, no auto-label), 2% audits (auto-label
+    # and people), the rest auto; every task carries the probability 0.07 of being answered.
+    t = Threshold(0.8, exploration_rate=0.05)
+    counts = {"exploration": 0, "audit": 0, "auto": 0}
+    n = 20_000
+    for i in range(n):
+        d = decide(prediction(f"item-{i}", [0.9, 0.05, 0.05]), project(audit_rate=0.02), t, "s")
+        assert d.answer_probability == pytest.approx(0.07)
+        if d.task_reason == events_pb2.TASK_REASON_EXPLORATION:
+            assert d.auto_label is None
+            counts["exploration"] += 1
+        elif d.task_reason == events_pb2.TASK_REASON_AUDIT:
+            assert d.auto_label == "a"
+            counts["audit"] += 1
+        else:
+            assert d.auto_label == "a" and d.task_reason == events_pb2.TASK_REASON_UNSPECIFIED
+            counts["auto"] += 1
+    assert counts["exploration"] / n == pytest.approx(0.05, abs=0.006)
+    assert counts["audit"] / n == pytest.approx(0.02, abs=0.004)
+    # Below the threshold every item goes to people: probability 1.
+    below = decide(prediction("x", [0.5, 0.3, 0.2]), project(audit_rate=0.02), t, "s")
+    assert below.task_reason == events_pb2.TASK_REASON_UNCERTAIN and below.answer_probability == 1.0
+    # The draw is fixed by the item id: a redelivered prediction gets the same decision.
+    again = [decide(prediction("item-7", [0.9, 0.05, 0.05]), project(0.02), t, "s") for _ in range(3)]
+    assert len({(d.auto_label, d.task_reason) for d in again}) == 1

@@ -1,0 +1,159 @@
+"""The retraining service (a real process against the real Kafka, Redis and MLflow) moves a
+serving model's threshold from people's answers, both ways.
+
+Each project starts with a miscalibrated threshold for its serving model version (what a
+calibration on a biased sample leaves behind); the answers people give to that model's tasks
+(consensus reached, with the model's confidence at routing time and the probability the task
+was sent to people) are put on `annotations` as human-tasks writes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+from running import RunningServices
+from support import wait_until
+
+from labelloop.core.label_log import replay
+from labelloop.core.projects import ProjectStore
+from labelloop.core.stream import EventProducer, ensure_topics, now_timestamp
+from labelloop.core.thresholds import Threshold, ThresholdStore
+from labelloop.core.topics import ANNOTATIONS, MODELS, item_key
+from labelloop.v1 import common_pb2, events_pb2
+
+LABELS = ["ham", "spam"]
+MODEL_VERSION = 7
+
+
+@pytest.fixture
+def services(stack, tmp_path, topic_prefix, redis_prefix):
+    running = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
+    ensure_topics(stack.bootstrap_servers, topic_prefix)
+    running.start(["retraining"])
+    yield running
+    running.stop()
+
+
+def serving(services: RunningServices, target: float, threshold: Threshold) -> tuple[str, ThresholdStore]:
+    project_id = f"mv-{uuid.uuid4().hex[:8]}"
+    ProjectStore(services.redis, services.redis_prefix).create(
+        common_pb2.ProjectSpec(
+            project_id=project_id,
+            modality=common_pb2.MODALITY_TEXT,
+            labels=LABELS,
+            target_precision=target,
+            audit_rate=0.1,
+            model_name=f"m-{project_id}",
+        )
+    )
+    store = ThresholdStore(services.redis, services.redis_prefix, cache_s=0)
+    store.set(project_id, threshold)
+    return project_id, store
+
+
+def answer(
+    project_id: str, i: int, confidence: float, correct: bool, probability: float
+) -> events_pb2.AnnotationSubmitted:
+    predicted = LABELS[i % 2]
+    given = predicted if correct else LABELS[(i + 1) % 2]
+    return events_pb2.AnnotationSubmitted(
+        task_id=f"item-{i}",
+        item_id=f"item-{i}",
+        project_id=project_id,
+        annotator_id="person",
+        labels=[given],
+        lease_id=f"lease-{i}",
+        reason=events_pb2.TASK_REASON_AUDIT if probability < 1 else events_pb2.TASK_REASON_UNCERTAIN,
+        answer_probability=probability,
+        model_version=MODEL_VERSION,
+        predicted_label=predicted,
+        predicted_confidence=confidence,
+        consensus_labels=[given],
+        annotated_at=now_timestamp(),
+    )
+
+
+def send(stack, prefix: str, answers: list[events_pb2.AnnotationSubmitted]) -> None:
+    producer = EventProducer(stack.bootstrap_servers, prefix, "test")
+    try:
+        for a in answers:
+            producer.send(ANNOTATIONS, item_key(a.project_id, a.item_id), a)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def updates(stack, prefix: str, project_id: str) -> list[events_pb2.ModelEvent]:
+    return [
+        e
+        for e in replay(stack.bootstrap_servers, prefix, MODELS)
+        if e.project_id == project_id and e.kind == events_pb2.MODEL_EVENT_KIND_THRESHOLD_UPDATED
+    ]
+
+
+def test_answers_tighten_a_threshold_that_admits_too_much(stack, services, topic_prefix):
+    # Threshold 0.6 admits items that are right 75% of the time below 0.9 and always above it:
+    # precision ~0.85 against a target of 0.95. People answer 10% of them (audits).
+    project_id, store = serving(services, 0.95, Threshold(0.6, {"spam": 0.7}, MODEL_VERSION))
+    rng = np.random.default_rng(1)
+    confidences = rng.uniform(0.6, 1.0, 300)
+    correct = (confidences >= 0.9) | (rng.random(300) < 0.75)
+    send(
+        stack,
+        topic_prefix,
+        [answer(project_id, i, c, ok, 0.1) for i, (c, ok) in enumerate(zip(confidences, correct))],
+    )
+
+    moved = wait_until(lambda: updates(stack, topic_prefix, project_id), 90, interval=0.5, message="no move")
+    threshold = store.get(project_id)
+    assert 0.85 <= threshold.threshold <= 0.95, threshold
+    assert threshold.model_version == MODEL_VERSION
+    # The class threshold moved by the same step.
+    assert threshold.class_thresholds["spam"] == pytest.approx(0.7 + threshold.threshold - 0.6)
+    assert moved[-1].threshold == pytest.approx(threshold.threshold)
+    assert "below the target" in moved[-1].reason
+    admitted = confidences >= threshold.threshold
+    assert correct[admitted].mean() >= 0.95
+
+
+def test_answers_loosen_a_threshold_far_stricter_than_the_target(stack, services, topic_prefix):
+    # Threshold 0.99, but the model is right 99%+ of the time from 0.7 up: people did work the
+    # model could have done. Below 0.99 every item went to people (probability 1).
+    project_id, store = serving(services, 0.9, Threshold(0.99, {}, MODEL_VERSION))
+    rng = np.random.default_rng(2)
+    confidences = rng.uniform(0.5, 0.99, 400)
+    correct = np.where(confidences >= 0.7, rng.random(400) < 0.995, rng.random(400) < 0.6)
+    send(
+        stack,
+        topic_prefix,
+        [answer(project_id, i, c, ok, 1.0) for i, (c, ok) in enumerate(zip(confidences, correct))],
+    )
+
+    moved = wait_until(lambda: updates(stack, topic_prefix, project_id), 90, interval=0.5, message="no move")
+    threshold = store.get(project_id).threshold
+    assert 0.55 <= threshold <= 0.8, threshold
+    assert "meets the target" in moved[-1].reason
+    assert correct[confidences >= threshold].mean() >= 0.9
+
+
+def test_answers_of_another_model_version_move_nothing(stack, services, topic_prefix):
+    project_id, store = serving(services, 0.95, Threshold(0.6, {}, MODEL_VERSION))
+    stale = []
+    for i in range(100):
+        a = answer(project_id, i, 0.7, False, 0.1)
+        a.model_version = MODEL_VERSION - 1  # tasks routed by the previous model
+        stale.append(a)
+    send(stack, topic_prefix, stale)
+    # A marker the service handles after the stale ones (same partition: same key).
+    marker = answer(project_id, 0, 0.99, True, 0.1)
+    marker.item_id = "item-0"
+    send(stack, topic_prefix, [marker])
+    wait_until(
+        lambda: services.redis.hexists(f"{services.redis_prefix}:answers:{project_id}", "item-0"),
+        60,
+        interval=0.5,
+    )
+    assert store.get(project_id).threshold == 0.6
+    assert updates(stack, topic_prefix, project_id) == []
