@@ -29,6 +29,11 @@ Statistics (README, "How thresholds are set"):
   bound of the precision admitted by the current threshold is below the target, and loosens when
   a lower threshold's lower bound meets it: precision then sits near the target, not far above.
 
+Known approximations: a waiting task that a newer model auto-labels is withdrawn (rescore), so an
+item below the old threshold reached people with a probability slightly under the 1 it carries;
+and weights are trimmed (``max_weight`` in ``evaluation.calibrate``), which leans the estimate
+toward the harder, unit-weight items: both err on the safe side.
+
 Convention shared with routing, the proto and the metrics: a threshold above 1 admits nothing.
 :data:`ADMIT_NOTHING` (1.01) is that threshold: finite, so it survives JSON, Redis, Prometheus and
 MLflow unchanged.
@@ -270,14 +275,20 @@ class ThresholdMove:
         return self.direction != 0
 
     def shift(self, other: float, current: float) -> float:
-        """Apply this move to another (per-class) threshold that stood with ``current``: the same
-        step, clipped to [0, 1]; a threshold that admits nothing stays so unless loosening from an
-        admit-nothing global one."""
+        """Apply this move to a per-class threshold that stood beside the global ``current``.
+
+        Tightening raises it by the same step (at most to 1); loosening lowers it by the same
+        step, but never below the new global threshold unless it already was. A class threshold
+        that admits nothing stays so (its own items said so), and so does every class threshold
+        when the global one leaves admit-nothing (no step to take) or goes to it (all do)."""
         if self.threshold > 1.0:
             return ADMIT_NOTHING
-        if other > 1.0:
-            return other if current <= 1.0 else self.threshold
-        return float(min(1.0, max(0.0, other + (self.threshold - min(current, 1.0)))))
+        if other > 1.0 or current > 1.0:
+            return other
+        step = self.threshold - current
+        if step >= 0.0:
+            return float(min(1.0, other + step))
+        return float(max(other + step, min(other, self.threshold)))
 
 
 def move_threshold(

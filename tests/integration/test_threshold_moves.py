@@ -103,7 +103,10 @@ def test_answers_tighten_a_threshold_that_admits_too_much(stack, services, topic
     send(
         stack,
         topic_prefix,
-        [answer(project_id, i, c, ok, 0.1) for i, (c, ok) in enumerate(zip(confidences, correct))],
+        [
+            answer(project_id, i, c, ok, 0.1)
+            for i, (c, ok) in enumerate(zip(confidences, correct, strict=True))
+        ],
     )
 
     moved = wait_until(lambda: updates(stack, topic_prefix, project_id), 90, interval=0.5, message="no move")
@@ -128,7 +131,10 @@ def test_answers_loosen_a_threshold_far_stricter_than_the_target(stack, services
     send(
         stack,
         topic_prefix,
-        [answer(project_id, i, c, ok, 1.0) for i, (c, ok) in enumerate(zip(confidences, correct))],
+        [
+            answer(project_id, i, c, ok, 1.0)
+            for i, (c, ok) in enumerate(zip(confidences, correct, strict=True))
+        ],
     )
 
     moved = wait_until(lambda: updates(stack, topic_prefix, project_id), 90, interval=0.5, message="no move")

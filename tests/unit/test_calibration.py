@@ -247,7 +247,16 @@ def test_move_shifts_class_thresholds_by_the_same_step() -> None:
     assert move.direction == -1
     step = move.threshold - 0.8
     assert move.shift(0.9, 0.8) == pytest.approx(0.9 + step)
+    # Loosening never takes a class threshold below the new global one, unless it already was.
+    assert move.shift(0.6, 0.8) == pytest.approx(max(0.6 + step, min(0.6, move.threshold)))
+    assert move.shift(0.3, 0.8) == 0.3  # already looser than the new global one: it stays
     assert move.shift(ADMIT_NOTHING, 0.8) == ADMIT_NOTHING
+    # Leaving admit-nothing sets the global threshold only: class thresholds had no step to take.
+    from_nothing = move_threshold(ADMIT_NOTHING, np.linspace(0.6, 1.0, 200), np.ones(200, dtype=bool), 0.95)
+    assert from_nothing.direction == -1
+    assert from_nothing.shift(0.1, ADMIT_NOTHING) == 0.1
+    tighter = move_threshold(0.7, np.linspace(0.7, 1.0, 40), np.arange(40) % 4 == 0, 0.95)
+    assert tighter.shift(0.2, 0.7) == ADMIT_NOTHING
 
 
 def test_exploration_rate_falls_as_the_sample_grows() -> None:
