@@ -145,6 +145,11 @@ class CommonSettings:
     poll_timeout_ms: int = setting(200, positive)
     max_poll_records: int = setting(500, positive)
     shutdown_timeout_s: float = setting(20.0, positive)
+    grpc_tls_cert_file: str = setting("")
+    """PEM certificate (chain) of this service's gRPC server; with the key, the server speaks TLS."""
+    grpc_tls_key_file: str = setting("")
+    grpc_tls_client_ca_file: str = setting("")
+    """PEM CA: when set, gRPC clients must present a certificate it signed (mutual TLS)."""
     admin_token: str = setting(
         "", lambda v: None if not v or len(v) >= 16 else "must be at least 16 characters"
     )

@@ -71,6 +71,7 @@ def main() -> None:
         [lambda s: models_pb2_grpc.add_ModelServiceServicer_to_server(ModelApi(service), s)],
         runtime.health,
         runtime.token_store(settings, client),
+        tls=grpc_server.server_credentials(settings),
     )
     processor = stream.StreamProcessor(
         service="retraining",
