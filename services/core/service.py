@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from labelloop.core import grpc_server, kafka_clients, metrics, redis_store
 from labelloop.core import health as checks
-from labelloop.core import kafka_clients, metrics, redis_store
 from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.health import Health
 from labelloop.core.settings import CommonSettings, SettingsError, load
@@ -114,10 +114,11 @@ def configure_logging(level: str) -> None:
 
 def load_settings_or_exit(cls: type[S]) -> S:
     """Settings from the environment (the Kafka security among them, set for every client of
-    the process); on a bad value print the error and exit with status 2."""
+    the process; the gRPC TLS files checked); on a bad value print the error and exit with status 2."""
     try:
         settings = load(cls)
         kafka_clients.configure(settings.kafka_security())
+        grpc_server.server_credentials(settings)  # TLS files readable (names the variable otherwise)
         return settings
     except (SettingsError, kafka_clients.KafkaConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

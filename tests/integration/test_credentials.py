@@ -88,3 +88,14 @@ def test_topics_get_the_configured_replication(stack, topic_prefix) -> None:
         kafka_clients.ensure_topics(
             stack.bootstrap_servers, f"{topic_prefix}-rf3", [ITEMS], timeout_s=10, replication_factor=3
         )
+
+
+def test_a_service_with_an_unreadable_tls_certificate_stops_naming_it(stack, tmp_path) -> None:
+    env = {
+        **stack.service_env(),
+        "LABELLOOP_GRPC_TLS_CERT_FILE": str(tmp_path / "missing.crt"),
+        "LABELLOOP_GRPC_TLS_KEY_FILE": str(tmp_path / "missing.key"),
+    }
+    done = start_service(env, "labelloop.human_tasks")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "LABELLOOP_GRPC_TLS" in done.stderr and "missing" in done.stderr
