@@ -148,3 +148,37 @@ def test_grpc_tls_from_cert_manager_with_a_client_ca(helm: str) -> None:
     assert "LABELLOOP_GRPC_TLS_CERT_FILE" not in env_of(docs, "labelloop-routing")
     missing = run([helm, "template", "labelloop", str(CHART), "--set", "tls.enabled=true"])
     assert missing.returncode != 0 and "tls.existingSecret" in missing.stderr
+
+
+def test_mlflow_basic_auth_credentials_come_from_one_secret(helm: str) -> None:
+    from toolchain import helm_template
+
+    docs = manifests(
+        helm_template(
+            helm, None, KUBERNETES_VERSIONS[-1], "mlflow.auth.existingSecret=labelloop-mlflow-admin"
+        )
+    )
+    assert not by_kind(docs, "Secret")
+    mlflow = by_kind(docs, "Deployment")["labelloop-mlflow"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--app-name=basic-auth" in mlflow["args"]
+    env = {e["name"]: e for e in mlflow["env"]}
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "labelloop-mlflow-admin",
+        "key": "password",
+    }
+    ini = by_kind(docs, "ConfigMap")["labelloop-mlflow-auth"]["data"]["basic_auth.ini"]
+    assert "admin_username = labelloop" in ini and "password" not in ini.replace("admin_password", "")
+    retraining = env_of(docs, "labelloop-retraining")
+    assert retraining["MLFLOW_TRACKING_USERNAME"]["value"] == "labelloop"
+    assert (
+        retraining["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+        == "labelloop-mlflow-admin"
+    )
+    plain = manifests(helm_template(helm, None, KUBERNETES_VERSIONS[-1]))
+    assert "MLFLOW_TRACKING_PASSWORD" not in env_of(plain, "labelloop-retraining")
+    assert (
+        "--app-name=basic-auth"
+        not in by_kind(plain, "Deployment")["labelloop-mlflow"]["spec"]["template"]["spec"]["containers"][0][
+            "args"
+        ]
+    )

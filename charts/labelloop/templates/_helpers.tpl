@@ -152,6 +152,15 @@ app.kubernetes.io/component: {{ .component }}
   value: /etc/labelloop/grpc-client-ca/ca.crt
 {{- end }}
 {{- end }}
+{{- if and $root.Values.mlflow.enabled $root.Values.mlflow.auth.existingSecret }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ $root.Values.mlflow.auth.username | quote }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.mlflow.auth.existingSecret }}
+      key: {{ $root.Values.mlflow.auth.existingSecretPasswordKey }}
+{{- end }}
 - name: LABELLOOP_TRITON_GRPC_URL
   value: {{ include "labelloop.tritonGrpcUrl" $root | quote }}
 - name: LABELLOOP_MLFLOW_TRACKING_URI
