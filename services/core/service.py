@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 
 import redis
 
+from labelloop.core import grpc_server, kafka_clients, metrics, redis_store
 from labelloop.core import health as checks
-from labelloop.core import metrics, redis_store
+from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.health import Health
 from labelloop.core.settings import CommonSettings, SettingsError, load
-from labelloop.core.stream import EventProducer, Handler, StopFlag, StreamProcessor, ensure_topics
+from labelloop.core.stream import EventProducer, Handler, StopFlag, StreamProcessor
+from labelloop.core.tokens import TokenStore
 from labelloop.core.topics import Topic
 
 S = TypeVar("S", bound=CommonSettings)
@@ -31,15 +33,43 @@ class Runtime:
     stop: StopFlag
 
     def connect_redis(self, settings: CommonSettings) -> redis.Redis:
-        """The Redis client, with its health check registered."""
-        client = redis_store.connect(settings.redis_url)
+        """The Redis client, with its health check registered. Exits with status 2 when Redis
+        refuses the configured password (a Redis that is down is waited for instead)."""
+        client = redis_store.connect(settings.redis_url, password=settings.redis_secret())
+        try:
+            redis_store.check_credentials(client, settings.redis_url)
+        except redis_store.BadCredentials as exc:
+            logging.getLogger(self.name).error("%s", exc)
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         self.health.add("redis", checks.redis_check(client))
         return client
 
+    def token_store(self, settings: CommonSettings, client: redis.Redis) -> TokenStore:
+        """The token store the gRPC server authenticates calls with; registers the bootstrap
+        admin token (`LABELLOOP_ADMIN_TOKEN`) if one is set, waiting for Redis if it is down."""
+        store = TokenStore(client, settings.redis_key_prefix)
+        while settings.admin_token:
+            try:
+                store.ensure_token(settings.admin_token, "admin")
+                break
+            except DependencyUnavailable as exc:
+                logging.getLogger(self.name).warning("registering the admin token: %s; retrying", exc)
+                if self.stop.wait(2.0):
+                    break
+        return store
+
     def prepare_kafka(self, settings: CommonSettings) -> None:
-        """Register the Kafka health check and make sure every topic exists."""
+        """Register the Kafka health check and make sure every topic exists. Exits with status 2
+        when the brokers refuse the configured credentials."""
         self.health.add("kafka", checks.kafka_check(settings.kafka_bootstrap))
-        ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+        try:
+            kafka_clients.check_credentials(settings.kafka_bootstrap)
+        except kafka_clients.BadCredentials as exc:
+            logging.getLogger(self.name).error("%s", exc)
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        ensure_topics_of(settings)
 
     def processor(
         self, settings: CommonSettings, inputs: Sequence[Topic], handler: Handler, **options: Any
@@ -63,6 +93,16 @@ class Runtime:
         return processor
 
 
+def ensure_topics_of(settings: CommonSettings) -> None:
+    """Create the service's topics with the configured replication factor and min.insync.replicas."""
+    kafka_clients.ensure_topics(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
+    )
+
+
 def configure_logging(level: str) -> None:
     """One log format for every service: time, level, logger, message."""
     logging.basicConfig(
@@ -73,10 +113,14 @@ def configure_logging(level: str) -> None:
 
 
 def load_settings_or_exit(cls: type[S]) -> S:
-    """Settings from the environment; on a bad value print the error and exit with status 2."""
+    """Settings from the environment (the Kafka security among them, set for every client of
+    the process; the gRPC TLS files checked); on a bad value print the error and exit with status 2."""
     try:
-        return load(cls)
-    except SettingsError as exc:
+        settings = load(cls)
+        kafka_clients.configure(settings.kafka_security())
+        grpc_server.server_credentials(settings)  # TLS files readable (names the variable otherwise)
+        return settings
+    except (SettingsError, kafka_clients.KafkaConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -139,6 +139,7 @@ def cli(services: RunningServices, *args: str) -> str:
         **os.environ,
         "COLUMNS": "250",
         "LABELLOOP_RETRAINING_ADDR": f"127.0.0.1:{services.grpc_ports['retraining']}",
+        "LABELLOOP_TOKEN": services.token,
     }
     done = subprocess.run(
         [sys.executable, "-m", "labelloop.cli.main", *args],
@@ -207,6 +208,7 @@ def test_the_loop_learns_from_people_and_auto_labels_more_as_the_stream_goes_on(
             "scripted",
             lambda task: truth[task.ingested.item.item_id],
             stop,
+            token=services.token,
         )
         annotator.start()
         progress = Progress(services.redis, redis_prefix)
@@ -299,7 +301,9 @@ def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(
     the report of issue 4), which would fail the readiness checks of services started later."""
     project_id, model_name = make_project(services)
     registry = Registry(stack.mlflow_uri, topic_prefix)
-    thresholds = ThresholdStore(redis_store.connect(stack.redis_url), services.redis_prefix, cache_s=0)
+    thresholds = ThresholdStore(
+        redis_store.connect(stack.redis_url, stack.redis_password), services.redis_prefix, cache_s=0
+    )
     services.start(["retraining"])
     api = model_api(services)
 
