@@ -53,7 +53,7 @@ _TABLE: dict[grpc.StatusCode, tuple[int, str]] = {
 _ADVICE: dict[str, str] = {
     "unauthenticated": "your token is not valid (unknown, expired or revoked): log in again",
     "lease_lost": "this task's lease expired or was released, so it went back to the queue",
-    "unavailable": "the labeling service did not answer; retrying",
+    "unavailable": "the labeling service did not answer",
 }
 
 

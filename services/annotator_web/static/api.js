@@ -66,8 +66,9 @@ export async function api(method, path, body, options = {}) {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
-      if (!retry) throw new ApiFailure(0, "network", "the server cannot be reached");
+      if (options.keepalive) throw new ApiFailure(0, "network", "the server cannot be reached");
       connection(false, "the server cannot be reached");
+      if (!retry) throw new ApiFailure(0, "network", "the server cannot be reached");
       await pause(Math.min(1000 * 2 ** attempt, 10000));
       continue;
     }
@@ -76,12 +77,15 @@ export async function api(method, path, body, options = {}) {
       return null;
     }
     const payload = await response.json().catch(() => ({}));
-    if (response.status === 503 && payload.error !== "not_implemented" && retry) {
+    if (response.status === 503 && payload.error === "unavailable") {
       connection(false, payload.message || "service unavailable");
-      await pause(Math.min(1000 * 2 ** attempt, 10000));
-      continue;
+      if (retry) {
+        await pause(Math.min(1000 * 2 ** attempt, 10000));
+        continue;
+      }
+    } else {
+      connection(true, "");
     }
-    connection(true, "");
     if (!response.ok) {
       throw new ApiFailure(response.status, payload.error || "error", payload.message || response.statusText);
     }

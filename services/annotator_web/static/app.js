@@ -199,7 +199,6 @@ function openProject(project) {
   $("project-title").textContent = project.project_id;
   show("work");
   renderMyStats();
-  say("");
   fill();
   refreshStats();
 }
@@ -225,13 +224,15 @@ function releaseLeases(ids, closing = false) {
 
 function dropExpired() {
   const now = Date.now();
-  const before = state.tasks.length;
   const current = state.tasks[0];
-  state.tasks = state.tasks.filter((t) => t.lease_expires_at * 1000 > now + 1000);
+  const ending = state.tasks.filter((t) => t.lease_expires_at * 1000 <= now + 1000);
+  if (!ending.length) return false;
+  state.tasks = state.tasks.filter((t) => !ending.includes(t));
   if (current && state.tasks[0] !== current) {
     say("The lease on the task you were viewing expired, so it went back to the queue. Here is the next one.", "warn");
   }
-  return before !== state.tasks.length;
+  releaseLeases(ending.map((t) => t.lease_id)); // back to the queue now, not in a second
+  return true;
 }
 
 /** Lease until the page holds the shown task plus one ahead. */
