@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from support import free_port, wait_until
 
-from labelloop.core import redis_store
+from labelloop.core import grpc_client, redis_store
 from labelloop.stack.process import ManagedProcess
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, human_tasks_pb2_grpc, ingest_pb2_grpc
 
@@ -78,6 +78,8 @@ class RunningServices:
                 stop_timeout_s=20,
             )
         self.redis = redis_store.connect(stack.redis_url)
+        self.token = stack.admin_token
+        """The stack's admin token (every service registers it at start)."""
         self._channels: list[grpc.Channel] = []
 
     def start(self, names: Iterable[str] = PIPELINE) -> None:
@@ -109,8 +111,11 @@ class RunningServices:
             self.processes[name].log.read_text(errors="replace") if self.processes[name].log.exists() else ""
         )
 
-    def channel(self, service: str) -> grpc.Channel:
-        channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_ports[service]}")
+    def channel(self, service: str, token: str | None = None) -> grpc.Channel:
+        """A channel to `service` whose calls carry `token` (default: the admin token; "": none)."""
+        address = f"127.0.0.1:{self.grpc_ports[service]}"
+        token = self.token if token is None else token
+        channel = grpc_client.channel(address, token) if token else grpc.insecure_channel(address)
         self._channels.append(channel)
         return channel
 

@@ -1,6 +1,7 @@
 """A simulated annotator as a real client of the human-tasks gRPC API: lease, (wait), answer.
 
-Used by `labelloop bench` and the end-to-end tests. `answer` maps a leased task to the label to
+Used by `labelloop bench` and the end-to-end tests; `token` is its API token (an annotator's, or
+an admin's acting for `annotator_id`). `answer` maps a leased task to the label to
 submit (e.g. the hidden label, or `SimulatedAnnotator.answer(hidden)`); the loop runs until
 `stop` is set, waiting `idle_wait_s` between polls of an empty queue.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from labelloop.core import grpc_client
 from labelloop.v1 import events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class AnnotatorClient(threading.Thread):
         stop: threading.Event,
         latency_ms: float = 0.0,
         idle_wait_s: float = 0.05,
+        token: str = "",
     ) -> None:
         super().__init__(name=f"annotator-{annotator_id}", daemon=True)
         self.target = target
@@ -51,9 +54,10 @@ class AnnotatorClient(threading.Thread):
         self.latency_s = latency_ms / 1000
         self.idle_wait_s = idle_wait_s
         self.stats = AnnotatorStats()
+        self.token = token
 
     def run(self) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        with grpc_client.channel(self.target, self.token) as channel:
             stub = human_tasks_pb2_grpc.HumanTaskServiceStub(channel)
             while not self.stop_event.is_set():
                 if not self.work_one(stub):

@@ -27,6 +27,8 @@ from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
+from labelloop.core import grpc_client
+from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
@@ -60,11 +62,21 @@ class BenchConfig:
     seed: int = 0
     ingest_addr: str = "127.0.0.1:50051"
     human_tasks_addr: str = "127.0.0.1:50052"
+    token: str = ""  # the API token (an admin's: it creates the project and acts for the simulated people)
+    token_file: str = DEFAULT_TOKEN_FILE  # read when `token` is empty (after the stack is up)
     kafka_bootstrap: str = "127.0.0.1:19092"
     topic_prefix: str = "labelloop"
     reference: bool = True
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def api_token(config: BenchConfig) -> str:
+    """The token the bench calls the APIs with; BenchError when none is configured."""
+    try:
+        return resolve_token(config.token, config.token_file)
+    except MissingToken as exc:
+        raise BenchError(str(exc)) from None
 
 
 def reference_report(texts: list[str], labels: list[str], target: float, seed: int) -> dict[str, Any]:
@@ -149,7 +161,8 @@ def run_bench(
         if config.manage_stack:
             ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
-        with grpc.insecure_channel(config.ingest_addr) as channel:
+        config.token = api_token(config)
+        with grpc_client.channel(config.ingest_addr, config.token) as channel:
             admin = admin_pb2_grpc.ProjectServiceStub(channel)
             admin.CreateProject(
                 admin_pb2.CreateProjectRequest(
@@ -248,6 +261,7 @@ def _stream(
             (lambda task, p=person: p.answer(truth[task.ingested.item.item_id])),
             stop,
             latency_ms=config.annotator_latency_ms,
+            token=config.token,
         )
         for person in people
     ]

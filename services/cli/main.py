@@ -1,7 +1,8 @@
 """`labelloop`: the operator's and data scientist's front door.
 
-Talks to the ingest gRPC API (projects, items, status) at `LABELLOOP_INGEST_ADDR` and reads the
-labels of record from Kafka (`LABELLOOP_KAFKA_BOOTSTRAP`). Exit codes: 0 success, 1 the
+Talks to the ingest gRPC API (projects, items, status, tokens) at `LABELLOOP_INGEST_ADDR` with the
+token `LABELLOOP_TOKEN` (else the file `LABELLOOP_TOKEN_FILE`, default `.run/admin.token`) and
+reads the labels of record from Kafka (`LABELLOOP_KAFKA_BOOTSTRAP`). Exit codes: 0 success, 1 the
 operation failed (the message says why), 2 bad usage or configuration.
 """
 
@@ -23,6 +24,9 @@ from rich.table import Table
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.settings import CliSettings
+from labelloop.cli.token_commands import token_app
+from labelloop.core import grpc_client
+from labelloop.core.grpc_client import MissingToken, resolve_token
 from labelloop.core.settings import SettingsError, load
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -30,6 +34,7 @@ app = typer.Typer(help="Labelloop: label a live data stream with a model and peo
 project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(model_app, name="model")
+app.add_typer(token_app, name="token")
 console = Console()
 err = Console(stderr=True)
 
@@ -62,8 +67,18 @@ def rpc_error(exc: grpc.RpcError, what: str) -> typer.Exit:
     return fail(f"{what}: {code.name if code else 'error'}: {details}")
 
 
+def api_token(s: CliSettings) -> str:
+    """The token every call carries: LABELLOOP_TOKEN, else the file LABELLOOP_TOKEN_FILE (exit 2 when none)."""
+    try:
+        return resolve_token(s.token, s.token_file)
+    except MissingToken as exc:
+        raise fail(str(exc), 2) from None
+
+
 def ingest_channel(s: CliSettings) -> grpc.Channel:
-    return grpc.insecure_channel(s.ingest_addr, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+    return grpc_client.channel(
+        s.ingest_addr, api_token(s), options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    )
 
 
 @project_app.command("create")
@@ -354,6 +369,8 @@ def bench(
         stall_timeout_s=stall_timeout,
         ingest_addr=s.ingest_addr,
         human_tasks_addr=s.human_tasks_addr,
+        token=s.token,
+        token_file=s.token_file,
         kafka_bootstrap=s.kafka_bootstrap,
         topic_prefix=s.topic_prefix,
     )
@@ -437,6 +454,8 @@ def bench_all(
             annotator_error=error,
             ingest_addr=s.ingest_addr,
             human_tasks_addr=s.human_tasks_addr,
+            token=s.token,
+            token_file=s.token_file,
             kafka_bootstrap=s.kafka_bootstrap,
             topic_prefix=s.topic_prefix,
             extra={"run": name},
@@ -451,6 +470,8 @@ def bench_all(
             limit=5000,
             ingest_addr=s.ingest_addr,
             human_tasks_addr=s.human_tasks_addr,
+            token=s.token,
+            token_file=s.token_file,
             kafka_bootstrap=s.kafka_bootstrap,
             topic_prefix=s.topic_prefix,
         )

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from labelloop.cli.settings import CliSettings
+from labelloop.core import grpc_client
+from labelloop.core.grpc_client import MissingToken, resolve_token
 from labelloop.core.settings import SettingsError, load, setting
 from labelloop.v1 import models_pb2, models_pb2_grpc
 
@@ -39,7 +41,12 @@ def _stub() -> tuple[grpc.Channel, models_pb2_grpc.ModelServiceStub]:
     except SettingsError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    channel = grpc.insecure_channel(s.retraining_addr)
+    try:
+        token = resolve_token(s.token, s.token_file)
+    except MissingToken as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    channel = grpc_client.channel(s.retraining_addr, token)
     return channel, models_pb2_grpc.ModelServiceStub(channel)
 
 

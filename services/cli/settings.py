@@ -1,9 +1,11 @@
-"""Settings of the `labelloop` command (env `LABELLOOP_*`): where the services listen."""
+"""Settings of the `labelloop` command (env `LABELLOOP_*`): where the services listen and the
+API token it calls them with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE
 from labelloop.core.settings import CommonSettings, setting
 
 
@@ -13,3 +15,7 @@ class CliSettings(CommonSettings):
 
     ingest_addr: str = setting("127.0.0.1:50051")
     human_tasks_addr: str = setting("127.0.0.1:50052")
+    token: str = setting("")
+    """The API token (`LABELLOOP_TOKEN`); empty: read `token_file`."""
+    token_file: str = setting(DEFAULT_TOKEN_FILE)
+    """A file holding the token (`LABELLOOP_TOKEN_FILE`): the local stack's admin token by default."""

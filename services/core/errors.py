@@ -28,6 +28,14 @@ class FailedPrecondition(LabelloopError):
     """The request is valid but the state forbids it, e.g. a stale lease (gRPC FAILED_PRECONDITION)."""
 
 
+class Unauthenticated(LabelloopError):
+    """No token, or one that is unknown, revoked or expired (gRPC UNAUTHENTICATED)."""
+
+
+class PermissionDenied(LabelloopError):
+    """A valid token whose role or projects do not allow the call (gRPC PERMISSION_DENIED)."""
+
+
 class DependencyUnavailable(LabelloopError):
     """A dependency (Kafka, Redis, Triton, MLflow) is down; retry later (gRPC UNAVAILABLE).
 

@@ -1,9 +1,16 @@
-"""gRPC server bootstrap: one interceptor maps Labelloop errors to status codes and records
-metrics; the standard health service reports the service's dependencies honestly.
+"""gRPC server bootstrap: one interceptor authenticates and authorizes every call, maps
+Labelloop errors to status codes and records metrics; the standard health service (open to
+everyone) reports the service's dependencies honestly.
 
-Mapping (CONVENTIONS.md): InvalidArgument -> INVALID_ARGUMENT (message names the field),
-NotFound -> NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, FailedPrecondition -> FAILED_PRECONDITION,
-DependencyUnavailable -> UNAVAILABLE; anything else -> INTERNAL (logged with its traceback).
+Auth: every call but the health service's carries `authorization: Bearer <token>`; the token is
+looked up in the `TokenStore` and the call checked against `labelloop.core.access.RULES`
+(client streams: each message). The caller's `Principal` is `access.current()` in the servicer.
+
+Mapping (CONVENTIONS.md): Unauthenticated -> UNAUTHENTICATED, PermissionDenied ->
+PERMISSION_DENIED (both name what is missing), InvalidArgument -> INVALID_ARGUMENT (message
+names the field), NotFound -> NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, FailedPrecondition ->
+FAILED_PRECONDITION, DependencyUnavailable -> UNAVAILABLE; anything else -> INTERNAL (logged
+with its traceback).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
-from labelloop.core import metrics
+from labelloop.core import access, metrics
 from labelloop.core.errors import (
     AlreadyExists,
     DependencyUnavailable,
@@ -25,12 +32,17 @@ from labelloop.core.errors import (
     InvalidArgument,
     LabelloopError,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
 )
 from labelloop.core.health import Health
+from labelloop.core.tokens import TokenStore, bearer_token
 
 log = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[LabelloopError], grpc.StatusCode] = {
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
@@ -48,37 +60,63 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Wraps every handler: maps exceptions to status codes, counts requests, times them."""
+    """Wraps every handler: authenticates and authorizes the call (unless its service is public),
+    maps exceptions to status codes, counts requests, times them."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, tokens: TokenStore) -> None:
         self.service = service
+        self.tokens = tokens
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
         if handler is None:
             return None
-        method = details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                self._wrap(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # streaming responses are not used by Labelloop's APIs
+        full_method = details.method
+        if access.is_public(full_method):
+            return handler
+        method = full_method.rsplit("/", 1)[-1]
+        kinds = (
+            (handler.unary_unary, grpc.unary_unary_rpc_method_handler, False),
+            (handler.stream_unary, grpc.stream_unary_rpc_method_handler, True),
+            (handler.unary_stream, grpc.unary_stream_rpc_method_handler, False),
+            (handler.stream_stream, grpc.stream_stream_rpc_method_handler, True),
+        )
+        for behavior, make, streaming_in in kinds:
+            if behavior:
+                return make(
+                    self._wrap(behavior, full_method, method, streaming_in),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
 
-    def _wrap(self, fn: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Callable[..., Any]:
+    def _authorize(
+        self, context: grpc.ServicerContext, full_method: str, request: Any, streaming: bool
+    ) -> Any:
+        """Authenticate the caller, bind it for the servicer, and return the request to serve
+        (a client stream comes back wrapped so each message is authorized)."""
+        principal = self.tokens.authenticate(bearer_token(context.invocation_metadata()))
+        access.set_current(principal)
+        if streaming:
+            return access.authorize_stream(principal, full_method, request)
+        access.authorize(principal, full_method, request)
+        return request
+
+    def _wrap(
+        self,
+        fn: Callable[[Any, grpc.ServicerContext], Any],
+        full_method: str,
+        method: str,
+        streaming_in: bool,
+    ) -> Callable[..., Any]:
         service = self.service
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            bound = access.set_current(None)
             try:
+                request = self._authorize(context, full_method, request, streaming_in)
                 return fn(request, context)
             except LabelloopError as exc:
                 code = status_for(exc)
@@ -91,6 +129,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
                 log.exception("%s/%s failed", service, method)
                 context.abort(code, f"internal error: {type(exc).__name__}: {exc}")
             finally:
+                access.reset_current(bound)
                 metrics.GRPC_REQUESTS.labels(service, method, code.name).inc()
                 metrics.GRPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
 
@@ -102,14 +141,16 @@ def build_server(
     port: int,
     register: Iterable[Callable[[grpc.Server], None]],
     health_state: Health,
+    tokens: TokenStore,
     host: str = "0.0.0.0",
     max_workers: int = 16,
 ) -> grpc.Server:
-    """A started gRPC server on `host:port` with the servicers `register` adds, the error-mapping
-    interceptor and the standard health service driven by `health_state`."""
+    """A started gRPC server on `host:port` with the servicers `register` adds, the auth and
+    error-mapping interceptor (tokens checked in `tokens`) and the standard health service driven
+    by `health_state`."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{service}-grpc"),
-        interceptors=[ErrorMappingInterceptor(service)],
+        interceptors=[ErrorMappingInterceptor(service, tokens)],
         options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     for add in register:

@@ -14,9 +14,11 @@ import redis
 
 from labelloop.core import health as checks
 from labelloop.core import metrics, redis_store
+from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.health import Health
 from labelloop.core.settings import CommonSettings, SettingsError, load
 from labelloop.core.stream import EventProducer, Handler, StopFlag, StreamProcessor, ensure_topics
+from labelloop.core.tokens import TokenStore
 from labelloop.core.topics import Topic
 
 S = TypeVar("S", bound=CommonSettings)
@@ -35,6 +37,20 @@ class Runtime:
         client = redis_store.connect(settings.redis_url)
         self.health.add("redis", checks.redis_check(client))
         return client
+
+    def token_store(self, settings: CommonSettings, client: redis.Redis) -> TokenStore:
+        """The token store the gRPC server authenticates calls with; registers the bootstrap
+        admin token (`LABELLOOP_ADMIN_TOKEN`) if one is set, waiting for Redis if it is down."""
+        store = TokenStore(client, settings.redis_key_prefix)
+        while settings.admin_token:
+            try:
+                store.ensure_token(settings.admin_token, "admin")
+                break
+            except DependencyUnavailable as exc:
+                logging.getLogger(self.name).warning("registering the admin token: %s; retrying", exc)
+                if self.stop.wait(2.0):
+                    break
+        return store
 
     def prepare_kafka(self, settings: CommonSettings) -> None:
         """Register the Kafka health check and make sure every topic exists."""

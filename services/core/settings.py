@@ -125,3 +125,8 @@ class CommonSettings:
     poll_timeout_ms: int = setting(200, positive)
     max_poll_records: int = setting(500, positive)
     shutdown_timeout_s: float = setting(20.0, positive)
+    admin_token: str = setting(
+        "", lambda v: None if not v or len(v) >= 16 else "must be at least 16 characters"
+    )
+    """The deployment's bootstrap admin token (from a Secret): gRPC services register its hash
+    at start, so the first admin can create the other tokens. Empty: none."""

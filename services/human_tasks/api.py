@@ -15,7 +15,7 @@ import time
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from labelloop.core import metrics
+from labelloop.core import access, metrics
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
@@ -29,8 +29,21 @@ from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb
 log = logging.getLogger(__name__)
 
 
+def caller_for_lease(lease: dict[str, str], requested_annotator: str) -> str:
+    """Who answers or releases under `lease`: the caller's own annotator id (from its token,
+    `access.annotator_id`; an admin naming nobody acts for the lease's holder), once the caller is
+    scoped to the lease's project. The queue refuses a lease held by someone else
+    (FAILED_PRECONDITION, as for a stale one)."""
+    caller = access.current()
+    access.require_project(caller, lease.get("project", ""))
+    if caller.role == access.ADMIN and not requested_annotator:
+        return lease.get("annotator", "") or caller.name
+    return access.annotator_id(caller, requested_annotator)
+
+
 class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
-    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats."""
+    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats. The annotator is the caller's
+    token's (an admin may name one); a request's `annotator_id` naming someone else is refused."""
 
     def __init__(
         self, queue: TaskQueue, projects: ProjectStore, progress: Progress, producer: EventProducer
@@ -43,10 +56,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     def LeaseTask(
         self, request: human_tasks_pb2.LeaseTaskRequest, context: grpc.ServicerContext
     ) -> human_tasks_pb2.LeaseTaskResponse:
-        if not request.annotator_id:
-            raise InvalidArgument("annotator_id", "is empty")
+        annotator = access.annotator_id(access.current(), request.annotator_id)
         project = self.projects.get(request.project_id)
-        lease = self.queue.lease(project.spec.project_id, request.annotator_id)
+        lease = self.queue.lease(project.spec.project_id, annotator)
         if lease is None:
             return human_tasks_pb2.LeaseTaskResponse(has_task=False)
         expires = Timestamp()
@@ -60,9 +72,8 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> human_tasks_pb2.SubmitAnnotationResponse:
         if not request.lease_id:
             raise InvalidArgument("lease_id", "is empty")
-        if not request.annotator_id:
-            raise InvalidArgument("annotator_id", "is empty")
         info = self.queue.lease_info(request.lease_id)
+        annotator = caller_for_lease(info, request.annotator_id)
         project = self.projects.get(info["project"])
         if len(request.labels) != 1:
             raise InvalidArgument(
@@ -73,7 +84,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             raise InvalidArgument(
                 "labels", f"{label!r} is not in project {project.spec.project_id!r}'s label set"
             )
-        answered = self.queue.answer(request.lease_id, request.annotator_id, label)
+        answered = self.queue.answer(request.lease_id, annotator, label)
         if answered.duplicate:
             lease = answered.lease or {}
             if lease.get("label") and lease.get("label") != label:
@@ -85,7 +96,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                 self._redo(request.lease_id, lease)
             return human_tasks_pb2.SubmitAnnotationResponse(duplicate=True)
         finalized = self._after_answer(
-            request.lease_id, answered.task, request.annotator_id, label, answered.answers, info
+            request.lease_id, answered.task, annotator, label, answered.answers, info
         )
         return human_tasks_pb2.SubmitAnnotationResponse(finalized=finalized)
 
@@ -164,7 +175,8 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> human_tasks_pb2.ReleaseTaskResponse:
         if not request.lease_id:
             raise InvalidArgument("lease_id", "is empty")
-        self.queue.release(request.lease_id, request.annotator_id)
+        info = self.queue.lease_info(request.lease_id)
+        self.queue.release(request.lease_id, caller_for_lease(info, request.annotator_id))
         return human_tasks_pb2.ReleaseTaskResponse()
 
     def GetQueueStats(

@@ -1,4 +1,5 @@
-"""`python -m labelloop.ingest`: the client-facing gRPC API (IngestService + admin ProjectService).
+"""`python -m labelloop.ingest`: the client-facing gRPC API (IngestService + admin ProjectService
++ TokenService).
 
 Env: the `LABELLOOP_*` variables of IngestSettings (labelloop.ingest.settings).
 """
@@ -16,7 +17,8 @@ from labelloop.core.topics import DEAD_LETTERS
 from labelloop.ingest.api import IngestApi, ProjectApi
 from labelloop.ingest.ingestor import IngestLimits, Ingestor
 from labelloop.ingest.settings import IngestSettings
-from labelloop.v1 import admin_pb2_grpc, ingest_pb2_grpc
+from labelloop.ingest.token_api import TokenApi
+from labelloop.v1 import admin_pb2_grpc, auth_pb2_grpc, ingest_pb2_grpc
 
 log = logging.getLogger("ingest")
 
@@ -53,14 +55,17 @@ def main() -> None:
         settings.redis_key_prefix,
         dead_letter_counter(settings.kafka_bootstrap, settings.topic_prefix),
     )
+    tokens = runtime.token_store(settings, client)
     server = grpc_server.build_server(
         "ingest",
         settings.grpc_port,
         [
             lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest_api, s),
             lambda s: admin_pb2_grpc.add_ProjectServiceServicer_to_server(project_api, s),
+            lambda s: auth_pb2_grpc.add_TokenServiceServicer_to_server(TokenApi(tokens), s),
         ],
         runtime.health,
+        tokens,
     )
     while not runtime.stop.wait(1.0):
         pass

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import redis
 
+from labelloop.core import access
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.progress import Progress, ServingVersions
 from labelloop.core.projects import ProjectStore
@@ -72,7 +73,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
 
 
 class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
-    """CreateProject, GetProject, ListProjects, GetProjectStatus."""
+    """CreateProject, GetProject, ListProjects (the caller's projects), GetProjectStatus."""
 
     def __init__(
         self,
@@ -103,7 +104,9 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
     def ListProjects(
         self, request: admin_pb2.ListProjectsRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ListProjectsResponse:
-        return admin_pb2.ListProjectsResponse(projects=self.projects.list())
+        caller = access.current()
+        visible = [p for p in self.projects.list() if caller.may_act_on(p.spec.project_id)]
+        return admin_pb2.ListProjectsResponse(projects=visible)
 
     def GetProjectStatus(
         self, request: admin_pb2.GetProjectStatusRequest, context: grpc.ServicerContext

@@ -72,6 +72,7 @@ def main() -> None:
         settings.grpc_port,
         [lambda s: models_pb2_grpc.add_ModelServiceServicer_to_server(ModelApi(service), s)],
         runtime.health,
+        runtime.token_store(settings, client),
     )
     processor = stream.StreamProcessor(
         service="retraining",

@@ -4,7 +4,9 @@
 the test fixtures use. `up()` starts the infrastructure in parallel and waits until each piece
 is ready, then the services in order; it is idempotent (healthy processes are left alone).
 `down()` stops everything it manages and leaves no process behind. All state lives under
-`stack_dir`: `<stack_dir>/<component>/` holds each component's data, log and pid file.
+`stack_dir`: `<stack_dir>/<component>/` holds each component's data, log and pid file, and
+`<stack_dir>/admin.token` the stack's admin API token (written once, mode 0600): the services
+register it (`LABELLOOP_ADMIN_TOKEN`), and the CLI, the bench and the demo read it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from labelloop.core.settings import env_name, load
+from labelloop.core.tokens import new_secret
 from labelloop.stack.kafka_broker import KafkaBroker
 from labelloop.stack.mlflow_server import MlflowServer
 from labelloop.stack.process import ManagedProcess, ProcessStatus, StackError, StartResult
@@ -117,9 +120,30 @@ class LocalStack:
     def mlflow_uri(self) -> str:
         return self.mlflow.tracking_uri
 
+    @property
+    def admin_token_file(self) -> Path:
+        return self.stack_dir / "admin.token"
+
+    @property
+    def admin_token(self) -> str:
+        """The stack's admin API token, created (random, file mode 0600) on first use."""
+        path = self.admin_token_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process wrote it first
+                pass
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(new_secret() + "\n")
+        return path.read_text().strip()
+
     def service_env(self) -> dict[str, str]:
-        """The `LABELLOOP_*` variables that point a service's `CommonSettings` at this stack."""
+        """The `LABELLOOP_*` variables that point a service's `CommonSettings` at this stack
+        (and register the stack's admin token)."""
         return {
+            env_name("admin_token"): self.admin_token,
             env_name("kafka_bootstrap"): self.bootstrap_servers,
             env_name("redis_url"): self.redis_url,
             env_name("triton_grpc_url"): self.triton_grpc_url,

@@ -53,6 +53,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         kafka_bootstrap=stack.bootstrap_servers,
         topic_prefix=services.topic_prefix,
         manage_stack=False,
+        token=services.token,
         stall_timeout_s=120,
     )
     report = run_bench(config, say=lambda _line: None)

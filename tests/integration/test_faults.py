@@ -81,6 +81,7 @@ def run_annotator(services: RunningServices, project_id: str, truth: dict[str, s
         "ann",
         lambda t: truth[t.ingested.item.item_id],
         stop,
+        token=services.token,
     )
     client.start()
     return stop, client

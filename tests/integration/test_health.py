@@ -13,6 +13,7 @@ from support import free_port, private_stack_settings, wait_until
 
 from labelloop.core import grpc_server, redis_store
 from labelloop.core.health import Health, redis_check
+from labelloop.core.tokens import TokenStore
 from labelloop.stack import LocalStack
 
 
@@ -41,7 +42,8 @@ def test_a_stopped_dependency_is_reported_not_serving(tmp_path) -> None:
         health.add("redis", redis_check(redis_store.connect(redis_only.redis_url, socket_connect_timeout=1)))
         http_port, grpc_port = free_port(), free_port()
         server_http = health.serve_http(http_port)
-        server = grpc_server.build_server("probe", grpc_port, [], health)
+        tokens = TokenStore(redis_store.connect(redis_only.redis_url), "t:health")
+        server = grpc_server.build_server("probe", grpc_port, [], health, tokens)
         try:
             assert readyz(http_port)[0] == 200
             wait_until(lambda: grpc_status(grpc_port) == health_pb2.HealthCheckResponse.SERVING, 20)

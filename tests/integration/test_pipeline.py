@@ -68,7 +68,12 @@ def annotate(
     target = f"127.0.0.1:{services.grpc_ports['human_tasks']}"
     clients = [
         AnnotatorClient(
-            target, project_id, f"annotator-{i}", lambda task: truth[task.ingested.item.item_id], stop
+            target,
+            project_id,
+            f"annotator-{i}",
+            lambda task: truth[task.ingested.item.item_id],
+            stop,
+            token=services.token,
         )
         for i in range(n)
     ]
@@ -156,6 +161,7 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
     env = {
         **services.processes["ingest"].env,
         "LABELLOOP_INGEST_ADDR": f"127.0.0.1:{services.grpc_ports['ingest']}",
+        "LABELLOOP_TOKEN": services.token,
     }
     out = tmp_path / "labels.csv"
     run = subprocess.run(

@@ -139,6 +139,7 @@ def cli(services: RunningServices, *args: str) -> str:
         **os.environ,
         "COLUMNS": "250",
         "LABELLOOP_RETRAINING_ADDR": f"127.0.0.1:{services.grpc_ports['retraining']}",
+        "LABELLOOP_TOKEN": services.token,
     }
     done = subprocess.run(
         [sys.executable, "-m", "labelloop.cli.main", *args],
@@ -207,6 +208,7 @@ def test_the_loop_learns_from_people_and_auto_labels_more_as_the_stream_goes_on(
             "scripted",
             lambda task: truth[task.ingested.item.item_id],
             stop,
+            token=services.token,
         )
         annotator.start()
         progress = Progress(services.redis, redis_prefix)
