@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from models import serve, train_tfidf
 from running import RunningServices
 from support import REPO_ROOT, free_port, wait_until
 
@@ -97,11 +98,14 @@ class WebApp:
         )
         return created.token
 
-    def project(self, texts: dict[str, str], annotators: int = 1) -> str:
+    def project(self, texts: dict[str, str], annotators: int = 1, model=None) -> str:
         """A new project with `texts` (item id -> text) ingested; returns its id once every item
-        is waiting for people (no model yet: all go to people)."""
+        is waiting for people (no model yet, or `model` serving without a threshold: all go to
+        people)."""
         project_id = f"web-{uuid.uuid4().hex[:8]}"
         self.services.create_project(project_id, LABELS, annotators_per_task=annotators)
+        if model is not None:
+            assert serve(self.services.stack, project_id, model, LABELS) == 1
         items = [
             common_pb2.Item(item_id=item_id, project_id=project_id, content=common_pb2.Content(text=text))
             for item_id, text in texts.items()
@@ -294,6 +298,32 @@ def test_an_annotator_labels_by_keyboard_undoes_skips_and_exactly_those_answers_
         (item_id, label, "human", "alice") for item_id, label in answered.items()
     }
     assert skipped not in {r["id"] for r in rows}
+    page.context.close()
+
+
+def test_the_models_suggestion_and_top_three_are_shown_and_enter_accepts_it(web: WebApp, browser) -> None:
+    model = train_tfidf(
+        ["shares and profits", "the election vote", "the football match", "a new phone chip"] * 3,
+        LABELS * 3,
+    )
+    project_id = web.project({"sg-0": "sg-0: the match and the football league"}, model=model)
+    page = new_page(browser, web)
+    log_in(page, web.token("hana", auth_pb2.ROLE_ANNOTATOR, [project_id]))
+    shown_item(page)
+    assert page.locator("#reason-badge").inner_text().lower() == "uncertain"
+    assert "suggests “sports”" in page.locator("#suggestion-text").inner_text()
+    assert page.locator("#top3 meter").count() == 3
+    assert page.locator("#labels button.suggested").inner_text().endswith("sports")
+    page.screenshot(path=str(ARTIFACTS / "task-suggestion.png"))
+    page.keyboard.press("Enter")
+    wait_until(
+        lambda: (
+            [(a.item_id, a.labels[0], a.annotator_id) for a in web.annotations(project_id)]
+            == [("sg-0", "sports", "hana")]
+        ),
+        30,
+        message="Enter did not answer with the suggestion",
+    )
     page.context.close()
 
 

@@ -103,7 +103,7 @@ async function refresh() {
     }
     $("human_share").textContent = o.human_share === null ? "–" : `${(o.human_share * 100).toFixed(1)}%`;
     $("serving_version").textContent = o.serving_version ? `v${o.serving_version}` : "none yet";
-    $("threshold").textContent = o.threshold > 1 ? "none (nothing auto-accepted)" : o.threshold.toFixed(3);
+    $("threshold").textContent = o.threshold > 1 ? "admits nothing" : o.threshold.toFixed(3);
     $("target_precision").textContent = o.target_precision.toFixed(3);
     draw(remember(project, o.auto_labeled + o.human_labeled, o.human_labeled));
     $("message").textContent = "";
