@@ -26,7 +26,7 @@ from support import REPO_ROOT, free_port, wait_until
 from labelloop.core.label_log import replay
 from labelloop.core.topics import ANNOTATIONS
 from labelloop.stack.process import ManagedProcess
-from labelloop.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2, ingest_pb2
+from labelloop.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2, human_tasks_pb2, ingest_pb2
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -124,6 +124,13 @@ class WebApp:
         )
         return project_id
 
+    def leased(self, project_id: str) -> int:
+        """Leases held on the project's queue now (the real GetQueueStats)."""
+        stats = self.services.human_tasks().GetQueueStats(
+            human_tasks_pb2.GetQueueStatsRequest(project_id=project_id), timeout=5
+        )
+        return stats.leased
+
     def annotations(self, project_id: str) -> list:
         return list(
             replay(
@@ -203,6 +210,13 @@ def shown_item(page) -> str:
     return page.locator("#content").inner_text().split(":", 1)[0].strip()
 
 
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, input, select, a, [tabindex]')]
+  .filter((el) => el.getClientRects().length > 0)
+  .filter((el) => !(el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+                    || (el.labels && el.labels.length) || el.textContent.trim()))
+  .map((el) => el.outerHTML.slice(0, 80))"""
+
+
 def next_item(page, previous: str | None) -> str:
     wait_until(
         lambda: page.locator("#task").is_visible() and shown_item(page) != previous,
@@ -242,12 +256,16 @@ def test_an_annotator_labels_by_keyboard_undoes_skips_and_exactly_those_answers_
     item = shown_item(page)
     assert page.locator("#reason-badge").inner_text().lower() == "no model"
     assert page.locator("#labels button").count() == len(LABELS)
+    assert page.evaluate(UNNAMED_CONTROLS) == []  # every visible control has an accessible name
+    # The page holds the task shown plus one leased ahead.
+    wait_until(lambda: web.leased(project_id) == 2, 10, message=lambda: f"{web.leased(project_id)} leased")
     page.screenshot(path=str(ARTIFACTS / "task.png"))
 
-    # 1: answer with a key.
+    # 1: answer with a key; the next task is there at once and has the focus.
     page.keyboard.press(KEY["sports"])
     answered[item] = "sports"
     item = next_item(page, item)
+    assert page.evaluate("() => document.activeElement && document.activeElement.id") == "task"
 
     # 2: answer, change our mind within the undo window, answer again.
     page.keyboard.press(KEY["tech"])
@@ -298,6 +316,13 @@ def test_an_annotator_labels_by_keyboard_undoes_skips_and_exactly_those_answers_
         (item_id, label, "human", "alice") for item_id, label in answered.items()
     }
     assert skipped not in {r["id"] for r in rows}
+
+    # Leaving the page gives back the leases it held.
+    assert web.leased(project_id) == 2
+    page.goto("about:blank")
+    wait_until(
+        lambda: web.leased(project_id) == 0, 10, message=lambda: f"{web.leased(project_id)} still leased"
+    )
     page.context.close()
 
 
