@@ -443,3 +443,23 @@ def test_the_overview_shows_an_admins_project_counts(web: WebApp, browser) -> No
     assert refused.status == 403 and refused.json()["error"] == "forbidden"
     page.context.close()
     annotator.context.close()
+
+
+def test_a_revoked_token_ends_the_session_at_its_next_call(web: WebApp, browser) -> None:
+    project_id = web.project(texts(2, "rv"))
+    tokens = auth_pb2_grpc.TokenServiceStub(web.services.channel("ingest"))
+    created = tokens.CreateToken(
+        auth_pb2.CreateTokenRequest(name="ivan", role=auth_pb2.ROLE_ANNOTATOR, project_ids=[project_id]),
+        timeout=10,
+    )
+    page = new_page(browser, web)
+    log_in(page, created.token)
+    shown_item(page)
+    tokens.RevokeToken(auth_pb2.RevokeTokenRequest(token_id=created.info.token_id), timeout=10)
+    page.keyboard.press(KEY["tech"])  # the answer goes out after the undo window, and is refused
+    page.get_by_label("Your token").wait_for()
+    assert "log in again" in page.locator("#login-error").inner_text()
+    assert web.annotations(project_id) == []
+    # The cookie is gone too: the API says who is not logged in.
+    assert page.request.get(f"{web.url}/api/me").status == 401
+    page.context.close()
