@@ -62,7 +62,9 @@ def http_error(code: grpc.StatusCode, details: str | None, service: str) -> Http
     status, kind = _TABLE.get(code, (502, "upstream_error"))
     details = (details or "").strip()
     advice = _ADVICE.get(kind)
-    if kind == "not_implemented":
+    if kind == "unavailable":  # the details (addresses, transport errors) are logged, not shown
+        message = f"{advice} ({service})"
+    elif kind == "not_implemented":
         message = f"{service} does not implement this call ({details or code.name}): is it up to date?"
     elif advice and details:
         message = f"{advice} ({service}: {details})"

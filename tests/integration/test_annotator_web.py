@@ -463,3 +463,26 @@ def test_a_revoked_token_ends_the_session_at_its_next_call(web: WebApp, browser)
     # The cookie is gone too: the API says who is not logged in.
     assert page.request.get(f"{web.url}/api/me").status == 401
     page.context.close()
+
+
+def test_a_lost_connection_shows_a_banner_retries_and_loses_no_answer(web: WebApp, browser) -> None:
+    project_id = web.project(texts(3, "lc"))
+    page = new_page(browser, web)
+    log_in(page, web.token("judy", auth_pb2.ROLE_ANNOTATOR, [project_id]))
+    item = shown_item(page)
+    web.services.kill("human_tasks")
+    try:
+        page.keyboard.press(KEY["politics"])  # held, then sent while human-tasks is down
+        page.locator("#banner").wait_for(state="visible", timeout=30_000)
+        assert "Connection lost" in page.locator("#banner-text").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "connection-lost.png"))
+    finally:
+        web.services.start(["human_tasks"])
+    page.locator("#banner-retry").click()
+    page.locator("#banner").wait_for(state="hidden", timeout=60_000)
+    wait_until(
+        lambda: [(a.item_id, a.labels[0]) for a in web.annotations(project_id)] == [(item, "politics")],
+        60,
+        message=lambda: f"annotations: {[(a.item_id, a.labels[0]) for a in web.annotations(project_id)]}",
+    )
+    page.context.close()

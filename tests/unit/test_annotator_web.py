@@ -37,6 +37,10 @@ def test_lease_lost_and_bad_label_messages_say_what_happened() -> None:
     assert "expired or was released" in lost.message and "lease abc" in lost.message
     bad = http_error(grpc.StatusCode.INVALID_ARGUMENT, "labels: 'x' is not in the label set", "human-tasks")
     assert "labels: 'x'" in bad.message
+    down = http_error(
+        grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; ipv4:10.0.0.1", "human-tasks"
+    )
+    assert down.message == "the labeling service did not answer (human-tasks)"
     missing = http_error(grpc.StatusCode.UNIMPLEMENTED, "", "ingest")
     assert "ingest does not implement" in missing.message
 
