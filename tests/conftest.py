@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from support import private_stack_settings
 
+from labelloop.core import kafka_clients
 from labelloop.stack import LocalStack
 from labelloop.stack.kafka_broker import fetch_kafka_jars
 from labelloop.stack.process import group_members
@@ -46,7 +47,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local.down()
         raise
     pids = {c.name: c.process.running_pid() for c in local.components}
+    kafka_clients.configure(local.kafka_security)  # this process's clients authenticate as the services do
     yield local
+    kafka_clients.configure(None)
     local.down()
     leftovers = {name: group_members(pid) for name, pid in pids.items() if pid and group_members(pid)}
     assert not leftovers, f"processes left behind after stack.down(): {leftovers}"

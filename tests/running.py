@@ -77,7 +77,7 @@ class RunningServices:
                 start_timeout_s=90,
                 stop_timeout_s=20,
             )
-        self.redis = redis_store.connect(stack.redis_url)
+        self.redis = redis_store.connect(stack.redis_url, stack.redis_password)
         self.token = stack.admin_token
         """The stack's admin token (every service registers it at start)."""
         self._channels: list[grpc.Channel] = []

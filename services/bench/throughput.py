@@ -64,7 +64,7 @@ def run_throughput(config: BenchConfig, say: Say = print) -> dict[str, Any]:
         )
         model_repository.write_sklearn_version(stack.model_repository, project_id, 1, pipeline, label_set)
         model_repository.load_and_wait(common.triton_grpc_url, project_id)
-        client = redis_store.connect(common.redis_url)
+        client = redis_store.connect(common.redis_url, password=common.redis_secret())
         ThresholdStore(client, common.redis_key_prefix).set(project_id, Threshold(0.0, model_version=1))
         progress = Progress(client, common.redis_key_prefix)
 

@@ -77,7 +77,10 @@ def api_token(s: CliSettings) -> str:
 
 def ingest_channel(s: CliSettings) -> grpc.Channel:
     return grpc_client.channel(
-        s.ingest_addr, api_token(s), options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        s.ingest_addr,
+        api_token(s),
+        options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+        tls=s.grpc_tls(),
     )
 
 

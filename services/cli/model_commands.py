@@ -46,7 +46,7 @@ def _stub() -> tuple[grpc.Channel, models_pb2_grpc.ModelServiceStub]:
     except MissingToken as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    channel = grpc_client.channel(s.retraining_addr, token)
+    channel = grpc_client.channel(s.retraining_addr, token, tls=s.grpc_tls())
     return channel, models_pb2_grpc.ModelServiceStub(channel)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE
+from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, ClientTls
 from labelloop.core.settings import CommonSettings, setting
 
 
@@ -19,3 +19,11 @@ class CliSettings(CommonSettings):
     """The API token (`LABELLOOP_TOKEN`); empty: read `token_file`."""
     token_file: str = setting(DEFAULT_TOKEN_FILE)
     """A file holding the token (`LABELLOOP_TOKEN_FILE`): the local stack's admin token by default."""
+    grpc_ca_file: str = setting("")
+    """CA (PEM) of the services' gRPC certificates; set: the CLI connects with TLS."""
+    grpc_client_cert_file: str = setting("")
+    """The CLI's own certificate and key (PEM) for mutual TLS."""
+    grpc_client_key_file: str = setting("")
+
+    def grpc_tls(self) -> ClientTls:
+        return ClientTls(self.grpc_ca_file, self.grpc_client_cert_file, self.grpc_client_key_file)

@@ -32,7 +32,7 @@ def _stub() -> tuple[grpc.Channel, auth_pb2_grpc.TokenServiceStub]:
     except (SettingsError, MissingToken) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    channel = grpc_client.channel(s.ingest_addr, token)
+    channel = grpc_client.channel(s.ingest_addr, token, tls=s.grpc_tls())
     return channel, auth_pb2_grpc.TokenServiceStub(channel)
 
 

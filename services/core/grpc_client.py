@@ -2,12 +2,14 @@
 
 Used by the CLI, the bench and demo, and the tests. Where a token comes from is `resolve_token`:
 `LABELLOOP_TOKEN`, else the file `LABELLOOP_TOKEN_FILE` (default `.run/admin.token`, the admin
-token the local stack writes on its first start).
+token the local stack writes on its first start). TLS: `ClientTls` (the CLI's
+`LABELLOOP_GRPC_CA_FILE`, and `LABELLOOP_GRPC_CLIENT_CERT_FILE` / `_KEY_FILE` for mutual TLS).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,38 @@ class BearerToken(
         return continuation(self._details(details), requests)
 
 
-def channel(target: str, token: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-    """A channel to `target` whose every call carries `token` (usable as a context manager)."""
-    raw = grpc.insecure_channel(target, options=list(options))
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS of a client's channels: the CA that signed the servers' certificates, and for mutual
+    TLS the client's own certificate and key (PEM files)."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """None when no CA is set (plaintext)."""
+        if not self.ca_file:
+            return None
+
+        def read(path: str) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file),
+            private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file),
+        )
+
+
+def channel(
+    target: str, token: str, options: Sequence[tuple[str, Any]] = (), tls: ClientTls | None = None
+) -> grpc.Channel:
+    """A channel to `target` whose every call carries `token` (usable as a context manager);
+    TLS when `tls` names a CA."""
+    credentials = tls.credentials() if tls is not None else None
+    if credentials is None:
+        raw = grpc.insecure_channel(target, options=list(options))
+    else:
+        raw = grpc.secure_channel(target, credentials, options=list(options))
     return grpc.intercept_channel(raw, BearerToken(token))

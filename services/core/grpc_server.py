@@ -136,6 +136,44 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         return wrapped
 
 
+def server_credentials(settings: Any) -> grpc.ServerCredentials | None:
+    """TLS credentials from `LABELLOOP_GRPC_TLS_CERT_FILE` / `_KEY_FILE` (and, for mutual TLS,
+    `_CLIENT_CA_FILE`); None when no certificate is configured (plaintext). SettingsError names
+    the variable of a missing or unreadable file."""
+    from labelloop.core.settings import SettingsError
+
+    cert, key, client_ca = (
+        settings.grpc_tls_cert_file,
+        settings.grpc_tls_key_file,
+        settings.grpc_tls_client_ca_file,
+    )
+    if not cert and not key:
+        if client_ca:
+            raise SettingsError(
+                "LABELLOOP_GRPC_TLS_CLIENT_CA_FILE needs LABELLOOP_GRPC_TLS_CERT_FILE and _KEY_FILE"
+            )
+        return None
+
+    def read(var: str, path: str) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise SettingsError(f"{var}={path!r}: {exc.strerror or exc}") from None
+
+    pair = (
+        read("LABELLOOP_GRPC_TLS_KEY_FILE", key),
+        read("LABELLOOP_GRPC_TLS_CERT_FILE", cert),
+    )
+    if not client_ca:
+        return grpc.ssl_server_credentials([pair])
+    return grpc.ssl_server_credentials(
+        [pair],
+        root_certificates=read("LABELLOOP_GRPC_TLS_CLIENT_CA_FILE", client_ca),
+        require_client_auth=True,
+    )
+
+
 def build_server(
     service: str,
     port: int,
@@ -144,10 +182,11 @@ def build_server(
     tokens: TokenStore,
     host: str = "0.0.0.0",
     max_workers: int = 16,
+    tls: grpc.ServerCredentials | None = None,
 ) -> grpc.Server:
     """A started gRPC server on `host:port` with the servicers `register` adds, the auth and
     error-mapping interceptor (tokens checked in `tokens`) and the standard health service driven
-    by `health_state`."""
+    by `health_state`; TLS (or mutual TLS) when `tls` is given (`server_credentials`)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{service}-grpc"),
         interceptors=[ErrorMappingInterceptor(service, tokens)],
@@ -158,9 +197,12 @@ def build_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_state.bind_grpc(health_servicer)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, tls) if tls is not None else server.add_insecure_port(address)
     if bound == 0:
         raise DependencyUnavailable("grpc", f"could not bind {host}:{port} (in use?)")
     server.start()
-    log.info("%s: gRPC listening on %s:%d", service, host, port)
+    log.info(
+        "%s: gRPC listening on %s:%d (%s)", service, host, port, "TLS" if tls is not None else "plaintext"
+    )
     return server

@@ -1,5 +1,12 @@
 """The one place that builds Kafka clients (confluent-kafka, i.e. librdkafka) and holds their
-tuning; stream.py, label_log.py, health.py, ingest and the local stack get their clients here.
+tuning and security; stream.py, label_log.py, health.py, ingest and the local stack get their
+clients here.
+
+Security (every client of the process): `KafkaSecurity` from the `LABELLOOP_KAFKA_*` settings
+(security protocol, SASL mechanism PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512, username, password or
+password file, CA file), read once from the environment, or set with `configure` (the tests'
+stack does). Topics are created with `LABELLOOP_TOPIC_REPLICATION_FACTOR` and
+`LABELLOOP_TOPIC_MIN_INSYNC_REPLICAS` (production: 3 and 2).
 
 Config keys are librdkafka property names (`linger.ms`); an override written with underscores
 (`session_timeout_ms`) is read as the dotted name, so the kafka-python spellings of the same
@@ -9,9 +16,12 @@ properties keep working. An unknown property fails at construction (librdkafka c
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
@@ -25,7 +35,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.errors import DependencyUnavailable, LabelloopError
 from labelloop.core.topics import ALL_TOPICS, Topic
 
 log = logging.getLogger(__name__)
@@ -34,17 +44,101 @@ __all__ = [
     "OFFSET_BEGINNING",
     "KafkaError",
     "KafkaException",
+    "KafkaSecurity",
     "Message",
     "TopicPartition",
     "admin",
     "cluster_broker_ports",
+    "configure",
     "consume_available",
     "consumer",
     "ensure_topics",
     "producer",
     "reader",
+    "security",
     "watermarks",
 ]
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class KafkaConfigError(LabelloopError):
+    """The Kafka security settings are inconsistent; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every client of this process authenticates to Kafka (librdkafka properties)."""
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = ""
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise KafkaConfigError(
+                f"LABELLOOP_KAFKA_SECURITY_PROTOCOL={self.protocol!r}: use one of {', '.join(PROTOCOLS)}"
+            )
+        if self.protocol.startswith("SASL"):
+            if self.mechanism not in MECHANISMS:
+                raise KafkaConfigError(
+                    f"LABELLOOP_KAFKA_SASL_MECHANISM={self.mechanism!r}: use one of {', '.join(MECHANISMS)}"
+                )
+            if not self.username or not self.password:
+                raise KafkaConfigError(
+                    f"LABELLOOP_KAFKA_USERNAME and LABELLOOP_KAFKA_PASSWORD (or _FILE) are required "
+                    f"with {self.protocol}"
+                )
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise KafkaConfigError(f"LABELLOOP_KAFKA_CA_FILE={self.ca_file!r}: no such file")
+
+    def properties(self) -> dict[str, Any]:
+        """The librdkafka properties for this security setup."""
+        props: dict[str, Any] = {"security.protocol": self.protocol}
+        if self.protocol.startswith("SASL"):
+            props.update(
+                {
+                    "sasl.mechanism": self.mechanism,
+                    "sasl.username": self.username,
+                    "sasl.password": self.password,
+                }
+            )
+        if self.ca_file:
+            props["ssl.ca.location"] = self.ca_file
+        return props
+
+    def describe(self) -> str:
+        """For messages: the protocol and user, never the password."""
+        if self.protocol.startswith("SASL"):
+            return f"{self.protocol} {self.mechanism} as {self.username!r}"
+        return self.protocol
+
+
+_security: KafkaSecurity | None = None
+_security_lock = threading.Lock()
+
+
+def configure(value: KafkaSecurity | None) -> None:
+    """Set the security of every client this process builds from now on (None: read the
+    environment again on next use)."""
+    global _security
+    with _security_lock:
+        _security = value
+
+
+def security() -> KafkaSecurity:
+    """The configured security, or the one the `LABELLOOP_KAFKA_*` settings describe."""
+    global _security
+    with _security_lock:
+        if _security is None:
+            from labelloop.core.settings import CommonSettings, load
+
+            _security = load(CommonSettings).kafka_security()
+        return _security
+
 
 # Shared by every client: loopback or LAN, small messages; latency matters more than packets.
 _COMMON: dict[str, Any] = {
@@ -107,6 +201,7 @@ def producer(bootstrap: str, client_id: str, **overrides: Any) -> Producer:
         "client.id": client_id,
         "error_cb": _error_logger(client_id),
         **_COMMON,
+        **security().properties(),
         **PRODUCER_DEFAULTS,
         **_properties(overrides),
     }
@@ -124,6 +219,7 @@ def consumer(bootstrap: str, group_id: str, client_id: str, **overrides: Any) ->
         "client.id": client_id,
         "error_cb": _error_logger(client_id),
         **_COMMON,
+        **security().properties(),
         **CONSUMER_DEFAULTS,
         **_properties(overrides),
     }
@@ -139,11 +235,46 @@ def reader(bootstrap: str, client_id: str) -> Consumer:
     return consumer(bootstrap, f"{client_id}-{uuid.uuid4().hex}", client_id)
 
 
-def admin(bootstrap: str, client_id: str = "labelloop-admin", **overrides: Any) -> AdminClient:
-    """An admin client (topics, cluster description, group offsets)."""
+def admin(
+    bootstrap: str, client_id: str = "labelloop-admin", auth: KafkaSecurity | None = None, **overrides: Any
+) -> AdminClient:
+    """An admin client (topics, cluster description, group offsets); `auth` replaces the
+    process's security (the local stack probes its own broker with its own credentials)."""
     return AdminClient(
-        {"bootstrap.servers": bootstrap, "client.id": client_id, **_COMMON, **_properties(overrides)}
+        {
+            "bootstrap.servers": bootstrap,
+            "client.id": client_id,
+            **_COMMON,
+            **(auth or security()).properties(),
+            **_properties(overrides),
+        }
     )
+
+
+class BadCredentials(LabelloopError):
+    """The brokers refused this process's SASL credentials; the message names the settings."""
+
+
+def check_credentials(bootstrap: str, timeout_s: float = 10.0) -> None:
+    """Raise BadCredentials when the brokers at `bootstrap` refuse this process's credentials.
+    Brokers that are down or slow are not an error here (services pause with backoff)."""
+    refusals: list[str] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            refusals.append(error.str())
+
+    client = admin(bootstrap, "labelloop-credentials", error_cb=on_error)
+    try:
+        cluster_broker_ports(client, timeout_s)
+        return
+    except KafkaException:
+        client.poll(0.5)  # serve the error callbacks
+    if refusals:
+        raise BadCredentials(
+            f"LABELLOOP_KAFKA_USERNAME / LABELLOOP_KAFKA_PASSWORD: Kafka at {bootstrap} refused "
+            f"{security().describe()}: {refusals[0]}"
+        )
 
 
 FETCH_GRACE_S = 0.002
@@ -178,10 +309,16 @@ def records_only(messages: list[Message]) -> list[Message]:
 
 
 def ensure_topics(
-    bootstrap: str, prefix: str, topics: Iterable[Topic] = ALL_TOPICS, timeout_s: float = 30
+    bootstrap: str,
+    prefix: str,
+    topics: Iterable[Topic] = ALL_TOPICS,
+    timeout_s: float = 30,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
 ) -> None:
-    """Create the topics under `prefix` that do not exist yet (idempotent, safe to race), and
-    return once every partition of each has a leader; DependencyUnavailable otherwise."""
+    """Create the topics under `prefix` that do not exist yet (idempotent, safe to race) with
+    `replication_factor` replicas and `min.insync.replicas`, and return once every partition of
+    each has a leader; DependencyUnavailable otherwise (existing topics are left as they are)."""
     topics = list(topics)
     wanted = {t.name(prefix) for t in topics}
     client = admin(bootstrap)
@@ -189,7 +326,15 @@ def ensure_topics(
     try:
         existing = set(client.list_topics(timeout=timeout_s).topics)
         new = [
-            NewTopic(t.name(prefix), t.partitions, 1, config={k: str(v) for k, v in t.config.items()})
+            NewTopic(
+                t.name(prefix),
+                t.partitions,
+                replication_factor,
+                config={
+                    "min.insync.replicas": str(min_insync_replicas),
+                    **{k: str(v) for k, v in t.config.items()},
+                },
+            )
             for t in topics
             if t.name(prefix) not in existing
         ]

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import redis
 
 from labelloop.core import health as checks
-from labelloop.core import metrics, redis_store
+from labelloop.core import kafka_clients, metrics, redis_store
 from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.health import Health
 from labelloop.core.settings import CommonSettings, SettingsError, load
-from labelloop.core.stream import EventProducer, Handler, StopFlag, StreamProcessor, ensure_topics
+from labelloop.core.stream import EventProducer, Handler, StopFlag, StreamProcessor
 from labelloop.core.tokens import TokenStore
 from labelloop.core.topics import Topic
 
@@ -33,8 +33,15 @@ class Runtime:
     stop: StopFlag
 
     def connect_redis(self, settings: CommonSettings) -> redis.Redis:
-        """The Redis client, with its health check registered."""
-        client = redis_store.connect(settings.redis_url)
+        """The Redis client, with its health check registered. Exits with status 2 when Redis
+        refuses the configured password (a Redis that is down is waited for instead)."""
+        client = redis_store.connect(settings.redis_url, password=settings.redis_secret())
+        try:
+            redis_store.check_credentials(client, settings.redis_url)
+        except redis_store.BadCredentials as exc:
+            logging.getLogger(self.name).error("%s", exc)
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         self.health.add("redis", checks.redis_check(client))
         return client
 
@@ -53,9 +60,16 @@ class Runtime:
         return store
 
     def prepare_kafka(self, settings: CommonSettings) -> None:
-        """Register the Kafka health check and make sure every topic exists."""
+        """Register the Kafka health check and make sure every topic exists. Exits with status 2
+        when the brokers refuse the configured credentials."""
         self.health.add("kafka", checks.kafka_check(settings.kafka_bootstrap))
-        ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+        try:
+            kafka_clients.check_credentials(settings.kafka_bootstrap)
+        except kafka_clients.BadCredentials as exc:
+            logging.getLogger(self.name).error("%s", exc)
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        ensure_topics_of(settings)
 
     def processor(
         self, settings: CommonSettings, inputs: Sequence[Topic], handler: Handler, **options: Any
@@ -79,6 +93,16 @@ class Runtime:
         return processor
 
 
+def ensure_topics_of(settings: CommonSettings) -> None:
+    """Create the service's topics with the configured replication factor and min.insync.replicas."""
+    kafka_clients.ensure_topics(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
+    )
+
+
 def configure_logging(level: str) -> None:
     """One log format for every service: time, level, logger, message."""
     logging.basicConfig(
@@ -89,10 +113,13 @@ def configure_logging(level: str) -> None:
 
 
 def load_settings_or_exit(cls: type[S]) -> S:
-    """Settings from the environment; on a bad value print the error and exit with status 2."""
+    """Settings from the environment (the Kafka security among them, set for every client of
+    the process); on a bad value print the error and exit with status 2."""
     try:
-        return load(cls)
-    except SettingsError as exc:
+        settings = load(cls)
+        kafka_clients.configure(settings.kafka_security())
+        return settings
+    except (SettingsError, kafka_clients.KafkaConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

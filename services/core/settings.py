@@ -114,8 +114,28 @@ class CommonSettings:
     """Settings every service reads. Service settings subclass this."""
 
     kafka_bootstrap: str = setting("127.0.0.1:19092")
+    kafka_security_protocol: str = setting("SASL_PLAINTEXT")
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (the local stack: SASL_PLAINTEXT)."""
+    kafka_sasl_mechanism: str = setting("PLAIN")
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)."""
+    kafka_username: str = setting("labelloop")
+    kafka_password: str = setting("")
+    """From a Secret; empty: read `kafka_password_file`."""
+    kafka_password_file: str = setting(".run/kafka.password")
+    """Read for the password when `kafka_password` is empty (default: the local stack's)."""
+    kafka_ca_file: str = setting("")
+    """CA certificate (PEM) the brokers' TLS certificates are checked against (SSL, SASL_SSL)."""
+    topic_replication_factor: int = setting(1, positive)
+    """Replicas of each topic Labelloop creates (production: 3)."""
+    topic_min_insync_replicas: int = setting(1, positive)
+    """`min.insync.replicas` of each topic Labelloop creates (production: 2); producers use acks=all."""
     topic_prefix: str = setting("labelloop")
     redis_url: str = setting("redis://127.0.0.1:16379/0")
+    redis_password: str = setting("")
+    """Redis' password (`LABELLOOP_REDIS_PASSWORD`, from a Secret); overrides one in the URL."""
+    redis_password_file: str = setting(".run/redis.password")
+    """Read for the password when `redis_password` is empty and the file exists (default: the
+    local stack's, so the CLI finds it without configuration)."""
     redis_key_prefix: str = setting("labelloop")
     triton_grpc_url: str = setting("127.0.0.1:18001")
     mlflow_tracking_uri: str = setting("http://127.0.0.1:15000")
@@ -125,8 +145,40 @@ class CommonSettings:
     poll_timeout_ms: int = setting(200, positive)
     max_poll_records: int = setting(500, positive)
     shutdown_timeout_s: float = setting(20.0, positive)
+    grpc_tls_cert_file: str = setting("")
+    """PEM certificate (chain) of this service's gRPC server; with the key, the server speaks TLS."""
+    grpc_tls_key_file: str = setting("")
+    grpc_tls_client_ca_file: str = setting("")
+    """PEM CA: when set, gRPC clients must present a certificate it signed (mutual TLS)."""
     admin_token: str = setting(
         "", lambda v: None if not v or len(v) >= 16 else "must be at least 16 characters"
     )
     """The deployment's bootstrap admin token (from a Secret): gRPC services register its hash
     at start, so the first admin can create the other tokens. Empty: none."""
+
+    def redis_secret(self) -> str | None:
+        """The Redis password to use: `redis_password`, else the first line of an existing
+        `redis_password_file`, else None (the URL's own, if any)."""
+        if self.redis_password:
+            return self.redis_password
+        if self.redis_password_file and os.path.isfile(self.redis_password_file):
+            with open(self.redis_password_file) as f:
+                return f.readline().strip() or None
+        return None
+
+    def kafka_security(self) -> Any:
+        """The `kafka_clients.KafkaSecurity` these settings describe (the password from
+        `kafka_password`, else the first line of an existing `kafka_password_file`)."""
+        from labelloop.core.kafka_clients import KafkaSecurity
+
+        password = self.kafka_password
+        if not password and self.kafka_password_file and os.path.isfile(self.kafka_password_file):
+            with open(self.kafka_password_file) as f:
+                password = f.readline().strip()
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_username,
+            password=password,
+            ca_file=self.kafka_ca_file,
+        )

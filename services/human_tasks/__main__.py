@@ -56,6 +56,7 @@ def main() -> None:
         [lambda s: human_tasks_pb2_grpc.add_HumanTaskServiceServicer_to_server(api, s)],
         runtime.health,
         runtime.token_store(settings, client),
+        tls=grpc_server.server_credentials(settings),
     )
     upkeep = threading.Thread(
         target=keep_queues, args=(queue, projects, runtime.stop, settings.reap_interval_s), daemon=True

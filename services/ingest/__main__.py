@@ -66,6 +66,7 @@ def main() -> None:
         ],
         runtime.health,
         tokens,
+        tls=grpc_server.server_credentials(settings),
     )
     while not runtime.stop.wait(1.0):
         pass

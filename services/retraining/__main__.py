@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from labelloop.core import grpc_server, health, redis_store, stream
+from labelloop.core import grpc_server, health, stream
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -31,12 +31,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     settings = load_settings_or_exit(RetrainingSettings)
     runtime = bootstrap("retraining", settings)
-    client = redis_store.connect(settings.redis_url)
-    runtime.health.add("redis", health.redis_check(client))
-    runtime.health.add("kafka", health.kafka_check(settings.kafka_bootstrap))
+    client = runtime.connect_redis(settings)
     runtime.health.add("triton", health.triton_check(settings.triton_grpc_url))
     runtime.health.add("mlflow", health.http_check(f"{settings.mlflow_tracking_uri.rstrip('/')}/health"))
-    stream.ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    runtime.prepare_kafka(settings)
     available = available_families()
     unknown = sorted(set(settings.families) - {f.name for f in available})
     if unknown:
@@ -73,6 +71,7 @@ def main() -> None:
         [lambda s: models_pb2_grpc.add_ModelServiceServicer_to_server(ModelApi(service), s)],
         runtime.health,
         runtime.token_store(settings, client),
+        tls=grpc_server.server_credentials(settings),
     )
     processor = stream.StreamProcessor(
         service="retraining",

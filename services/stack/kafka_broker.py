@@ -1,5 +1,10 @@
 """Single-node Apache Kafka 4.1 (KRaft, combined broker + controller) run from Maven jars.
 
+Clients connect with SASL (SASL_PLAINTEXT on loopback): user `labelloop`, its password in
+`<stack_dir>/kafka.password` (mode 0600), mechanisms PLAIN (static JAAS users) and
+SCRAM-SHA-512 (credentials written into the metadata when the data directory is formatted).
+The controller listener stays PLAINTEXT on 127.0.0.1.
+
 `fetch_kafka_jars` assembles the broker's runtime classpath with Maven (see kafka-pom.xml);
 `KafkaBroker` formats its data directory once and runs `java -cp '<libs>/*' kafka.Kafka`.
 Every internal topic is configured with replication factor 1, or the group coordinator of a
@@ -15,10 +20,13 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from labelloop.stack.process import ManagedProcess, StackError
+from labelloop.stack.secrets import stack_secret
 from labelloop.stack.settings import StackSettings
 
+KAFKA_USER = "labelloop"
 KAFKA_VERSION = "4.1.2"
 BROKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
 POM = Path(__file__).with_name("kafka-pom.xml")
@@ -92,6 +100,7 @@ class KafkaBroker:
         self.home = stack_dir / self.name
         self.data_dir = self.home / "data"
         self.config_file = self.home / "server.properties"
+        self.password_file = stack_dir / "kafka.password"
         self.libs_dir = libs_dir
         self._heap = f"-Xmx{settings.kafka_heap_mb}m"
         self._log_offset = 0
@@ -126,20 +135,52 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def password(self) -> str:
+        """The SASL password of user `labelloop`, created on first use."""
+        return stack_secret(self.password_file)
+
+    def client_security(self, mechanism: str = "PLAIN") -> Any:
+        """The `KafkaSecurity` a client of this broker uses."""
+        from labelloop.core.kafka_clients import KafkaSecurity
+
+        return KafkaSecurity("SASL_PLAINTEXT", mechanism, KAFKA_USER, self.password)
+
+    def client_env(self) -> dict[str, str]:
+        """The `LABELLOOP_KAFKA_*` variables of a client of this broker."""
+        return {
+            "LABELLOOP_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "LABELLOOP_KAFKA_SASL_MECHANISM": "PLAIN",
+            "LABELLOOP_KAFKA_USERNAME": KAFKA_USER,
+            "LABELLOOP_KAFKA_PASSWORD": self.password,
+        }
+
+    @property
     def endpoint(self) -> str:
         return f"{self.bootstrap_servers} (controller {self.controller_port})"
 
     def server_properties(self) -> str:
-        """The broker's configuration: one KRaft node, every internal topic replicated once."""
+        """The broker's configuration: one KRaft node, every internal topic replicated once, a
+        SASL listener for clients (and the broker itself)."""
+        password = self.password
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{KAFKA_USER}" password="{password}" user_{KAFKA_USER}="{password}";'
+        )
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "default.replication.factor": "1",
@@ -162,7 +203,9 @@ class KafkaBroker:
                 f"kafka: no broker jars in {self.libs_dir}; run `python -m labelloop.stack fetch`"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(self.server_properties())
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the password
+        with os.fdopen(fd, "w") as out:
+            out.write(self.server_properties())
         self._log_offset, self._started_seen = 0, False
         if (self.data_dir / "meta.properties").is_file():
             return
@@ -179,6 +222,8 @@ class KafkaBroker:
                 new_cluster_id(),
                 "-c",
                 str(self.config_file),
+                "--add-scram",
+                f"SCRAM-SHA-512=[name={KAFKA_USER},password={self.password}]",
                 "--ignore-formatted",
             ],
             capture_output=True,
@@ -209,7 +254,7 @@ class KafkaBroker:
             return False
         from labelloop.core import kafka_clients
 
-        admin = kafka_clients.admin(self.bootstrap_servers, "labelloop-stack")
+        admin = kafka_clients.admin(self.bootstrap_servers, "labelloop-stack", auth=self.client_security())
         try:
             return bool(kafka_clients.cluster_broker_ports(admin, timeout_s=5))
         except kafka_clients.KafkaException:

@@ -5,8 +5,10 @@ the test fixtures use. `up()` starts the infrastructure in parallel and waits un
 is ready, then the services in order; it is idempotent (healthy processes are left alone).
 `down()` stops everything it manages and leaves no process behind. All state lives under
 `stack_dir`: `<stack_dir>/<component>/` holds each component's data, log and pid file, and
-`<stack_dir>/admin.token` the stack's admin API token (written once, mode 0600): the services
-register it (`LABELLOOP_ADMIN_TOKEN`), and the CLI, the bench and the demo read it.
+`<stack_dir>/admin.token` the stack's admin API token and `<stack_dir>/redis.password` its
+Redis password (written once, mode 0600; see `labelloop.stack.secrets`): the services get them
+as `LABELLOOP_ADMIN_TOKEN` and `LABELLOOP_REDIS_PASSWORD`; the CLI, the bench and the demo read
+the files.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from labelloop.core.settings import env_name, load
 from labelloop.core.tokens import new_secret
@@ -26,6 +28,7 @@ from labelloop.stack.kafka_broker import KafkaBroker
 from labelloop.stack.mlflow_server import MlflowServer
 from labelloop.stack.process import ManagedProcess, ProcessStatus, StackError, StartResult
 from labelloop.stack.redis_server import RedisServer
+from labelloop.stack.secrets import stack_secret
 from labelloop.stack.services import SERVICES, ServiceSpec
 from labelloop.stack.settings import StackSettings
 from labelloop.stack.triton_server import TritonServer
@@ -127,17 +130,17 @@ class LocalStack:
     @property
     def admin_token(self) -> str:
         """The stack's admin API token, created (random, file mode 0600) on first use."""
-        path = self.admin_token_file
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process wrote it first
-                pass
-            else:
-                with os.fdopen(fd, "w") as out:
-                    out.write(new_secret() + "\n")
-        return path.read_text().strip()
+        return stack_secret(self.admin_token_file, new_secret)
+
+    @property
+    def kafka_security(self) -> Any:
+        """The `kafka_clients.KafkaSecurity` of a client of this stack's broker (SASL PLAIN)."""
+        return self.kafka.client_security()
+
+    @property
+    def redis_password(self) -> str:
+        """The local Redis' password (`requirepass`), created on first use."""
+        return self.redis.password
 
     def service_env(self) -> dict[str, str]:
         """The `LABELLOOP_*` variables that point a service's `CommonSettings` at this stack
@@ -146,6 +149,8 @@ class LocalStack:
             env_name("admin_token"): self.admin_token,
             env_name("kafka_bootstrap"): self.bootstrap_servers,
             env_name("redis_url"): self.redis_url,
+            env_name("redis_password"): self.redis_password,
+            **self.kafka.client_env(),
             env_name("triton_grpc_url"): self.triton_grpc_url,
             env_name("mlflow_tracking_uri"): self.mlflow_uri,
             env_name("model_repository"): str(self.model_repository),

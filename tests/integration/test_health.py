@@ -39,10 +39,15 @@ def test_a_stopped_dependency_is_reported_not_serving(tmp_path) -> None:
     redis_only.up()
     try:
         health = Health("probe", cache_s=0)
-        health.add("redis", redis_check(redis_store.connect(redis_only.redis_url, socket_connect_timeout=1)))
+        health.add(
+            "redis",
+            redis_check(
+                redis_store.connect(redis_only.redis_url, redis_only.redis_password, socket_connect_timeout=1)
+            ),
+        )
         http_port, grpc_port = free_port(), free_port()
         server_http = health.serve_http(http_port)
-        tokens = TokenStore(redis_store.connect(redis_only.redis_url), "t:health")
+        tokens = TokenStore(redis_store.connect(redis_only.redis_url, redis_only.redis_password), "t:health")
         server = grpc_server.build_server("probe", grpc_port, [], health, tokens)
         try:
             assert readyz(http_port)[0] == 200

@@ -8,7 +8,7 @@ from labelloop.stack import LocalStack
 
 
 def test_round_trip_with_prefixed_keys(stack: LocalStack, redis_prefix: str) -> None:
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    client = redis.Redis.from_url(stack.redis_url, password=stack.redis_password, decode_responses=True)
     try:
         client.set(f"{redis_prefix}:item:1", "label=spam", ex=60)
         client.hset(f"{redis_prefix}:counts", mapping={"spam": 3, "ham": 5})

@@ -301,7 +301,9 @@ def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(
     the report of issue 4), which would fail the readiness checks of services started later."""
     project_id, model_name = make_project(services)
     registry = Registry(stack.mlflow_uri, topic_prefix)
-    thresholds = ThresholdStore(redis_store.connect(stack.redis_url), services.redis_prefix, cache_s=0)
+    thresholds = ThresholdStore(
+        redis_store.connect(stack.redis_url, stack.redis_password), services.redis_prefix, cache_s=0
+    )
     services.start(["retraining"])
     api = model_api(services)
 

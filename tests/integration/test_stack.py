@@ -52,7 +52,10 @@ def test_every_component_answers_its_own_client(stack: LocalStack) -> None:
 
     admin = kafka_clients.admin(stack.bootstrap_servers)
     assert kafka_clients.cluster_broker_ports(admin, timeout_s=10) == [stack.kafka.port]
-    assert redis.Redis.from_url(stack.redis_url).ping()
+    assert redis.Redis.from_url(stack.redis_url, password=stack.redis_password).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(stack.redis_url).ping()  # the local Redis requires its password
+    assert stack.service_env()["LABELLOOP_REDIS_PASSWORD"] == stack.redis_password
     triton = grpcclient.InferenceServerClient(stack.triton_grpc_url)
     assert triton.is_server_live() and triton.is_server_ready()
     triton.close()
@@ -87,7 +90,7 @@ def test_mini_stack_goes_down_leaving_no_process(tmp_path: Path) -> None:
     try:
         (started,) = mini.up()
         assert started.started and started.pid != os.getpid()
-        assert redis.Redis(port=settings.redis_port).ping()
+        assert redis.Redis(port=settings.redis_port, password=mini.redis_password).ping()
         assert mini.healthy()
         pid = started.pid
     finally:

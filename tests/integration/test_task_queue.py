@@ -19,7 +19,7 @@ from labelloop.v1 import common_pb2, events_pb2
 
 @pytest.fixture
 def queue(stack: LocalStack, redis_prefix: str) -> Iterator[TaskQueue]:
-    client = redis_store.connect(stack.redis_url)
+    client = redis_store.connect(stack.redis_url, stack.redis_password)
     yield TaskQueue(client, redis_prefix, lease_ttl_s=60)
     keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
     if keys:

@@ -168,3 +168,20 @@ def test_images_are_pinned() -> None:
     for key, image in images.items():
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest" and re.search(r"\d", tag), f"{key}={image} is not pinned"
+
+
+def test_redis_password_and_admin_token_come_from_env_file() -> None:
+    env = env_file()
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    services = compose_model()["services"]
+    assert env["REDIS_PASSWORD"] not in COMPOSE_FILE.read_text(), "no literal password in the compose file"
+    redis = services["redis"]
+    assert "--requirepass" in " ".join(redis["command"]) and "$REDIS_PASSWORD" in " ".join(redis["command"])
+    assert redis["environment"]["REDIS_PASSWORD"] == env["REDIS_PASSWORD"]
+    assert raw["redis"]["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD}"
+    for name in LABELLOOP:
+        environment = services[name]["environment"]
+        assert environment["LABELLOOP_REDIS_PASSWORD"] == env["REDIS_PASSWORD"], name
+        assert environment["LABELLOOP_ADMIN_TOKEN"] == env["LABELLOOP_ADMIN_TOKEN"], name
+        assert "@" not in environment["LABELLOOP_REDIS_URL"], f"{name}: no password in the Redis URL"
+    assert len(env["LABELLOOP_ADMIN_TOKEN"]) >= 16, "the services refuse a shorter admin token"

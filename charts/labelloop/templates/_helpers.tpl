@@ -78,6 +78,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* The Secret holding the gRPC APIs' certificate: the existing one, or cert-manager's. */}}
+{{- define "labelloop.grpcTlsSecret" -}}
+{{- if .Values.tls.certManager.enabled }}
+{{- printf "%s-grpc-tls" (include "labelloop.fullname" .) }}
+{{- else }}
+{{- required "tls.existingSecret (or tls.certManager.enabled) is required when tls.enabled=true" .Values.tls.existingSecret }}
+{{- end }}
+{{- end }}
+
 {{- define "labelloop.modelRepositoryClaim" -}}
 {{- default (printf "%s-model-repository" (include "labelloop.fullname" .)) .Values.modelRepository.existingClaim }}
 {{- end }}
@@ -97,6 +106,51 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ . }}
       key: {{ $root.Values.redis.existingSecretPasswordKey }}
+{{- end }}
+- name: LABELLOOP_KAFKA_SECURITY_PROTOCOL
+  value: {{ $root.Values.kafka.security.protocol | quote }}
+{{- with $root.Values.kafka.security.saslMechanism }}
+- name: LABELLOOP_KAFKA_SASL_MECHANISM
+  value: {{ . | quote }}
+{{- end }}
+- name: LABELLOOP_KAFKA_USERNAME
+  value: {{ $root.Values.kafka.security.username | quote }}
+- name: LABELLOOP_KAFKA_PASSWORD_FILE
+  value: ""
+{{- with $root.Values.kafka.security.existingSecret }}
+- name: LABELLOOP_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.kafka.security.existingSecretPasswordKey }}
+{{- end }}
+{{- if $root.Values.kafka.security.caSecret }}
+- name: LABELLOOP_KAFKA_CA_FILE
+  value: /etc/labelloop/kafka-ca/ca.crt
+{{- end }}
+- name: LABELLOOP_TOPIC_REPLICATION_FACTOR
+  value: {{ $root.Values.kafka.topicReplicationFactor | quote }}
+- name: LABELLOOP_TOPIC_MIN_INSYNC_REPLICAS
+  value: {{ $root.Values.kafka.topicMinInsyncReplicas | quote }}
+- name: LABELLOOP_REDIS_PASSWORD_FILE
+  value: ""
+{{- with $root.Values.auth.existingSecret }}
+- name: LABELLOOP_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.auth.existingSecretKey }}
+      optional: true
+{{- end }}
+{{- if and $root.Values.tls.enabled .svc.grpcPort }}
+- name: LABELLOOP_GRPC_TLS_CERT_FILE
+  value: /etc/labelloop/grpc-tls/tls.crt
+- name: LABELLOOP_GRPC_TLS_KEY_FILE
+  value: /etc/labelloop/grpc-tls/tls.key
+{{- if $root.Values.tls.clientCaSecret }}
+- name: LABELLOOP_GRPC_TLS_CLIENT_CA_FILE
+  value: /etc/labelloop/grpc-client-ca/ca.crt
+{{- end }}
 {{- end }}
 - name: LABELLOOP_TRITON_GRPC_URL
   value: {{ include "labelloop.tritonGrpcUrl" $root | quote }}
