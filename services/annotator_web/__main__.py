@@ -14,17 +14,24 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from labelloop.annotator_web.app import create_app
 from labelloop.annotator_web.backend import Backend
 from labelloop.annotator_web.settings import WebSettings
+from labelloop.core.grpc_client import ClientTls
 from labelloop.core.health import Check
 from labelloop.core.service import bootstrap, load_settings_or_exit
 
 log = logging.getLogger("annotator_web")
 
 
-def grpc_health_check(address: str) -> Check:
+def grpc_health_check(address: str, tls: ClientTls) -> Check:
     """A check that the gRPC server at `address` reports SERVING within 3 s."""
 
     def check() -> None:
-        with grpc.insecure_channel(address) as channel:
+        credentials = tls.credentials()
+        opened = (
+            grpc.insecure_channel(address)
+            if credentials is None
+            else grpc.secure_channel(address, credentials)
+        )
+        with opened as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
         if answer.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(
@@ -37,11 +44,12 @@ def grpc_health_check(address: str) -> Check:
 def main() -> None:
     settings = load_settings_or_exit(WebSettings)
     runtime = bootstrap("annotator_web", settings)
-    runtime.health.add("human_tasks", grpc_health_check(settings.human_tasks_addr))
-    runtime.health.add("ingest", grpc_health_check(settings.ingest_addr))
+    tls = settings.grpc_tls()
+    runtime.health.add("human_tasks", grpc_health_check(settings.human_tasks_addr, tls))
+    runtime.health.add("ingest", grpc_health_check(settings.ingest_addr, tls))
     if not settings.session_secret:
         log.warning("LABELLOOP_SESSION_SECRET is unset: sessions end when this process restarts")
-    backend = Backend(settings.human_tasks_addr, settings.ingest_addr, settings.grpc_timeout_s)
+    backend = Backend(settings.human_tasks_addr, settings.ingest_addr, settings.grpc_timeout_s, tls)
     app = create_app(settings, backend, runtime.health)
     config = uvicorn.Config(
         app,

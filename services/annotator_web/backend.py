@@ -3,7 +3,7 @@ and projects (ProjectService). Every call carries the logged-in person's own
 `authorization: Bearer <token>`, so the services authorize the person, not the app.
 
 Failures surface as `BackendError` carrying the service name and the gRPC status; the app maps
-them to HTTP with `statuses.http_error`. Channels are opened by `start()` inside the running
+them to HTTP with `statuses.http_error`. TLS when `tls` names a CA (`LABELLOOP_GRPC_CA_FILE`). Channels are opened by `start()` inside the running
 event loop and closed by `close()`, in reverse order.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from labelloop.annotator_web.statuses import HttpError, http_error
+from labelloop.core.grpc_client import ClientTls
 from labelloop.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -37,17 +38,25 @@ class BackendError(Exception):
 class Backend:
     """Calls human-tasks and ingest on behalf of one logged-in person at a time."""
 
-    def __init__(self, human_tasks_addr: str, ingest_addr: str, timeout_s: float) -> None:
+    def __init__(
+        self, human_tasks_addr: str, ingest_addr: str, timeout_s: float, tls: ClientTls | None = None
+    ) -> None:
         self.human_tasks_addr = human_tasks_addr
         self.ingest_addr = ingest_addr
         self.timeout_s = timeout_s
+        self.tls = tls
         self._channels: list[grpc.aio.Channel] = []
         self._labels: dict[str, tuple[str, ...]] = {}  # project -> label set (never changes)
 
     async def start(self) -> None:
         """Open the channels (inside the event loop that will use them)."""
-        human = grpc.aio.insecure_channel(self.human_tasks_addr)
-        ingest = grpc.aio.insecure_channel(self.ingest_addr)
+        credentials = self.tls.credentials() if self.tls is not None else None
+        if credentials is None:
+            human = grpc.aio.insecure_channel(self.human_tasks_addr)
+            ingest = grpc.aio.insecure_channel(self.ingest_addr)
+        else:
+            human = grpc.aio.secure_channel(self.human_tasks_addr, credentials)
+            ingest = grpc.aio.secure_channel(self.ingest_addr, credentials)
         self._channels = [human, ingest]
         self.tasks = human_tasks_pb2_grpc.HumanTaskServiceStub(human)
         self.tokens = auth_pb2_grpc.TokenServiceStub(ingest)

@@ -413,3 +413,27 @@ def test_the_annotator_web_app_calls_the_apis_in_the_release_and_has_an_optional
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "labelloop-annotator-web", "port": {"name": "http"}}
     assert ingress["spec"]["tls"][0]["secretName"] == "labelloop-web-tls"
+
+
+def test_the_annotator_web_app_trusts_the_grpc_apis_ca_when_tls_is_on(helm: str) -> None:
+    docs = manifests(
+        helm_template(
+            helm,
+            None,
+            KUBERNETES_VERSIONS[-1],
+            "tls.enabled=true",
+            "tls.certManager.enabled=true",
+            "tls.certManager.issuerRef.name=internal-ca",
+            "tls.clientCaSecret=labelloop-client-ca",
+        )
+    )
+    pod = by_kind(docs, "Deployment")["labelloop-annotator-web"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LABELLOOP_GRPC_CA_FILE"] == "/etc/labelloop/grpc-tls/ca.crt"
+    assert env["LABELLOOP_GRPC_CLIENT_CERT_FILE"] == "/etc/labelloop/grpc-tls/tls.crt"
+    assert "LABELLOOP_GRPC_TLS_CERT_FILE" not in env  # it serves no gRPC
+    assert {"name": "grpc-tls", "mountPath": "/etc/labelloop/grpc-tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "grpc-tls", "secret": {"secretName": "labelloop-grpc-tls"}} in pod["volumes"]

@@ -177,6 +177,16 @@ app.kubernetes.io/component: {{ .component }}
   value: "{{ include "labelloop.fullname" $root }}-ingest:{{ $root.Values.services.ingest.grpcPort }}"
 - name: LABELLOOP_SECURE_COOKIE
   value: {{ $.svc.secureCookie | default false | quote }}
+{{- if $root.Values.tls.enabled }}
+- name: LABELLOOP_GRPC_CA_FILE
+  value: /etc/labelloop/grpc-tls/ca.crt
+{{- if $root.Values.tls.clientCaSecret }}
+- name: LABELLOOP_GRPC_CLIENT_CERT_FILE
+  value: /etc/labelloop/grpc-tls/tls.crt
+- name: LABELLOOP_GRPC_CLIENT_KEY_FILE
+  value: /etc/labelloop/grpc-tls/tls.key
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and .svc.sessionSecret .svc.sessionSecret.existingSecret }}
 - name: LABELLOOP_SESSION_SECRET
