@@ -24,6 +24,7 @@ from running import RunningServices
 from support import REPO_ROOT, free_port, wait_until
 
 from labelloop.core.label_log import replay
+from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS
 from labelloop.stack.process import ManagedProcess
 from labelloop.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2, human_tasks_pb2, ingest_pb2
@@ -98,14 +99,18 @@ class WebApp:
         )
         return created.token
 
-    def project(self, texts: dict[str, str], annotators: int = 1, model=None) -> str:
+    def project(self, texts: dict[str, str], annotators: int = 1, model=None, audit_all: bool = False) -> str:
         """A new project with `texts` (item id -> text) ingested; returns its id once every item
         is waiting for people (no model yet, or `model` serving without a threshold: all go to
-        people)."""
+        people; with `audit_all`, the model auto-labels everything and every item is audited)."""
         project_id = f"web-{uuid.uuid4().hex[:8]}"
-        self.services.create_project(project_id, LABELS, annotators_per_task=annotators)
+        spec = {"audit_rate": 1.0} if audit_all else {}
+        self.services.create_project(project_id, LABELS, annotators_per_task=annotators, **spec)
         if model is not None:
             assert serve(self.services.stack, project_id, model, LABELS) == 1
+        if audit_all:
+            thresholds = ThresholdStore(self.services.redis, self.services.redis_prefix)
+            thresholds.set(project_id, Threshold(0.0, model_version=1))
         items = [
             common_pb2.Item(item_id=item_id, project_id=project_id, content=common_pb2.Content(text=text))
             for item_id, text in texts.items()
@@ -348,6 +353,38 @@ def test_the_models_suggestion_and_top_three_are_shown_and_enter_accepts_it(web:
         ),
         30,
         message="Enter did not answer with the suggestion",
+    )
+    page.context.close()
+
+
+def test_an_audit_shows_neither_the_models_answer_nor_a_preselected_label(web: WebApp, browser) -> None:
+    model = train_tfidf(
+        ["shares and profits", "the election vote", "the football match", "a new phone chip"] * 3,
+        LABELS * 3,
+    )
+    project_id = web.project({"au-0": "au-0: the match and the football league"}, model=model, audit_all=True)
+    page = new_page(browser, web)
+    log_in(page, web.token("kim", auth_pb2.ROLE_ANNOTATOR, [project_id]))
+    shown_item(page)
+    assert page.locator("#reason-badge").inner_text().lower() == "audit"
+    assert "hidden" in page.locator("#suggestion-text").inner_text()
+    assert page.locator("#top3 li").count() == 0
+    assert page.locator("#labels button.suggested").count() == 0
+    assert page.locator('#labels button[aria-pressed="true"]').count() == 0
+    page.keyboard.press("Enter")  # nothing to accept: it says so and answers nothing
+    wait_until(
+        lambda: "no suggestion" in page.locator("#message").inner_text(), 5, message="Enter was silent"
+    )
+    assert page.locator("#content").inner_text().startswith("au-0")
+    page.screenshot(path=str(ARTIFACTS / "audit.png"))
+    page.keyboard.press(KEY["sports"])
+    wait_until(
+        lambda: (
+            [(a.item_id, a.audit, list(a.audited_labels)) for a in web.annotations(project_id)]
+            == [("au-0", True, ["sports"])]
+        ),
+        30,
+        message=lambda: f"annotations: {web.annotations(project_id)}",
     )
     page.context.close()
 
