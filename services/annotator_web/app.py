@@ -14,7 +14,8 @@ API (JSON; POSTs must be `Content-Type: application/json`, a cross-site form can
 - `POST /api/release {"lease_ids": [...]}` -> 200 {released, gone}: leases already ended
   (expired, answered) count as gone, not as errors, so a closing page can release blindly.
 - `GET /api/projects/{p}/stats` -> queue depth, leases, oldest age, answers.
-- `GET /api/projects/{p}/overview` (admins) -> counts, serving model, threshold, target.
+- `GET /api/projects/{p}/overview` (admins) -> counts, serving model, threshold, audited
+  precision against the target.
 - `GET /healthz`, `/readyz` as on the metrics port.
 Errors: statuses.py (gRPC -> HTTP) and 400/401/403/415 with the same JSON shape.
 """
@@ -270,6 +271,8 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
                 "serving_version": status.serving_version,
                 "threshold": round(status.threshold, 4),
                 "target_precision": project.spec.target_precision,
+                "audits": status.audits,
+                "audited_precision": round(status.audited_precision, 4) if status.audits else None,
                 "annotators_per_task": project.spec.annotators_per_task,
             }
         )

@@ -9,6 +9,7 @@ import grpc
 import redis
 
 from labelloop.core import access
+from labelloop.core.audits import AuditLedger
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.progress import Progress, ServingVersions
 from labelloop.core.projects import ProjectStore
@@ -88,6 +89,7 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
         self.client = client
         self.queue_keys = QueueKeys(key_prefix)
         self.thresholds = ThresholdStore(client, key_prefix, cache_s=0)
+        self.audits = AuditLedger(client, key_prefix)
         self.serving = ServingVersions(client, key_prefix)
         self.dead_letter_count = dead_letter_count
 
@@ -111,9 +113,11 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
     def GetProjectStatus(
         self, request: admin_pb2.GetProjectStatusRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ProjectStatus:
-        project_id = self.projects.get(request.project_id).spec.project_id
+        project = self.projects.get(request.project_id)
+        project_id = project.spec.project_id
         counts = self.progress.counts(project_id)
         queue = read_stats(self.client, self.queue_keys, project_id)
+        agreeing, audits = self.audits.counts(project_id)
         return admin_pb2.ProjectStatus(
             project_id=project_id,
             ingested=counts.ingested,
@@ -123,4 +127,7 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
             dead_letters=self.dead_letter_count(),
             serving_version=self.serving.get(project_id),
             threshold=self.thresholds.get(project_id).threshold,
+            audits=audits,
+            audited_precision=agreeing / audits if audits else 0.0,
+            target_precision=project.spec.target_precision,
         )

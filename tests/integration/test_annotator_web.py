@@ -23,6 +23,7 @@ from models import serve, train_tfidf
 from running import RunningServices
 from support import REPO_ROOT, free_port, wait_until
 
+from labelloop.core.audits import AuditLedger
 from labelloop.core.label_log import replay
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS
@@ -472,6 +473,17 @@ def test_the_overview_shows_an_admins_project_counts(web: WebApp, browser) -> No
     assert page.locator("#waiting_for_people").inner_text() == "4"
     assert page.locator("#human_labeled").inner_text() == "0"
     assert page.locator("#serving_version").inner_text() == "none yet"
+    assert page.locator("#audited_precision").inner_text() == "no audits yet"
+    # Audits recorded (as retraining records people's verdicts on auto-labels) show against the target.
+    ledger = AuditLedger(web.services.redis, web.services.redis_prefix)
+    for i, agree in enumerate([True] * 9 + [False]):
+        ledger.record(project_id, f"audited-{i}", agree)
+    wait_until(
+        lambda: page.locator("#audited_precision").inner_text() == "0.900",
+        20,
+        message=lambda: f"audited precision shows {page.locator('#audited_precision').inner_text()!r}",
+    )
+    assert page.locator("#audit_note").inner_text() == "10 audits: BELOW the target"
     page.screenshot(path=str(ARTIFACTS / "overview.png"))
     # An annotator is refused the overview API.
     annotator = new_page(browser, web)

@@ -105,6 +105,16 @@ async function refresh() {
     $("serving_version").textContent = o.serving_version ? `v${o.serving_version}` : "none yet";
     $("threshold").textContent = o.threshold > 1 ? "admits nothing" : o.threshold.toFixed(3);
     $("target_precision").textContent = o.target_precision.toFixed(3);
+    $("audited_precision").textContent = o.audited_precision === null ? "no audits yet" : o.audited_precision.toFixed(3);
+    const note = $("audit_note");
+    if (o.audited_precision === null) {
+      note.textContent = "";
+      delete note.dataset.level;
+    } else {
+      const meets = o.audited_precision >= o.target_precision;
+      note.textContent = `${o.audits} audits: ${meets ? "meets" : "BELOW"} the target`;
+      note.dataset.level = meets ? "ok" : "error";
+    }
     draw(remember(project, o.auto_labeled + o.human_labeled, o.human_labeled));
     $("message").textContent = "";
   } catch (err) {
