@@ -211,7 +211,9 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
         session = session_of(request)
         body = await json_body(request)
         lease_id, label = string_field(body, "lease_id"), string_field(body, "label")
-        project_id = str(body.get("project_id", ""))[:200] or "unknown"
+        # only a label for metrics: a project the session may use, never an arbitrary string
+        claimed = body.get("project_id")
+        project_id = claimed if isinstance(claimed, str) and session.may_use(claimed) else "unknown"
         try:
             result = await backend.submit(session.token, lease_id, session.name, label)
         except BackendError as exc:
