@@ -195,7 +195,12 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
             ids = [p.spec.project_id for p in await backend.projects(session.token)]
         out = []
         for project_id in ids:
-            labels = await backend.labels(session.token, project_id)
+            try:
+                labels = await backend.labels(session.token, project_id)
+            except BackendError as exc:
+                if exc.http.kind != "not_found":
+                    raise
+                continue  # a token may name a project that is gone
             out.append({"project_id": project_id, "labels": label_keys(labels)})
         return JSONResponse({"projects": out})
 
