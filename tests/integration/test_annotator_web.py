@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from models import serve, train_tfidf
+from playwright import sync_api as playwright_api
 from running import RunningServices
 from support import REPO_ROOT, free_port, wait_until
 
@@ -29,8 +30,6 @@ from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS
 from labelloop.stack.process import ManagedProcess
 from labelloop.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2, human_tasks_pb2, ingest_pb2
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "annotator-web"
 LABELS = ["business", "politics", "sports", "tech"]
