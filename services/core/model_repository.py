@@ -20,6 +20,7 @@ Used by the retraining service (writes and loads), the tests, and the operator C
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,6 +40,33 @@ DEFAULT_MAX_BATCH_SIZE = 256
 MODEL_TEMPLATE = Path(__file__).with_name("triton_model") / MODEL_FILE
 SKLEARN_PIPELINE_FILE = "pipeline.joblib"
 TMP_PREFIX = ".tmp-"
+DIGESTS_KEY = "sha256"  # labels.json: {artifact file name: SHA-256 hex}, checked by model.py before loading
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_sha256(directory: Path) -> str:
+    """SHA-256 of a directory: over the sorted lines `<relative path>\t<file SHA-256>` of every
+    file under it (the same algorithm as model.py's, which cannot import Labelloop)."""
+    lines = sorted(
+        f"{p.relative_to(directory).as_posix()}\t{file_sha256(p)}\n"
+        for p in directory.rglob("*")
+        if p.is_file()
+    )
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def artifact_sha256(path: Path) -> str:
+    """The digest recorded for one artifact: a file's SHA-256, or a directory's `tree_sha256`."""
+    return tree_sha256(path) if path.is_dir() else file_sha256(path)
+
 
 Files = Mapping[str, bytes | str | Path] | Callable[[Path], None]
 """A version's artifact files: name -> content (bytes, text, or a file to copy), or a function
@@ -114,7 +142,8 @@ def write_version(
     """Write version `version` of `model_name` atomically and return its directory.
 
     `labels` is the class order = PROBS column order. `artifacts` names the family's files for
-    model.py (e.g. {"pipeline": "pipeline.joblib"}); `metadata` is stored as is. Writes (or
+    model.py (e.g. {"pipeline": "pipeline.joblib"}), each recorded with its SHA-256, which
+    model.py checks before loading it; `metadata` is stored as is. Writes (or
     rewrites, atomically) `config.pbtxt` for `len(labels)` classes. Raises AlreadyExists when
     the version exists; on any error nothing is left behind. Does not load it: see `load_and_wait`.
     """
@@ -142,11 +171,13 @@ def write_version(
                 else:
                     target.write_text(content)
         shutil.copy2(MODEL_TEMPLATE, staging / MODEL_FILE)
+        named = dict(artifacts or {})
         meta = {
             "format": LAYOUT_FORMAT,
             "family": family,
             "labels": list(labels),
-            "artifacts": dict(artifacts or {}),
+            "artifacts": named,
+            DIGESTS_KEY: {name: artifact_sha256(staging / name) for name in sorted(set(named.values()))},
             "metadata": dict(metadata or {}),
             "written_at": time.time(),
         }

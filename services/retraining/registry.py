@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from labelloop.core.errors import DependencyUnavailable, NotFound
+from labelloop.core.errors import DependencyUnavailable, FailedPrecondition, NotFound
+from labelloop.core.model_repository import tree_sha256
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -33,6 +34,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 ARTIFACT_PATH = "triton"
 HISTORY_TAG = "champion_history"
+DIGEST_TAG = (
+    "labelloop.sha256"  # SHA-256 of the version's Triton directory (tree_sha256), set at registration
+)
 T = TypeVar("T")
 
 
@@ -142,10 +146,14 @@ class Registry:
     # -- registry ------------------------------------------------------------------------
     def register(self, project_id: str, run_id: str, version_dir: Path, tags: dict[str, str]) -> int:
         """Upload `version_dir` (a Triton version directory) as the run's `triton/` artifacts and
-        register it as a new version of the project's model. Returns the version number."""
+        register it as a new version of the project's model, with the directory's SHA-256 as the
+        run's and the version's `labelloop.sha256` tag. Returns the version number."""
         from mlflow.exceptions import MlflowException
 
         name = self.name(project_id)
+        digest = tree_sha256(version_dir)
+        tags = {**tags, DIGEST_TAG: digest}
+        self._call(lambda: self.client.set_tag(run_id, DIGEST_TAG, digest))
         self._call(lambda: self.client.log_artifacts(run_id, str(version_dir), ARTIFACT_PATH))
         try:
             self._call(lambda: self.client.create_registered_model(name))
@@ -238,15 +246,30 @@ class Registry:
         self.set_alias(project_id, CHAMPION, version)
 
     def download(self, record: VersionRecord, dst: Path) -> Path:
-        """Download a version's Triton directory into `dst`; returns the directory."""
+        """Download a version's Triton directory into `dst` and return it, once its SHA-256
+        matches the one recorded at registration; FailedPrecondition (nothing to deploy) when it
+        does not, or when none was recorded."""
         import mlflow.artifacts
 
-        path = self._call(
-            lambda: mlflow.artifacts.download_artifacts(
-                artifact_uri=record.source, dst_path=str(dst), tracking_uri=self.tracking_uri
+        path = Path(
+            self._call(
+                lambda: mlflow.artifacts.download_artifacts(
+                    artifact_uri=record.source, dst_path=str(dst), tracking_uri=self.tracking_uri
+                )
             )
         )
-        return Path(path)
+        expected = record.tags.get(DIGEST_TAG)
+        if not expected:
+            raise FailedPrecondition(
+                f"version {record.version} has no recorded SHA-256 ({DIGEST_TAG}); refusing to deploy it"
+            )
+        actual = tree_sha256(path)
+        if actual != expected:
+            raise FailedPrecondition(
+                f"version {record.version}: the artifacts' SHA-256 {actual} differs from the {expected} "
+                "recorded at registration (tampered or corrupted); refusing to deploy it"
+            )
+        return path
 
 
 def _record(mv: Any) -> VersionRecord:

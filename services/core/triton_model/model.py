@@ -16,6 +16,7 @@ and `triton_python_backend_utils`, never Labelloop.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,39 @@ FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
 }
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _artifact_sha256(path: Path) -> str:
+    """A file's SHA-256, or a directory's (as labelloop.core.model_repository.tree_sha256)."""
+    if not path.is_dir():
+        return _file_sha256(path)
+    lines = sorted(
+        f"{p.relative_to(path).as_posix()}\t{_file_sha256(p)}\n" for p in path.rglob("*") if p.is_file()
+    )
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def verify_artifacts(version_dir: Path, meta: dict[str, Any]) -> None:
+    """Refuse (ValueError) to load a version whose artifacts do not match the SHA-256 recorded in
+    labels.json when it was written: nothing is unpickled or imported before this passes."""
+    recorded = meta.get("sha256") or {}
+    for name in sorted(set((meta.get("artifacts") or {}).values())):
+        expected = recorded.get(name)
+        if not expected:
+            raise ValueError(f"{version_dir}/{name}: no SHA-256 recorded in labels.json; refusing to load it")
+        actual = _artifact_sha256(version_dir / name)
+        if actual != expected:
+            raise ValueError(
+                f"{version_dir}/{name}: SHA-256 {actual} differs from the recorded {expected}; refusing to load it"
+            )
+
+
 def _texts(request: Any) -> list[str]:
     values = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
@@ -104,6 +138,7 @@ class TritonPythonModel:
                 f"unknown model family {family!r} in {version_dir}/labels.json; known: {sorted(FAMILIES)}"
             )
         self.labels = list(meta["labels"])
+        verify_artifacts(version_dir, meta)
         self.predictor = FAMILIES[family](version_dir, meta)
 
     def execute(self, requests: list[Any]) -> list[Any]:
