@@ -531,6 +531,11 @@ def demo(
         stall_timeout=300.0,
         throughput=False,
     )
+    web_port = os.environ.get("LABELLOOP_WEB_PORT", "8080")
+    console.print(
+        f"Label items yourself in the browser: http://127.0.0.1:{web_port} "
+        "(log in with an annotator token: README, 'Labeling in the browser')"
+    )
 
 
 def main() -> None:

@@ -130,3 +130,21 @@ TARGET_PRECISION = Gauge(
     "The precision a project's auto-labels must reach (its spec), for comparison with the audits.",
     ["project"],
 )
+
+# --- annotator-web ---------------------------------------------------------------------------
+WEB_REQUESTS = Counter(
+    "labelloop_web_requests",
+    "HTTP requests served by annotator-web, by route and status code.",
+    ["route", "code"],
+)
+WEB_REQUEST_SECONDS = Histogram(
+    "labelloop_web_request_seconds",
+    "annotator-web HTTP request latency (including its gRPC calls).",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+WEB_ANSWERS = Counter(
+    "labelloop_web_answers",
+    "Answers sent through annotator-web, by project and outcome (ok, duplicate, lease_lost, error).",
+    ["project", "outcome"],
+)

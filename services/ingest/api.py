@@ -9,6 +9,7 @@ import grpc
 import redis
 
 from labelloop.core import access
+from labelloop.core.answers import AnswerLedger
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.progress import Progress, ServingVersions
 from labelloop.core.projects import ProjectStore
@@ -88,6 +89,7 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
         self.client = client
         self.queue_keys = QueueKeys(key_prefix)
         self.thresholds = ThresholdStore(client, key_prefix, cache_s=0)
+        self.answers = AnswerLedger(client, key_prefix)
         self.serving = ServingVersions(client, key_prefix)
         self.dead_letter_count = dead_letter_count
 
@@ -111,9 +113,12 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
     def GetProjectStatus(
         self, request: admin_pb2.GetProjectStatusRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ProjectStatus:
-        project_id = self.projects.get(request.project_id).spec.project_id
+        project = self.projects.get(request.project_id)
+        project_id = project.spec.project_id
         counts = self.progress.counts(project_id)
         queue = read_stats(self.client, self.queue_keys, project_id)
+        threshold = self.thresholds.get(project_id)
+        sample = self.answers.sample(project_id, threshold.model_version)
         return admin_pb2.ProjectStatus(
             project_id=project_id,
             ingested=counts.ingested,
@@ -122,5 +127,8 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
             waiting_for_people=queue.queued + queue.leased,
             dead_letters=self.dead_letter_count(),
             serving_version=self.serving.get(project_id),
-            threshold=self.thresholds.get(project_id).threshold,
+            threshold=threshold.threshold,
+            audits=sample.audits,
+            audited_precision=sample.audits_agreeing / sample.audits if sample.audits else 0.0,
+            target_precision=project.spec.target_precision,
         )

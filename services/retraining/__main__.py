@@ -15,7 +15,7 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
-from labelloop.retraining.answers import AnswerLedger
+from labelloop.core.answers import AnswerLedger
 from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import available_families

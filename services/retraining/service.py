@@ -35,7 +35,7 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, EventProducer, now_timestamp
 from labelloop.core.thresholds import Threshold
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
-from labelloop.retraining.answers import AnswerLedger, answer_of
+from labelloop.core.answers import AnswerLedger, answer_of
 from labelloop.retraining.calibration import exploration_rate, move_threshold
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import Deployer, served_labels, triton_predict

@@ -242,9 +242,9 @@ class LocalStack:
 
 def format_status(rows: Sequence[ProcessStatus]) -> str:
     """`status` as a text table: component, pid, ports, healthy."""
-    lines = [f"{'component':<12} {'pid':>8}  {'ports':<20} healthy"]
+    lines = [f"{'component':<14} {'pid':>8}  {'ports':<20} healthy"]
     for row in rows:
         pid = str(row.pid) if row.pid is not None else "-"
         ports = ",".join(map(str, row.ports)) or "-"
-        lines.append(f"{row.name:<12} {pid:>8}  {ports:<20} {'yes' if row.healthy else 'no'}")
+        lines.append(f"{row.name:<14} {pid:>8}  {ports:<20} {'yes' if row.healthy else 'no'}")
     return "\n".join(lines)

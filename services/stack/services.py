@@ -8,6 +8,7 @@ infrastructure. `SERVICES` is the list `python -m labelloop.stack up` uses.
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,7 +63,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
     _spec("routing", 9103),
     _spec("human_tasks", 9104, 50052),
     _spec("retraining", 9105, 50053),
+    ServiceSpec(
+        "annotator_web",
+        "labelloop.annotator_web",
+        env={"LABELLOOP_METRICS_PORT": "9106"},
+        ports=(int(os.environ.get("LABELLOOP_WEB_PORT", "8080")), 9106),
+        ready=http_ready(9106),
+    ),
 )
 """The services `make up` starts, in order, after Kafka, Redis, Triton and MLflow, on their
 default ports (gRPC: ingest 50051 with the admin API, human_tasks 50052, retraining 50053 with
-the model API; metrics and health: 9101-9105)."""
+the model API; metrics and health: 9101-9106; the annotator web app on 127.0.0.1:8080, or
+`LABELLOOP_WEB_PORT`)."""

@@ -36,7 +36,7 @@ class GetProjectStatusRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
 class ProjectStatus(_message.Message):
-    __slots__ = ("project_id", "ingested", "auto_labeled", "waiting_for_people", "human_labeled", "dead_letters", "serving_version", "threshold")
+    __slots__ = ("project_id", "ingested", "auto_labeled", "waiting_for_people", "human_labeled", "dead_letters", "serving_version", "threshold", "audits", "audited_precision", "target_precision")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     AUTO_LABELED_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,9 @@ class ProjectStatus(_message.Message):
     DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AUDITS_FIELD_NUMBER: _ClassVar[int]
+    AUDITED_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PRECISION_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     ingested: int
     auto_labeled: int
@@ -53,4 +56,7 @@ class ProjectStatus(_message.Message):
     dead_letters: int
     serving_version: int
     threshold: float
-    def __init__(self, project_id: _Optional[str] = ..., ingested: _Optional[int] = ..., auto_labeled: _Optional[int] = ..., waiting_for_people: _Optional[int] = ..., human_labeled: _Optional[int] = ..., dead_letters: _Optional[int] = ..., serving_version: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    audits: int
+    audited_precision: float
+    target_precision: float
+    def __init__(self, project_id: _Optional[str] = ..., ingested: _Optional[int] = ..., auto_labeled: _Optional[int] = ..., waiting_for_people: _Optional[int] = ..., human_labeled: _Optional[int] = ..., dead_letters: _Optional[int] = ..., serving_version: _Optional[int] = ..., threshold: _Optional[float] = ..., audits: _Optional[int] = ..., audited_precision: _Optional[float] = ..., target_precision: _Optional[float] = ...) -> None: ...

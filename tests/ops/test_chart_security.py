@@ -46,7 +46,9 @@ def test_helm_template_renders_without_a_kube_version(helm: str) -> None:
 def test_network_policies_let_each_component_receive_only_from_what_needs_it(rendered: dict) -> None:
     docs = manifests(rendered[("default", KUBERNETES_VERSIONS[-1])])
     policies = by_kind(docs, "NetworkPolicy")
-    assert set(policies) == {f"labelloop-{n}" for n in (*SERVICES, "kafka", "redis", "mlflow", "triton")}
+    assert set(policies) == {
+        f"labelloop-{n}" for n in (*SERVICES, "annotator-web", "kafka", "redis", "mlflow", "triton")
+    }
     for policy in policies.values():
         assert policy["spec"]["policyTypes"] == ["Ingress"]
         component = policy["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -59,6 +61,7 @@ def test_network_policies_let_each_component_receive_only_from_what_needs_it(ren
     assert allowed_components(policies["labelloop-triton"], 8000) == {"inference", "retraining"}
     assert allowed_components(policies["labelloop-ingest"], 50051) is None, "client apps reach ingest"
     assert allowed_components(policies["labelloop-human-tasks"], 50052) is None
+    assert allowed_components(policies["labelloop-annotator-web"], 8080) is None, "people reach the page"
     for quiet in ("inference", "routing", "retraining"):
         ports = {
             p["port"] for rule in policies[f"labelloop-{quiet}"]["spec"]["ingress"] for p in rule["ports"]
@@ -79,8 +82,25 @@ def test_network_policies_can_be_switched_off_and_narrowed(helm: str) -> None:
             "networkPolicy.apiFrom[0].namespaceSelector.matchLabels.team=annotators",
         )
     )
-    rule = by_kind(narrowed, "NetworkPolicy")["labelloop-ingest"]["spec"]["ingress"][0]
-    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "annotators"}}}]
+    for name in ("ingest", "human-tasks"):  # the narrowed peers, and the annotator web app
+        rule = by_kind(narrowed, "NetworkPolicy")[f"labelloop-{name}"]["spec"]["ingress"][0]
+        assert rule["from"][0] == {"namespaceSelector": {"matchLabels": {"team": "annotators"}}}
+        assert rule["from"][1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "annotator-web"
+        assert len(rule["from"]) == 2
+    web = manifests(
+        helm_template(
+            helm,
+            None,
+            KUBERNETES_VERSIONS[-1],
+            "networkPolicy.webFrom[0].namespaceSelector.matchLabels.name=ingress-nginx",
+        )
+    )
+    (page,) = [
+        r
+        for r in by_kind(web, "NetworkPolicy")["labelloop-annotator-web"]["spec"]["ingress"]
+        if {"port": 8080, "protocol": "TCP"} in r["ports"]
+    ]
+    assert page["from"] == [{"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}]
 
 
 @pytest.mark.parametrize("values", VALUES_FILES)

@@ -21,6 +21,7 @@ LABELLOOP = {
     "human-tasks": ("labelloop.human_tasks", 9104),
     "retraining": ("labelloop.retraining", 9105),
 }
+WEB = {"annotator-web": ("labelloop.annotator_web", 9106)}
 INFRASTRUCTURE = ("kafka", "redis", "triton", "mlflow", "prometheus", "grafana")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -84,7 +85,7 @@ def test_schema_check_rejects_an_invalid_compose_file() -> None:
 
 def test_the_whole_stack_is_there_with_health_checks() -> None:
     services = compose_model()["services"]
-    for name in (*INFRASTRUCTURE, *LABELLOOP):
+    for name in (*INFRASTRUCTURE, *LABELLOOP, *WEB):
         assert name in services, f"{name} missing"
         assert "healthcheck" in services[name], f"{name} has no health check"
 
@@ -116,8 +117,30 @@ def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
         for t in cfg["targets"]
         if "labels" in cfg
     }
-    expected = {f"{name}:{port}": name for name, (_, port) in LABELLOOP.items()} | {"triton:8002": "triton"}
+    expected = {f"{name}:{port}": name for name, (_, port) in (LABELLOOP | WEB).items()} | {
+        "triton:8002": "triton"
+    }
     assert targets == expected
+
+
+def test_the_annotator_web_app_runs_the_image_after_the_apis_it_calls() -> None:
+    services = compose_model()["services"]
+    web = services["annotator-web"]
+    assert web["image"] == services["ingest"]["image"]
+    assert web["command"] == ["python", "-m", "labelloop.annotator_web"]
+    env = web["environment"]
+    assert (env["LABELLOOP_METRICS_PORT"], env["LABELLOOP_WEB_PORT"]) == ("9106", "8080")
+    assert env["LABELLOOP_WEB_HOST"] == "0.0.0.0"
+    assert (env["LABELLOOP_HUMAN_TASKS_ADDR"], env["LABELLOOP_INGEST_ADDR"]) == (
+        "human-tasks:50052",
+        "ingest:50051",
+    )
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
+    assert "http://127.0.0.1:9106/readyz" in " ".join(web["healthcheck"]["test"])
+    assert {k: v["condition"] for k, v in web["depends_on"].items()} == {
+        "ingest": "service_healthy",
+        "human-tasks": "service_healthy",
+    }
 
 
 def test_model_repository_is_shared_by_triton_and_retraining() -> None:

@@ -23,7 +23,7 @@ from toolchain import (
 # Prometheus operator CRDs: no offline schema is packaged with the Kubernetes ones, so
 # kubeconform skips these two kinds and test_operator_resources_have_the_crd_shape checks them.
 CRD_KINDS = ("ServiceMonitor", "PrometheusRule")
-SERVICES = ("ingest", "inference", "routing", "human-tasks", "retraining")
+SERVICES = ("ingest", "inference", "routing", "human-tasks", "retraining", "annotator-web")
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
@@ -190,7 +190,7 @@ def test_operator_resources_have_the_crd_shape(rendered: dict) -> None:
     docs = manifests(rendered[("production", KUBERNETES_VERSIONS[-1])])
     monitors = by_kind(docs, "ServiceMonitor")
     rules = by_kind(docs, "PrometheusRule")
-    assert len(monitors) == len(SERVICES) + 1  # the five services and Triton
+    assert len(monitors) == len(SERVICES) + 1  # the six services and Triton
     assert len(rules) == 1
     for doc in monitors.values():
         jsonschema.Draft7Validator(SERVICE_MONITOR_SCHEMA).validate(doc)
@@ -253,9 +253,14 @@ def test_every_service_deployment_is_production_shaped(rendered: dict, values: s
             assert readiness["httpGet"]["path"] == "/readyz"
         assert (
             metrics_port
-            == {"ingest": 9101, "inference": 9102, "routing": 9103, "human-tasks": 9104, "retraining": 9105}[
-                name
-            ]
+            == {
+                "ingest": 9101,
+                "inference": 9102,
+                "routing": 9103,
+                "human-tasks": 9104,
+                "retraining": 9105,
+                "annotator-web": 9106,
+            }[name]
         )
         for var in (
             "LABELLOOP_KAFKA_BOOTSTRAP",
@@ -374,3 +379,61 @@ def test_autoscaling_replaces_fixed_replicas(rendered: dict) -> None:
         "minAvailable": 2,
         "selector": by_kind(docs, "Deployment")["labelloop-ingest"]["spec"]["selector"],
     }
+
+
+def test_the_annotator_web_app_calls_the_apis_in_the_release_and_has_an_optional_ingress(
+    rendered: dict,
+) -> None:
+    version = KUBERNETES_VERSIONS[-1]
+    trial = manifests(rendered[("default", version)])
+    (container,) = by_kind(trial, "Deployment")["labelloop-annotator-web"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LABELLOOP_HUMAN_TASKS_ADDR"] == "labelloop-human-tasks:50052"
+    assert env["LABELLOOP_INGEST_ADDR"] == "labelloop-ingest:50051"
+    assert (env["LABELLOOP_WEB_HOST"], env["LABELLOOP_WEB_PORT"]) == ("0.0.0.0", "8080")
+    assert "LABELLOOP_SESSION_SECRET" not in env
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    service = by_kind(trial, "Service")["labelloop-annotator-web"]
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8080, "metrics": 9106}
+    assert not by_kind(trial, "Ingress")
+
+    production = manifests(rendered[("production", version)])
+    (container,) = by_kind(production, "Deployment")["labelloop-annotator-web"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env_refs = {e["name"]: e for e in container["env"]}
+    assert env_refs["LABELLOOP_SESSION_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "labelloop-web",
+        "key": "session-secret",
+    }
+    assert env_refs["LABELLOOP_SECURE_COOKIE"]["value"] == "true"
+    (ingress,) = by_kind(production, "Ingress").values()
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "labelloop-annotator-web", "port": {"name": "http"}}
+    assert ingress["spec"]["tls"][0]["secretName"] == "labelloop-web-tls"
+
+
+def test_the_annotator_web_app_trusts_the_grpc_apis_ca_when_tls_is_on(helm: str) -> None:
+    docs = manifests(
+        helm_template(
+            helm,
+            None,
+            KUBERNETES_VERSIONS[-1],
+            "tls.enabled=true",
+            "tls.certManager.enabled=true",
+            "tls.certManager.issuerRef.name=internal-ca",
+            "tls.clientCaSecret=labelloop-client-ca",
+        )
+    )
+    pod = by_kind(docs, "Deployment")["labelloop-annotator-web"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LABELLOOP_GRPC_CA_FILE"] == "/etc/labelloop/grpc-tls/ca.crt"
+    assert env["LABELLOOP_GRPC_CLIENT_CERT_FILE"] == "/etc/labelloop/grpc-tls/tls.crt"
+    assert "LABELLOOP_GRPC_TLS_CERT_FILE" not in env  # it serves no gRPC
+    assert {"name": "grpc-tls", "mountPath": "/etc/labelloop/grpc-tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "grpc-tls", "secret": {"secretName": "labelloop-grpc-tls"}} in pod["volumes"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelloop.retraining.answers import answer_of
+from labelloop.core.answers import answer_of
 from labelloop.retraining.dataset import LabeledSet
 from labelloop.v1 import common_pb2, events_pb2
 

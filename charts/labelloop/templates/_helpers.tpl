@@ -175,6 +175,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 - name: LABELLOOP_METRICS_PORT
   value: {{ .svc.metricsPort | quote }}
+{{- with .svc.httpPort }}
+- name: LABELLOOP_WEB_HOST
+  value: "0.0.0.0"
+- name: LABELLOOP_WEB_PORT
+  value: {{ . | quote }}
+- name: LABELLOOP_HUMAN_TASKS_ADDR
+  value: "{{ include "labelloop.fullname" $root }}-human-tasks:{{ $root.Values.services.humanTasks.grpcPort }}"
+- name: LABELLOOP_INGEST_ADDR
+  value: "{{ include "labelloop.fullname" $root }}-ingest:{{ $root.Values.services.ingest.grpcPort }}"
+- name: LABELLOOP_SECURE_COOKIE
+  value: {{ $.svc.secureCookie | default false | quote }}
+{{- if $root.Values.tls.enabled }}
+- name: LABELLOOP_GRPC_CA_FILE
+  value: /etc/labelloop/grpc-tls/ca.crt
+{{- if $root.Values.tls.clientCaSecret }}
+- name: LABELLOOP_GRPC_CLIENT_CERT_FILE
+  value: /etc/labelloop/grpc-tls/tls.crt
+- name: LABELLOOP_GRPC_CLIENT_KEY_FILE
+  value: /etc/labelloop/grpc-tls/tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .svc.sessionSecret .svc.sessionSecret.existingSecret }}
+- name: LABELLOOP_SESSION_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .svc.sessionSecret.existingSecret }}
+      key: {{ .svc.sessionSecret.key }}
+{{- end }}
 - name: TMPDIR
   value: /tmp
 {{- range $k, $v := .svc.env }}

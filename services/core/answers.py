@@ -1,5 +1,6 @@
 """People's answers to the serving model's tasks, kept per project in Redis as the sample that
-moves its threshold between trainings (see calibration.move_threshold).
+moves its threshold between trainings (retraining/calibration.move_threshold). Retraining writes
+it; ingest reads the audits in it for ProjectStatus (audited precision against the target).
 
 `<prefix>:answers:<project>` is a hash: item id -> "model_version|confidence|correct|weight|audit",
 written when a task's consensus is reached (the annotation carrying `consensus_labels`). Keyed by
