@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 
 from labelloop.core import grpc_server, health, stream
+from labelloop.core.answers import AnswerLedger
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
-from labelloop.core.answers import AnswerLedger
 from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import available_families

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from labelloop.core import metrics, model_repository
+from labelloop.core.answers import AnswerLedger, answer_of
 from labelloop.core.errors import DependencyUnavailable, FailedPrecondition, NotFound
 from labelloop.core.label_log import replay
 from labelloop.core.model_repository import ModelLoadError
@@ -35,7 +36,6 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, EventProducer, now_timestamp
 from labelloop.core.thresholds import Threshold
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
-from labelloop.core.answers import AnswerLedger, answer_of
 from labelloop.retraining.calibration import exploration_rate, move_threshold
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import Deployer, served_labels, triton_predict
