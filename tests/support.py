@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from labelloop.core.label_log import label_records
 from labelloop.stack import StackSettings
+from labelloop.v1 import events_pb2
 
 T = TypeVar("T")
 
@@ -46,6 +48,17 @@ def wait_until(
             suffix = f" (last error: {last_error!r})" if last_error is not None else ""
             raise AssertionError(f"{text} — not true after {timeout:.1f}s{suffix}")
         time.sleep(interval)
+
+
+def one_label_per_item(bootstrap: str, prefix: str, project_id: str) -> dict[str, events_pb2.LabelFinalized]:
+    """The final label of each item of `project_id`, asserting from the RAW labels topic (every
+    record, not a last-wins view) that no item has more than one final-label record."""
+    records = label_records(bootstrap, prefix, project_id)
+    many = {item_id: len(labels) for item_id, labels in records.items() if len(labels) > 1}
+    assert not many, (
+        f"{len(many)} items have more than one final-label record: {dict(list(many.items())[:10])}"
+    )
+    return {item_id: labels[0] for item_id, labels in records.items()}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

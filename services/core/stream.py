@@ -164,6 +164,7 @@ class Batch:
     events: list[Event]
     outputs: list[tuple[Topic, str | bytes, Message | bytes]] = field(default_factory=list)
     poisoned: list[tuple[Event, PoisonMessage]] = field(default_factory=list)
+    flushed: list[Callable[[], None]] = field(default_factory=list)
 
     def emit(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Produce `message` (or bytes that already are a serialized `topic.message_type`) to
@@ -173,6 +174,12 @@ class Batch:
     def dead_letter(self, event: Event, error: PoisonMessage) -> None:
         """Send `event` to the dead-letter topic instead of processing it."""
         self.poisoned.append((event, error))
+
+    def after_flush(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the batch's output is flushed, before its offsets are committed
+        (e.g. to record that a final label is published). Not run when the batch is retried or
+        paused; an error in it is logged, and the batch is committed all the same."""
+        self.flushed.append(callback)
 
 
 Handler = Callable[[Batch], None]
@@ -311,6 +318,11 @@ class StreamProcessor:
         except DependencyUnavailable as exc:
             self._pause(first_offsets, exc)
             return 0
+        for callback in batch.flushed:
+            try:
+                callback()
+            except Exception:  # the output is durable: at worst a redelivery publishes it again
+                log.exception("%s: an after-flush step failed", self.service)
         self._commit(last_offsets)
         self._backoff = 0.0
         metrics.BATCH_SIZE.labels(self.service).observe(len(records))
@@ -396,6 +408,7 @@ class StreamProcessor:
                 "%s: batch of %d failed; retrying one event at a time", self.service, len(batch.events)
             )
         batch.outputs.clear()
+        batch.flushed.clear()
         for event in batch.events:
             single = Batch(events=[event])
             try:
@@ -410,6 +423,7 @@ class StreamProcessor:
                 continue
             batch.outputs.extend(single.outputs)
             batch.poisoned.extend(single.poisoned)
+            batch.flushed.extend(single.flushed)
 
     def _produce(self, batch: Batch) -> None:
         for topic, key, message in batch.outputs:

@@ -10,7 +10,7 @@ import threading
 
 from labelloop.core import grpc_server, metrics, stream
 from labelloop.core.errors import DependencyUnavailable
-from labelloop.core.progress import Progress
+from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import read_stats
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -49,7 +49,7 @@ def main() -> None:
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
     api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
-    api = HumanTaskApi(queue, projects, Progress(client, settings.redis_key_prefix), api_producer)
+    api = HumanTaskApi(queue, projects, FinalLabelWriter(client, settings.redis_key_prefix), api_producer)
     server = grpc_server.build_server(
         "human_tasks",
         settings.grpc_port,
@@ -61,7 +61,7 @@ def main() -> None:
     )
     upkeep.start()
 
-    handler = TaskHandler(queue, Progress(client, settings.redis_key_prefix), settings.rescore_limit)
+    handler = TaskHandler(queue, FinalLabelWriter(client, settings.redis_key_prefix), settings.rescore_limit)
     processor = runtime.processor(settings, [TASKS, MODELS], handler)
     processor.run()
     server.stop(grace=settings.shutdown_timeout_s).wait()

@@ -1,5 +1,6 @@
 """The annotator-facing gRPC API (HumanTaskService) and what an answer sets off: the
-`annotations` event, and on consensus the human final label on `labels`.
+`annotations` event, and on consensus the human final label on `labels` (through the final-label
+fence, core/final_labels.py).
 
 An answer is recorded in Redis first (atomically, so a lease is answered once), then its events
 are produced and flushed, then the lease is marked produced. A repeated submit of a lease whose
@@ -17,11 +18,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import metrics
 from labelloop.core.errors import InvalidArgument
-from labelloop.core.progress import Progress
+from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
-from labelloop.core.topics import ANNOTATIONS, LABELS, item_key
+from labelloop.core.topics import ANNOTATIONS, item_key
 from labelloop.human_tasks.consensus import majority
 from labelloop.human_tasks.queue import TaskQueue, task_state
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
@@ -33,11 +34,11 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats."""
 
     def __init__(
-        self, queue: TaskQueue, projects: ProjectStore, progress: Progress, producer: EventProducer
+        self, queue: TaskQueue, projects: ProjectStore, writer: FinalLabelWriter, producer: EventProducer
     ) -> None:
         self.queue = queue
         self.projects = projects
-        self.progress = progress
+        self.writer = writer
         self.producer = producer
 
     def LeaseTask(
@@ -118,6 +119,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
         finalized = False
         tie = False
+        published: list[events_pb2.LabelFinalized] = []
         if answers:
             verdict = majority(list(answers.values()))
             if verdict.tie:
@@ -133,7 +135,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                     annotators=sorted(answers),
                     finalized_at=now_timestamp(),
                 )
-                self.producer.send(LABELS, item_key(project_id, task.ingested.item.item_id), final)
+                published = [final]
+                if not self.writer.finalize(published, self.producer.send, over_people=True)[0].publish:
+                    published = []  # already published (a retry), or another label came first
                 finalized = True
             else:
                 finalized = True
@@ -141,12 +145,10 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         metrics.ANNOTATIONS.labels(project_id).inc()
         self.queue.client.incr(self.queue.keys.annotations(project_id))
         if tie:
-            self.queue.one_more(project_id, task.task_id)
+            self.queue.one_more(task)
         elif finalized:
-            if not audit:
-                self.progress.record_labels([(project_id, task.ingested.item.item_id, "human")])
-                metrics.LABELS_FINALIZED.labels(project_id, "human").inc()
-            self.queue.finish(project_id, task.task_id)
+            self.writer.confirm(published)
+            self.queue.finish(task)
         self.queue.mark_produced(lease_id)
         return finalized and not audit
 

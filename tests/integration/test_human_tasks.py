@@ -8,9 +8,8 @@ import uuid
 import grpc
 import pytest
 from running import RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
-from labelloop.core.label_log import latest_labels
 from labelloop.v1 import common_pb2, human_tasks_pb2, ingest_pb2
 
 LEASE_TTL_S = 2.0
@@ -73,7 +72,7 @@ def submit(stub, lease_id: str, who: str, label: str) -> human_tasks_pb2.SubmitA
 
 def wait_for_labels(services: RunningServices, project_id: str, count: int) -> dict:
     def enough():
-        labels = latest_labels(services.stack.bootstrap_servers, services.topic_prefix, project_id)
+        labels = one_label_per_item(services.stack.bootstrap_servers, services.topic_prefix, project_id)
         return labels if len(labels) >= count else None
 
     return wait_until(enough, 30, interval=0.3, message=f"fewer than {count} final labels")
