@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from labelloop.core import metrics
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.identifiers import check_lease_id
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
@@ -61,6 +62,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> human_tasks_pb2.SubmitAnnotationResponse:
         if not request.lease_id:
             raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(request.lease_id)
         if not request.annotator_id:
             raise InvalidArgument("annotator_id", "is empty")
         info = self.queue.lease_info(request.lease_id)
@@ -166,6 +168,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> human_tasks_pb2.ReleaseTaskResponse:
         if not request.lease_id:
             raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(request.lease_id)
         self.queue.release(request.lease_id, request.annotator_id)
         return human_tasks_pb2.ReleaseTaskResponse()
 
