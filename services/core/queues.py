@@ -10,6 +10,8 @@ Per project `p` (all under the key prefix):
 - `task:p:<m>`   hash: the task payload and its consensus state;
 - `task_who:p:<m>`, `task_answers:p:<m>`: who has leased it, and the answers so far;
 - `lease:<id>`   hash: one lease's holder, task and outcome;
+- `answers_unproduced:p` sorted set lease id -> answer time: answers recorded whose events are not
+  yet produced (the human-tasks upkeep publishes them);
 - `tasks_done:p` set of finished tasks (so a redelivered task is not queued again);
 - `tasks_withdrawn:p` set of tasks withdrawn for an auto-label of a newer model (a subset of
   `tasks_done:p`).
@@ -77,6 +79,9 @@ class QueueKeys:
 
     def done(self, project_id: str) -> str:
         return self.k("tasks_done", project_id)
+
+    def unproduced(self, project_id: str) -> str:
+        return self.k("answers_unproduced", project_id)
 
     def annotations(self, project_id: str) -> str:
         return self.k("annotations", project_id)

@@ -151,13 +151,22 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         elif finalized:
             self.writer.confirm(published)
             self.queue.finish(task)
-        self.queue.mark_produced(lease_id)
+        self.queue.mark_produced(lease_id, project_id)
         return finalized and not audit
+
+    def republish(self, lease_id: str) -> None:
+        """Produce the events of an answered lease that were never marked produced (called by
+        the upkeep for answers whose client did not retry). Idempotent: the final label goes
+        through the fence."""
+        lease = self.queue.lease_info(lease_id)
+        if lease.get("status") == "answered" and lease.get("produced") != "1":
+            self._redo(lease_id, lease)
 
     def _redo(self, lease_id: str, lease: dict[str, str]) -> None:
         state = task_state(self.queue, lease["project"], lease["task"])
         if state is None:
-            self.queue.mark_produced(lease_id)  # the task was finalized by another answer's events
+            # the task was finalized by another answer's events
+            self.queue.mark_produced(lease_id, lease["project"])
             return
         task, answers, required = state
         complete = answers if len(answers) >= required else {}

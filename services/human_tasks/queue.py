@@ -90,7 +90,7 @@ return 1
 """
 
 _ANSWER = """
--- KEYS: leases ; ARGV: prefix, lease_id, annotator, label, now
+-- KEYS: leases, unproduced ; ARGV: prefix, lease_id, annotator, label, now, record ttl
 local lk = ARGV[1] .. ':lease:' .. ARGV[2]
 local status = redis.call('HGET', lk, 'status')
 if not status then return {'unknown'} end
@@ -106,6 +106,7 @@ local ak = ARGV[1] .. ':task_answers:' .. project .. ':' .. id
 redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5])
 redis.call('EXPIRE', lk, tonumber(ARGV[6]))
 redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 redis.call('HINCRBY', tk, 'active', -1)
 redis.call('HSET', ak, ARGV[3], ARGV[4])
 local answers = redis.call('HLEN', ak)
@@ -340,7 +341,7 @@ class TaskQueue:
         info = self.lease_info(lease_id)
         try:
             result = self._answer(
-                keys=[self.keys.leases(info["project"])],
+                keys=[self.keys.leases(info["project"]), self.keys.unproduced(info["project"])],
                 args=[self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S],
             )
         except redis.RedisError as exc:
@@ -391,10 +392,32 @@ class TaskQueue:
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 
-    def mark_produced(self, lease_id: str) -> None:
+    def mark_produced(self, lease_id: str, project_id: str) -> None:
         """Record that the events of an answered lease were produced (for idempotent retries)."""
         try:
-            self.client.hset(self.keys.lease(lease_id), "produced", "1")
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.keys.lease(lease_id), "produced", "1")
+            pipe.zrem(self.keys.unproduced(project_id), lease_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def unproduced(self, project_id: str, answered_before: float, limit: int = 100) -> list[str]:
+        """Leases answered before `answered_before` (epoch s) whose events were never marked
+        produced (the answer is in Redis, its Kafka produce failed or the process died), oldest
+        first: the upkeep publishes them."""
+        try:
+            raw = self.client.zrangebyscore(
+                self.keys.unproduced(project_id), "-inf", answered_before, start=0, num=limit
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]  # type: ignore[union-attr]
+
+    def forget_unproduced(self, project_id: str, lease_id: str) -> None:
+        """Drop a lease from the unproduced index (its record expired: nothing left to publish)."""
+        try:
+            self.client.zrem(self.keys.unproduced(project_id), lease_id)
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 

@@ -8,6 +8,8 @@ re-claiming a pending item, causes): here the same prediction is produced twice.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -15,14 +17,16 @@ import pytest
 from support import wait_until
 
 from labelloop.core import redis_store, stream
+from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.final_labels import FinalLabelWriter
-from labelloop.core.label_log import label_records
+from labelloop.core.label_log import label_records, replay
 from labelloop.core.projects import ProjectStore
 from labelloop.core.thresholds import Threshold, ThresholdStore
-from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, Topic
+from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, Topic
 from labelloop.human_tasks.api import HumanTaskApi
 from labelloop.human_tasks.handler import TaskHandler
 from labelloop.human_tasks.queue import TaskQueue
+from labelloop.human_tasks.upkeep import keep_queues, upkeep_once
 from labelloop.routing.router import Router
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2
 
@@ -200,3 +204,65 @@ def test_progress_counts_each_item_once_by_its_one_source(loop: Loop) -> None:
     counts = loop.writer.progress.counts(PROJECT)
     assert (counts.auto_labeled, counts.human_labeled) == (1, 1)
     assert set(one_record_each(loop)) == {"e", "f"}
+
+
+class KafkaDown:
+    """A producer whose flush fails, as EventProducer.flush does when Kafka is down."""
+
+    def send(self, *_args, **_kwargs) -> None:
+        pass
+
+    def flush(self, timeout_s: float = 30) -> None:
+        raise DependencyUnavailable("kafka", "produce failed: broker down (simulated)")
+
+
+def test_an_answer_whose_produce_failed_is_published_by_the_upkeep(loop: Loop) -> None:
+    loop.send(PREDICTIONS, key("g"), prediction("g", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    down = HumanTaskApi(loop.queue, loop.api.projects, loop.writer, KafkaDown())  # type: ignore[arg-type]
+    lease = loop.queue.lease(PROJECT, "ann-1")
+    assert lease is not None
+    request = human_tasks_pb2.SubmitAnnotationRequest(
+        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
+    )
+    with pytest.raises(DependencyUnavailable):
+        down.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+    assert loop.records() == {}
+    # The client never retries; the upkeep publishes the stored answer (once).
+    assert upkeep_once(loop.queue, loop.api.projects, loop.api, republish_after_s=0) == 0
+    assert upkeep_once(loop.queue, loop.api.projects, loop.api, republish_after_s=0) == 0
+    labels = one_record_each(loop)
+    assert labels["g"].source == common_pb2.LABEL_SOURCE_HUMAN and list(labels["g"].labels) == ["spam"]
+    annotations = replay(loop.stack.bootstrap_servers, loop.prefix, ANNOTATIONS)  # type: ignore[attr-defined]
+    assert [a.item_id for a in annotations] == ["g"]
+    assert loop.queue.unproduced(PROJECT, time.time() + 1) == []
+
+
+def test_a_redis_error_that_is_not_an_outage_does_not_stop_the_upkeep(loop: Loop) -> None:
+    projects = loop.api.projects
+    projects.create(common_pb2.ProjectSpec(project_id="other", labels=LABELS))
+    loop.queue.client.set(loop.queue.keys.leases(PROJECT), "not a sorted set")  # WRONGTYPE from now on
+    short = TaskQueue(loop.queue.client, loop.queue.prefix, lease_ttl_s=0.01)
+    task = events_pb2.TaskRouted(
+        task_id="h", ingested=prediction("h", 0.5).ingested, priority=1, annotators_required=1
+    )
+    task.ingested.item.project_id = "other"
+    short.enqueue([task])
+    assert short.lease("other", "ann-1") is not None
+    stop = stream.StopFlag()
+    thread = threading.Thread(
+        target=keep_queues, args=(short, projects, loop.api, stop, 0.05, 60.0), daemon=True
+    )
+    thread.start()
+    try:
+        # The fence project fails every round (WRONGTYPE); the other one's lease is still reaped.
+        wait_until(
+            lambda: short.client.zcard(short.keys.queue("other")) == 1,
+            10,
+            message="the expired lease was not reaped",
+        )
+        wait_until(lambda: upkeep_once(short, projects, loop.api, 60.0) == 1, 5)
+        assert thread.is_alive(), "the upkeep thread died"
+    finally:
+        stop.set()
+        thread.join(5)
