@@ -26,7 +26,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from labelloop.core.errors import DependencyUnavailable
-from labelloop.core.topics import ALL_TOPICS, Topic
+from labelloop.core.topics import ALL_TOPICS, TOPIC_MAX_MESSAGE_BYTES, Topic
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # linger only groups sends between flushes
     "linger.ms": 5,
     "batch.size": 1024 * 1024,
-    "message.max.bytes": 4 * 1024 * 1024,
+    "message.max.bytes": 2 * TOPIC_MAX_MESSAGE_BYTES,  # a produce request; records are checked before
     # a flush that has not landed in 30 s is reported (DependencyUnavailable) by EventProducer
     "delivery.timeout.ms": 60_000,
 }
@@ -189,7 +189,15 @@ def ensure_topics(
     try:
         existing = set(client.list_topics(timeout=timeout_s).topics)
         new = [
-            NewTopic(t.name(prefix), t.partitions, 1, config={k: str(v) for k, v in t.config.items()})
+            NewTopic(
+                t.name(prefix),
+                t.partitions,
+                1,
+                config={
+                    "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
+                    **{k: str(v) for k, v in t.config.items()},
+                },
+            )
             for t in topics
             if t.name(prefix) not in existing
         ]

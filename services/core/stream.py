@@ -27,7 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import kafka_clients, metrics
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
-from labelloop.core.topics import ALL_TOPICS, DEAD_LETTERS, Topic
+from labelloop.core.topics import ALL_TOPICS, DEAD_LETTERS, MAX_MESSAGE_BYTES, Topic
 from labelloop.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,21 @@ class EventProducer:
         self._closed = False
         self._routes: dict[str, tuple[str, Any]] = {}  # topic base -> (full name, produced counter)
 
+    @staticmethod
+    def encode(topic: Topic, message: Message | bytes) -> bytes:
+        """The record value of `message` (bytes pass as they are); TypeError if `message` is not
+        the topic's message type."""
+        if not isinstance(message, Message):
+            return message
+        if not isinstance(message, topic.message_type):
+            raise TypeError(
+                f"{topic.base} carries {topic.message_type.__name__}, not {type(message).__name__}"
+            )
+        return message.SerializeToString()
+
     def send(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Queue one event; raises TypeError if `message` is not the topic's message type."""
-        if isinstance(message, Message):
-            if not isinstance(message, topic.message_type):
-                raise TypeError(
-                    f"{topic.base} carries {topic.message_type.__name__}, not {type(message).__name__}"
-                )
-            value = message.SerializeToString()
-        else:
-            value = message
+        value = self.encode(topic, message)
         route = self._routes.get(topic.base)
         if route is None:
             route = (topic.name(self.prefix), metrics.MESSAGES_PRODUCED.labels(self.service, topic.base))
@@ -183,6 +188,19 @@ class Batch:
 
 
 Handler = Callable[[Batch], None]
+
+
+def _oversized(outputs: list[tuple[Topic, str | bytes, Message | bytes]]) -> str | None:
+    """Serialize `outputs` in place (they are produced as bytes) and say which one, if any, is
+    over MAX_MESSAGE_BYTES: producing it would fail on every retry and stall the partition."""
+    for index, (topic, key, message) in enumerate(outputs):
+        value = EventProducer.encode(topic, message)
+        outputs[index] = (topic, key, value)
+        if len(value) > MAX_MESSAGE_BYTES:
+            return (
+                f"an output to {topic.base} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} of a message"
+            )
+    return None
 
 
 class StopFlag:
@@ -398,9 +416,13 @@ class StreamProcessor:
     def _handle(self, batch: Batch) -> None:
         if not batch.events:
             return
+        undecodable = len(batch.poisoned)  # dead letters of _decode; the handler's come after
         try:
             self.handler(batch)
-            return
+            oversized = _oversized(batch.outputs)
+            if oversized is None:
+                return
+            log.warning("%s: %s; retrying one event at a time", self.service, oversized)
         except DependencyUnavailable:
             raise
         except Exception:
@@ -409,6 +431,7 @@ class StreamProcessor:
             )
         batch.outputs.clear()
         batch.flushed.clear()
+        del batch.poisoned[undecodable:]
         for event in batch.events:
             single = Batch(events=[event])
             try:
@@ -421,6 +444,10 @@ class StreamProcessor:
             except Exception as exc:
                 batch.dead_letter(event, PoisonMessage(type(exc).__name__, f"handler failed: {exc}"))
                 continue
+            oversized = _oversized(single.outputs)
+            if oversized is not None:
+                batch.dead_letter(event, PoisonMessage("MessageTooLarge", oversized))
+                continue
             batch.outputs.extend(single.outputs)
             batch.poisoned.extend(single.poisoned)
             batch.flushed.extend(single.flushed)
@@ -429,13 +456,18 @@ class StreamProcessor:
         for topic, key, message in batch.outputs:
             self.producer.send(topic, key, message)
         for event, error in batch.poisoned:
+            value, reason = event.raw, error.reason
+            room = MAX_MESSAGE_BYTES - len(event.key or b"") - len(reason.encode()) - 4096
+            if len(value) > room:  # a dead letter always fits: it keeps the start of the value
+                reason = f"{reason} (value truncated from {len(value)} bytes)"
+                value = value[: max(0, room)]
             letter = events_pb2.DeadLetter(
                 source_topic=event.topic.name(self.prefix),
                 source_partition=event.partition,
                 source_offset=event.offset,
                 key=event.key or b"",
-                value=event.raw,
-                reason=error.reason,
+                value=value,
+                reason=reason,
                 service=self.service,
                 error_type=error.error_type,
                 at=now_timestamp(),

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from labelloop.core.topics import TOPIC_MAX_MESSAGE_BYTES
 from labelloop.stack.process import ManagedProcess, StackError
 from labelloop.stack.settings import StackSettings
 
@@ -153,6 +154,7 @@ class KafkaBroker:
             "num.network.threads": "2",
             "num.io.threads": "4",
             "auto.create.topics.enable": "false",
+            "message.max.bytes": str(TOPIC_MAX_MESSAGE_BYTES),  # as every topic Labelloop creates
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

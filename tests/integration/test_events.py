@@ -12,7 +12,7 @@ from support import wait_until
 from labelloop.core import stream
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
 from labelloop.core.label_log import replay
-from labelloop.core.topics import DEAD_LETTERS, ITEMS, PREDICTIONS, Topic
+from labelloop.core.topics import DEAD_LETTERS, ITEMS, MAX_MESSAGE_BYTES, PREDICTIONS, Topic
 from labelloop.v1 import events_pb2
 
 
@@ -139,6 +139,41 @@ def test_a_handler_failure_dead_letters_only_the_failing_event(stack, topic_pref
     assert sorted(seen) == ["item-0", "item-1", "item-3", "item-4"]
     letters = read_all(stack, topic_prefix, DEAD_LETTERS)
     assert [(d.key, d.error_type) for d in letters] == [(b"item-2", "Rejected")]
+
+
+def test_an_output_over_the_message_size_dead_letters_its_input_and_the_stream_goes_on(
+    stack, topic_prefix
+) -> None:
+    # Before: the broker refused the record at every flush and the batch was re-read forever.
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    for i in range(4):
+        producer.send(ITEMS, f"item-{i}", item_event(i))
+    huge = b"\xff" * (MAX_MESSAGE_BYTES + 30_000)  # fits the topic, but not with a dead letter's envelope
+    producer.send(ITEMS, "item-huge", huge)
+    producer.flush()
+    seen: list[str] = []
+
+    def handler(batch: stream.Batch) -> None:
+        for event in batch.events:
+            seen.append(event.message.item.item_id)
+            out = events_pb2.Prediction(ingested=event.message)
+            if event.message.item.item_id == "item-1":
+                out.ingested.item.content.text = "x" * (MAX_MESSAGE_BYTES + 1)
+            batch.emit(PREDICTIONS, event.message.item.item_id, out)
+
+    proc = processor(stack, topic_prefix, handler)
+    drain(proc, lambda: proc.processed >= 5)
+    proc.close()
+    predictions = read_all(stack, topic_prefix, PREDICTIONS)
+    assert sorted(p.ingested.item.item_id for p in predictions) == ["item-0", "item-2", "item-3"]
+    letters = {d.key: d for d in read_all(stack, topic_prefix, DEAD_LETTERS)}
+    assert set(letters) == {b"item-1", b"item-huge"}
+    assert letters[b"item-1"].error_type == "MessageTooLarge"
+    assert letters[b"item-huge"].error_type == "DecodeError" and "truncated" in letters[b"item-huge"].reason
+    assert (
+        huge.startswith(letters[b"item-huge"].value) and len(letters[b"item-huge"].value) < MAX_MESSAGE_BYTES
+    )
 
 
 def test_a_dependency_outage_pauses_without_committing(stack, topic_prefix) -> None:
