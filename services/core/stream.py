@@ -7,7 +7,9 @@ Guarantees (ARCHITECTURE.md, "Delivery guarantees"):
   topic with its reason and original bytes, and the loop goes on with the next one;
 - a dependency that is down (`DependencyUnavailable`) pauses the loop with backoff: the batch is
   re-read from its first offset and nothing past it is committed;
-- SIGTERM/SIGINT stop the loop after the batch in hand: produce, flush, commit, close.
+- SIGTERM/SIGINT stop the loop after the batch in hand: produce, flush, commit, close;
+- offsets are committed only for partitions this member owns: a revoked partition's progress is
+  committed at the revoke, and never again by this member (no rewinding its next owner).
 
 The clients are confluent-kafka's (librdkafka), built and tuned in `kafka_clients`.
 """
@@ -265,7 +267,8 @@ class StreamProcessor:
         self.processed = 0
         self._backoff = 0.0
         self._last_lag_update = 0.0
-        self._committed: dict[tuple[str, int], int] = {}  # last offsets committed (async)
+        self._committed: dict[tuple[str, int], int] = {}  # last offsets committed (async), owned only
+        self._owned: set[tuple[str, int]] = set()  # the partitions assigned to this member now
         self.consumer = kafka_clients.consumer(
             bootstrap,
             group_id,
@@ -275,7 +278,9 @@ class StreamProcessor:
         )
         try:
             self._await_partition_metadata(timeout_s=60)
-            self.consumer.subscribe(list(self.inputs))
+            self.consumer.subscribe(
+                list(self.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
         except kafka_clients.KafkaException as exc:
             self.consumer.close()
             raise DependencyUnavailable("kafka", str(exc)) from exc
@@ -302,6 +307,39 @@ class StreamProcessor:
             log.debug("%s: metadata for %s: %s", self.service, name, exc)
             return False
         return meta is not None and meta.error is None and bool(meta.partitions)
+
+    # -- rebalances (served by librdkafka inside consume calls, on this thread) -------------
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._owned.update((tp.topic, tp.partition) for tp in partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """Hand over cleanly: commit what this member processed of the revoked partitions
+        (synchronously, so the next owner starts right after it), then forget them; a batch still
+        in hand commits nothing for them (see `_commit`)."""
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        done = [
+            kafka_clients.TopicPartition(t, p, o)
+            for (t, p), o in self._committed.items()
+            if (t, p) in revoked
+        ]
+        if done:
+            try:
+                consumer.commit(offsets=done, asynchronous=False)
+            except kafka_clients.KafkaException as exc:
+                log.warning(
+                    "%s: commit on revoke failed (%s); the next owner may redo a batch", self.service, exc
+                )
+        self._forget(revoked)
+
+    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        """Partitions lost without a clean revoke (session timed out): they may be someone
+        else's already, so nothing is committed for them."""
+        self._forget({(tp.topic, tp.partition) for tp in partitions})
+
+    def _forget(self, partitions: set[tuple[str, int]]) -> None:
+        self._owned -= partitions
+        for where in partitions:
+            self._committed.pop(where, None)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -372,8 +410,9 @@ class StreamProcessor:
             self.producer.flush()
         except DependencyUnavailable:
             log.warning("%s: could not flush on close", self.service)
-        if self._committed:
-            offsets = [kafka_clients.TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
+        owned = {(t, p): o for (t, p), o in self._committed.items() if (t, p) in self._owned}
+        if owned:  # never another member's partitions: that would rewind its progress
+            offsets = [kafka_clients.TopicPartition(t, p, o) for (t, p), o in owned.items()]
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except kafka_clients.KafkaException as exc:
@@ -484,16 +523,20 @@ class StreamProcessor:
             metrics.DEAD_LETTERS.labels(self.service, event.topic.base, error.error_type).inc()
 
     def _commit(self, last_offsets: dict[tuple[str, int], int]) -> None:
-        """Commit past the batch, asynchronously: its output is already flushed, so a commit that
-        is lost (reported by `_on_commit`) means at most a redelivery, which is idempotent.
-        `close` makes the last one synchronous."""
-        offsets = [kafka_clients.TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()]
+        """Commit past the batch, asynchronously, for the partitions this member still owns (a
+        partition revoked while the batch was polled is its new owner's to commit): the output is
+        already flushed, so a commit that is lost (reported by `_on_commit`) means at most a
+        redelivery, which is idempotent. `close` makes the last one synchronous."""
+        owned = {where: o for where, o in last_offsets.items() if where in self._owned}
+        if not owned:
+            return
+        offsets = [kafka_clients.TopicPartition(t, p, o + 1) for (t, p), o in owned.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=True)
         except kafka_clients.KafkaException as exc:
             log.warning("%s: commit failed (%s); the batch may be redelivered", self.service, exc)
             return
-        for (t, p), o in last_offsets.items():
+        for (t, p), o in owned.items():
             self._committed[(t, p)] = o + 1
 
     def _on_commit(self, error: Any, partitions: list[Any]) -> None:

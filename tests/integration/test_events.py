@@ -226,3 +226,49 @@ def test_a_failed_send_is_reported_by_the_flush_of_the_thread_that_sent_it(stack
     producer.flush()  # the failure was reported once; the next flush starts clean
     producer.close()
     assert sorted(e.item.item_id for e in read_all(stack, topic_prefix, ITEMS)) == ["item-1", "item-2"]
+
+
+def test_after_a_rebalance_a_member_commits_only_the_partitions_it_owns(stack, topic_prefix) -> None:
+    # Before: close() committed every partition the member had ever held, rewinding the progress
+    # of the member that took them over (its records were delivered again).
+    from labelloop.core import kafka_clients
+
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+
+    def produce(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            producer.send(ITEMS, f"item-{i}", item_event(i))
+        producer.flush()
+
+    produce(0, 60)
+    first = processor(stack, topic_prefix, lambda batch: None)
+    drain(first, lambda: first.processed >= 60)
+    assert len(first._committed) == ITEMS.partitions, "the first member held every partition"
+
+    second = processor(stack, topic_prefix, lambda batch: None)
+
+    def owned(member: stream.StreamProcessor) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in member.consumer.assignment()}
+
+    drain(
+        first,
+        lambda: (second.run_once(), bool(owned(second)) and owned(first).isdisjoint(owned(second)))[1],
+        timeout=90,
+    )
+    produce(60, 60)
+    drain(first, lambda: (second.run_once(), first.processed + second.processed >= 120)[1])
+    moved = owned(second)
+    wait_until(lambda: (second.run_once() or True) and all(w in second._committed for w in moved), 30)
+    first.close()  # must not commit the partitions that moved
+
+    group = f"{topic_prefix}.g"
+    probe = kafka_clients.consumer(stack.bootstrap_servers, group, "probe")
+    try:
+        name = ITEMS.name(topic_prefix)
+        committed = probe.committed([kafka_clients.TopicPartition(t, p) for t, p in moved], timeout=10)
+        ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in committed}
+        assert {tp.partition: tp.offset for tp in committed} == {p: ends[p] for t, p in moved if t == name}
+    finally:
+        probe.close()
+        second.close()

@@ -108,7 +108,9 @@ def test_submit_is_idempotent_and_checks_lease_and_label(services) -> None:
     err = error_of(lambda: submit(stub, got.lease_id, "intruder", "a"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "another annotator" in err.details()
     err = error_of(lambda: submit(stub, "no-such-lease", "ann-1", "a"))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "lease_id" in err.details()
+    err = error_of(lambda: submit(stub, "0" * 32, "ann-1", "a"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "unknown lease" in err.details()
 
     assert submit(stub, got.lease_id, "ann-1", "b").finalized
     repeat = submit(stub, got.lease_id, "ann-1", "b")
