@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from labelloop.core import grpc_client
 from labelloop.v1 import events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class AnnotatorClient(threading.Thread):
         self.stats = AnnotatorStats()
 
     def run(self) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        with grpc_client.channel(self.target) as channel:
             stub = human_tasks_pb2_grpc.HumanTaskServiceStub(channel)
             while not self.stop_event.is_set():
                 if not self.work_one(stub):

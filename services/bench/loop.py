@@ -11,6 +11,7 @@ from the labels of record in Kafka.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import threading
@@ -27,6 +28,7 @@ from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
+from labelloop.core import grpc_client
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
@@ -149,7 +151,7 @@ def run_bench(
         if config.manage_stack:
             ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
-        with grpc.insecure_channel(config.ingest_addr) as channel:
+        with grpc_client.channel(config.ingest_addr) as channel:
             admin = admin_pb2_grpc.ProjectServiceStub(channel)
             admin.CreateProject(
                 admin_pb2.CreateProjectRequest(
@@ -329,7 +331,8 @@ def _submit_all(
             ]
             if not state["first_submit_ms"]:
                 state["first_submit_ms"] = time.time() * 1000
-            response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
+            request = ingest_pb2.SubmitBatchRequest(items=items)
+            response = grpc_client.call_with_retry(functools.partial(stub.SubmitBatch, request, timeout=60))
             if response.rejected:
                 bad = [r.error_message for r in response.results if r.error_message][:3]
                 raise BenchError(f"{response.rejected} items rejected, e.g. {bad}")

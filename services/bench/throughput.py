@@ -22,7 +22,7 @@ import numpy as np
 
 from labelloop.bench import report as reports
 from labelloop.bench.loop import BenchConfig, BenchError, Say, ensure_stack
-from labelloop.core import model_repository, redis_store
+from labelloop.core import grpc_client, model_repository, redis_store
 from labelloop.core.label_log import replay
 from labelloop.core.progress import Progress
 from labelloop.core.settings import CommonSettings, load
@@ -55,7 +55,7 @@ def run_throughput(config: BenchConfig, say: Say = print) -> dict[str, Any]:
     say(f"training a TF-IDF model on {len(records)} items of {config.data} for project {project_id}")
     pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=10, max_iter=500))
     pipeline.fit(texts, [r["label"] for r in records])
-    with grpc.insecure_channel(config.ingest_addr) as channel:
+    with grpc_client.channel(config.ingest_addr) as channel:
         admin_pb2_grpc.ProjectServiceStub(channel).CreateProject(
             admin_pb2.CreateProjectRequest(
                 spec=common_pb2.ProjectSpec(project_id=project_id, labels=label_set, audit_rate=0.0)

@@ -7,6 +7,7 @@ operation failed (the message says why), 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ from rich.table import Table
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.settings import CliSettings
+from labelloop.core import grpc_client
 from labelloop.core.settings import SettingsError, load
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -63,7 +65,8 @@ def rpc_error(exc: grpc.RpcError, what: str) -> typer.Exit:
 
 
 def ingest_channel(s: CliSettings) -> grpc.Channel:
-    return grpc.insecure_channel(s.ingest_addr, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+    """A channel to ingest with the retry policy of core/grpc_client.py."""
+    return grpc_client.channel(s.ingest_addr, max_message_bytes=64 * 1024 * 1024)
 
 
 @project_app.command("create")
@@ -169,7 +172,11 @@ def import_file(
                 for r in chunk
             ]
             try:
-                response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
+                request = ingest_pb2.SubmitBatchRequest(items=items)
+                # idempotent by item id: retried while ingest (or Kafka/Redis behind it) is unavailable
+                response = grpc_client.call_with_retry(
+                    functools.partial(stub.SubmitBatch, request, timeout=60)
+                )
             except grpc.RpcError as exc:
                 raise rpc_error(exc, f"importing {file} (after {start} items)") from None
             accepted += response.accepted
