@@ -241,9 +241,26 @@ def watermarks(client: Consumer, topic_name: str, timeout_s: float = 10) -> dict
     if meta is None or meta.error is not None:
         return {}
     out: dict[int, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout_s
     for partition in sorted(meta.partitions):
-        marks = client.get_watermark_offsets(TopicPartition(topic_name, partition), timeout=timeout_s)
+        while True:
+            try:
+                marks = client.get_watermark_offsets(TopicPartition(topic_name, partition), timeout=timeout_s)
+                break
+            except KafkaException as exc:  # e.g. NOT_LEADER_FOR_PARTITION while leadership settles
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.retriable()
+                if not retriable and not (isinstance(error, KafkaError) and error.code() in _SETTLING):
+                    raise
+                if time.monotonic() > deadline:
+                    raise DependencyUnavailable(
+                        "kafka", f"offsets of {topic_name}[{partition}]: {exc}"
+                    ) from exc
+                time.sleep(0.1)
         if marks is None:
             raise DependencyUnavailable("kafka", f"no offsets for {topic_name}[{partition}]")
         out[partition] = (int(marks[0]), int(marks[1]))
     return out
+
+
+_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})

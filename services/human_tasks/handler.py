@@ -5,7 +5,7 @@ work off people's hands.
 - A `models` DEPLOYED event sends each waiting task of that project that nobody has leased or
   answered back to `items` as a *rescore* (``ItemIngested.rescore``), up to ``rescore_limit``.
   Inference asks the new model; when routing would auto-label the item, it answers with a
-  withdrawal (``TaskRouted.withdraw_for``, the auto-label) instead of a label.
+  withdrawal (the ``withdraw`` case of ``TaskRouted.command``, with the auto-label) instead of a label.
 - A withdrawal removes the task atomically if it is still untouched, and only then hands its
   auto-label to the final-label fence (core/final_labels.py), which publishes it unless the item
   already has a final label (a second withdrawal, from a later deploy, publishes nothing); a task
@@ -46,13 +46,13 @@ class TaskHandler:
             if event.topic is MODELS:
                 if event.message.kind == events_pb2.MODEL_EVENT_KIND_DEPLOYED:
                     deployed.append(event.message.project_id)
-            elif event.message.HasField("withdraw_for"):
+            elif event.message.HasField("withdraw"):
                 withdrawals.append(event.message)
             else:
                 new.append(event.message)
         if new:
             self.queue.enqueue(new)
-        withdrawn = [task.withdraw_for for task in withdrawals if self._withdraw(task)]
+        withdrawn = [task.withdraw.label for task in withdrawals if self._withdraw(task)]
         outcomes = self.writer.finalize(withdrawn, batch.emit, over_people=True)
         confirmed = [label for label, outcome in zip(withdrawn, outcomes, strict=True) if outcome.publish]
         if confirmed:
@@ -74,7 +74,7 @@ class TaskHandler:
         for task in waiting:
             again = events_pb2.ItemIngested()
             again.CopyFrom(task.ingested)
-            again.rescore = True
+            again.rescore.requested_at.GetCurrentTime()
             batch.emit(ITEMS, item_key(project_id, again.item.item_id), again)
         if waiting:
             log.info(

@@ -145,7 +145,9 @@ class Ingestor:
         at = now_timestamp()
         try:
             for _, item in claimed:
-                event = events_pb2.ItemIngested(item=item, ingested_at=at, channel=channel)
+                event = events_pb2.ItemIngested(
+                    item=item, ingested_at=at, channel=channel, arrival=events_pb2.Arrival()
+                )
                 self.producer.send(ITEMS, item_key(item.project_id, item.item_id), event)
             self.producer.flush()
         except DependencyUnavailable:

@@ -64,15 +64,16 @@ def validate_item(
 
 def largest_event_bytes(item: common_pb2.Item, labels: Sequence[str]) -> int:
     """The size in bytes of the largest record `item` can cause: a withdrawal (`TaskRouted` with
-    the item in `ingested`, in `prediction.ingested` and in `withdraw_for.ingested`, and a score
+    the item in `ingested`, in `prediction.ingested` and in `withdraw.label.ingested`, and a score
     per label), wrapped in a dead letter. Computed exactly when it might come near the limit;
     small items (the usual case) take a cheap upper bound."""
     label_bytes = sum(len(label.encode("utf-8")) + 16 for label in labels)
     bound = 3 * (item.ByteSize() + 64) + label_bytes + 2048
     if bound <= MAX_MESSAGE_BYTES // 2:
         return bound
-    ingested = events_pb2.ItemIngested(item=item, channel="grpc-stream", rescore=True)
+    ingested = events_pb2.ItemIngested(item=item, channel="grpc-stream")
     ingested.ingested_at.GetCurrentTime()
+    ingested.rescore.requested_at.GetCurrentTime()
     scores = [common_pb2.ClassScore(label=label, probability=0.5) for label in labels]
     prediction = events_pb2.Prediction(
         ingested=ingested, model_name="m" * 128, model_version=2**40, scores=scores, no_model=False
@@ -81,7 +82,11 @@ def largest_event_bytes(item: common_pb2.Item, labels: Sequence[str]) -> int:
         ingested=ingested, labels=[max(labels, key=len, default="")], model_name="m" * 128
     )
     task = events_pb2.TaskRouted(
-        task_id=item.item_id, ingested=ingested, prediction=prediction, withdraw_for=label, priority=1.0
+        task_id=item.item_id,
+        ingested=ingested,
+        prediction=prediction,
+        withdraw=events_pb2.Withdrawal(label=label),
+        priority=1.0,
     )
     task.routed_at.GetCurrentTime()
     letter = events_pb2.DeadLetter(

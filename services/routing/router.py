@@ -67,18 +67,18 @@ class Router:
                     finalized_at=at,
                     threshold=threshold.for_label(decision.auto_label),
                 )
-            if prediction.ingested.rescore:
+            if prediction.ingested.HasField("rescore"):
                 # A waiting item sent back for a new model's opinion: its task already exists.
                 # Auto-labeled now, the task is withdrawn (by human-tasks, who publishes the
                 # label only if nobody has started it); otherwise it keeps waiting.
                 if label is not None:
-                    label.ingested.rescore = False
+                    label.ingested.arrival.SetInParent()  # the label is of the item, not the command
                     withdrawal = events_pb2.TaskRouted(
                         task_id=item.item_id,
                         ingested=prediction.ingested,
                         prediction=prediction,
                         routed_at=at,
-                        withdraw_for=label,
+                        withdraw=events_pb2.Withdrawal(label=label),
                     )
                     batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
                 continue
@@ -131,5 +131,6 @@ class Router:
             priority=decision.priority,
             annotators_required=1 if audit else project.spec.annotators_per_task,
             routed_at=at,
+            enqueue=events_pb2.Enqueue(),
         )
         batch.emit(TASKS, item_key(item.project_id, item.item_id), task)

@@ -116,9 +116,12 @@ def prediction(
     item_id: str, spam: float, version: int = 1, rescore: bool = False, text: str = "hello"
 ) -> events_pb2.Prediction:
     ingested = events_pb2.ItemIngested(
-        item=common_pb2.Item(item_id=item_id, project_id=PROJECT, content=common_pb2.Content(text=text)),
-        rescore=rescore,
+        item=common_pb2.Item(item_id=item_id, project_id=PROJECT, content=common_pb2.Content(text=text))
     )
+    if rescore:
+        ingested.rescore.requested_at.GetCurrentTime()
+    else:
+        ingested.arrival.SetInParent()
     return events_pb2.Prediction(
         ingested=ingested,
         model_name=PROJECT,

@@ -102,7 +102,8 @@ def test_every_event_of_an_accepted_item_fits_a_kafka_message() -> None:
     big.metadata.update({f"k{i}": "v" * 1000 for i in range(16)})
     validate_item(big, TEXT, max_text_bytes=524288, max_metadata_bytes=16384)
     # the real largest event: the withdrawal routing emits, then its dead letter
-    ingested = events_pb2.ItemIngested(item=big, channel="grpc", rescore=True)
+    ingested = events_pb2.ItemIngested(item=big, channel="grpc", rescore=events_pb2.Rescore())
+    ingested.rescore.requested_at.GetCurrentTime()
     prediction = events_pb2.Prediction(
         ingested=ingested,
         model_name="p",
@@ -113,7 +114,9 @@ def test_every_event_of_an_accepted_item_fits_a_kafka_message() -> None:
         task_id=big.item_id,
         ingested=ingested,
         prediction=prediction,
-        withdraw_for=events_pb2.LabelFinalized(ingested=ingested, labels=["a"], model_name="p"),
+        withdraw=events_pb2.Withdrawal(
+            label=events_pb2.LabelFinalized(ingested=ingested, labels=["a"], model_name="p")
+        ),
     )
     letter = events_pb2.DeadLetter(
         source_topic="labelloop.tasks", key=b"p/" + big.item_id.encode(), value=withdrawal.SerializeToString()
