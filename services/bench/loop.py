@@ -11,6 +11,7 @@ from the labels of record in Kafka.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import threading
@@ -343,7 +344,8 @@ def _submit_all(
             ]
             if not state["first_submit_ms"]:
                 state["first_submit_ms"] = time.time() * 1000
-            response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
+            request = ingest_pb2.SubmitBatchRequest(items=items)
+            response = grpc_client.call_with_retry(functools.partial(stub.SubmitBatch, request, timeout=60))
             if response.rejected:
                 bad = [r.error_message for r in response.results if r.error_message][:3]
                 raise BenchError(f"{response.rejected} items rejected, e.g. {bad}")

@@ -8,6 +8,7 @@ operation failed (the message says why), 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -76,11 +77,9 @@ def api_token(s: CliSettings) -> str:
 
 
 def ingest_channel(s: CliSettings) -> grpc.Channel:
+    """A channel to ingest with the retry policy of core/grpc_client.py."""
     return grpc_client.channel(
-        s.ingest_addr,
-        api_token(s),
-        options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
-        tls=s.grpc_tls(),
+        s.ingest_addr, api_token(s), tls=s.grpc_tls(), max_message_bytes=64 * 1024 * 1024
     )
 
 
@@ -187,7 +186,11 @@ def import_file(
                 for r in chunk
             ]
             try:
-                response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
+                request = ingest_pb2.SubmitBatchRequest(items=items)
+                # idempotent by item id: retried while ingest (or Kafka/Redis behind it) is unavailable
+                response = grpc_client.call_with_retry(
+                    functools.partial(stub.SubmitBatch, request, timeout=60)
+                )
             except grpc.RpcError as exc:
                 raise rpc_error(exc, f"importing {file} (after {start} items)") from None
             accepted += response.accepted

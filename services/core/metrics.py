@@ -98,6 +98,12 @@ ANNOTATIONS = Counter("labelloop_annotations", "Annotations submitted.", ["proje
 LABELS_FINALIZED = Counter(
     "labelloop_labels_finalized", "Final labels produced, by source (model, human).", ["project", "source"]
 )
+FINAL_LABELS_DROPPED = Counter(
+    "labelloop_final_labels_dropped",
+    "Final-label decisions dropped by the fence: the item already had another final label (conflict) "
+    "or was with people (people).",
+    ["project", "source", "reason"],
+)
 
 # --- retraining ------------------------------------------------------------------------------
 TRAININGS = Counter(

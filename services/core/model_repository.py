@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop.core.errors import AlreadyExists, DependencyUnavailable, LabelloopError, NotFound
+from labelloop.core.identifiers import MODEL_NAME, MODEL_NAME_RULE
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.py"
@@ -91,9 +92,12 @@ def config_pbtxt(model_name: str, n_classes: int, max_batch_size: int = DEFAULT_
     )
 
 
-def _check_name(model_name: str) -> None:
-    if not model_name or model_name.startswith(".") or "/" in model_name or model_name != model_name.strip():
-        raise ValueError(f"invalid model name {model_name!r}")
+def model_dir(repo: Path | str, model_name: str) -> Path:
+    """`<repo>/<model_name>`, the one place a model's directory is named: ValueError unless the
+    name is a path-safe model name (core/identifiers.py: never '.', '..', a path or hidden)."""
+    if MODEL_NAME.fullmatch(model_name) is None:
+        raise ValueError(f"invalid model name {model_name!r} ({MODEL_NAME_RULE})")
+    return Path(repo) / model_name
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
@@ -105,10 +109,10 @@ def _write_text_atomically(path: Path, text: str) -> None:
 
 def list_versions(repo: Path | str, model_name: str) -> list[int]:
     """The complete versions of `model_name` in `repo`, ascending (hidden temp dirs excluded)."""
-    model_dir = Path(repo) / model_name
-    if not model_dir.is_dir():
+    directory = model_dir(repo, model_name)
+    if not directory.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def next_version(repo: Path | str, model_name: str) -> int:
@@ -120,7 +124,7 @@ def next_version(repo: Path | str, model_name: str) -> int:
 
 def read_labels(repo: Path | str, model_name: str, version: int) -> dict[str, Any]:
     """The parsed labels.json of a version (family, labels in output order, artifacts, metadata)."""
-    path = Path(repo) / model_name / str(version) / LABELS_FILE
+    path = model_dir(repo, model_name) / str(version) / LABELS_FILE
     try:
         return dict(json.loads(path.read_text()))
     except FileNotFoundError:
@@ -147,17 +151,16 @@ def write_version(
     rewrites, atomically) `config.pbtxt` for `len(labels)` classes. Raises AlreadyExists when
     the version exists; on any error nothing is left behind. Does not load it: see `load_and_wait`.
     """
-    _check_name(model_name)
+    directory = model_dir(repo, model_name)
     if version < 1:
         raise ValueError(f"version must be >= 1, got {version}")
     if not labels or len(set(labels)) != len(labels):
         raise ValueError(f"labels must be non-empty and unique, got {list(labels)}")
-    model_dir = Path(repo) / model_name
-    final = model_dir / str(version)
+    final = directory / str(version)
     if final.exists():
         raise AlreadyExists(f"model {model_name!r} version {version} exists in {repo}")
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-", dir=model_dir))
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-", dir=directory))
     try:
         if callable(files):
             files(staging)
@@ -184,7 +187,7 @@ def write_version(
         (staging / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700
         config = config_pbtxt(model_name, len(labels), max_batch_size)
-        config_path = model_dir / CONFIG_FILE
+        config_path = directory / CONFIG_FILE
         if not config_path.is_file() or config_path.read_text() != config:
             _write_text_atomically(config_path, config)
         os.rename(staging, final)  # fails if `final` appeared meanwhile (non-empty dir)
@@ -240,11 +243,11 @@ def remove_version(repo: Path | str, model_name: str, version: int) -> None:
     Raises NotFound when it does not exist. Removing the served version does not unload it;
     call `load_and_wait` afterwards to serve the newest remaining one.
     """
-    model_dir = Path(repo) / model_name
-    path = model_dir / str(version)
+    directory = model_dir(repo, model_name)
+    path = directory / str(version)
     if not path.is_dir():
         raise NotFound(f"model {model_name!r} has no version {version} in {repo}")
-    doomed = model_dir / f"{TMP_PREFIX}removed-{version}-{os.getpid()}-{time.monotonic_ns()}"
+    doomed = directory / f"{TMP_PREFIX}removed-{version}-{os.getpid()}-{time.monotonic_ns()}"
     os.rename(path, doomed)
     shutil.rmtree(doomed)
 

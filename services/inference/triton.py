@@ -18,7 +18,10 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from labelloop.core import metrics
-from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.errors import DependencyUnavailable, PoisonMessage
+
+PROBE_TEXT = "labelloop probe"
+_OUTAGE_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED")
 
 
 class ModelMissing(Exception):
@@ -61,7 +64,8 @@ class TritonClassifier:
         """Probabilities for `texts`, in chunks of `batch_size` sent concurrently.
 
         Raises ModelMissing when the model is not loaded, DependencyUnavailable when Triton is
-        unreachable or fails in a way a retry may cure.
+        unreachable or fails in a way a retry may cure, PoisonMessage when the model answers
+        other texts but rejects these (see `_failure`).
         """
         chunks = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
         results: list[object] = [None] * len(chunks)
@@ -97,7 +101,7 @@ class TritonClassifier:
                 self._ready.pop(model_name, None)
                 if not self.model_ready(model_name):
                     raise ModelMissing(model_name)
-                raise DependencyUnavailable("triton", f"infer on {model_name} failed: {outcome}")
+                raise self._failure(model_name, outcome)
             metrics.INFERENCE_REQUESTS.labels(model_name, "ok").inc()
             metrics.INFERENCE_BATCH_SIZE.labels(model_name).observe(len(chunks[index]))
             probs.append(outcome.as_numpy("PROBS"))  # type: ignore[attr-defined]
@@ -105,6 +109,35 @@ class TritonClassifier:
         metrics.INFERENCE_SECONDS.labels(model_name).observe(time.perf_counter() - started)
         # During a hot swap chunks may be answered by two versions; report the newest.
         return Answer(np.concatenate(probs, axis=0), max(versions) if versions else 0)
+
+    def _failure(self, model_name: str, error: InferenceServerException) -> Exception:
+        """What a failed request of a loaded model means. Triton unreachable or overloaded
+        (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), or the model failing on a probe
+        text too: an outage (DependencyUnavailable: pause and retry). The model answering the
+        probe: the input is the problem, a PoisonMessage; the stream loop then retries the batch
+        one item at a time and dead-letters only the item that fails again."""
+        status = str(error.status() or "")
+        if any(code in status for code in _OUTAGE_STATUSES):
+            return DependencyUnavailable("triton", f"infer on {model_name} failed: {error}")
+        if not self._probe(model_name):
+            return DependencyUnavailable("triton", f"infer on {model_name} failed (probe too): {error}")
+        return PoisonMessage("InferenceError", f"model {model_name} rejected the input: {error.message()}")
+
+    def _probe(self, model_name: str) -> bool:
+        """True when the model answers a plain text."""
+        data = np.array([[PROBE_TEXT.encode()]], dtype=np.object_)
+        tensor = triton.InferInput("TEXT", list(data.shape), "BYTES")
+        tensor.set_data_from_numpy(data)
+        try:
+            self.client.infer(
+                model_name,
+                [tensor],
+                outputs=[triton.InferRequestedOutput("PROBS")],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException:
+            return False
+        return True
 
     def close(self) -> None:
         self.client.close()

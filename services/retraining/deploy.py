@@ -180,7 +180,7 @@ class Deployer:
     def reconcile(self, model_name: str, champion_triton_version: int) -> list[int]:
         """At start: remove staging leftovers and every version on disk newer than the
         champion's (written but never announced: a crash mid-deploy). Returns removed versions."""
-        model_dir = self.repo / model_name
+        model_dir = model_repository.model_dir(self.repo, model_name)
         if not model_dir.is_dir():
             return []
         for leftover in model_dir.glob(f"{model_repository.TMP_PREFIX}*"):

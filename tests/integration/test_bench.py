@@ -7,9 +7,9 @@ import json
 
 import pytest
 from running import RunningServices
+from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
-from labelloop.core.label_log import latest_labels
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2
 
@@ -65,7 +65,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert report["human_fraction"] == pytest.approx(report["human_labeled"] / report["items"])
 
     truth = {r["id"]: r["label"] for r in load("bbcnews", 200)}
-    labels = latest_labels(stack.bootstrap_servers, services.topic_prefix, report["project"])
+    labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, report["project"])
     assert set(labels) == set(truth)
     correct = sum(label.labels[0] == truth[i] for i, label in labels.items())
     assert report["accuracy"] == pytest.approx(correct / 200)
