@@ -41,7 +41,7 @@ class RetrainingSettings(CommonSettings):
     # Inverse-probability weights above this are trimmed to it when a new model is calibrated: a
     # few heavily weighted audits swing the estimate (one error at weight 25 costs points), and
     # trimming biases it toward the harder items people label anyway, i.e. to the safe side.
-    calibration_max_weight: float = setting(10.0, positive)
+    calibration_max_weight: float = setting(3.0, positive)
     # Of the bounds that move the serving model's threshold from people's answers, both ways.
     move_confidence_level: float = setting(0.9, _fraction)
     min_effective_answers: float = setting(20.0, positive)  # Kish sample size before a move

@@ -79,7 +79,7 @@ class Loop:
 @pytest.fixture
 def loop(stack, topic_prefix: str, redis_prefix: str) -> Iterator[Loop]:
     stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
-    client = redis_store.connect(stack.redis_url)
+    client = redis_store.connect(stack.redis_url, stack.redis_password)
     projects = ProjectStore(client, redis_prefix, cache_s=0)
     projects.create(common_pb2.ProjectSpec(project_id=PROJECT, labels=LABELS, audit_rate=0.0))
     thresholds = ThresholdStore(client, redis_prefix, cache_s=0)

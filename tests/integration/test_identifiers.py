@@ -15,7 +15,7 @@ from labelloop.v1 import common_pb2
 
 @pytest.fixture
 def projects(stack: LocalStack, redis_prefix: str) -> Iterator[ProjectStore]:
-    client = redis_store.connect(stack.redis_url)
+    client = redis_store.connect(stack.redis_url, stack.redis_password)
     yield ProjectStore(client, redis_prefix, cache_s=0)
     keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
     if keys:
