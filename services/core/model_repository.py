@@ -49,14 +49,20 @@ class ModelLoadError(LabelloopError):
     """Triton refused to load a model (or did not make it ready in time); carries Triton's message."""
 
 
-def config_pbtxt(model_name: str, n_classes: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
-    """The model-level Triton config: python backend, TEXT in, PROBS out, newest version only."""
+def config_pbtxt(
+    model_name: str,
+    n_classes: int,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    output_name: str = "PROBS",
+) -> str:
+    """The model-level Triton config: python backend, TEXT in, `output_name` (PROBS for a
+    classifier, EMBEDDING for the shared encoder) of width `n_classes` out, newest version only."""
     return (
         f'name: "{model_name}"\n'
         'backend: "python"\n'
         f"max_batch_size: {max_batch_size}\n"
         'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
+        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
         "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
         "dynamic_batching { }\n"
@@ -110,10 +116,12 @@ def write_version(
     artifacts: Mapping[str, str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    output_name: str = "PROBS",
 ) -> Path:
     """Write version `version` of `model_name` atomically and return its directory.
 
-    `labels` is the class order = PROBS column order. `artifacts` names the family's files for
+    `labels` is the class order = PROBS column order (for a model whose output is not PROBS,
+    e.g. the shared encoder's EMBEDDING, one name per output column). `artifacts` names the family's files for
     model.py (e.g. {"pipeline": "pipeline.joblib"}); `metadata` is stored as is. Writes (or
     rewrites, atomically) `config.pbtxt` for `len(labels)` classes. Raises AlreadyExists when
     the version exists; on any error nothing is left behind. Does not load it: see `load_and_wait`.
@@ -152,7 +160,7 @@ def write_version(
         }
         (staging / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700
-        config = config_pbtxt(model_name, len(labels), max_batch_size)
+        config = config_pbtxt(model_name, len(labels), max_batch_size, output_name)
         config_path = model_dir / CONFIG_FILE
         if not config_path.is_file() or config_path.read_text() != config:
             _write_text_atomically(config_path, config)

@@ -2,6 +2,7 @@
 
 Layout it serves (written by `labelloop.core.model_repository`):
     <repo>/<model>/config.pbtxt           input TEXT (TYPE_STRING, [1]), output PROBS (TYPE_FP32, [n_classes])
+                                          (EMBEDDING, [dim], for the shared encoder)
     <repo>/<model>/<version>/model.py     this file
     <repo>/<model>/<version>/labels.json  {"format": 1, "family": ..., "labels": [...], "artifacts": {...}}
     <repo>/<model>/<version>/<artifacts>  what the family needs, e.g. pipeline.joblib
@@ -64,26 +65,59 @@ class MinilmPredictor:
     """
 
     def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
-        import importlib.util
-        import sys
-
-        path = version_dir / meta["artifacts"]["runtime"]
-        module_name = f"_labelloop_encoder_runtime_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load the encoder runtime {path}")
-        runtime = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = runtime
-        spec.loader.exec_module(runtime)
+        runtime = _load_runtime(version_dir / meta["artifacts"]["runtime"])
         self.classifier = runtime.EncoderClassifier(version_dir, meta)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.classifier.predict_proba(texts), dtype=np.float32)
 
 
+class EncoderPredictor:
+    """Family "minilm-encoder": the shared sentence encoder alone, TEXT -> EMBEDDING (unit rows).
+
+    One such model serves every project: the inference service asks it for the embeddings of
+    the items a fast model is unsure of and keeps them (``labelloop.core.embeddings``), so each
+    item is encoded once. Texts of all the requests of one call are sorted by length and run in
+    batches bounded by ``metadata.batch_size`` texts and ``metadata.batch_tokens`` padded tokens.
+    """
+
+    output = "EMBEDDING"
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
+        runtime = _load_runtime(version_dir / meta["artifacts"]["runtime"])
+        metadata = meta.get("metadata", {})
+        tokens = metadata.get("batch_tokens")
+        self.encoder = runtime.SentenceEncoder(
+            version_dir / meta["artifacts"]["encoder"],
+            version_dir / meta["artifacts"]["tokenizer"],
+            max_seq_length=int(metadata["max_seq_length"]),
+            batch_size=int(metadata["batch_size"]),
+            batch_tokens=int(tokens) if tokens else None,
+        )
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+
+
+def _load_runtime(path: Path) -> Any:
+    """Import a version's copy of ``encoder_runtime.py`` by path, under a per-version name."""
+    import importlib.util
+    import sys
+
+    module_name = f"_labelloop_encoder_runtime_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the encoder runtime {path}")
+    runtime = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = runtime
+    spec.loader.exec_module(runtime)
+    return runtime
+
+
 FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
     "sklearn": SklearnPredictor,
     "minilm-head": MinilmPredictor,
+    "minilm-encoder": EncoderPredictor,
 }
 
 
@@ -105,6 +139,7 @@ class TritonPythonModel:
             )
         self.labels = list(meta["labels"])
         self.predictor = FAMILIES[family](version_dir, meta)
+        self.output = str(getattr(self.predictor, "output", "PROBS"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         texts: list[str] = []
@@ -137,7 +172,7 @@ class TritonPythonModel:
                 else np.zeros((0, len(self.labels)), np.float32)
             )
             start += count
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("PROBS", rows)]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, rows)]))
         return responses
 
     def finalize(self) -> None:
