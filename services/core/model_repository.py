@@ -54,18 +54,38 @@ def config_pbtxt(
     n_classes: int,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     output_name: str = "PROBS",
+    parameters: Mapping[str, str] | None = None,
 ) -> str:
-    """The model-level Triton config: python backend, TEXT in, `output_name` (PROBS for a
-    classifier, EMBEDDING for the shared encoder) of width `n_classes` out, newest version only."""
+    """The model-level Triton config: python backend, newest version only. A classifier
+    (`output_name` PROBS) takes TEXT and, optionally, EMBEDDING (a cascade's second stage) and
+    returns PROBS (`n_classes` wide) and ESCALATE; another model (the shared encoder) takes TEXT
+    and returns `output_name`, `n_classes` wide. `parameters` (string values) are readable by
+    clients through Triton's model config API."""
+    if output_name == "PROBS":  # a classifier: a cascade's second stage sends EMBEDDING too
+        inputs = (
+            'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] },\n'
+            '        { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] optional: true } ]\n'
+        )
+        outputs = (
+            f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }},\n'
+            '         { name: "ESCALATE" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
+        )
+    else:
+        inputs = 'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        outputs = f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
     return (
         f'name: "{model_name}"\n'
         'backend: "python"\n'
         f"max_batch_size: {max_batch_size}\n"
-        'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
+        f"{inputs}"
+        f"{outputs}"
         "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
         "dynamic_batching { }\n"
+        + "".join(
+            f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n'
+            for k, v in sorted((parameters or {}).items())
+        )
     )
 
 
@@ -117,6 +137,7 @@ def write_version(
     metadata: Mapping[str, Any] | None = None,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     output_name: str = "PROBS",
+    parameters: Mapping[str, str] | None = None,
 ) -> Path:
     """Write version `version` of `model_name` atomically and return its directory.
 
@@ -160,7 +181,7 @@ def write_version(
         }
         (staging / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700
-        config = config_pbtxt(model_name, len(labels), max_batch_size, output_name)
+        config = config_pbtxt(model_name, len(labels), max_batch_size, output_name, parameters)
         config_path = model_dir / CONFIG_FILE
         if not config_path.is_file() or config_path.read_text() != config:
             _write_text_atomically(config_path, config)

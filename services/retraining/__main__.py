@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from labelloop.core import grpc_server, health, redis_store, stream
 from labelloop.core.progress import ServingVersions
@@ -18,13 +19,30 @@ from labelloop.core.topics import ANNOTATIONS, LABELS
 from labelloop.retraining.api import ModelApi
 from labelloop.retraining.audits import AuditLedger
 from labelloop.retraining.deploy import Deployer
-from labelloop.retraining.families import available_families
+from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
 from labelloop.retraining.registry import Registry
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.v1 import models_pb2_grpc
 
 log = logging.getLogger("retraining")
+
+
+def _with_shared_encoder(
+    families: list[ModelFamily], client: Any, settings: RetrainingSettings, repo: Path
+) -> list[ModelFamily]:
+    """The encoder families keep embeddings in the shared embedding store, and Triton serves the
+    shared encoder model the inference cascade asks for the embeddings of uncertain items."""
+    from labelloop.core.embeddings import EmbeddingStore
+    from labelloop.retraining.encoder import ensure_encoder_model, shared_encoder
+
+    encoder = shared_encoder()
+    store = EmbeddingStore(client, settings.redis_key_prefix, encoder.encoder_id, encoder.encoder.dim)
+    name = ensure_encoder_model(repo, settings.triton_grpc_url)
+    log.info(
+        "embedding store of encoder %s; Triton serves the shared encoder as %s", encoder.encoder_id, name
+    )
+    return with_embedding_store(families, store)
 
 
 def main() -> None:
@@ -48,6 +66,8 @@ def main() -> None:
     log.info("model families: %s", ", ".join(f.name for f in families))
     repo = Path(settings.model_repository)
     repo.mkdir(parents=True, exist_ok=True)
+    if any(hasattr(f, "with_store") for f in families):
+        families = _with_shared_encoder(families, client, settings, repo)
     deployer = Deployer(
         repo,
         settings.triton_grpc_url,

@@ -18,6 +18,7 @@ embeds only the new texts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -259,6 +260,7 @@ def write_encoder_model(repo: Path, model_name: str, version: int, encoder: Cach
             "batch_tokens": encoder.batch_tokens,
         },
         output_name="EMBEDDING",
+        parameters={"encoder_id": encoder.encoder_id, "dim": str(encoder.encoder.dim)},
     )
 
 
@@ -349,6 +351,10 @@ class MinilmFamily:
     variant: str | None = None
     cache_entries: int = 50_000
     store: EmbeddingStore | None = field(default=None, compare=False)
+
+    def with_store(self, store: EmbeddingStore) -> MinilmFamily:
+        """This family, keeping embeddings in ``store``."""
+        return dataclasses.replace(self, store=store)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> MinilmModel:
         """Embed ``texts`` and fit the head. Raises ValueError when fewer than two distinct labels
