@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from labelloop.core import grpc_server, health, redis_store, stream
 from labelloop.core.progress import ServingVersions
@@ -30,9 +33,10 @@ log = logging.getLogger("retraining")
 
 def _with_shared_encoder(
     families: list[ModelFamily], client: Any, settings: RetrainingSettings, repo: Path
-) -> list[ModelFamily]:
+) -> tuple[list[ModelFamily], Callable[[list[str]], np.ndarray]]:
     """The encoder families keep embeddings in the shared embedding store, and Triton serves the
-    shared encoder model the inference cascade asks for the embeddings of uncertain items."""
+    shared encoder model the inference cascade asks for the embeddings of uncertain items.
+    Returns the families and texts -> embeddings (store first) for judging cascade champions."""
     from labelloop.core.embeddings import EmbeddingStore
     from labelloop.retraining.encoder import ensure_encoder_model, shared_encoder
 
@@ -42,7 +46,7 @@ def _with_shared_encoder(
     log.info(
         "embedding store of encoder %s; Triton serves the shared encoder as %s", encoder.encoder_id, name
     )
-    return with_embedding_store(families, store)
+    return with_embedding_store(families, store), lambda texts: encoder.embed(texts, store)
 
 
 def main() -> None:
@@ -66,8 +70,9 @@ def main() -> None:
     log.info("model families: %s", ", ".join(f.name for f in families))
     repo = Path(settings.model_repository)
     repo.mkdir(parents=True, exist_ok=True)
+    embed = None
     if any(hasattr(f, "with_store") for f in families):
-        families = _with_shared_encoder(families, client, settings, repo)
+        families, embed = _with_shared_encoder(families, client, settings, repo)
     deployer = Deployer(
         repo,
         settings.triton_grpc_url,
@@ -85,6 +90,7 @@ def main() -> None:
         producer,
         AuditLedger(client, settings.redis_key_prefix),
         families,
+        embed,
     )
     service.rebuild()
     server = grpc_server.build_server(
