@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +155,12 @@ def serving_throughput(
     request_size: int = 64,
     model_name: str | None = None,
     timeout_s: float = 600.0,
+    cpu_seconds: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Serve the shared encoder model from ``repo`` (written and loaded when not yet served) and
     send ``texts`` to it in requests of ``request_size``, all in flight at once. Returns
-    ``{"items", "seconds", "items_per_s"}``; raises RuntimeError when a request fails."""
+    ``{"items", "seconds", "items_per_s"}`` and, given ``cpu_seconds`` (the CPU time Triton has
+    used so far), ``items_per_cpu_s``; raises RuntimeError when a request fails."""
     import tritonclient.grpc as grpcclient
 
     from labelloop.retraining.encoder import ensure_encoder_model
@@ -181,6 +184,7 @@ def serving_throughput(
         warm.set_data_from_numpy(np.array([[b"warm up"]], dtype=np.object_))
         client.infer(name, [warm], client_timeout=timeout_s)
         started = time.perf_counter()
+        cpu_started = cpu_seconds() if cpu_seconds else 0.0
         for chunk in chunks:
             tensor = grpcclient.InferInput("TEXT", [len(chunk), 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[t.encode("utf-8")] for t in chunk], dtype=np.object_))
@@ -189,20 +193,33 @@ def serving_throughput(
             if not done.acquire(timeout=timeout_s):
                 raise RuntimeError(f"encoder model {name}: no answer in {timeout_s:.0f}s")
         seconds = time.perf_counter() - started
+        cpu_used = cpu_seconds() - cpu_started if cpu_seconds else 0.0
     finally:
         client.close()
     if errors or rows[0] != len(texts):
         raise RuntimeError(
             f"encoder model {name}: {len(errors)} failed requests, {rows[0]} rows: {errors[:1]}"
         )
-    return {"items": len(texts), "seconds": round(seconds, 2), "items_per_s": round(len(texts) / seconds, 1)}
+    out: dict[str, Any] = {
+        "items": len(texts),
+        "seconds": round(seconds, 2),
+        "items_per_s": round(len(texts) / seconds, 1),
+    }
+    if cpu_seconds:
+        out["items_per_cpu_s"] = round(len(texts) / max(cpu_used, 1e-9), 1)
+    return out
 
 
 def encoder_speed_section(
-    triton_grpc_url: str, repo: Path | str, n_posts: int = 300, n_tweets: int = 1000
+    triton_grpc_url: str,
+    repo: Path | str,
+    n_posts: int = 300,
+    n_tweets: int = 1000,
+    cpu_seconds: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """The bench JSON's ``encoder_speed`` section: serving items/s through Triton on tweet-length
-    texts and on 20 Newsgroups posts, the serving configuration, and the targets."""
+    texts and on 20 Newsgroups posts (and per CPU second of Triton, given ``cpu_seconds``), the
+    serving configuration, and the targets."""
     from labelloop.retraining.encoder import SERVING
 
     posts, _ = _posts(max(n_posts, n_tweets))
@@ -214,10 +231,26 @@ def encoder_speed_section(
             "batch_size": SERVING.batch_size,
             "batch_tokens": SERVING.batch_tokens,
         },
-        "tweets": serving_throughput(triton_grpc_url, repo, tweets),
-        "20newsgroups": serving_throughput(triton_grpc_url, repo, posts[:n_posts]),
+        "tweets": serving_throughput(triton_grpc_url, repo, tweets, cpu_seconds=cpu_seconds),
+        "20newsgroups": serving_throughput(triton_grpc_url, repo, posts[:n_posts], cpu_seconds=cpu_seconds),
         "targets_items_per_s": dict(TARGETS),
     }
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of group ``pgid`` (Triton
+    and its python-backend stubs)."""
+    from labelloop.stack.process import group_members
+
+    ticks = 0
+    for pid in group_members(pgid):
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -257,7 +290,10 @@ def standalone_section(n_posts: int = 300, n_tweets: int = 1000) -> dict[str, An
         try:
             if not server.is_ready():
                 raise RuntimeError(f"triton did not start: {started}")
-            return encoder_speed_section(server.grpc_url, repo, n_posts, n_tweets)
+            pid = server.process.running_pid()
+            return encoder_speed_section(
+                server.grpc_url, repo, n_posts, n_tweets, (lambda: _group_cpu_seconds(pid)) if pid else None
+            )
         finally:
             server.stop()
 
