@@ -8,7 +8,10 @@ Layout (one directory per model, one integer directory per version):
     <repo>/<model_name>/<version>/<artifacts>    e.g. pipeline.joblib for family "sklearn"
 
 The model takes `TEXT` (TYPE_STRING, dims [1], batched up to `max_batch_size`) and returns
-`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`. Triton serves only the
+`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`, and `ESCALATE` (TYPE_BOOL,
+[1]): the items a cascade's fast stage is unsure of (always false for other families); a request
+that also carries the optional `EMBEDDING` (TYPE_FP32, [-1]) gets the cascade's encoder-stage
+answer. The shared sentence encoder (`labelloop-encoder`) takes `TEXT` and returns `EMBEDDING`. Triton serves only the
 newest version (`latest { num_versions: 1 }`): writing version N+1 and calling `load_and_wait`
 swaps to it while requests keep being served.
 
