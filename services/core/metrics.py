@@ -74,6 +74,11 @@ INFERENCE_BATCH_SIZE = Histogram(
 PREDICTIONS = Counter(
     "labelloop_predictions", 'Predictions produced; model="none" when no model serves.', ["project", "model"]
 )
+CASCADE_ITEMS = Counter(
+    "labelloop_cascade_items",
+    'Items of cascade models by the stage that answered: "fast", or "encoder" (the fast stage was unsure).',
+    ["project", "stage"],
+)
 
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(

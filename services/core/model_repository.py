@@ -8,7 +8,10 @@ Layout (one directory per model, one integer directory per version):
     <repo>/<model_name>/<version>/<artifacts>    e.g. pipeline.joblib for family "sklearn"
 
 The model takes `TEXT` (TYPE_STRING, dims [1], batched up to `max_batch_size`) and returns
-`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`. Triton serves only the
+`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`, and `ESCALATE` (TYPE_BOOL,
+[1]): the items a cascade's fast stage is unsure of (always false for other families); a request
+that also carries the optional `EMBEDDING` (TYPE_FP32, [-1]) gets the cascade's encoder-stage
+answer. The shared sentence encoder (`labelloop-encoder`) takes `TEXT` and returns `EMBEDDING`. Triton serves only the
 newest version (`latest { num_versions: 1 }`): writing version N+1 and calling `load_and_wait`
 swaps to it while requests keep being served.
 
@@ -78,17 +81,43 @@ class ModelLoadError(LabelloopError):
     """Triton refused to load a model (or did not make it ready in time); carries Triton's message."""
 
 
-def config_pbtxt(model_name: str, n_classes: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
-    """The model-level Triton config: python backend, TEXT in, PROBS out, newest version only."""
+def config_pbtxt(
+    model_name: str,
+    n_classes: int,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    output_name: str = "PROBS",
+    parameters: Mapping[str, str] | None = None,
+) -> str:
+    """The model-level Triton config: python backend, newest version only. A classifier
+    (`output_name` PROBS) takes TEXT and, optionally, EMBEDDING (a cascade's second stage) and
+    returns PROBS (`n_classes` wide) and ESCALATE; another model (the shared encoder) takes TEXT
+    and returns `output_name`, `n_classes` wide. `parameters` (string values) are readable by
+    clients through Triton's model config API."""
+    if output_name == "PROBS":  # a classifier: a cascade's second stage sends EMBEDDING too
+        inputs = (
+            'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] },\n'
+            '        { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] optional: true } ]\n'
+        )
+        outputs = (
+            f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }},\n'
+            '         { name: "ESCALATE" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
+        )
+    else:
+        inputs = 'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        outputs = f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
     return (
         f'name: "{model_name}"\n'
         'backend: "python"\n'
         f"max_batch_size: {max_batch_size}\n"
-        'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
+        f"{inputs}"
+        f"{outputs}"
         "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
         "dynamic_batching { }\n"
+        + "".join(
+            f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n'
+            for k, v in sorted((parameters or {}).items())
+        )
     )
 
 
@@ -142,12 +171,15 @@ def write_version(
     artifacts: Mapping[str, str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    output_name: str = "PROBS",
+    parameters: Mapping[str, str] | None = None,
 ) -> Path:
     """Write version `version` of `model_name` atomically and return its directory.
 
-    `labels` is the class order = PROBS column order. `artifacts` names the family's files for
-    model.py (e.g. {"pipeline": "pipeline.joblib"}), each recorded with its SHA-256, which
-    model.py checks before loading it; `metadata` is stored as is. Writes (or
+    `labels` is the class order = PROBS column order (for a model whose output is not PROBS,
+    e.g. the shared encoder's EMBEDDING, one name per output column). `artifacts` names the
+    family's files for model.py (e.g. {"pipeline": "pipeline.joblib"}), each recorded with its
+    SHA-256, which model.py checks before loading it; `metadata` is stored as is. Writes (or
     rewrites, atomically) `config.pbtxt` for `len(labels)` classes. Raises AlreadyExists when
     the version exists; on any error nothing is left behind. Does not load it: see `load_and_wait`.
     """
@@ -186,7 +218,7 @@ def write_version(
         }
         (staging / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700
-        config = config_pbtxt(model_name, len(labels), max_batch_size)
+        config = config_pbtxt(model_name, len(labels), max_batch_size, output_name, parameters)
         config_path = directory / CONFIG_FILE
         if not config_path.is_file() or config_path.read_text() != config:
             _write_text_atomically(config_path, config)

@@ -69,16 +69,29 @@ def available_families() -> list[ModelFamily]:
     """The families this installation can train, cheapest first.
 
     TF-IDF + logistic regression is always available; the sentence-encoder family
-    (``labelloop.retraining.encoder.MINILM_FAMILY``) is added when its module and its optional
+    (``labelloop.retraining.encoder.MINILM_FAMILY``) and the cascade of both
+    (``labelloop.retraining.cascade.CASCADE_FAMILY``) are added when their modules and optional
     dependencies import.
     """
     from labelloop.retraining.tfidf import TFIDF_FAMILY
 
     families: list[ModelFamily] = [TFIDF_FAMILY]
     try:
+        from labelloop.retraining.cascade import CASCADE_FAMILY
         from labelloop.retraining.encoder import MINILM_FAMILY
     except ImportError as error:
-        log.debug("sentence-encoder family unavailable: %s", error)
+        log.debug("sentence-encoder families unavailable: %s", error)
     else:
-        families.append(MINILM_FAMILY)
+        families += [MINILM_FAMILY, CASCADE_FAMILY]
     return families
+
+
+def with_embedding_store(families: Sequence[ModelFamily], store: Any) -> list[ModelFamily]:
+    """``families`` with every encoder-based one (those with a ``with_store`` method) reading and
+    writing ``store`` (a ``labelloop.core.embeddings.EmbeddingStore`` of the shared encoder), so
+    a text is encoded once across trainings, restarts and the serving cascade."""
+    out: list[ModelFamily] = []
+    for family in families:
+        with_store = getattr(family, "with_store", None)
+        out.append(with_store(store) if with_store is not None else family)
+    return out

@@ -11,6 +11,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AnswerStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANSWER_STAGE_UNSPECIFIED: _ClassVar[AnswerStage]
+    ANSWER_STAGE_FAST: _ClassVar[AnswerStage]
+    ANSWER_STAGE_ENCODER: _ClassVar[AnswerStage]
+
 class TaskReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_REASON_UNSPECIFIED: _ClassVar[TaskReason]
@@ -30,6 +36,9 @@ class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_EVENT_KIND_ROLLED_BACK: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_THRESHOLD_UPDATED: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_TRAINING_FAILED: _ClassVar[ModelEventKind]
+ANSWER_STAGE_UNSPECIFIED: AnswerStage
+ANSWER_STAGE_FAST: AnswerStage
+ANSWER_STAGE_ENCODER: AnswerStage
 TASK_REASON_UNSPECIFIED: TaskReason
 TASK_REASON_NO_MODEL: TaskReason
 TASK_REASON_UNCERTAIN: TaskReason
@@ -70,20 +79,22 @@ class Rescore(_message.Message):
     def __init__(self, requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at")
+    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at", "answered_by")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     NO_MODEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
     model_name: str
     model_version: int
     scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClassScore]
     no_model: bool
     predicted_at: _timestamp_pb2.Timestamp
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    answered_by: AnswerStage
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_by: _Optional[_Union[AnswerStage, str]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
     __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability")
