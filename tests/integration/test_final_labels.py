@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from support import wait_until
 
-from labelloop.core import redis_store, stream
+from labelloop.core import access, redis_store, stream
 from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.label_log import label_records, replay
@@ -73,7 +73,12 @@ class Loop:
         request = human_tasks_pb2.SubmitAnnotationRequest(
             lease_id=lease.lease_id, annotator_id=annotator, labels=[label]
         )
-        return self.api.SubmitAnnotation(request, None).finalized  # type: ignore[arg-type]
+        # Called in-process, as the interceptor would after checking the annotator's token.
+        caller = access.set_current(access.Principal("test", annotator, access.ANNOTATOR, (PROJECT,)))
+        try:
+            return self.api.SubmitAnnotation(request, None).finalized  # type: ignore[arg-type]
+        finally:
+            access.reset_current(caller)
 
 
 @pytest.fixture
@@ -228,8 +233,12 @@ def test_an_answer_whose_produce_failed_is_published_by_the_upkeep(loop: Loop) -
     request = human_tasks_pb2.SubmitAnnotationRequest(
         lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
     )
-    with pytest.raises(DependencyUnavailable):
-        down.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    try:
+        with pytest.raises(DependencyUnavailable):
+            down.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+    finally:
+        access.reset_current(caller)
     assert loop.records() == {}
     # The client never retries; the upkeep publishes the stored answer (once).
     assert upkeep_once(loop.queue, loop.api.projects, loop.api, republish_after_s=0) == 0
