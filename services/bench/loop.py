@@ -4,13 +4,16 @@ It brings up the local stack and the services if they are not running, creates a
 from the labels found in the data, streams the items through the ingest gRPC API in file order
 (at `rate` items/s, never more than `window` items without a final label, like a client that
 feeds a labeling service as it keeps up), runs simulated annotators as separate gRPC clients of
-the human-tasks API, and ends when every item has a final label (or fails after a stall). The
-reference policy runs meanwhile in another process on the same stream. The report is computed
-from the labels of record in Kafka.
+the human-tasks API, and ends when the project's `labels` topic holds a final label for every
+item (or fails after a stall). "Final label" means read from that topic (FinalLabelWatcher), both
+for the window and for the end. The reference policy runs meanwhile in another process on the
+same stream, once per seed of its held-out split. The report is computed from the raw `labels`
+and `annotations` topics (report.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import threading
@@ -27,9 +30,10 @@ from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
+from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
-from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
+from labelloop.core.topics import ANNOTATIONS, MODELS
 from labelloop.datasets import labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
@@ -68,10 +72,12 @@ class BenchConfig:
 
 
 def reference_report(texts: list[str], labels: list[str], target: float, seed: int) -> dict[str, Any]:
-    """The reference policy's summary (runs in a worker process)."""
-    from labelloop.bench.reference import run_reference
+    """The reference policy's summary over its seeds `seed + REFERENCE_SEEDS`, one after another
+    (runs in a worker process): means, ranges and per-seed runs (see ReferenceSpread)."""
+    from labelloop.bench.reference import REFERENCE_SEEDS, run_reference_seeds
 
-    return run_reference(texts, labels, target_precision=target, seed=seed).as_report()
+    seeds = [seed + s for s in REFERENCE_SEEDS]
+    return run_reference_seeds(texts, labels, target_precision=target, seeds=seeds).as_report()
 
 
 def _reference_worker(texts: list[str], labels: list[str], target: float, seed: int, out: Any) -> None:
@@ -149,7 +155,15 @@ def run_bench(
         if config.manage_stack:
             ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
-        with grpc.insecure_channel(config.ingest_addr) as channel:
+        with contextlib.ExitStack() as resources:
+            try:
+                # before the project exists: it starts at the labels topic's end offsets
+                watcher = resources.enter_context(
+                    FinalLabelWatcher(config.kafka_bootstrap, config.topic_prefix)
+                )
+            except LookupError as exc:
+                raise BenchError(str(exc)) from None
+            channel = resources.enter_context(grpc.insecure_channel(config.ingest_addr))
             admin = admin_pb2_grpc.ProjectServiceStub(channel)
             admin.CreateProject(
                 admin_pb2.CreateProjectRequest(
@@ -164,18 +178,18 @@ def run_bench(
                 ),
                 timeout=30,
             )
+            watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
-            outcome = _stream(config, channel, admin, project_id, records, truth, label_set, progress)
-        say("collecting the labels of record from Kafka")
-        finals = {
-            e.ingested.item.item_id: reports.from_event(e)
-            for e in replay(config.kafka_bootstrap, config.topic_prefix, LABELS)
-            if e.ingested.item.project_id == project_id
-        }
-        audits = sum(
-            1
-            for a in replay(config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS)
-            if a.project_id == project_id and a.audit
+            outcome = _stream(
+                config, channel, admin, project_id, records, truth, label_set, watcher, progress
+            )
+            finals = watcher.finals()
+            label_events = watcher.events
+        say("collecting people's answers from Kafka")
+        annotations = reports.count_annotations(
+            a
+            for a in replay(config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS, project_id=project_id)
+            if a.project_id == project_id
         )
         model_events = [
             e
@@ -187,15 +201,15 @@ def run_bench(
             truth,
             finals,
             first_submit_ms=outcome["first_submit_ms"],
-            audit_tasks=audits,
+            annotations=annotations,
             retrains=sum(e.kind == events_pb2.MODEL_EVENT_KIND_TRAINED for e in model_events),
             promotions=sum(e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED for e in model_events),
         )
         promoted_at = [
             e.at.ToMilliseconds() for e in model_events if e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED
         ]
-        submits: list[tuple[float, int]] = outcome["submits"]
-        positions = [max((n for t, n in submits if t <= at), default=0) for at in promoted_at]
+        submits: list[tuple[float, float, int]] = outcome["submits"]
+        positions = [max((n for _, t, n in submits if t <= at), default=0) for at in promoted_at]
         result: dict[str, Any] = {
             "dataset": config.data,
             "project": project_id,
@@ -206,9 +220,13 @@ def run_bench(
             "annotator_latency_ms": config.annotator_latency_ms,
             "rate": config.rate,
             "window": config.window,
+            "max_without_final_label": reports.max_without_final_label(
+                [(before, n) for before, _, n in submits], (f.finalized_ms for f in finals.values())
+            ),
+            "label_events": label_events,
             "wall_s": 0.0,
             "promotion_positions": positions,
-            "windows": reports.windows(order, truth, finals, max(50, len(order) // 30)),
+            "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             **config.extra,
         }
         if reference is not None:
@@ -225,6 +243,14 @@ def run_bench(
     return result
 
 
+def submission_size(submitted: int, finalized: int, window: int, batch: int, remaining: int) -> int:
+    """How many items the bench may submit now: at most `batch` and the `remaining` ones, and no
+    more than keeps `window` items without a final label (`submitted - finalized` are without one
+    now). 0 means wait for final labels. A whole batch whenever there was any room let the window
+    overshoot by a batch less one (149 for 100)."""
+    return max(0, min(batch, remaining, window - (submitted - finalized)))
+
+
 def _stream(
     config: BenchConfig,
     channel: grpc.Channel,
@@ -233,8 +259,12 @@ def _stream(
     records: list[Any],
     truth: dict[str, str],
     label_set: list[str],
+    watcher: FinalLabelWatcher,
     progress: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
+    """Submit the items and run the annotators until the labels topic holds a final label for
+    every item; returns the submitter's state (`submits`: (ms before the call, ms after it, items
+    submitted once it returned) per SubmitBatch call)."""
     stop = threading.Event()
     people = [
         SimulatedAnnotator(f"sim-{i}", label_set, config.annotator_error, config.seed)
@@ -253,34 +283,20 @@ def _stream(
     ]
     for client in clients:
         client.start()
-    state = {"submitted": 0, "final": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
+    state: dict[str, Any] = {"submitted": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
     submitter = threading.Thread(
-        target=_submit_all, args=(config, channel, project_id, records, state, stop), daemon=True
+        target=_submit_all, args=(config, channel, project_id, records, state, watcher, stop), daemon=True
     )
     submitter.start()
-    last_final, last_change = -1, time.monotonic()
+    last_final, last_change, last_progress = -1, time.monotonic(), 0.0
     try:
         while True:
             if state["error"]:
                 raise BenchError(f"submitting items failed: {state['error']}")
-            status = admin.GetProjectStatus(
-                admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=30
-            )
-            final = status.auto_labeled + status.human_labeled
-            state["final"] = final
-            if progress is not None:
-                progress(
-                    {
-                        "items": len(records),
-                        "submitted": state["submitted"],
-                        "ingested": status.ingested,
-                        "auto_labeled": status.auto_labeled,
-                        "waiting_for_people": status.waiting_for_people,
-                        "human_labeled": status.human_labeled,
-                        "serving_version": status.serving_version,
-                        "threshold": status.threshold,
-                    }
-                )
+            final = watcher.count()
+            if progress is not None and time.monotonic() - last_progress >= 0.5:
+                last_progress = time.monotonic()
+                _show_progress(admin, project_id, len(records), state["submitted"], final, progress)
             if final >= len(records):
                 break
             if final != last_final:
@@ -288,10 +304,9 @@ def _stream(
             elif time.monotonic() - last_change > config.stall_timeout_s:
                 raise BenchError(
                     f"stalled: no new final label for {config.stall_timeout_s:.0f}s at {final}/{len(records)} "
-                    f"(ingested {status.ingested}, waiting for people {status.waiting_for_people}); "
-                    "check `make status` and the logs under .run/"
+                    f"(submitted {state['submitted']}); check `make status` and the logs under .run/"
                 )
-            stop.wait(0.5)
+            watcher.wait_beyond(final, 0.5)
     finally:
         stop.set()
         for client in clients:
@@ -300,40 +315,71 @@ def _stream(
     return state
 
 
+def _show_progress(
+    admin: admin_pb2_grpc.ProjectServiceStub,
+    project_id: str,
+    items: int,
+    submitted: int,
+    final: int,
+    progress: Callable[[dict[str, Any]], None],
+) -> None:
+    """Report progress: the bench's own counts plus the project's status (display only)."""
+    status = admin.GetProjectStatus(admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=30)
+    progress(
+        {
+            "items": items,
+            "submitted": submitted,
+            "final": final,
+            "ingested": status.ingested,
+            "auto_labeled": status.auto_labeled,
+            "waiting_for_people": status.waiting_for_people,
+            "human_labeled": status.human_labeled,
+            "serving_version": status.serving_version,
+            "threshold": status.threshold,
+        }
+    )
+
+
 def _submit_all(
     config: BenchConfig,
     channel: grpc.Channel,
     project_id: str,
     records: list[Any],
     state: dict[str, Any],
+    watcher: FinalLabelWatcher,
     stop: threading.Event,
 ) -> None:
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
     batch = 50 if config.rate is None else max(1, min(50, int(config.rate / 10) or 1))
     begin = time.monotonic()
+    start = 0
     try:
-        for start in range(0, len(records), batch):
-            while not stop.is_set() and state["submitted"] - state["final"] >= config.window:
-                stop.wait(0.05)
+        while start < len(records):
+            size = submission_size(start, watcher.count(), config.window, batch, len(records) - start)
+            while not stop.is_set() and size == 0:
+                finalized = watcher.wait_beyond(start - config.window, 0.5)
+                size = submission_size(start, finalized, config.window, batch, len(records) - start)
             if config.rate:
                 due = begin + start / config.rate
                 stop.wait(max(0.0, due - time.monotonic()))
             if stop.is_set():
                 return
-            chunk = records[start : start + batch]
+            chunk = records[start : start + size]
             items = [
                 common_pb2.Item(
                     item_id=r["id"], project_id=project_id, content=common_pb2.Content(text=r["text"])
                 )
                 for r in chunk
             ]
+            before_ms = time.time() * 1000
             if not state["first_submit_ms"]:
-                state["first_submit_ms"] = time.time() * 1000
+                state["first_submit_ms"] = before_ms
             response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
             if response.rejected:
                 bad = [r.error_message for r in response.results if r.error_message][:3]
                 raise BenchError(f"{response.rejected} items rejected, e.g. {bad}")
-            state["submitted"] += len(chunk)
-            state["submits"].append((time.time() * 1000, state["submitted"]))
+            start += len(chunk)
+            state["submitted"] = start
+            state["submits"].append((before_ms, time.time() * 1000, start))
     except Exception as exc:  # reported by the main loop
         state["error"] = f"{type(exc).__name__}: {exc}"

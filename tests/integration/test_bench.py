@@ -1,5 +1,6 @@
 """`labelloop bench` on a small slice against the test stack: the report is complete and
-consistent with the labels of record, and the reference is computed."""
+consistent with the raw `labels` and `annotations` topics, the window holds, and the reference is
+computed over its seeds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from running import RunningServices
 
 from labelloop.bench.loop import BenchConfig, run_bench
-from labelloop.core.label_log import latest_labels
+from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.topics import ANNOTATIONS
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2
 
@@ -20,7 +22,10 @@ KEYS = {
     "human_labeled",
     "auto_labeled",
     "audit_tasks",
+    "annotations",
     "human_fraction",
+    "human_effort",
+    "max_without_final_label",
     "accuracy",
     "auto_accuracy",
     "human_accuracy",
@@ -48,6 +53,8 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         report=tmp_path / "report.json",
         plot=tmp_path / "report.png",
         annotator_error=0.1,
+        annotators=3,
+        window=30,
         ingest_addr=f"127.0.0.1:{services.grpc_ports['ingest']}",
         human_tasks_addr=f"127.0.0.1:{services.grpc_ports['human_tasks']}",
         kafka_bootstrap=stack.bootstrap_servers,
@@ -74,7 +81,31 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     )
     assert 0.75 < report["human_accuracy"] < 1.0, "simulated annotators err at about the configured 10%"
 
+    # Every answer counts: k = 3 annotators per human task (plus tie-breakers), and audits.
+    answers = [
+        a
+        for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS)
+        if a.project_id == report["project"]
+    ]
+    leases = {a.lease_id for a in answers}
+    assert report["annotations"] == len(leases)
+    assert report["audit_tasks"] == len({a.lease_id for a in answers if a.audit})
+    assert report["human_effort"] == pytest.approx(len(leases) / 200)
+    assert report["annotations"] >= 3 * report["human_labeled"], "k = 3: three answers per human label"
+    assert report["human_effort"] >= 3 * report["human_fraction"]
+
+    # The window: at no submit were more than 30 items submitted and not finalized (labels'
+    # own timestamps), and the very first call filled it.
+    assert report["max_without_final_label"] == 30
+    assert sum(w["human_effort"] * (w["end"] - w["start"]) for w in report["windows"]) == pytest.approx(
+        report["annotations"]
+    )
+
     reference = report["reference"]
-    assert reference["items"] == 200
-    assert 0 < reference["human_fraction"] <= 1
-    assert reference["human_labeled"] + reference["auto_labeled"] == 200
+    assert reference["items"] == 200 and reference["seeds"] == [0, 1, 2, 3, 4]
+    runs = reference["runs"]
+    assert reference["human_fraction"] == pytest.approx(sum(r["human_fraction"] for r in runs) / 5)
+    low, high = reference["range"]["human_fraction"]
+    assert low == min(r["human_fraction"] for r in runs) and high == max(r["human_fraction"] for r in runs)
+    assert 0 < low <= reference["human_fraction"] <= high <= 1
+    assert all(r["human_labeled"] + r["auto_labeled"] == 200 for r in runs)

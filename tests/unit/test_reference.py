@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from labelloop.bench.reference import CHUNK_SIZE, ReferenceResult, retrain_interval, run_reference
+from labelloop.bench.reference import (
+    CHUNK_SIZE,
+    REFERENCE_SEEDS,
+    ReferenceResult,
+    retrain_interval,
+    run_reference,
+    run_reference_seeds,
+)
 from labelloop.datasets import datasets_dir, load_builtin
 
 
@@ -81,6 +88,34 @@ def test_deterministic_for_a_seed() -> None:
     a = run_reference(texts, labels, seed=3)
     b = run_reference(texts, labels, seed=3)
     assert a.history == b.history and a.accuracy == b.accuracy
+
+
+def test_five_seeds_give_the_mean_and_the_range() -> None:
+    texts, labels = synthetic_stream(600, noise=0.75)
+    spread = run_reference_seeds(texts, labels, seeds=REFERENCE_SEEDS)
+    assert spread.seeds == (0, 1, 2, 3, 4) and len(spread.runs) == 5
+    singles = [run_reference(texts, labels, seed=seed) for seed in REFERENCE_SEEDS]
+    assert [r.history for r in spread.runs] == [r.history for r in singles], "seed i is run_reference(seed=i)"
+    report = spread.as_report()
+    for key in ("human_fraction", "accuracy"):
+        values = [getattr(r, key) for r in singles]
+        assert report[key] == pytest.approx(sum(values) / 5)
+        assert report["range"][key] == [min(values), max(values)]
+    autos = [r.auto_accuracy for r in singles if r.auto_accuracy is not None]
+    assert report["auto_accuracy"] == pytest.approx(sum(autos) / len(autos))
+    assert report["range"]["auto_accuracy"] == [min(autos), max(autos)]
+    assert report["human_labeled"] + report["auto_labeled"] == pytest.approx(600)
+    assert report["items"] == 600 and report["seeds"] == [0, 1, 2, 3, 4] and len(report["runs"]) == 5
+    assert len({r.human_fraction for r in singles}) > 1, "the split matters on a noisy stream"
+
+
+def test_seeds_in_a_process_pool_give_the_same_runs() -> None:
+    texts, labels = synthetic_stream(300, noise=0.75)
+    sequential = run_reference_seeds(texts, labels, seeds=(0, 1))
+    pooled = run_reference_seeds(texts, labels, seeds=(0, 1), workers=2)
+    assert [r.history for r in pooled.runs] == [r.history for r in sequential.runs]
+    with pytest.raises(ValueError, match="seed"):
+        run_reference_seeds(texts, labels, seeds=())
 
 
 def test_one_class_never_trains() -> None:
