@@ -318,6 +318,7 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     for i, position in enumerate(report.get("promotion_positions", [])):
         ax.axvline(position, color="tab:green", alpha=0.4, label="model promoted" if i == 0 else None)
     ax.set_xlabel("items in stream order")
+    ax.set_ylabel("share of items (answers per item for human_effort)")
     ax.set_ylim(0, max(1.05, *(e + 0.05 for _, e in effort if e is not None)))
     ax.set_title(
         f"Labelloop on {report['dataset']} ({report['items']} items): human_fraction "

@@ -79,7 +79,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert report["human_accuracy"] == pytest.approx(
         sum(labels[i].labels[0] == truth[i] for i in humans) / len(humans)
     )
-    assert 0.75 < report["human_accuracy"] < 1.0, "simulated annotators err at about the configured 10%"
+    assert report["human_accuracy"] >= 0.95, "a majority of three is right far more often than one person"
 
     # Every answer counts: k = 3 annotators per human task (plus tie-breakers), and audits.
     answers = [
@@ -93,6 +93,8 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert report["human_effort"] == pytest.approx(len(leases) / 200)
     assert report["annotations"] >= 3 * report["human_labeled"], "k = 3: three answers per human label"
     assert report["human_effort"] >= 3 * report["human_fraction"]
+    wrong = sum(a.labels[0] != truth[a.item_id] for a in answers)
+    assert 0.03 < wrong / len(answers) < 0.2, "simulated annotators err at about the configured 10%"
 
     # The window: at no submit were more than 30 items submitted and not finalized (labels'
     # own timestamps), and the very first call filled it.

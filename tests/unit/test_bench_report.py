@@ -145,6 +145,17 @@ def test_a_simulated_stream_never_has_more_than_the_window_open() -> None:
     assert peak == window
 
 
+def test_the_annotator_pool_outlasts_a_second_tie() -> None:
+    """k = 3 over 5 classes: 1-1-1 calls a fourth person, 1-1-1-1 a fifth, who must exist."""
+    from labelloop.bench.loop import annotator_pool
+    from labelloop.human_tasks.consensus import majority
+
+    assert majority(["a", "b", "c"]).tie and majority(["a", "b", "c", "d"]).tie
+    assert not majority(["a", "b", "c", "d", "a"]).tie
+    assert annotator_pool(3) >= 5
+    assert annotator_pool(1) == 2, "one answer never ties: k = 1 keeps its two people"
+
+
 REPORT = {
     "run": "bbcnews",
     "items": 2225,
