@@ -61,6 +61,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         topic_prefix=services.topic_prefix,
         manage_stack=False,
         stall_timeout_s=120,
+        reference_cache=tmp_path / "reference-cache",
     )
     report = run_bench(config, say=lambda _line: None)
     assert json.loads(config.report.read_text()) == report
@@ -111,3 +112,5 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert low == min(r["human_fraction"] for r in runs) and high == max(r["human_fraction"] for r in runs)
     assert 0 < low <= reference["human_fraction"] <= high <= 1
     assert all(r["human_labeled"] + r["auto_labeled"] == 200 for r in runs)
+    assert not any(r.get("cached") for r in runs)
+    assert len(list((tmp_path / "reference-cache").glob("*.json"))) == 5, "each seed kept for the next run"
