@@ -6,7 +6,8 @@ from the labels found in the data, streams the items through the ingest gRPC API
 feeds a labeling service as it keeps up), runs simulated annotators as separate gRPC clients of
 the human-tasks API, and ends when the project's `labels` topic holds a final label for every
 item (or fails after a stall). "Final label" means read from that topic (FinalLabelWatcher), both
-for the window and for the end. The reference policy runs meanwhile in another process on the
+for the window and for the end. The annotators then answer the audits still queued (at most
+`drain_timeout_s`), so `human_effort` counts the audits the system asked for. The reference policy runs meanwhile in another process on the
 same stream, once per seed of its held-out split. The report is computed from the raw `labels`
 and `annotations` topics (report.py).
 """
@@ -20,7 +21,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
-from labelloop.core.topics import ANNOTATIONS, MODELS
+from labelloop.core.topics import ANNOTATIONS, MODELS, TASKS
 from labelloop.datasets import labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
@@ -74,6 +75,7 @@ class BenchConfig:
     window: int = 100
     audit_rate: float = 0.02
     stall_timeout_s: float = 300.0
+    drain_timeout_s: float = 120.0  # for the audits still queued once every item is final
     seed: int = 0
     ingest_addr: str = "127.0.0.1:50051"
     human_tasks_addr: str = "127.0.0.1:50052"
@@ -87,12 +89,13 @@ class BenchConfig:
 
 def reference_runs(
     texts: list[str], labels: list[str], target: float, seeds: list[int], cache_dir: Path | None = None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], float]:
     """The reference policy's per-seed summaries for `seeds`, one after another (see
-    ReferenceSpread; cached in `cache_dir`)."""
+    ReferenceSpread; cached in `cache_dir`), and the seconds they took."""
     from labelloop.bench.reference import run_reference_seeds
 
-    return list(run_reference_seeds(texts, labels, target, seeds=seeds, cache_dir=cache_dir).runs)
+    spread = run_reference_seeds(texts, labels, target, seeds=seeds, cache_dir=cache_dir)
+    return list(spread.runs), spread.wall_s
 
 
 def _reference_worker(
@@ -115,7 +118,6 @@ class ReferenceRun:
         texts = [r["text"] for r in records]
         labels = [r["label"] for r in records]
         self._seeds = [config.seed + s for s in REFERENCE_SEEDS]
-        self._started = time.perf_counter()
         self._children: list[tuple[Any, Any]] = []
         for worker in range(REFERENCE_WORKERS):
             receive, send = ctx.Pipe(duplex=False)
@@ -141,15 +143,21 @@ class ReferenceRun:
         from labelloop.bench.reference import ReferenceSpread
 
         runs: list[dict[str, Any]] = []
+        wall_s = 0.0
         for process, receive in self._children:
+            # poll, not a bare recv: a child that dies before it unpickled its pipe leaves the
+            # pipe open in this process (spawn's fd sharer), so no EOF would ever come
+            while not receive.poll(1.0):
+                if not process.is_alive() and not receive.poll(0):
+                    raise BenchError(f"the reference policy failed (exit code {process.exitcode})")
             try:
-                runs.extend(receive.recv())
+                done, seconds = receive.recv()
             except EOFError:
                 raise BenchError(f"the reference policy failed (exit code {process.exitcode})") from None
+            runs.extend(done)
+            wall_s = max(wall_s, seconds)
         runs.sort(key=lambda run: self._seeds.index(run["seed"]))
-        return ReferenceSpread(
-            tuple(self._seeds), tuple(runs), time.perf_counter() - self._started
-        ).as_report()
+        return ReferenceSpread(tuple(self._seeds), tuple(runs), round(wall_s, 2)).as_report()
 
     def stop(self) -> None:
         """Terminate the children that still run."""
@@ -261,6 +269,8 @@ def run_bench(
                 [(before, n) for before, _, n in submits], (f.finalized_ms for f in finals.values())
             ),
             "label_events": label_events,
+            "audits_routed": outcome.get("audits_routed", 0),
+            "audits_unanswered": outcome.get("audits_unanswered", 0),
             "wall_s": 0.0,
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
@@ -346,6 +356,7 @@ def _stream(
                 last_progress = time.monotonic()
                 _show_progress(admin, project_id, len(records), state["submitted"], final, progress)
             if final >= len(records):
+                _drain_audits(config, project_id, state, stop)
                 break
             if final != last_final:
                 last_final, last_change = final, time.monotonic()
@@ -361,6 +372,49 @@ def _stream(
             client.join(10)
         submitter.join(10)
     return state
+
+
+def audit_work(
+    tasks: Iterable[events_pb2.TaskRouted], answers: Iterable[events_pb2.AnnotationSubmitted]
+) -> tuple[int, int]:
+    """(answers the routed audit tasks ask for, those given), for one project's events: each
+    audit task asks `annotators_required` answers (at least 1); answers count once per lease."""
+    required = {
+        t.task_id: max(1, t.annotators_required)
+        for t in tasks
+        if t.reason == events_pb2.TASK_REASON_AUDIT and not t.HasField("withdraw_for")
+    }
+    leases: dict[str, set[str]] = {}
+    for a in answers:
+        if a.audit:
+            leases.setdefault(a.task_id, set()).add(a.lease_id or f"{a.annotator_id}:{len(leases)}")
+    return sum(required.values()), sum(min(len(leases.get(t, ())), k) for t, k in required.items())
+
+
+def _drain_audits(config: BenchConfig, project_id: str, state: dict[str, Any], stop: threading.Event) -> None:
+    """Once every item is final, let the annotators answer the audits still queued (people
+    would; leaving them out would under-count `human_effort`), for at most
+    `config.drain_timeout_s`. Sets `audits_routed` and `audits_unanswered` in `state`."""
+    deadline = time.monotonic() + config.drain_timeout_s
+    while True:
+        routed, answered = audit_work(
+            (
+                t
+                for t in replay(config.kafka_bootstrap, config.topic_prefix, TASKS, project_id=project_id)
+                if t.ingested.item.project_id == project_id
+            ),
+            (
+                a
+                for a in replay(
+                    config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS, project_id=project_id
+                )
+                if a.project_id == project_id
+            ),
+        )
+        state["audits_routed"], state["audits_unanswered"] = routed, routed - answered
+        if answered >= routed or time.monotonic() > deadline or stop.is_set():
+            return
+        stop.wait(1.0)
 
 
 def _show_progress(

@@ -302,6 +302,11 @@ def summary_table(report: dict[str, Any]) -> Table:
         "",
     )
     table.add_row(
+        "audits routed / left unanswered",
+        f"{fmt(report.get('audits_routed'))} / {fmt(report.get('audits_unanswered'))}",
+        "",
+    )
+    table.add_row(
         "retrains / promotions",
         f"{report.get('retrains')} / {report.get('promotions')}",
         fmt(ref.get("retrains"), 1),

@@ -156,6 +156,27 @@ def test_the_annotator_pool_outlasts_a_second_tie() -> None:
     assert annotator_pool(1) == 2, "one answer never ties: k = 1 keeps its two people"
 
 
+def test_audit_work_counts_what_audits_ask_and_what_people_gave() -> None:
+    from labelloop.bench.loop import audit_work
+
+    def task(item: str, reason: int, withdraw: bool = False) -> events_pb2.TaskRouted:
+        t = events_pb2.TaskRouted(task_id=f"{item}:audit", reason=reason, annotators_required=1)
+        if withdraw:
+            t.withdraw_for.labels.append("x")
+        return t
+
+    tasks = [
+        task("a", events_pb2.TASK_REASON_AUDIT),
+        task("b", events_pb2.TASK_REASON_AUDIT),
+        task("c", events_pb2.TASK_REASON_UNCERTAIN),
+        task("d", events_pb2.TASK_REASON_UNCERTAIN, withdraw=True),
+    ]
+    given = [answer("a:audit", "l1", audit=True), answer("a:audit", "l1", audit=True)]
+    for a in given:
+        a.task_id = a.item_id
+    assert audit_work(tasks, given) == (2, 1), "b's audit is still unanswered; a re-sent answer counts once"
+
+
 REPORT = {
     "run": "bbcnews",
     "items": 2225,
