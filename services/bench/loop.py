@@ -14,8 +14,8 @@ and `annotations` topics (report.py).
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import json
 import multiprocessing
 import os

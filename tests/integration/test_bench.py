@@ -11,7 +11,7 @@ from running import RunningServices
 from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
-from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.label_log import replay
 from labelloop.core.topics import ANNOTATIONS
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2
