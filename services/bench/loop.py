@@ -397,7 +397,7 @@ def audit_work(
     required = {
         t.task_id: max(1, t.annotators_required)
         for t in tasks
-        if t.reason == events_pb2.TASK_REASON_AUDIT and not t.HasField("withdraw_for")
+        if t.reason == events_pb2.TASK_REASON_AUDIT and not t.HasField("withdraw")
     }
     leases: dict[str, set[str]] = {}
     for a in answers:

@@ -111,7 +111,7 @@ def test_unsure_items_get_the_encoder_stage_and_each_is_encoded_once(
         producer.flush()
         both = wait_until(lambda: (p := predictions()) and len(p) >= 80 and p, 300, interval=0.5)
         assert len(both) == 80
-        again = [p for p in both if p.ingested.rescore]
+        again = [p for p in both if p.ingested.HasField("rescore")]
         assert {p.ingested.item.item_id: p.answered_by for p in again} == stages
         assert _embedding_keys(services) == trained + escalated
     finally:

@@ -162,7 +162,7 @@ def test_audit_work_counts_what_audits_ask_and_what_people_gave() -> None:
     def task(item: str, reason: int, withdraw: bool = False) -> events_pb2.TaskRouted:
         t = events_pb2.TaskRouted(task_id=f"{item}:audit", reason=reason, annotators_required=1)
         if withdraw:
-            t.withdraw_for.labels.append("x")
+            t.withdraw.label.labels.append("x")
         return t
 
     tasks = [

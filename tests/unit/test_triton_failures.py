@@ -26,6 +26,9 @@ class FakeTriton:
     def is_model_ready(self, name: str, client_timeout: float) -> bool:
         return True
 
+    def get_model_metadata(self, name: str, as_json: bool, client_timeout: float) -> dict:
+        return {"outputs": [{"name": "PROBS"}]}
+
     def _answer(self, inputs) -> object:
         texts = [row[0] for row in inputs[0]._data]
         if self.broken or any(b"POISON" in t for t in texts):
@@ -35,19 +38,19 @@ class FakeTriton:
             as_numpy=lambda _name: probs, get_response=lambda: SimpleNamespace(model_version="1")
         )
 
-    def async_infer(self, model, inputs, callback, outputs, client_timeout) -> None:
+    def async_infer(self, model, inputs, callback, outputs, client_timeout, model_version="") -> None:
         try:
             callback(result=self._answer(inputs), error=None)
         except InferenceServerException as exc:
             callback(result=None, error=exc)
 
-    def infer(self, model, inputs, outputs, client_timeout) -> object:
+    def infer(self, model, inputs, outputs, client_timeout, model_version="") -> object:
         return self._answer(inputs)
 
 
 def classifier(fake: FakeTriton) -> TritonClassifier:
     out = TritonClassifier.__new__(TritonClassifier)
-    out.url, out.timeout_s, out.model_check_s, out._ready = "fake", 5.0, 2.0, {}
+    out.url, out.timeout_s, out.model_check_s, out._ready, out._outputs = "fake", 5.0, 2.0, {}, {}
     out.client = fake  # type: ignore[assignment]
     return out
 
