@@ -16,6 +16,7 @@ import redis
 import tritonclient.grpc as grpcclient
 
 from labelloop.core import model_repository as repo
+from labelloop.core import redis_store
 from labelloop.core.embeddings import EmbeddingStore
 from labelloop.datasets import load
 from labelloop.inference.cascade import EncoderStage
@@ -30,9 +31,10 @@ import json, sys
 import redis
 from labelloop.core.embeddings import EmbeddingStore
 from labelloop.retraining.encoder import MINILM_FAMILY, shared_encoder
-url, prefix, texts, labels = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+url, password, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+texts, labels = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 encoder = shared_encoder()
-store = EmbeddingStore(redis.Redis.from_url(url), prefix, encoder.encoder_id, encoder.encoder.dim)
+store = EmbeddingStore(redis.Redis.from_url(url, password=password), prefix, encoder.encoder_id, encoder.encoder.dim)
 MINILM_FAMILY.with_store(store).fit(texts, labels, sorted(set(labels)))
 print(json.dumps({"encoded": encoder.encoded, "stored": store.writes}))
 """
@@ -47,7 +49,7 @@ def bbc() -> tuple[list[str], list[str]]:
 
 @pytest.fixture
 def client(stack: LocalStack, redis_prefix: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(stack.redis_url)
+    c = redis_store.connect(stack.redis_url, stack.redis_password)
     yield c
     keys = list(c.scan_iter(match=f"{redis_prefix}:*"))
     if keys:
@@ -81,6 +83,7 @@ def test_an_item_is_encoded_once_across_a_retrain_and_a_restart(
             "-c",
             TRAIN_IN_A_NEW_PROCESS,
             stack.redis_url,
+            stack.redis_password,
             redis_prefix,
             json.dumps(texts[:45]),
             json.dumps(labels[:45]),
