@@ -37,7 +37,12 @@ def news() -> list[dict[str, str]]:
 
 def _item(project_id: str, r: dict[str, str], rescore: bool = False) -> events_pb2.ItemIngested:
     item = common_pb2.Item(item_id=r["id"], project_id=project_id, content=common_pb2.Content(text=r["text"]))
-    return events_pb2.ItemIngested(item=item, ingested_at=now_timestamp(), channel="test", rescore=rescore)
+    ingested = events_pb2.ItemIngested(item=item, ingested_at=now_timestamp(), channel="test")
+    if rescore:
+        ingested.rescore.requested_at.GetCurrentTime()
+    else:
+        ingested.arrival.SetInParent()
+    return ingested
 
 
 def _embedding_keys(services: RunningServices) -> int:
