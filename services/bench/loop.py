@@ -87,6 +87,7 @@ class BenchConfig:
     kafka_bootstrap: str = "127.0.0.1:19092"
     topic_prefix: str = "labelloop"
     reference: bool = True
+    reference_seeds: int = 5  # seeds of the reference's random held-out split (mean and range)
     reference_cache: Path | None = field(default_factory=default_reference_cache)
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     extra: dict[str, Any] = field(default_factory=dict)
@@ -130,7 +131,7 @@ class ReferenceRun:
         ctx = multiprocessing.get_context("spawn")
         texts = [r["text"] for r in records]
         labels = [r["label"] for r in records]
-        self._seeds = [config.seed + s for s in REFERENCE_SEEDS]
+        self._seeds = [config.seed + s for s in REFERENCE_SEEDS[: max(1, config.reference_seeds)]]
         self._children: list[tuple[Any, Any]] = []
         for worker in range(REFERENCE_WORKERS):
             receive, send = ctx.Pipe(duplex=False)
