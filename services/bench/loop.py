@@ -32,7 +32,7 @@ from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
-from labelloop.datasets import labels_of
+from labelloop.datasets import content_of, labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -169,6 +169,9 @@ def run_bench(
                     spec=common_pb2.ProjectSpec(
                         project_id=project_id,
                         labels=label_set,
+                        modality=common_pb2.MODALITY_IMAGE
+                        if "media" in records[0]
+                        else common_pb2.MODALITY_TEXT,
                         target_precision=config.target_precision,
                         annotators_per_task=config.annotators,
                         audit_rate=config.audit_rate,
@@ -336,10 +339,7 @@ def _submit_all(
                 return
             chunk = records[start : start + batch]
             items = [
-                common_pb2.Item(
-                    item_id=r["id"], project_id=project_id, content=common_pb2.Content(text=r["text"])
-                )
-                for r in chunk
+                common_pb2.Item(item_id=r["id"], project_id=project_id, content=content_of(r)) for r in chunk
             ]
             if not state["first_submit_ms"]:
                 state["first_submit_ms"] = time.time() * 1000
