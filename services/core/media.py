@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_MEDIA_ROOT",
     "FIELD",
     "MediaStore",
+    "model_input",
     "sniff_content_type",
 ]
 
@@ -215,3 +216,11 @@ class MediaStore:
         return common_pb2.MediaRef(
             uri=self.uri_of(path), content_type=sniffed, size_bytes=len(data), sha256=digest
         )
+
+
+def model_input(item: common_pb2.Item) -> str:
+    """The string a model reads for ``item`` (Triton's TEXT input, a family's ``fit`` input): its
+    text, or for a media item its URI (image families read the file from the media root)."""
+    if item.content.WhichOneof("body") == "media":
+        return item.content.media.uri
+    return item.content.text

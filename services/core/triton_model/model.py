@@ -82,9 +82,38 @@ class MinilmPredictor:
         return np.asarray(self.classifier.predict_proba(texts), dtype=np.float32)
 
 
+class ImagePredictor:
+    """Family "image-lr": the TEXT input carries each item's media URI; the version's copy of
+    Labelloop's ``core/image_features.py`` (artifact "runtime") reads the pixels from the media
+    root recorded in labels.json and runs the saved pipeline (artifact "pipeline")."""
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
+        runtime = _load_runtime(version_dir / meta["artifacts"]["runtime"], "_labelloop_image_features")
+        self.classifier = runtime.ImageClassifier(version_dir, meta)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.classifier.predict_proba(texts), dtype=np.float32)
+
+
+def _load_runtime(path: Path, prefix: str) -> Any:
+    """Import a runtime module a version carries, by path, under a per-version module name."""
+    import importlib.util
+    import sys
+
+    module_name = f"{prefix}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the runtime module {path}")
+    runtime = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = runtime
+    spec.loader.exec_module(runtime)
+    return runtime
+
+
 FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
     "sklearn": SklearnPredictor,
     "minilm-head": MinilmPredictor,
+    "image-lr": ImagePredictor,
 }
 
 
