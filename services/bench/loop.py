@@ -34,6 +34,7 @@ from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
 from labelloop.datasets import content_of, labels_of
 from labelloop.datasets import load as load_dataset
+from labelloop.datasets.images import media_store
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
 
 Say = Callable[[str], None]
@@ -79,15 +80,21 @@ def api_token(config: BenchConfig) -> str:
         raise BenchError(str(exc)) from None
 
 
-def reference_report(texts: list[str], labels: list[str], target: float, seed: int) -> dict[str, Any]:
-    """The reference policy's summary (runs in a worker process)."""
-    from labelloop.bench.reference import run_reference
+def reference_report(
+    texts: list[str], labels: list[str], target: float, seed: int, media_root: str | None = None
+) -> dict[str, Any]:
+    """The reference policy's summary (runs in a worker process). With ``media_root`` the
+    ``texts`` are image URIs under it and the reference uses the image features."""
+    from labelloop.bench.reference import _new_model, image_model, run_reference
 
-    return run_reference(texts, labels, target_precision=target, seed=seed).as_report()
+    new_model = image_model(media_root) if media_root else _new_model
+    return run_reference(texts, labels, target_precision=target, seed=seed, new_model=new_model).as_report()
 
 
-def _reference_worker(texts: list[str], labels: list[str], target: float, seed: int, out: Any) -> None:
-    out.send(reference_report(texts, labels, target, seed))
+def _reference_worker(
+    texts: list[str], labels: list[str], target: float, seed: int, media_root: str | None, out: Any
+) -> None:
+    out.send(reference_report(texts, labels, target, seed, media_root))
     out.close()
 
 
@@ -101,10 +108,11 @@ class ReferenceRun:
         self._process = ctx.Process(
             target=_reference_worker,
             args=(
-                [r["text"] for r in records],
+                [r["media"]["uri"] if "media" in r else r["text"] for r in records],
                 [r["label"] for r in records],
                 config.target_precision,
                 config.seed,
+                media_store().root_uri if records and "media" in records[0] else None,
                 send,
             ),
             name="labelloop-bench-reference",

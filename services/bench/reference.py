@@ -8,7 +8,10 @@ stream order, with a perfect person answering every item the model does not auto
 3. The first model is trained once :data:`FIRST_MODEL_LABELS` (100) human labels exist; then it is
    retrained whenever ``max(100, ceil(2% of the stream length))`` new human labels have arrived
    since the last training.
-4. The model is TF-IDF (word 1-2-grams, sublinear tf) + logistic regression (C=10).
+4. The model is TF-IDF (word 1-2-grams, sublinear tf) + logistic regression (C=10). For an image
+   stream (Fashion-MNIST) it is the same features as Labelloop's image family, extended in the
+   obvious way: grayscale 28x28 pixels, standardised, whitened PCA (60 components), logistic
+   regression (C=0.1) (:func:`image_model`; the "texts" are then the images' media URIs).
 5. Its threshold: a random fifth of the human labels (at least 30) is held out; a model fit on the
    rest scores them; the threshold is the lowest held-out top probability ``t`` such that the
    held-out items with top probability ``>= t`` are at least ``target_precision`` correct (point
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +55,7 @@ __all__ = [
     "FIRST_MODEL_LABELS",
     "ChunkRecord",
     "ReferenceResult",
+    "image_model",
     "retrain_interval",
     "run_reference",
 ]
@@ -133,6 +137,24 @@ def _new_model() -> Pipeline:
     )
 
 
+def image_model(media_root: str) -> Callable[[], Pipeline]:
+    """The reference's model for images at URIs under ``media_root``: the image family's features."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from labelloop.core.image_features import pixel_features
+
+    def new_model() -> Pipeline:
+        return make_pipeline(
+            FunctionTransformer(pixel_features, kw_args={"root": media_root}),
+            StandardScaler(),
+            PCA(n_components=60, whiten=True, random_state=0),
+            LogisticRegression(C=0.1, max_iter=1000),
+        )
+
+    return new_model
+
+
 def _lowest_threshold(confidences: NDArray[np.float64], correct: NDArray[np.bool_], target: float) -> float:
     """Lowest confidence ``t`` with precision of ``{conf >= t}`` at least ``target``; else ADMIT_NOTHING."""
     order = np.argsort(-confidences, kind="stable")
@@ -145,7 +167,11 @@ def _lowest_threshold(confidences: NDArray[np.float64], correct: NDArray[np.bool
 
 
 def _train(
-    texts: Sequence[str], labels: Sequence[str], target: float, rng: np.random.Generator
+    texts: Sequence[str],
+    labels: Sequence[str],
+    target: float,
+    rng: np.random.Generator,
+    new_model: Callable[[], Pipeline] = _new_model,
 ) -> tuple[Pipeline, float]:
     """Fit on four fifths, set the threshold on the held-out fifth, refit on everything."""
     n = len(labels)
@@ -155,17 +181,22 @@ def _train(
     held, fit = order[:holdout_size], order[holdout_size:]
     threshold = ADMIT_NOTHING
     if len(set(y[fit].tolist())) >= 2:
-        model = _new_model().fit([texts[i] for i in fit], y[fit])
+        model = new_model().fit([texts[i] for i in fit], y[fit])
         probs = model.predict_proba([texts[i] for i in held])
         predicted = model.classes_[probs.argmax(axis=1)]
         threshold = _lowest_threshold(probs.max(axis=1), predicted == y[held], target)
-    return _new_model().fit(list(texts), y), threshold
+    return new_model().fit(list(texts), y), threshold
 
 
 def run_reference(
-    texts: Sequence[str], labels: Sequence[str], target_precision: float = 0.95, seed: int = 0
+    texts: Sequence[str],
+    labels: Sequence[str],
+    target_precision: float = 0.95,
+    seed: int = 0,
+    new_model: Callable[[], Pipeline] = _new_model,
 ) -> ReferenceResult:
-    """Run the reference policy on a stream (``texts`` with their hidden ``labels``, in order).
+    """Run the reference policy on a stream (``texts`` with their hidden ``labels``, in order);
+    ``new_model`` makes an unfitted model (default TF-IDF + LR; :func:`image_model` for images).
 
     Deterministic for a given stream and ``seed``. Raises ValueError when the lengths differ or
     the stream is empty.
@@ -220,7 +251,7 @@ def run_reference(
             else len(human_labels) - labels_at_last_training >= interval
         )
         if due and len(set(human_labels)) >= 2:
-            model, threshold = _train(human_texts, human_labels, target_precision, rng)
+            model, threshold = _train(human_texts, human_labels, target_precision, rng, new_model)
             trained += 1
             labels_at_last_training = len(human_labels)
 

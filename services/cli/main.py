@@ -335,7 +335,8 @@ def bench(
     data: Annotated[
         str,
         typer.Option(
-            help="JSONL with text and label (and optional id), or a built-in: 20newsgroups, spamassassin, bbcnews."
+            help="JSONL with text and label (and optional id), or a built-in: 20newsgroups, spamassassin, "
+            "bbcnews, fashion-mnist (images, written to the media store)."
         ),
     ],
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
@@ -418,6 +419,7 @@ BENCH_RUNS = (
     ("20newsgroups", "20newsgroups", 6000, 1, 0.0),
     ("bbcnews-noisy", "bbcnews", None, 3, 0.1),
     ("spamassassin-noisy", "spamassassin", None, 3, 0.1),
+    ("fashion-mnist", "fashion-mnist", 3000, 1, 0.0),
 )
 
 

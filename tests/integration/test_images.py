@@ -18,6 +18,7 @@ from running import PIPELINE, RunningServices
 from support import wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
+from labelloop.bench.throughput import _triton_rate
 from labelloop.core import model_repository
 from labelloop.core.label_log import latest_labels, replay
 from labelloop.core.media import MediaStore
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.skipif(
     reason="Fashion-MNIST not installed: run `make setup`",
 )
 
-STREAM = 400
+STREAM = 600
 CHUNK = 50
 MAX_MEDIA_BYTES = 4096
 
@@ -144,7 +145,7 @@ def test_fashion_mnist_images_go_through_the_loop_until_the_image_model_auto_lab
             project_id,
             list(FASHION_MNIST_CLASSES),
             modality=common_pb2.MODALITY_IMAGE,
-            target_precision=0.9,
+            target_precision=0.8,
             audit_rate=0.1,
         )
         annotator = AnnotatorClient(
@@ -176,19 +177,32 @@ def test_fashion_mnist_images_go_through_the_loop_until_the_image_model_auto_lab
                 ),
             )
             wait_until(lambda: not models.ListModels(listing, timeout=10).training, 120, interval=0.2)
+        stop.set()
+        annotator.join(10)
+
+        served = model_repository.served_versions(stack.triton_grpc_url, project.spec.model_name)
+        assert served, "no image model is served"
+        version_dir = Path(stack.model_repository) / project.spec.model_name / str(served[-1])
+        meta = json.loads((version_dir / "labels.json").read_text())
+        assert meta["family"] == "image-lr" and meta["metadata"]["media_root"] == media_root
+
+        labels = latest_labels(stack.bootstrap_servers, topic_prefix, project_id)
+        assert set(labels) == set(truth), "every image is labeled exactly once"
+        auto = [i for i, label in labels.items() if label.source == common_pb2.LABEL_SOURCE_MODEL]
+        assert auto, "the image model auto-labeled nothing"
+        precision = sum(labels[i].labels[0] == truth[i] for i in auto) / len(auto)
+        print(
+            f"image loop: {len(auto)} of {STREAM} auto-labeled, precision {precision:.3f}, served v{served[-1]}"
+        )
+        assert precision >= 0.7, (precision, len(auto))
+
+        # What Triton serves: every image's URI straight to the served image-lr model, 32 per
+        # request, 8 requests in flight (the bench's text measurement, services/bench/throughput.py).
+        rate = _triton_rate(
+            stack.triton_grpc_url, project.spec.model_name, [r["media"]["uri"] for r in records] * 3
+        )
+        print(f"image-lr served by Triton: {rate:.0f} images/s")
+        assert rate > 50
     finally:
         stop.set()
-
-    served = model_repository.served_versions(stack.triton_grpc_url, project.spec.model_name)
-    assert served, "no image model is served"
-    meta = json.loads(
-        (Path(stack.model_repository) / project.spec.model_name / str(served[-1]) / "labels.json").read_text()
-    )
-    assert meta["family"] == "image-lr" and meta["metadata"]["media_root"] == media_root
-
-    labels = latest_labels(stack.bootstrap_servers, topic_prefix, project_id)
-    assert set(labels) == set(truth), "every image is labeled exactly once"
-    auto = [i for i, label in labels.items() if label.source == common_pb2.LABEL_SOURCE_MODEL]
-    assert auto, "the image model auto-labeled nothing"
-    precision = sum(labels[i].labels[0] == truth[i] for i in auto) / len(auto)
-    assert precision >= 0.8, (precision, len(auto))
+        services.stop()

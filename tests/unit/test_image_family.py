@@ -54,3 +54,19 @@ def test_image_lr_learns_fashion_mnist_and_its_version_serves_the_same_probabili
     np.testing.assert_allclose(served.predict_proba(uris[:50]), probs[:50], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="not under the media root"):
         served.predict_proba([(tmp_path / "elsewhere.png").as_uri()])
+
+
+@installed
+def test_the_reference_policy_runs_on_images_with_the_image_features(tmp_path):
+    from labelloop.bench.reference import image_model, run_reference
+
+    root = (tmp_path / "media").as_uri()
+    records = load_fashion_mnist(limit=400, store=MediaStore(root))
+    report = run_reference(
+        [r["media"]["uri"] for r in records],
+        [r["label"] for r in records],
+        target_precision=0.8,
+        new_model=image_model(root),
+    ).as_report()
+    assert report["items"] == 400 and report["human_labeled"] + report["auto_labeled"] == 400
+    assert report["retrains"] >= 2
