@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -205,4 +207,58 @@ def test_fashion_mnist_images_go_through_the_loop_until_the_image_model_auto_lab
         assert rate > 50
     finally:
         stop.set()
+        services.stop()
+
+
+def test_labelloop_import_of_an_image_folder_and_of_a_folder_with_a_bad_file(
+    stack, tmp_path, topic_prefix, redis_prefix, media_root
+):
+    """`labelloop import FOLDER` copies the images into the media store and ingest accepts every
+    reference; a folder holding a file that is no image fails with exit code 2 and a line naming
+    the file, and submits nothing."""
+    services = RunningServices(stack, tmp_path, topic_prefix, redis_prefix, extra_env=_env(media_root))
+    try:
+        services.start(["ingest"])
+        project_id = f"folder-{uuid.uuid4().hex[:8]}"
+        services.create_project(project_id, ["dark", "light"], modality=common_pb2.MODALITY_IMAGE)
+        folder = tmp_path / "photos"
+        for label, base in (("dark", 20), ("light", 220)):
+            (folder / label).mkdir(parents=True)
+            for n in range(3):
+                (folder / label / f"{label[0]}{n}.png").write_bytes(
+                    png_bytes(np.full((8, 8), base + n, dtype=np.uint8))
+                )
+        env = {
+            **services.processes["ingest"].env,
+            "LABELLOOP_INGEST_ADDR": f"127.0.0.1:{services.grpc_ports['ingest']}",
+            "LABELLOOP_TOKEN": services.token,
+            "COLUMNS": "1000",  # rich wraps lines at the terminal width
+        }
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "labelloop.cli.main", *args]
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+        run = cli("import", str(folder), "--project", project_id)
+        assert run.returncode == 0, run.stderr
+        assert "6 accepted, 0 duplicates, 0 rejected" in run.stdout
+
+        (folder / "light" / "broken.png").write_bytes(b"not an image")
+        bad = cli("import", str(folder), "--project", project_id)
+        assert bad.returncode == 2 and "broken.png" in bad.stderr and "not an accepted image" in bad.stderr
+
+        def produced() -> dict[str, common_pb2.MediaRef]:
+            try:
+                records = replay(stack.bootstrap_servers, topic_prefix, ITEMS, project_id=project_id)
+                return {e.item.item_id: e.item.content.media for e in records}
+            except KafkaException:
+                return {}
+
+        wait_until(lambda: len(produced()) == 6, 30, interval=0.5, message=lambda: str(sorted(produced())))
+        media = produced()
+        assert sorted(media) == ["d0", "d1", "d2", "l0", "l1", "l2"]
+        store = MediaStore(media_root)
+        for ref in media.values():
+            store.check(ref)  # the copy in the media store is the file the reference names
+    finally:
         services.stop()
