@@ -288,6 +288,7 @@ function render() {
     const img = document.createElement("img");
     img.src = task.content.media.url;
     img.alt = `Item ${task.item_id}`;
+    img.addEventListener("load", () => img.classList.toggle("small", img.naturalWidth < 112));
     content.append(img);
   } else {
     const p = document.createElement("p");
