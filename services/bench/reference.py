@@ -10,8 +10,8 @@ stream order, with a perfect person answering every item the model does not auto
    since the last training.
 4. The model is TF-IDF (word 1-2-grams, sublinear tf) + logistic regression (C=10). For an image
    stream (Fashion-MNIST) it is the same features as Labelloop's image family, extended in the
-   obvious way: grayscale 28x28 pixels, standardised, whitened PCA (60 components), logistic
-   regression (C=0.1) (:func:`image_model`; the "texts" are then the images' media URIs).
+   obvious way: HOG and grayscale 28x28 pixels, standardised, whitened PCA (60 components),
+   logistic regression (C=0.1) (:func:`image_model`; the "texts" are then the images' media URIs).
 5. Its threshold: a random fifth of the human labels (at least 30) is held out; a model fit on the
    rest scores them; the threshold is the lowest held-out top probability ``t`` such that the
    held-out items with top probability ``>= t`` are at least ``target_precision`` correct (point
@@ -142,11 +142,11 @@ def image_model(media_root: str) -> Callable[[], Pipeline]:
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    from labelloop.core.image_features import pixel_features
+    from labelloop.core.image_features import features
 
     def new_model() -> Pipeline:
         return make_pipeline(
-            FunctionTransformer(pixel_features, kw_args={"root": media_root}),
+            FunctionTransformer(features, kw_args={"root": media_root}),
             StandardScaler(),
             PCA(n_components=60, whiten=True, random_state=0),
             LogisticRegression(C=0.1, max_iter=1000),

@@ -1,11 +1,11 @@
-"""The image family "image-lr": pixels (grayscale, 28x28, scaled) -> standardise -> PCA -> logistic regression.
+"""The image family "image-lr": HOG + pixels (grayscale, 28x28) -> standardise -> PCA -> logistic regression.
 
 Its inputs are the items' media URIs (what retraining's dataset and the inference service give a
 model for an image item); the pixels are read from the media root through
 ``core/image_features.py``, which every version also carries as its "runtime" artifact, so Triton
-computes the same features (``core/triton_model/model.py``, family "image-lr"). HOG would need
-scikit-image, which is not in the lock; PCA on raw pixels is the documented fallback and reaches
-about 80% accuracy on Fashion-MNIST from 1,000 labels. Trained only for image projects
+computes the same features (``core/triton_model/model.py``, family "image-lr"). HOG is computed
+in numpy (scikit-image is not in the lock); with the pixels it reaches about 83% accuracy on
+Fashion-MNIST from 1,000 labels, 84.5% from 2,000. Trained only for image projects
 (``modality = "image"``; the retraining service matches a family's modality to the project's).
 """
 
@@ -50,9 +50,7 @@ class ImageModel:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in ``label_set`` order for the images at the URIs ``texts``."""
-        probs = self.pipeline.predict_proba(
-            image_features.pixel_features(list(texts), self.media_root, self.side)
-        )
+        probs = self.pipeline.predict_proba(image_features.features(list(texts), self.media_root, self.side))
         out = np.zeros((probs.shape[0], len(self.label_set)), dtype=np.float64)
         for j, i in enumerate(self._columns):
             if i >= 0:
@@ -81,8 +79,8 @@ class ImageModel:
 
 @dataclass(frozen=True)
 class ImageFamily:
-    """Fixed defaults: 28x28 pixels, standardised, whitened PCA to at most 60 components, C=0.1
-    (on Fashion-MNIST: 67% accuracy from 200 labels, 79% from 1,000, 80% from 2,000)."""
+    """Fixed defaults: HOG and 28x28 pixels, standardised, whitened PCA to at most 60 components,
+    C=0.1 (on Fashion-MNIST: 74% accuracy from 200 labels, 83% from 1,000, 84.5% from 2,000)."""
 
     media_root: str
     name: str = FAMILY_NAME
@@ -101,7 +99,7 @@ class ImageFamily:
         unknown = sorted(set(labels) - set(label_set))
         if unknown:
             raise ValueError(f"labels {unknown} are not in the label set {list(label_set)}")
-        features = image_features.pixel_features(list(texts), self.media_root, self.side)
+        features = image_features.features(list(texts), self.media_root, self.side)
         components = max(1, min(self.components, features.shape[0] - 1, features.shape[1]))
         pipeline = Pipeline(
             [
@@ -112,7 +110,7 @@ class ImageFamily:
         )
         pipeline.fit(features, list(labels))
         params: dict[str, Any] = {
-            "features": f"grayscale pixels {self.side}x{self.side}",
+            "features": f"hog 4x4 cells 9 bins + grayscale pixels {self.side}x{self.side}",
             "pca_components": components,
             "C": self.c,
         }
