@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from labelloop.core.label_log import label_records
 from labelloop.stack import StackSettings
+from labelloop.v1 import events_pb2
 
 T = TypeVar("T")
 
@@ -46,6 +48,31 @@ def wait_until(
             suffix = f" (last error: {last_error!r})" if last_error is not None else ""
             raise AssertionError(f"{text} — not true after {timeout:.1f}s{suffix}")
         time.sleep(interval)
+
+
+def one_label_per_item(
+    bootstrap: str, prefix: str, project_id: str, *, identical_repeats: bool = False
+) -> dict[str, events_pb2.LabelFinalized]:
+    """The final label of each item of `project_id`, asserting from the RAW labels topic (every
+    record, not a last-wins view) that no item has more than one final-label record.
+
+    `identical_repeats=True` (tests that kill -9 a service mid-batch) still fails on two
+    different decisions for one item, but lets the same decision appear twice: a process killed
+    after its records reached the broker and before its flush returned publishes that batch
+    again on redelivery (at-least-once; only Kafka transactions would remove it)."""
+    records = label_records(bootstrap, prefix, project_id)
+    many = {
+        item_id: [(label.source, list(label.labels), label.model_version) for label in labels]
+        for item_id, labels in records.items()
+        if len(labels) > 1
+    }
+    if identical_repeats:
+        many = {
+            item_id: seen for item_id, seen in many.items() if len({(s, tuple(x)) for s, x, _ in seen}) > 1
+        }
+    shown = dict(list(many.items())[:5])
+    assert not many, f"{len(many)} items have more than one final label (source, labels, model): {shown}"
+    return {item_id: labels[0] for item_id, labels in records.items()}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,19 +4,25 @@ It brings up the local stack and the services if they are not running, creates a
 from the labels found in the data, streams the items through the ingest gRPC API in file order
 (at `rate` items/s, never more than `window` items without a final label, like a client that
 feeds a labeling service as it keeps up), runs simulated annotators as separate gRPC clients of
-the human-tasks API, and ends when every item has a final label (or fails after a stall). The
-reference policy runs meanwhile in another process on the same stream. The report is computed
-from the labels of record in Kafka.
+the human-tasks API, and ends when the project's `labels` topic holds a final label for every
+item (or fails after a stall). "Final label" means read from that topic (FinalLabelWatcher), both
+for the window and for the end. The annotators then answer the audits still queued (at most
+`drain_timeout_s`), so `human_effort` counts the audits the system asked for. The reference policy runs meanwhile in another process on the
+same stream, once per seed of its held-out split. The report is computed from the raw `labels`
+and `annotations` topics (report.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import multiprocessing
+import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +33,12 @@ from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
+from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core import grpc_client
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
-from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
+from labelloop.core.topics import ANNOTATIONS, MODELS, TASKS
 from labelloop.datasets import content_of, labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.datasets.images import media_store
@@ -42,6 +49,18 @@ Say = Callable[[str], None]
 
 class BenchError(Exception):
     """The bench could not finish; the message says why."""
+
+
+#: The reference's processes run this much nicer than the system under measurement: they use
+#: the CPU the loop leaves idle (people's latency, waits) instead of slowing it down.
+REFERENCE_NICENESS = 10
+#: Processes the reference's seeds are shared among (the machine's 2 cores, at REFERENCE_NICENESS).
+REFERENCE_WORKERS = 2
+
+
+def default_reference_cache() -> Path:
+    """Where reference runs are kept between benches: `<repo root>/.cache/bench-reference`."""
+    return Path(__file__).resolve().parents[2] / ".cache" / "bench-reference"
 
 
 @dataclass
@@ -60,6 +79,7 @@ class BenchConfig:
     window: int = 100
     audit_rate: float = 0.02
     stall_timeout_s: float = 300.0
+    drain_timeout_s: float = 120.0  # for the audits still queued once every item is final
     seed: int = 0
     ingest_addr: str = "127.0.0.1:50051"
     human_tasks_addr: str = "127.0.0.1:50052"
@@ -68,6 +88,7 @@ class BenchConfig:
     kafka_bootstrap: str = "127.0.0.1:19092"
     topic_prefix: str = "labelloop"
     reference: bool = True
+    reference_cache: Path | None = field(default_factory=default_reference_cache)
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,61 +101,101 @@ def api_token(config: BenchConfig) -> str:
         raise BenchError(str(exc)) from None
 
 
-def reference_report(
-    texts: list[str], labels: list[str], target: float, seed: int, media_root: str | None = None
-) -> dict[str, Any]:
-    """The reference policy's summary (runs in a worker process). With ``media_root`` the
-    ``texts`` are image URIs under it and the reference uses the image features."""
-    from labelloop.bench.reference import _new_model, image_model, run_reference
+def reference_runs(
+    texts: list[str],
+    labels: list[str],
+    target: float,
+    seeds: list[int],
+    cache_dir: Path | None = None,
+    media_root: str | None = None,
+) -> tuple[list[dict[str, Any]], float]:
+    """The reference policy's per-seed summaries for `seeds`, one after another (see
+    ReferenceSpread; cached in `cache_dir`), and the seconds they took. With `media_root` the
+    `texts` are image URIs under it and the reference uses the image features."""
+    from labelloop.bench.reference import run_reference_seeds
 
-    new_model = image_model(media_root) if media_root else _new_model
-    return run_reference(texts, labels, target_precision=target, seed=seed, new_model=new_model).as_report()
+    spread = run_reference_seeds(
+        texts, labels, target, seeds=seeds, cache_dir=cache_dir, media_root=media_root
+    )
+    return list(spread.runs), spread.wall_s
 
 
 def _reference_worker(
-    texts: list[str], labels: list[str], target: float, seed: int, media_root: str | None, out: Any
+    texts: list[str],
+    labels: list[str],
+    target: float,
+    seeds: list[int],
+    cache_dir: Path | None,
+    media_root: str | None,
+    out: Any,
 ) -> None:
-    out.send(reference_report(texts, labels, target, seed, media_root))
+    os.nice(REFERENCE_NICENESS)
+    out.send(reference_runs(texts, labels, target, seeds, cache_dir, media_root))
     out.close()
 
 
 class ReferenceRun:
-    """The reference policy in a child process (it needs a core of its own for minutes), which
-    is terminated with the bench: nothing is left running when the bench stops or fails."""
+    """The reference policy over its seeds `config.seed + REFERENCE_SEEDS`, in REFERENCE_WORKERS
+    child processes at REFERENCE_NICENESS (it needs minutes of CPU on 20 Newsgroups), which are
+    terminated with the bench: nothing is left running when the bench stops or fails."""
 
     def __init__(self, records: list[Any], config: BenchConfig) -> None:
+        from labelloop.bench.reference import REFERENCE_SEEDS
+
         ctx = multiprocessing.get_context("spawn")
-        self._receive, send = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=_reference_worker,
-            args=(
-                [r["media"]["uri"] if "media" in r else r["text"] for r in records],
-                [r["label"] for r in records],
-                config.target_precision,
-                config.seed,
-                media_store().root_uri if records and "media" in records[0] else None,
-                send,
-            ),
-            name="labelloop-bench-reference",
-            daemon=True,
-        )
-        self._process.start()
-        send.close()
+        texts = [r["media"]["uri"] if "media" in r else r["text"] for r in records]
+        media_root = media_store().root_uri if records and "media" in records[0] else None
+        labels = [r["label"] for r in records]
+        self._seeds = [config.seed + s for s in REFERENCE_SEEDS]
+        self._children: list[tuple[Any, Any]] = []
+        for worker in range(REFERENCE_WORKERS):
+            receive, send = ctx.Pipe(duplex=False)
+            process = ctx.Process(
+                target=_reference_worker,
+                args=(
+                    texts,
+                    labels,
+                    config.target_precision,
+                    self._seeds[worker::REFERENCE_WORKERS],
+                    config.reference_cache,
+                    media_root,
+                    send,
+                ),
+                name=f"labelloop-bench-reference-{worker}",
+                daemon=True,
+            )
+            process.start()
+            send.close()
+            self._children.append((process, receive))
 
     def result(self) -> dict[str, Any]:
-        """Wait for the reference's report."""
-        try:
-            value: dict[str, Any] = self._receive.recv()
-        except EOFError:
-            raise BenchError(f"the reference policy failed (exit code {self._process.exitcode})") from None
-        return value
+        """Wait for every seed; the mean, ranges and runs (ReferenceSpread.as_report)."""
+        from labelloop.bench.reference import ReferenceSpread
+
+        runs: list[dict[str, Any]] = []
+        wall_s = 0.0
+        for process, receive in self._children:
+            # poll, not a bare recv: a child that dies before it unpickled its pipe leaves the
+            # pipe open in this process (spawn's fd sharer), so no EOF would ever come
+            while not receive.poll(1.0):
+                if not process.is_alive() and not receive.poll(0):
+                    raise BenchError(f"the reference policy failed (exit code {process.exitcode})")
+            try:
+                done, seconds = receive.recv()
+            except EOFError:
+                raise BenchError(f"the reference policy failed (exit code {process.exitcode})") from None
+            runs.extend(done)
+            wall_s = max(wall_s, seconds)
+        runs.sort(key=lambda run: self._seeds.index(run["seed"]))
+        return ReferenceSpread(tuple(self._seeds), tuple(runs), round(wall_s, 2)).as_report()
 
     def stop(self) -> None:
-        """Terminate the child if it still runs."""
-        if self._process.is_alive():
-            self._process.terminate()
-        self._process.join(10)
-        self._receive.close()
+        """Terminate the children that still run."""
+        for process, receive in self._children:
+            if process.is_alive():
+                process.terminate()
+            process.join(10)
+            receive.close()
 
 
 def ensure_stack(say: Say) -> None:
@@ -169,8 +230,16 @@ def run_bench(
         if config.manage_stack:
             ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
-        config.token = api_token(config)
-        with grpc_client.channel(config.ingest_addr, config.token) as channel:
+        with contextlib.ExitStack() as resources:
+            try:
+                # before the project exists: it starts at the labels topic's end offsets
+                watcher = resources.enter_context(
+                    FinalLabelWatcher(config.kafka_bootstrap, config.topic_prefix)
+                )
+            except LookupError as exc:
+                raise BenchError(str(exc)) from None
+            config.token = api_token(config)
+            channel = resources.enter_context(grpc_client.channel(config.ingest_addr, config.token))
             admin = admin_pb2_grpc.ProjectServiceStub(channel)
             admin.CreateProject(
                 admin_pb2.CreateProjectRequest(
@@ -188,18 +257,18 @@ def run_bench(
                 ),
                 timeout=30,
             )
+            watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
-            outcome = _stream(config, channel, admin, project_id, records, truth, label_set, progress)
-        say("collecting the labels of record from Kafka")
-        finals = {
-            e.ingested.item.item_id: reports.from_event(e)
-            for e in replay(config.kafka_bootstrap, config.topic_prefix, LABELS)
-            if e.ingested.item.project_id == project_id
-        }
-        audits = sum(
-            1
-            for a in replay(config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS)
-            if a.project_id == project_id and a.audit
+            outcome = _stream(
+                config, channel, admin, project_id, records, truth, label_set, watcher, progress
+            )
+            finals = watcher.finals()
+            label_events = watcher.events
+        say("collecting people's answers from Kafka")
+        annotations = reports.count_annotations(
+            a
+            for a in replay(config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS, project_id=project_id)
+            if a.project_id == project_id
         )
         model_events = [
             e
@@ -211,15 +280,15 @@ def run_bench(
             truth,
             finals,
             first_submit_ms=outcome["first_submit_ms"],
-            audit_tasks=audits,
+            annotations=annotations,
             retrains=sum(e.kind == events_pb2.MODEL_EVENT_KIND_TRAINED for e in model_events),
             promotions=sum(e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED for e in model_events),
         )
         promoted_at = [
             e.at.ToMilliseconds() for e in model_events if e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED
         ]
-        submits: list[tuple[float, int]] = outcome["submits"]
-        positions = [max((n for t, n in submits if t <= at), default=0) for at in promoted_at]
+        submits: list[tuple[float, float, int]] = outcome["submits"]
+        positions = [max((n for _, t, n in submits if t <= at), default=0) for at in promoted_at]
         result: dict[str, Any] = {
             "dataset": config.data,
             "project": project_id,
@@ -230,9 +299,15 @@ def run_bench(
             "annotator_latency_ms": config.annotator_latency_ms,
             "rate": config.rate,
             "window": config.window,
+            "max_without_final_label": reports.max_without_final_label(
+                [(before, n) for before, _, n in submits], (f.finalized_ms for f in finals.values())
+            ),
+            "label_events": label_events,
+            "audits_routed": outcome.get("audits_routed", 0),
+            "audits_unanswered": outcome.get("audits_unanswered", 0),
             "wall_s": 0.0,
             "promotion_positions": positions,
-            "windows": reports.windows(order, truth, finals, max(50, len(order) // 30)),
+            "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             **config.extra,
         }
         if reference is not None:
@@ -249,6 +324,25 @@ def run_bench(
     return result
 
 
+def annotator_pool(annotators_per_task: int) -> int:
+    """How many simulated people work a project that asks `annotators_per_task` (k) per task.
+
+    One more than k, so a task is never waiting for the people who already answered it; and,
+    when k > 1, one more again: a tie calls one more annotator, and a second tie in a row (1-1-1
+    of three, then a fourth distinct label: about 1 task in 1,000 at 10% error over 5 classes)
+    calls a fifth. With k + 1 people that task waited forever and the run stalled at 199/200.
+    """
+    return annotators_per_task + 1 if annotators_per_task <= 1 else annotators_per_task + 2
+
+
+def submission_size(submitted: int, finalized: int, window: int, batch: int, remaining: int) -> int:
+    """How many items the bench may submit now: at most `batch` and the `remaining` ones, and no
+    more than keeps `window` items without a final label (`submitted - finalized` are without one
+    now). 0 means wait for final labels. A whole batch whenever there was any room let the window
+    overshoot by a batch less one (149 for 100)."""
+    return max(0, min(batch, remaining, window - (submitted - finalized)))
+
+
 def _stream(
     config: BenchConfig,
     channel: grpc.Channel,
@@ -257,12 +351,16 @@ def _stream(
     records: list[Any],
     truth: dict[str, str],
     label_set: list[str],
+    watcher: FinalLabelWatcher,
     progress: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
+    """Submit the items and run the annotators until the labels topic holds a final label for
+    every item; returns the submitter's state (`submits`: (ms before the call, ms after it, items
+    submitted once it returned) per SubmitBatch call)."""
     stop = threading.Event()
     people = [
         SimulatedAnnotator(f"sim-{i}", label_set, config.annotator_error, config.seed)
-        for i in range(config.annotators + 1)
+        for i in range(annotator_pool(config.annotators))
     ]
     clients = [
         AnnotatorClient(
@@ -278,45 +376,31 @@ def _stream(
     ]
     for client in clients:
         client.start()
-    state = {"submitted": 0, "final": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
+    state: dict[str, Any] = {"submitted": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
     submitter = threading.Thread(
-        target=_submit_all, args=(config, channel, project_id, records, state, stop), daemon=True
+        target=_submit_all, args=(config, channel, project_id, records, state, watcher, stop), daemon=True
     )
     submitter.start()
-    last_final, last_change = -1, time.monotonic()
+    last_final, last_change, last_progress = -1, time.monotonic(), 0.0
     try:
         while True:
             if state["error"]:
                 raise BenchError(f"submitting items failed: {state['error']}")
-            status = admin.GetProjectStatus(
-                admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=30
-            )
-            final = status.auto_labeled + status.human_labeled
-            state["final"] = final
-            if progress is not None:
-                progress(
-                    {
-                        "items": len(records),
-                        "submitted": state["submitted"],
-                        "ingested": status.ingested,
-                        "auto_labeled": status.auto_labeled,
-                        "waiting_for_people": status.waiting_for_people,
-                        "human_labeled": status.human_labeled,
-                        "serving_version": status.serving_version,
-                        "threshold": status.threshold,
-                    }
-                )
+            final = watcher.count()
+            if progress is not None and time.monotonic() - last_progress >= 0.5:
+                last_progress = time.monotonic()
+                _show_progress(admin, project_id, len(records), state["submitted"], final, progress)
             if final >= len(records):
+                _drain_audits(config, project_id, state, stop)
                 break
             if final != last_final:
                 last_final, last_change = final, time.monotonic()
             elif time.monotonic() - last_change > config.stall_timeout_s:
                 raise BenchError(
                     f"stalled: no new final label for {config.stall_timeout_s:.0f}s at {final}/{len(records)} "
-                    f"(ingested {status.ingested}, waiting for people {status.waiting_for_people}); "
-                    "check `make status` and the logs under .run/"
+                    f"(submitted {state['submitted']}); check `make status` and the logs under .run/"
                 )
-            stop.wait(0.5)
+            watcher.wait_beyond(final, 0.5)
     finally:
         stop.set()
         for client in clients:
@@ -325,37 +409,112 @@ def _stream(
     return state
 
 
+def audit_work(
+    tasks: Iterable[events_pb2.TaskRouted], answers: Iterable[events_pb2.AnnotationSubmitted]
+) -> tuple[int, int]:
+    """(answers the routed audit tasks ask for, those given), for one project's events: each
+    audit task asks `annotators_required` answers (at least 1); answers count once per lease."""
+    required = {
+        t.task_id: max(1, t.annotators_required)
+        for t in tasks
+        if t.reason == events_pb2.TASK_REASON_AUDIT and not t.HasField("withdraw")
+    }
+    leases: dict[str, set[str]] = {}
+    for a in answers:
+        if a.audit:
+            leases.setdefault(a.task_id, set()).add(a.lease_id or f"{a.annotator_id}:{len(leases)}")
+    return sum(required.values()), sum(min(len(leases.get(t, ())), k) for t, k in required.items())
+
+
+def _drain_audits(config: BenchConfig, project_id: str, state: dict[str, Any], stop: threading.Event) -> None:
+    """Once every item is final, let the annotators answer the audits still queued (people
+    would; leaving them out would under-count `human_effort`), for at most
+    `config.drain_timeout_s`. Sets `audits_routed` and `audits_unanswered` in `state`."""
+    deadline = time.monotonic() + config.drain_timeout_s
+    while True:
+        routed, answered = audit_work(
+            (
+                t
+                for t in replay(config.kafka_bootstrap, config.topic_prefix, TASKS, project_id=project_id)
+                if t.ingested.item.project_id == project_id
+            ),
+            (
+                a
+                for a in replay(
+                    config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS, project_id=project_id
+                )
+                if a.project_id == project_id
+            ),
+        )
+        state["audits_routed"], state["audits_unanswered"] = routed, routed - answered
+        if answered >= routed or time.monotonic() > deadline or stop.is_set():
+            return
+        stop.wait(1.0)
+
+
+def _show_progress(
+    admin: admin_pb2_grpc.ProjectServiceStub,
+    project_id: str,
+    items: int,
+    submitted: int,
+    final: int,
+    progress: Callable[[dict[str, Any]], None],
+) -> None:
+    """Report progress: the bench's own counts plus the project's status (display only)."""
+    status = admin.GetProjectStatus(admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=30)
+    progress(
+        {
+            "items": items,
+            "submitted": submitted,
+            "final": final,
+            "ingested": status.ingested,
+            "auto_labeled": status.auto_labeled,
+            "waiting_for_people": status.waiting_for_people,
+            "human_labeled": status.human_labeled,
+            "serving_version": status.serving_version,
+            "threshold": status.threshold,
+        }
+    )
+
+
 def _submit_all(
     config: BenchConfig,
     channel: grpc.Channel,
     project_id: str,
     records: list[Any],
     state: dict[str, Any],
+    watcher: FinalLabelWatcher,
     stop: threading.Event,
 ) -> None:
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
     batch = 50 if config.rate is None else max(1, min(50, int(config.rate / 10) or 1))
     begin = time.monotonic()
+    start = 0
     try:
-        for start in range(0, len(records), batch):
-            while not stop.is_set() and state["submitted"] - state["final"] >= config.window:
-                stop.wait(0.05)
+        while start < len(records):
+            size = submission_size(start, watcher.count(), config.window, batch, len(records) - start)
+            while not stop.is_set() and size == 0:
+                finalized = watcher.wait_beyond(start - config.window, 0.5)
+                size = submission_size(start, finalized, config.window, batch, len(records) - start)
             if config.rate:
                 due = begin + start / config.rate
                 stop.wait(max(0.0, due - time.monotonic()))
             if stop.is_set():
                 return
-            chunk = records[start : start + batch]
+            chunk = records[start : start + size]
             items = [
                 common_pb2.Item(item_id=r["id"], project_id=project_id, content=content_of(r)) for r in chunk
             ]
+            before_ms = time.time() * 1000
             if not state["first_submit_ms"]:
-                state["first_submit_ms"] = time.time() * 1000
-            response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
+                state["first_submit_ms"] = before_ms
+            request = ingest_pb2.SubmitBatchRequest(items=items)
+            response = grpc_client.call_with_retry(functools.partial(stub.SubmitBatch, request, timeout=60))
             if response.rejected:
                 bad = [r.error_message for r in response.results if r.error_message][:3]
                 raise BenchError(f"{response.rejected} items rejected, e.g. {bad}")
-            state["submitted"] += len(chunk)
-            state["submits"].append((time.time() * 1000, state["submitted"]))
+            start += len(chunk)
+            state["submitted"] = start
+            state["submits"].append((before_ms, time.time() * 1000, start))
     except Exception as exc:  # reported by the main loop
         state["error"] = f"{type(exc).__name__}: {exc}"

@@ -1,10 +1,23 @@
-"""The bench report: computed from the labels of record (exported from Kafka) against the hidden
-labels, plus the plot. Pure functions, so the numbers can be recomputed and checked."""
+"""The bench report: computed from the raw `labels` and `annotations` topics of the project
+against the hidden labels, plus the table rows and the plot. Pure functions, so the numbers can
+be recomputed and checked.
+
+Two shares of people's work, both over all items of the stream:
+
+- ``human_fraction``: items whose final label came from people (``human_labeled / items``);
+- ``human_effort``: every answer people gave (``annotations / items``): each annotator of a
+  k-annotator task, the extra annotator a tie calls, audits of auto-labels and exploration items
+  included. It is what people were paid for; with one annotator and no audits it equals
+  ``human_fraction``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import bisect
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +51,52 @@ def from_event(event: events_pb2.LabelFinalized) -> FinalLabel:
     )
 
 
+@dataclass(frozen=True)
+class AnnotationCount:
+    """People's answers to one project's tasks, from the raw `annotations` topic.
+
+    ``total`` counts distinct answers (one per lease: a re-sent answer is counted once),
+    ``audits`` those that audited an auto-label, ``per_item`` the answers per item id.
+    """
+
+    total: int = 0
+    audits: int = 0
+    per_item: Mapping[str, int] = field(default_factory=dict)
+
+
+def count_annotations(events: Iterable[events_pb2.AnnotationSubmitted]) -> AnnotationCount:
+    """Count `AnnotationSubmitted` events (already filtered to one project), once per lease.
+
+    human-tasks re-sends an answer's events under the same lease id when a crash interrupted
+    them (at-least-once), so the lease id, not the event, is the unit; an event without one
+    counts as its own answer.
+    """
+    leases: set[str] = set()
+    total = audits = 0
+    per_item: Counter[str] = Counter()
+    for event in events:
+        if event.lease_id:
+            if event.lease_id in leases:
+                continue
+            leases.add(event.lease_id)
+        total += 1
+        audits += int(event.audit)
+        per_item[event.item_id] += 1
+    return AnnotationCount(total=total, audits=audits, per_item=dict(per_item))
+
+
+def max_without_final_label(submits: Sequence[tuple[float, int]], finalized_ms: Iterable[float]) -> int:
+    """The most items ever submitted without a final label, as the topics tell it.
+
+    ``submits``: per SubmitBatch call, (milliseconds just before the call, items submitted once
+    it returned); ``finalized_ms``: the `finalized_at` of each item's final label. At each call,
+    the items then submitted minus those already finalized is an upper bound of what was
+    outstanding, so the maximum over the calls bounds the bench's window from above.
+    """
+    done = sorted(finalized_ms)
+    return max((n - bisect.bisect_right(done, at) for at, n in submits), default=0)
+
+
 def _share(hits: int, total: int) -> float | None:
     return round(hits / total, 6) if total else None
 
@@ -48,7 +107,7 @@ def summarize(
     finals: Mapping[str, FinalLabel],
     *,
     first_submit_ms: float,
-    audit_tasks: int,
+    annotations: AnnotationCount,
     retrains: int,
     promotions: int,
 ) -> dict[str, Any]:
@@ -56,6 +115,8 @@ def summarize(
 
     `human_labeled` counts items whose final label came from people (audits never change a final
     label, so they are excluded by construction); `human_fraction = human_labeled / items`.
+    `human_effort = annotations / items` counts every answer (see the module doc); `audit_tasks`
+    is the number of audit answers among them.
     """
     labeled = [finals[i] for i in order if i in finals]
     auto = [f for f in labeled if f.source == MODEL]
@@ -72,8 +133,10 @@ def summarize(
         "classes": len(set(truth[i] for i in order)),
         "human_labeled": len(human),
         "auto_labeled": len(auto),
-        "audit_tasks": audit_tasks,
+        "annotations": annotations.total,
+        "audit_tasks": annotations.audits,
         "human_fraction": _share(len(human), len(order)),
+        "human_effort": _share(annotations.total, len(order)),
         "accuracy": _share(correct, len(labeled)),
         "auto_accuracy": _share(auto_correct, len(auto)),
         "human_accuracy": _share(human_correct, len(human)),
@@ -88,23 +151,129 @@ def summarize(
 
 
 def windows(
-    order: Sequence[str], truth: Mapping[str, str], finals: Mapping[str, FinalLabel], size: int
+    order: Sequence[str],
+    truth: Mapping[str, str],
+    finals: Mapping[str, FinalLabel],
+    size: int,
+    annotations: AnnotationCount | None = None,
 ) -> list[dict[str, Any]]:
-    """Per window of `size` items in stream order: the human share and the auto-label accuracy."""
+    """Per window of `size` items in stream order: the human share, people's answers per item
+    (with `annotations`) and the auto-label accuracy."""
     out = []
+    per_item = annotations.per_item if annotations is not None else {}
     for start in range(0, len(order), size):
-        part = [finals[i] for i in order[start : start + size] if i in finals]
+        ids = order[start : start + size]
+        part = [finals[i] for i in ids if i in finals]
         auto = [f for f in part if f.source == MODEL]
         out.append(
             {
                 "start": start,
                 "end": min(start + size, len(order)),
                 "human_share": _share(sum(f.source == HUMAN for f in part), len(part)),
+                "human_effort": _share(sum(per_item.get(i, 0) for i in ids), len(ids)),
                 "auto_accuracy": _share(sum(f.label == truth[f.item_id] for f in auto), len(auto)),
                 "auto": len(auto),
             }
         )
     return out
+
+
+#: The issue's goal for people's share, as a multiple of the reference's mean.
+HUMAN_FRACTION_GOAL = 0.7
+#: How far below the target precision the realized auto-label precision may fall.
+AUTO_ACCURACY_SLACK = 0.01
+_EPS = 1e-9
+
+
+def target_checks(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The benchmark's targets for one run (None where a number is missing):
+
+    - ``below_reference``: ``human_fraction`` < the reference's mean;
+    - ``ratio`` (``human_fraction`` / the reference's mean) and ``goal``: ratio <= 0.7;
+    - ``auto_accuracy``: ``auto_accuracy`` >= target precision - 0.01;
+    - ``accuracy``: ``accuracy`` >= target precision.
+    """
+    ref = report.get("reference") or {}
+    target = report["target_precision"]
+    hf, ref_hf = report.get("human_fraction"), ref.get("human_fraction")
+    ratio = hf / ref_hf if hf is not None and ref_hf else None
+    auto, acc = report.get("auto_accuracy"), report.get("accuracy")
+    return {
+        "below_reference": None if hf is None or ref_hf is None else hf < ref_hf,
+        "ratio": ratio,
+        "goal": None if ratio is None else ratio <= HUMAN_FRACTION_GOAL + _EPS,
+        "auto_accuracy": None if auto is None else auto >= target - AUTO_ACCURACY_SLACK - _EPS,
+        "accuracy": None if acc is None else acc >= target - _EPS,
+    }
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table: floats with `digits` decimals, None as "-"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def reference_spread(ref: Mapping[str, Any], key: str) -> str:
+    """The reference's mean and range of `key`: "0.600 (0.580-0.620)", or the mean alone."""
+    span = (ref.get("range") or {}).get(key)
+    mean = fmt(ref.get(key))
+    return f"{mean} ({fmt(span[0])}-{fmt(span[1])})" if span else mean
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "missed")
+
+
+#: The `make bench` table's columns (`bench-results/table.md` and the README).
+BENCH_COLUMNS = (
+    "run",
+    "items",
+    "human_fraction",
+    "human_effort",
+    "ref human_fraction, mean (range)",
+    "accuracy (ref mean)",
+    "auto_accuracy (ref mean)",
+    "retrains",
+    "hf < ref mean (ratio; goal <= 0.7x)",
+    "auto_accuracy >= target - 0.01",
+    "accuracy >= target",
+    "wall s",
+)
+
+
+def bench_row(report: Mapping[str, Any]) -> list[str]:
+    """One `make bench` table row (:data:`BENCH_COLUMNS`): the run's numbers, the reference's
+    mean over its seeds (with the range of people's share), and the targets."""
+    ref = report.get("reference") or {}
+    checks = target_checks(report)
+    ratio = checks["ratio"]
+    hf_cell = _met(checks["below_reference"])
+    if ratio is not None:
+        hf_cell += f" ({ratio:.2f}x; goal {_met(checks['goal'])})"
+    return [
+        str(report.get("run", report.get("dataset", ""))),
+        str(report["items"]),
+        fmt(report["human_fraction"]),
+        fmt(report.get("human_effort")),
+        reference_spread(ref, "human_fraction"),
+        f"{fmt(report['accuracy'])} ({fmt(ref.get('accuracy'))})",
+        f"{fmt(report['auto_accuracy'])} ({fmt(ref.get('auto_accuracy'))})",
+        str(report["retrains"]),
+        hf_cell,
+        _met(checks["auto_accuracy"]),
+        _met(checks["accuracy"]),
+        f"{report['wall_s']:.0f}",
+    ]
+
+
+def markdown_table(rows: Sequence[Sequence[str]], columns: Sequence[str] = BENCH_COLUMNS) -> list[str]:
+    """The lines of a Markdown table."""
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def plot(report: Mapping[str, Any], path: Path) -> None:
@@ -118,6 +287,16 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     mids = [(w["start"] + w["end"]) / 2 for w in series]
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     ax.plot(mids, [w["human_share"] for w in series], marker="o", label="share labeled by people")
+    effort = [(m, w.get("human_effort")) for m, w in zip(mids, series, strict=True)]
+    if any(e is not None for _, e in effort):
+        ax.plot(
+            [m for m, e in effort if e is not None],
+            [e for _, e in effort if e is not None],
+            marker=".",
+            linestyle="-.",
+            color="tab:purple",
+            label=f"people's answers per item (human_effort {fmt(report.get('human_effort'))})",
+        )
     acc = [
         (m, w["auto_accuracy"]) for m, w in zip(mids, series, strict=True) if w["auto_accuracy"] is not None
     ]
@@ -126,12 +305,25 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
     ax.axhline(report["target_precision"], color="grey", linestyle=":", label="target precision")
     ref = report.get("reference") or {}
     if ref.get("human_fraction") is not None:
-        ax.axhline(ref["human_fraction"], color="tab:red", linestyle="--", label="reference: share by people")
+        span = (ref.get("range") or {}).get("human_fraction")
+        ax.axhline(
+            ref["human_fraction"],
+            color="tab:red",
+            linestyle="--",
+            label=f"reference: share by people, mean {fmt(ref['human_fraction'])}"
+            + (f" (range {fmt(span[0])}-{fmt(span[1])})" if span else ""),
+        )
+        if span:
+            ax.axhspan(span[0], span[1], color="tab:red", alpha=0.12)
     for i, position in enumerate(report.get("promotion_positions", [])):
         ax.axvline(position, color="tab:green", alpha=0.4, label="model promoted" if i == 0 else None)
     ax.set_xlabel("items in stream order")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"Labelloop on {report['dataset']} ({report['items']} items)")
+    ax.set_ylabel("share of items (answers per item for human_effort)")
+    ax.set_ylim(0, max(1.05, *(e + 0.05 for _, e in effort if e is not None)))
+    ax.set_title(
+        f"Labelloop on {report['dataset']} ({report['items']} items): human_fraction "
+        f"{fmt(report.get('human_fraction'))}, human_effort {fmt(report.get('human_effort'))}"
+    )
     ax.legend(loc="center right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

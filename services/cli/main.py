@@ -8,6 +8,7 @@ operation failed (the message says why), 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -76,11 +77,9 @@ def api_token(s: CliSettings) -> str:
 
 
 def ingest_channel(s: CliSettings) -> grpc.Channel:
+    """A channel to ingest with the retry policy of core/grpc_client.py."""
     return grpc_client.channel(
-        s.ingest_addr,
-        api_token(s),
-        options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
-        tls=s.grpc_tls(),
+        s.ingest_addr, api_token(s), tls=s.grpc_tls(), max_message_bytes=64 * 1024 * 1024
     )
 
 
@@ -198,7 +197,11 @@ def import_file(
                 for r in chunk
             ]
             try:
-                response = stub.SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=60)
+                request = ingest_pb2.SubmitBatchRequest(items=items)
+                # idempotent by item id: retried while ingest (or Kafka/Redis behind it) is unavailable
+                response = grpc_client.call_with_retry(
+                    functools.partial(stub.SubmitBatch, request, timeout=60)
+                )
             except grpc.RpcError as exc:
                 raise rpc_error(exc, f"importing {file} (after {start} items)") from None
             accepted += response.accepted
@@ -270,6 +273,7 @@ def _progress_printer() -> tuple[Any, Callable[[dict[str, Any]], None]]:
         table = Table(
             "items",
             "submitted",
+            "final (labels topic)",
             "ingested",
             "auto-labeled",
             "waiting for people",
@@ -282,6 +286,7 @@ def _progress_printer() -> tuple[Any, Callable[[dict[str, Any]], None]]:
         table.add_row(
             str(p.get("items", "")),
             str(p.get("submitted", "")),
+            str(p.get("final", "")),
             str(p.get("ingested", "")),
             str(p.get("auto_labeled", "")),
             str(p.get("waiting_for_people", "")),
@@ -296,37 +301,72 @@ def _progress_printer() -> tuple[Any, Callable[[dict[str, Any]], None]]:
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """The report's main numbers next to the reference's."""
+    """The report's main numbers next to the reference's (mean and range over its seeds), and
+    the benchmark's targets."""
+    from labelloop.bench.report import fmt, reference_spread, target_checks
+
     ref = report.get("reference") or {}
+    seeds = len(ref.get("seeds") or []) or 1
     table = Table(
         "",
         "Labelloop",
-        "reference",
+        f"reference, mean of {seeds} seeds (range)",
         title=f"{report['dataset']}: {report['items']} items, {report['classes']} classes",
     )
-
-    def fmt(value: Any) -> str:
-        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
-
-    for key in (
-        "human_fraction",
-        "accuracy",
-        "auto_accuracy",
-        "human_accuracy",
-        "human_labeled",
-        "auto_labeled",
-    ):
-        table.add_row(key, fmt(report.get(key)), fmt(ref.get(key)))
-    table.add_row("audit_tasks", fmt(report.get("audit_tasks")), "")
+    table.add_row(
+        "human_fraction (items labeled by people)",
+        fmt(report.get("human_fraction")),
+        reference_spread(ref, "human_fraction"),
+    )
+    table.add_row(
+        "human_effort (people's answers per item)",
+        fmt(report.get("human_effort")),
+        reference_spread(ref, "human_fraction"),
+    )
+    for key in ("accuracy", "auto_accuracy"):
+        table.add_row(key, fmt(report.get(key)), reference_spread(ref, key))
+    table.add_row("human_accuracy", fmt(report.get("human_accuracy")), "")
+    for key in ("human_labeled", "auto_labeled"):
+        table.add_row(key, fmt(report.get(key)), fmt(ref.get(key), 1))
+    table.add_row(
+        "answers by people (audits)",
+        f"{fmt(report.get('annotations'))} ({fmt(report.get('audit_tasks'))})",
+        "",
+    )
+    table.add_row(
+        "audits routed / left unanswered",
+        f"{fmt(report.get('audits_routed'))} / {fmt(report.get('audits_unanswered'))}",
+        "",
+    )
     table.add_row(
         "retrains / promotions",
         f"{report.get('retrains')} / {report.get('promotions')}",
-        fmt(ref.get("retrains")),
+        fmt(ref.get("retrains"), 1),
     )
     table.add_row("throughput (items/s)", fmt(report.get("throughput_items_per_s")), "")
     lat = report.get("auto_latency_ms") or {}
     table.add_row("auto latency p50 / p99 (ms)", f"{fmt(lat.get('p50'))} / {fmt(lat.get('p99'))}", "")
+    table.add_row(
+        "most items without a final label (window)",
+        f"{fmt(report.get('max_without_final_label'))} ({fmt(report.get('window'))})",
+        "",
+    )
     table.add_row("wall (s)", fmt(report.get("wall_s")), fmt(ref.get("wall_s")))
+    checks = target_checks(report)
+    verdict = {True: "met", False: "missed", None: "-"}
+    ratio = checks["ratio"]
+    table.add_row(
+        "target: human_fraction < reference mean",
+        verdict[checks["below_reference"]] + ("" if ratio is None else f" ({ratio:.2f}x the reference)"),
+        "",
+    )
+    table.add_row("goal: human_fraction <= 0.7x reference mean", verdict[checks["goal"]], "")
+    table.add_row(
+        f"target: auto_accuracy >= {report['target_precision'] - 0.01:.2f}",
+        verdict[checks["auto_accuracy"]],
+        "",
+    )
+    table.add_row(f"target: accuracy >= {report['target_precision']:.2f}", verdict[checks["accuracy"]], "")
     return table
 
 
@@ -423,34 +463,18 @@ BENCH_RUNS = (
 )
 
 
-def bench_row(r: dict[str, Any]) -> list[str]:
-    """One `make bench` table row: the run's numbers next to the reference's, and the targets."""
-    ref = r.get("reference") or {}
-    nan = float("nan")
-    hf_ok = r["human_fraction"] <= 0.7 * ref.get("human_fraction", nan)
-    acc_ok = r["accuracy"] >= ref.get("accuracy", nan) - 0.005
-    return [
-        r["run"],
-        str(r["items"]),
-        f"{r['human_fraction']:.3f} ({ref.get('human_fraction', nan):.3f})",
-        f"{r['accuracy']:.3f} ({ref.get('accuracy', nan):.3f})",
-        "-" if r["auto_accuracy"] is None else f"{r['auto_accuracy']:.3f}",
-        str(r["retrains"]),
-        f"{'met' if hf_ok else 'missed'} / {'met' if acc_ok else 'missed'}",
-        f"{r['wall_s']:.0f}",
-    ]
-
-
 @app.command("bench-all")
 def bench_all(
     out: Annotated[Path, typer.Option(help="Folder for the reports and plots.")] = Path("bench-results"),
     only: Annotated[str, typer.Option(help="Comma-separated run names to keep (default: all).")] = "",
 ) -> None:
-    """`make bench`: the built-in datasets (perfect and noisy annotators) and the throughput mode,
-    one JSON report and PNG plot each, then one table."""
+    """`make bench`: the built-in datasets (perfect and noisy annotators), the throughput mode and
+    the encoder's serving speed (a private Triton), one JSON report and PNG plot each, then one
+    table."""
     import json
     import platform
 
+    from labelloop.bench import report as reports
     from labelloop.bench.loop import BenchConfig, run_bench
     from labelloop.bench.throughput import run_throughput
 
@@ -493,22 +517,11 @@ def bench_all(
         )
         throughput = run_throughput(config, say=console.print)
     title = f"labelloop bench, {time.strftime('%Y-%m-%d')}, {platform.node()} ({os.cpu_count()} cores)"
-    columns = [
-        "run",
-        "items",
-        "human_fraction (ref)",
-        "accuracy (ref)",
-        "auto_accuracy",
-        "retrains",
-        "targets: hf <= 0.7 ref / acc >= ref - 0.005",
-        "wall s",
-    ]
-    table = Table(*columns, title=title)
-    lines = [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = bench_row(r)
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
+    table = Table(*reports.BENCH_COLUMNS, title=title)
+    cells = [reports.bench_row(r) for r in rows]
+    for row in cells:
+        table.add_row(*row)
+    lines = [f"**{title}**", "", *reports.markdown_table(cells)]
     console.print(table)
     if throughput:
         line = (
@@ -519,8 +532,18 @@ def bench_all(
         )
         console.print(line)
         lines += ["", line]
+    encoder: dict[str, Any] | None = None
+    if not wanted or "encoder" in wanted:
+        from labelloop.bench.encoder_speed import standalone_section, table_line
+
+        console.print("[bold]== encoder serving speed[/]")
+        encoder = standalone_section()
+        line = table_line(encoder)
+        console.print(line)
+        lines += ["", line]
     (out / "table.md").write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(json.dumps({"runs": rows, "throughput": throughput}, indent=2) + "\n")
+    summary = {"runs": rows, "throughput": throughput, "encoder_speed": encoder}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(f"reports and plots in {out}/")
 
 

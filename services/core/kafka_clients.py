@@ -36,7 +36,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from labelloop.core.errors import DependencyUnavailable, LabelloopError
-from labelloop.core.topics import ALL_TOPICS, Topic
+from labelloop.core.topics import ALL_TOPICS, TOPIC_MAX_MESSAGE_BYTES, Topic
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # linger only groups sends between flushes
     "linger.ms": 5,
     "batch.size": 1024 * 1024,
-    "message.max.bytes": 4 * 1024 * 1024,
+    "message.max.bytes": 2 * TOPIC_MAX_MESSAGE_BYTES,  # a produce request; records are checked before
     # a flush that has not landed in 30 s is reported (DependencyUnavailable) by EventProducer
     "delivery.timeout.ms": 60_000,
 }
@@ -332,6 +332,7 @@ def ensure_topics(
                 replication_factor,
                 config={
                     "min.insync.replicas": str(min_insync_replicas),
+                    "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
                     **{k: str(v) for k, v in t.config.items()},
                 },
             )
@@ -378,9 +379,26 @@ def watermarks(client: Consumer, topic_name: str, timeout_s: float = 10) -> dict
     if meta is None or meta.error is not None:
         return {}
     out: dict[int, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout_s
     for partition in sorted(meta.partitions):
-        marks = client.get_watermark_offsets(TopicPartition(topic_name, partition), timeout=timeout_s)
+        while True:
+            try:
+                marks = client.get_watermark_offsets(TopicPartition(topic_name, partition), timeout=timeout_s)
+                break
+            except KafkaException as exc:  # e.g. NOT_LEADER_FOR_PARTITION while leadership settles
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.retriable()
+                if not retriable and not (isinstance(error, KafkaError) and error.code() in _SETTLING):
+                    raise
+                if time.monotonic() > deadline:
+                    raise DependencyUnavailable(
+                        "kafka", f"offsets of {topic_name}[{partition}]: {exc}"
+                    ) from exc
+                time.sleep(0.1)
         if marks is None:
             raise DependencyUnavailable("kafka", f"no offsets for {topic_name}[{partition}]")
         out[partition] = (int(marks[0]), int(marks[1]))
     return out
+
+
+_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})

@@ -1,7 +1,8 @@
 """Reading the labels of record: the compacted `labels` topic replayed from the start.
 
-Used by `labelloop export`, the benchmark and the retraining service's rebuild. The latest
-event per item id wins (the same rule compaction applies).
+Used by `labelloop export`, the benchmark and the retraining service's rebuild. `latest_labels`
+keeps the latest event per item id (the same rule compaction applies); `label_records` keeps
+every record, so a claim of "one final label per item" can be checked against the raw topic.
 """
 
 from __future__ import annotations
@@ -77,3 +78,19 @@ def latest_labels(
         elif item.project_id == project_id:
             out[item.item_id] = label
     return out
+
+
+def label_records(bootstrap: str, prefix: str, project_id: str) -> dict[str, list[events_pb2.LabelFinalized]]:
+    """Every final-label record of `project_id` in the labels topic, per item id, in topic order
+    (one entry per record: two records for one item are two entries, unlike `latest_labels`)."""
+    out: dict[str, list[events_pb2.LabelFinalized]] = {}
+    for label in replay(bootstrap, prefix, LABELS, project_id=project_id):
+        item = label.ingested.item
+        if item.project_id == project_id:
+            out.setdefault(item.item_id, []).append(label)
+    return out
+
+
+def duplicated(records: dict[str, list[events_pb2.LabelFinalized]]) -> dict[str, int]:
+    """Item id -> number of records, for the items with more than one final-label record."""
+    return {item_id: len(labels) for item_id, labels in records.items() if len(labels) > 1}

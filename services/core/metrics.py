@@ -74,6 +74,11 @@ INFERENCE_BATCH_SIZE = Histogram(
 PREDICTIONS = Counter(
     "labelloop_predictions", 'Predictions produced; model="none" when no model serves.', ["project", "model"]
 )
+CASCADE_ITEMS = Counter(
+    "labelloop_cascade_items",
+    'Items of cascade models by the stage that answered: "fast", or "encoder" (the fast stage was unsure).',
+    ["project", "stage"],
+)
 
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(
@@ -97,6 +102,12 @@ ANNOTATIONS = Counter("labelloop_annotations", "Annotations submitted.", ["proje
 # --- labels (routing: source=model; human_tasks: source=human) -------------------------------
 LABELS_FINALIZED = Counter(
     "labelloop_labels_finalized", "Final labels produced, by source (model, human).", ["project", "source"]
+)
+FINAL_LABELS_DROPPED = Counter(
+    "labelloop_final_labels_dropped",
+    "Final-label decisions dropped by the fence: the item already had another final label (conflict) "
+    "or was with people (people).",
+    ["project", "source", "reason"],
 )
 
 # --- retraining ------------------------------------------------------------------------------

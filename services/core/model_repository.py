@@ -8,7 +8,10 @@ Layout (one directory per model, one integer directory per version):
     <repo>/<model_name>/<version>/<artifacts>    e.g. pipeline.joblib for family "sklearn"
 
 The model takes `TEXT` (TYPE_STRING, dims [1], batched up to `max_batch_size`) and returns
-`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`. Triton serves only the
+`PROBS` (TYPE_FP32, dims [n_classes]) whose columns follow `labels`, and `ESCALATE` (TYPE_BOOL,
+[1]): the items a cascade's fast stage is unsure of (always false for other families); a request
+that also carries the optional `EMBEDDING` (TYPE_FP32, [-1]) gets the cascade's encoder-stage
+answer. The shared sentence encoder (`labelloop-encoder`) takes `TEXT` and returns `EMBEDDING`. Triton serves only the
 newest version (`latest { num_versions: 1 }`): writing version N+1 and calling `load_and_wait`
 swaps to it while requests keep being served.
 
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop.core.errors import AlreadyExists, DependencyUnavailable, LabelloopError, NotFound
+from labelloop.core.identifiers import MODEL_NAME, MODEL_NAME_RULE
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.py"
@@ -77,23 +81,52 @@ class ModelLoadError(LabelloopError):
     """Triton refused to load a model (or did not make it ready in time); carries Triton's message."""
 
 
-def config_pbtxt(model_name: str, n_classes: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
-    """The model-level Triton config: python backend, TEXT in, PROBS out, newest version only."""
+def config_pbtxt(
+    model_name: str,
+    n_classes: int,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    output_name: str = "PROBS",
+    parameters: Mapping[str, str] | None = None,
+) -> str:
+    """The model-level Triton config: python backend, newest version only. A classifier
+    (`output_name` PROBS) takes TEXT and, optionally, EMBEDDING (a cascade's second stage) and
+    returns PROBS (`n_classes` wide) and ESCALATE; another model (the shared encoder) takes TEXT
+    and returns `output_name`, `n_classes` wide. `parameters` (string values) are readable by
+    clients through Triton's model config API."""
+    if output_name == "PROBS":  # a classifier: a cascade's second stage sends EMBEDDING too
+        inputs = (
+            'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] },\n'
+            '        { name: "EMBEDDING" data_type: TYPE_FP32 dims: [ -1 ] optional: true } ]\n'
+        )
+        outputs = (
+            f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }},\n'
+            '         { name: "ESCALATE" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
+        )
+    else:
+        inputs = 'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        outputs = f'output [ {{ name: "{output_name}" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
     return (
         f'name: "{model_name}"\n'
         'backend: "python"\n'
         f"max_batch_size: {max_batch_size}\n"
-        'input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        f'output [ {{ name: "PROBS" data_type: TYPE_FP32 dims: [ {n_classes} ] }} ]\n'
+        f"{inputs}"
+        f"{outputs}"
         "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
         "dynamic_batching { }\n"
+        + "".join(
+            f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n'
+            for k, v in sorted((parameters or {}).items())
+        )
     )
 
 
-def _check_name(model_name: str) -> None:
-    if not model_name or model_name.startswith(".") or "/" in model_name or model_name != model_name.strip():
-        raise ValueError(f"invalid model name {model_name!r}")
+def model_dir(repo: Path | str, model_name: str) -> Path:
+    """`<repo>/<model_name>`, the one place a model's directory is named: ValueError unless the
+    name is a path-safe model name (core/identifiers.py: never '.', '..', a path or hidden)."""
+    if MODEL_NAME.fullmatch(model_name) is None:
+        raise ValueError(f"invalid model name {model_name!r} ({MODEL_NAME_RULE})")
+    return Path(repo) / model_name
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
@@ -105,10 +138,10 @@ def _write_text_atomically(path: Path, text: str) -> None:
 
 def list_versions(repo: Path | str, model_name: str) -> list[int]:
     """The complete versions of `model_name` in `repo`, ascending (hidden temp dirs excluded)."""
-    model_dir = Path(repo) / model_name
-    if not model_dir.is_dir():
+    directory = model_dir(repo, model_name)
+    if not directory.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def next_version(repo: Path | str, model_name: str) -> int:
@@ -120,7 +153,7 @@ def next_version(repo: Path | str, model_name: str) -> int:
 
 def read_labels(repo: Path | str, model_name: str, version: int) -> dict[str, Any]:
     """The parsed labels.json of a version (family, labels in output order, artifacts, metadata)."""
-    path = Path(repo) / model_name / str(version) / LABELS_FILE
+    path = model_dir(repo, model_name) / str(version) / LABELS_FILE
     try:
         return dict(json.loads(path.read_text()))
     except FileNotFoundError:
@@ -138,26 +171,28 @@ def write_version(
     artifacts: Mapping[str, str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    output_name: str = "PROBS",
+    parameters: Mapping[str, str] | None = None,
 ) -> Path:
     """Write version `version` of `model_name` atomically and return its directory.
 
-    `labels` is the class order = PROBS column order. `artifacts` names the family's files for
-    model.py (e.g. {"pipeline": "pipeline.joblib"}), each recorded with its SHA-256, which
-    model.py checks before loading it; `metadata` is stored as is. Writes (or
+    `labels` is the class order = PROBS column order (for a model whose output is not PROBS,
+    e.g. the shared encoder's EMBEDDING, one name per output column). `artifacts` names the
+    family's files for model.py (e.g. {"pipeline": "pipeline.joblib"}), each recorded with its
+    SHA-256, which model.py checks before loading it; `metadata` is stored as is. Writes (or
     rewrites, atomically) `config.pbtxt` for `len(labels)` classes. Raises AlreadyExists when
     the version exists; on any error nothing is left behind. Does not load it: see `load_and_wait`.
     """
-    _check_name(model_name)
+    directory = model_dir(repo, model_name)
     if version < 1:
         raise ValueError(f"version must be >= 1, got {version}")
     if not labels or len(set(labels)) != len(labels):
         raise ValueError(f"labels must be non-empty and unique, got {list(labels)}")
-    model_dir = Path(repo) / model_name
-    final = model_dir / str(version)
+    final = directory / str(version)
     if final.exists():
         raise AlreadyExists(f"model {model_name!r} version {version} exists in {repo}")
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-", dir=model_dir))
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-", dir=directory))
     try:
         if callable(files):
             files(staging)
@@ -183,8 +218,8 @@ def write_version(
         }
         (staging / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700
-        config = config_pbtxt(model_name, len(labels), max_batch_size)
-        config_path = model_dir / CONFIG_FILE
+        config = config_pbtxt(model_name, len(labels), max_batch_size, output_name, parameters)
+        config_path = directory / CONFIG_FILE
         if not config_path.is_file() or config_path.read_text() != config:
             _write_text_atomically(config_path, config)
         os.rename(staging, final)  # fails if `final` appeared meanwhile (non-empty dir)
@@ -240,11 +275,11 @@ def remove_version(repo: Path | str, model_name: str, version: int) -> None:
     Raises NotFound when it does not exist. Removing the served version does not unload it;
     call `load_and_wait` afterwards to serve the newest remaining one.
     """
-    model_dir = Path(repo) / model_name
-    path = model_dir / str(version)
+    directory = model_dir(repo, model_name)
+    path = directory / str(version)
     if not path.is_dir():
         raise NotFound(f"model {model_name!r} has no version {version} in {repo}")
-    doomed = model_dir / f"{TMP_PREFIX}removed-{version}-{os.getpid()}-{time.monotonic_ns()}"
+    doomed = directory / f"{TMP_PREFIX}removed-{version}-{os.getpid()}-{time.monotonic_ns()}"
     os.rename(path, doomed)
     shutil.rmtree(doomed)
 

@@ -3,12 +3,12 @@
 - `<prefix>:items:<project>`: hash item id -> "ok" (or "pending:<ts>" while ingest produces it);
   ingest's idempotency record, and the `ingested` count.
 - `<prefix>:labeled:<project>:model` / `:human`: sets of item ids whose final label came from
-  the model / from people.
+  the model / from people (written by the final-label fence, core/final_labels.py: an item is in
+  one of them at most).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
@@ -36,33 +36,18 @@ class Progress:
         """The ingest idempotency hash of a project."""
         return self.keys("items", project_id)
 
-    def record_labels(self, labels: Iterable[tuple[str, str, str]]) -> None:
-        """Record final labels as (project_id, item_id, source) with source "model" or "human".
-        A human label replaces a model one for the same item (also within one call: the model
-        labels are added first). One SADD (and for people's labels one SREM) per project and
-        source, in one round trip."""
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for project_id, item_id, source in labels:
-            grouped.setdefault((project_id, source), []).append(item_id)
-        if not grouped:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for (project_id, source), item_ids in sorted(grouped.items(), key=lambda kv: kv[0][1] == "human"):
-            pipe.sadd(self.keys("labeled", project_id, source), *item_ids)
-            if source == "human":
-                pipe.srem(self.keys("labeled", project_id, "model"), *item_ids)
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise unavailable(exc) from exc
+    def labeled_key(self, project_id: str, source: str) -> str:
+        """The set of item ids whose final label came from `source` ("model" or "human"); written
+        only by the final-label fence (core/final_labels.py), inside its claim."""
+        return self.keys("labeled", project_id, source)
 
     def counts(self, project_id: str) -> Counts:
         """The project's counts."""
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.hlen(self.items_key(project_id))
-            pipe.scard(self.keys("labeled", project_id, "model"))
-            pipe.scard(self.keys("labeled", project_id, "human"))
+            pipe.scard(self.labeled_key(project_id, "model"))
+            pipe.scard(self.labeled_key(project_id, "human"))
             ingested, auto, human = pipe.execute()
         except redis.RedisError as exc:
             raise unavailable(exc) from exc

@@ -7,18 +7,17 @@ service and of Redis. Readers use `ProjectStore.get`, which caches for `cache_s`
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
 import redis
 
 from labelloop.core.errors import AlreadyExists, InvalidArgument, NotFound
+from labelloop.core.identifiers import check_label_name, check_model_name, check_project_id
 from labelloop.core.redis_store import Keys, unavailable
 from labelloop.core.stream import now_timestamp
 from labelloop.v1 import common_pb2
 
-PROJECT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DEFAULT_TARGET_PRECISION = 0.95
 DEFAULT_ANNOTATORS = 1
 DEFAULT_AUDIT_RATE = 0.02
@@ -29,11 +28,7 @@ def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
     """Validate `spec` and fill defaults; InvalidArgument names the first bad field."""
     out = common_pb2.ProjectSpec()
     out.CopyFrom(spec)
-    if not PROJECT_ID.match(out.project_id):
-        raise InvalidArgument(
-            "spec.project_id",
-            f"{out.project_id!r} is not a valid id (1-64 of lowercase letters, digits, '-', '_', starting with a letter or digit)",
-        )
+    check_project_id(out.project_id, "spec.project_id")
     if out.modality == common_pb2.MODALITY_UNSPECIFIED:
         out.modality = common_pb2.MODALITY_TEXT
     if out.task_type == common_pb2.TASK_TYPE_UNSPECIFIED:
@@ -41,8 +36,8 @@ def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
     if out.task_type == common_pb2.TASK_TYPE_MULTI_LABEL:
         raise InvalidArgument("spec.task_type", "multi-label projects are not supported yet")
     labels = list(out.labels)
-    if any(not label.strip() for label in labels):
-        raise InvalidArgument("spec.labels", "labels must be non-empty strings")
+    for label in labels:
+        check_label_name(label, "spec.labels")
     if len(set(labels)) != len(labels):
         raise InvalidArgument("spec.labels", "labels must be distinct")
     if not 2 <= len(labels) <= MAX_LABELS:
@@ -61,9 +56,20 @@ def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
         raise InvalidArgument("spec.audit_rate", f"must be in [0, 1], got {out.audit_rate}")
     if not out.model_name:
         out.model_name = out.project_id
-    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", out.model_name):
-        raise InvalidArgument("spec.model_name", f"{out.model_name!r} is not a valid Triton model name")
+    check_model_name(out.model_name, "spec.model_name")
     return out
+
+
+# KEYS: projects, model_names ; ARGV: project id, project, model name ; 'ok', 'project' (the id
+# is taken) or the project id that owns the model name
+_CREATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'project' end
+local owner = redis.call('HGET', KEYS[2], ARGV[3])
+if owner and owner ~= ARGV[1] then return owner end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 'ok'
+"""
 
 
 class ProjectStore:
@@ -72,19 +78,33 @@ class ProjectStore:
     def __init__(self, client: redis.Redis, key_prefix: str, cache_s: float = 2.0) -> None:
         self.client = client
         self.key = Keys(key_prefix)("projects")
+        self.model_names_key = Keys(key_prefix)("model_names")  # hash model name -> project id
+        self._create = client.register_script(_CREATE)
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, common_pb2.Project]] = {}
         self._lock = threading.Lock()
 
     def create(self, spec: common_pb2.ProjectSpec) -> common_pb2.Project:
-        """Store a new project; AlreadyExists if the id is taken."""
+        """Store a new project; AlreadyExists if the id is taken or its model name is another
+        project's (a model name is unique per deployment: it names the Triton model and its
+        directory, the registered model and its versions). Both are claimed in one script."""
         project = common_pb2.Project(spec=normalize_spec(spec), created_at=now_timestamp())
+        project_id, model_name = project.spec.project_id, project.spec.model_name
+        owner = next((p.spec.project_id for p in self.list() if p.spec.model_name == model_name), None)
+        if owner is not None and owner != project_id:  # projects from before model names were claimed
+            raise AlreadyExists(f"model name {model_name!r} is used by project {owner!r}")
         try:
-            created = self.client.hsetnx(self.key, project.spec.project_id, project.SerializeToString())
+            outcome = self._create(
+                keys=[self.key, self.model_names_key],
+                args=[project_id, project.SerializeToString(), model_name],
+            )
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
-        if not created:
-            raise AlreadyExists(f"project {project.spec.project_id!r} already exists")
+        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        if outcome == "project":
+            raise AlreadyExists(f"project {project_id!r} already exists")
+        if outcome != "ok":
+            raise AlreadyExists(f"model name {model_name!r} is used by project {outcome!r}")
         return project
 
     def get(self, project_id: str) -> common_pb2.Project:

@@ -7,11 +7,20 @@ Per project `p` (all under the key prefix):
 - `queue_seq:p`  counter: arrival number of the project's last task;
 - `queued_at:p`  sorted set task id -> enqueue time (epoch s): age of the oldest waiting task;
 - `leases:p`     sorted set lease id -> expiry (epoch s): leases in flight;
-- `task:p:<id>`  hash: the task payload and its consensus state (`:who`, `:answers` beside it);
+- `task:p:<m>`   hash: the task payload and its consensus state;
+- `task_who:p:<m>`, `task_answers:p:<m>`: who has leased it, and the answers so far;
 - `lease:<id>`   hash: one lease's holder, task and outcome;
-- `tasks_done:p` set of finished task ids (so a redelivered task is not queued again);
-- `tasks_withdrawn:p` set of task ids withdrawn for an auto-label of a newer model (a subset of
-  `tasks_done:p`; makes a redelivered withdrawal publish its label again).
+- `answers_unproduced:p` sorted set lease id -> answer time: answers recorded whose events are not
+  yet produced (the human-tasks upkeep publishes them);
+- `tasks_done:p` set of finished tasks (so a redelivered task is not queued again);
+- `tasks_withdrawn:p` set of tasks withdrawn for an auto-label of a newer model (a subset of
+  `tasks_done:p`).
+
+`<m>` is the task's *member*, the queue's name for it: `l:<item id>` for an item's labeling task,
+`a:<item id>` for its audit (see `task_member`). It is built from the item id and the kind, never
+from the free-form task id, and every kind of key has its own namespace, so no valid item id can
+make two tasks, or a task and another key, share a key (item ids `x:audit`, `x:who` or
+`x:answers` are ordinary ids). Project ids never contain ':' (core/projects.py).
 """
 
 from __future__ import annotations
@@ -22,6 +31,17 @@ from dataclasses import dataclass
 import redis
 
 from labelloop.core.redis_store import Keys, unavailable
+from labelloop.v1 import events_pb2
+
+
+def task_member(item_id: str, audit: bool) -> str:
+    """The queue's name of an item's labeling task (`l:<item id>`) or audit task (`a:<item id>`)."""
+    return f"{'a' if audit else 'l'}:{item_id}"
+
+
+def member_of(task: events_pb2.TaskRouted) -> str:
+    """The queue's name of `task` (by its item and reason, not its task id)."""
+    return task_member(task.ingested.item.item_id, task.reason == events_pb2.TASK_REASON_AUDIT)
 
 
 class QueueKeys:
@@ -39,8 +59,14 @@ class QueueKeys:
     def leases(self, project_id: str) -> str:
         return self.k("leases", project_id)
 
-    def task(self, project_id: str, task_id: str) -> str:
-        return self.k("task", project_id, task_id)
+    def task(self, project_id: str, member: str) -> str:
+        return self.k("task", project_id, member)
+
+    def who(self, project_id: str, member: str) -> str:
+        return self.k("task_who", project_id, member)
+
+    def answers(self, project_id: str, member: str) -> str:
+        return self.k("task_answers", project_id, member)
 
     def lease(self, lease_id: str) -> str:
         return self.k("lease", lease_id)
@@ -53,6 +79,9 @@ class QueueKeys:
 
     def done(self, project_id: str) -> str:
         return self.k("tasks_done", project_id)
+
+    def unproduced(self, project_id: str) -> str:
+        return self.k("answers_unproduced", project_id)
 
     def annotations(self, project_id: str) -> str:
         return self.k("annotations", project_id)

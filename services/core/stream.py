@@ -7,7 +7,9 @@ Guarantees (ARCHITECTURE.md, "Delivery guarantees"):
   topic with its reason and original bytes, and the loop goes on with the next one;
 - a dependency that is down (`DependencyUnavailable`) pauses the loop with backoff: the batch is
   re-read from its first offset and nothing past it is committed;
-- SIGTERM/SIGINT stop the loop after the batch in hand: produce, flush, commit, close.
+- SIGTERM/SIGINT stop the loop after the batch in hand: produce, flush, commit, close;
+- offsets are committed only for partitions this member owns: a revoked partition's progress is
+  committed at the revoke, and never again by this member (no rewinding its next owner).
 
 The clients are confluent-kafka's (librdkafka), built and tuned in `kafka_clients`.
 """
@@ -27,7 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import kafka_clients, metrics
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
-from labelloop.core.topics import ALL_TOPICS, DEAD_LETTERS, Topic
+from labelloop.core.topics import ALL_TOPICS, DEAD_LETTERS, MAX_MESSAGE_BYTES, Topic
 from labelloop.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -82,16 +84,21 @@ class EventProducer:
         self._closed = False
         self._routes: dict[str, tuple[str, Any]] = {}  # topic base -> (full name, produced counter)
 
+    @staticmethod
+    def encode(topic: Topic, message: Message | bytes) -> bytes:
+        """The record value of `message` (bytes pass as they are); TypeError if `message` is not
+        the topic's message type."""
+        if not isinstance(message, Message):
+            return message
+        if not isinstance(message, topic.message_type):
+            raise TypeError(
+                f"{topic.base} carries {topic.message_type.__name__}, not {type(message).__name__}"
+            )
+        return message.SerializeToString()
+
     def send(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Queue one event; raises TypeError if `message` is not the topic's message type."""
-        if isinstance(message, Message):
-            if not isinstance(message, topic.message_type):
-                raise TypeError(
-                    f"{topic.base} carries {topic.message_type.__name__}, not {type(message).__name__}"
-                )
-            value = message.SerializeToString()
-        else:
-            value = message
+        value = self.encode(topic, message)
         route = self._routes.get(topic.base)
         if route is None:
             route = (topic.name(self.prefix), metrics.MESSAGES_PRODUCED.labels(self.service, topic.base))
@@ -164,6 +171,7 @@ class Batch:
     events: list[Event]
     outputs: list[tuple[Topic, str | bytes, Message | bytes]] = field(default_factory=list)
     poisoned: list[tuple[Event, PoisonMessage]] = field(default_factory=list)
+    flushed: list[Callable[[], None]] = field(default_factory=list)
 
     def emit(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Produce `message` (or bytes that already are a serialized `topic.message_type`) to
@@ -174,8 +182,27 @@ class Batch:
         """Send `event` to the dead-letter topic instead of processing it."""
         self.poisoned.append((event, error))
 
+    def after_flush(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the batch's output is flushed, before its offsets are committed
+        (e.g. to record that a final label is published). Not run when the batch is retried or
+        paused; an error in it is logged, and the batch is committed all the same."""
+        self.flushed.append(callback)
+
 
 Handler = Callable[[Batch], None]
+
+
+def _oversized(outputs: list[tuple[Topic, str | bytes, Message | bytes]]) -> str | None:
+    """Serialize `outputs` in place (they are produced as bytes) and say which one, if any, is
+    over MAX_MESSAGE_BYTES: producing it would fail on every retry and stall the partition."""
+    for index, (topic, key, message) in enumerate(outputs):
+        value = EventProducer.encode(topic, message)
+        outputs[index] = (topic, key, value)
+        if len(value) > MAX_MESSAGE_BYTES:
+            return (
+                f"an output to {topic.base} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} of a message"
+            )
+    return None
 
 
 class StopFlag:
@@ -240,7 +267,8 @@ class StreamProcessor:
         self.processed = 0
         self._backoff = 0.0
         self._last_lag_update = 0.0
-        self._committed: dict[tuple[str, int], int] = {}  # last offsets committed (async)
+        self._committed: dict[tuple[str, int], int] = {}  # last offsets committed (async), owned only
+        self._owned: set[tuple[str, int]] = set()  # the partitions assigned to this member now
         self.consumer = kafka_clients.consumer(
             bootstrap,
             group_id,
@@ -250,7 +278,9 @@ class StreamProcessor:
         )
         try:
             self._await_partition_metadata(timeout_s=60)
-            self.consumer.subscribe(list(self.inputs))
+            self.consumer.subscribe(
+                list(self.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
         except kafka_clients.KafkaException as exc:
             self.consumer.close()
             raise DependencyUnavailable("kafka", str(exc)) from exc
@@ -277,6 +307,39 @@ class StreamProcessor:
             log.debug("%s: metadata for %s: %s", self.service, name, exc)
             return False
         return meta is not None and meta.error is None and bool(meta.partitions)
+
+    # -- rebalances (served by librdkafka inside consume calls, on this thread) -------------
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._owned.update((tp.topic, tp.partition) for tp in partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """Hand over cleanly: commit what this member processed of the revoked partitions
+        (synchronously, so the next owner starts right after it), then forget them; a batch still
+        in hand commits nothing for them (see `_commit`)."""
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        done = [
+            kafka_clients.TopicPartition(t, p, o)
+            for (t, p), o in self._committed.items()
+            if (t, p) in revoked
+        ]
+        if done:
+            try:
+                consumer.commit(offsets=done, asynchronous=False)
+            except kafka_clients.KafkaException as exc:
+                log.warning(
+                    "%s: commit on revoke failed (%s); the next owner may redo a batch", self.service, exc
+                )
+        self._forget(revoked)
+
+    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        """Partitions lost without a clean revoke (session timed out): they may be someone
+        else's already, so nothing is committed for them."""
+        self._forget({(tp.topic, tp.partition) for tp in partitions})
+
+    def _forget(self, partitions: set[tuple[str, int]]) -> None:
+        self._owned -= partitions
+        for where in partitions:
+            self._committed.pop(where, None)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -311,6 +374,11 @@ class StreamProcessor:
         except DependencyUnavailable as exc:
             self._pause(first_offsets, exc)
             return 0
+        for callback in batch.flushed:
+            try:
+                callback()
+            except Exception:  # the output is durable: at worst a redelivery publishes it again
+                log.exception("%s: an after-flush step failed", self.service)
         self._commit(last_offsets)
         self._backoff = 0.0
         metrics.BATCH_SIZE.labels(self.service).observe(len(records))
@@ -342,8 +410,9 @@ class StreamProcessor:
             self.producer.flush()
         except DependencyUnavailable:
             log.warning("%s: could not flush on close", self.service)
-        if self._committed:
-            offsets = [kafka_clients.TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
+        owned = {(t, p): o for (t, p), o in self._committed.items() if (t, p) in self._owned}
+        if owned:  # never another member's partitions: that would rewind its progress
+            offsets = [kafka_clients.TopicPartition(t, p, o) for (t, p), o in owned.items()]
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except kafka_clients.KafkaException as exc:
@@ -386,9 +455,13 @@ class StreamProcessor:
     def _handle(self, batch: Batch) -> None:
         if not batch.events:
             return
+        undecodable = len(batch.poisoned)  # dead letters of _decode; the handler's come after
         try:
             self.handler(batch)
-            return
+            oversized = _oversized(batch.outputs)
+            if oversized is None:
+                return
+            log.warning("%s: %s; retrying one event at a time", self.service, oversized)
         except DependencyUnavailable:
             raise
         except Exception:
@@ -396,6 +469,8 @@ class StreamProcessor:
                 "%s: batch of %d failed; retrying one event at a time", self.service, len(batch.events)
             )
         batch.outputs.clear()
+        batch.flushed.clear()
+        del batch.poisoned[undecodable:]
         for event in batch.events:
             single = Batch(events=[event])
             try:
@@ -408,20 +483,30 @@ class StreamProcessor:
             except Exception as exc:
                 batch.dead_letter(event, PoisonMessage(type(exc).__name__, f"handler failed: {exc}"))
                 continue
+            oversized = _oversized(single.outputs)
+            if oversized is not None:
+                batch.dead_letter(event, PoisonMessage("MessageTooLarge", oversized))
+                continue
             batch.outputs.extend(single.outputs)
             batch.poisoned.extend(single.poisoned)
+            batch.flushed.extend(single.flushed)
 
     def _produce(self, batch: Batch) -> None:
         for topic, key, message in batch.outputs:
             self.producer.send(topic, key, message)
         for event, error in batch.poisoned:
+            value, reason = event.raw, error.reason
+            room = MAX_MESSAGE_BYTES - len(event.key or b"") - len(reason.encode()) - 4096
+            if len(value) > room:  # a dead letter always fits: it keeps the start of the value
+                reason = f"{reason} (value truncated from {len(value)} bytes)"
+                value = value[: max(0, room)]
             letter = events_pb2.DeadLetter(
                 source_topic=event.topic.name(self.prefix),
                 source_partition=event.partition,
                 source_offset=event.offset,
                 key=event.key or b"",
-                value=event.raw,
-                reason=error.reason,
+                value=value,
+                reason=reason,
                 service=self.service,
                 error_type=error.error_type,
                 at=now_timestamp(),
@@ -438,16 +523,20 @@ class StreamProcessor:
             metrics.DEAD_LETTERS.labels(self.service, event.topic.base, error.error_type).inc()
 
     def _commit(self, last_offsets: dict[tuple[str, int], int]) -> None:
-        """Commit past the batch, asynchronously: its output is already flushed, so a commit that
-        is lost (reported by `_on_commit`) means at most a redelivery, which is idempotent.
-        `close` makes the last one synchronous."""
-        offsets = [kafka_clients.TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()]
+        """Commit past the batch, asynchronously, for the partitions this member still owns (a
+        partition revoked while the batch was polled is its new owner's to commit): the output is
+        already flushed, so a commit that is lost (reported by `_on_commit`) means at most a
+        redelivery, which is idempotent. `close` makes the last one synchronous."""
+        owned = {where: o for where, o in last_offsets.items() if where in self._owned}
+        if not owned:
+            return
+        offsets = [kafka_clients.TopicPartition(t, p, o + 1) for (t, p), o in owned.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=True)
         except kafka_clients.KafkaException as exc:
             log.warning("%s: commit failed (%s); the batch may be redelivered", self.service, exc)
             return
-        for (t, p), o in last_offsets.items():
+        for (t, p), o in owned.items():
             self._committed[(t, p)] = o + 1
 
     def _on_commit(self, error: Any, partitions: list[Any]) -> None:

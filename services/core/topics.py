@@ -13,6 +13,14 @@ from google.protobuf.message import Message
 
 from labelloop.v1 import events_pb2
 
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""The largest record value Labelloop produces. Every topic is created with room for it
+(`max.message.bytes`, TOPIC_MAX_MESSAGE_BYTES), the local broker is configured the same, ingest
+rejects an item when one of the events it causes would not fit (ingest/validation.py), a dead
+letter truncates the original bytes it carries to fit, and the stream loop dead-letters an input
+whose output would exceed it (core/stream.py) instead of failing the batch forever."""
+TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024  # a record batch: the value plus headroom
+
 
 @dataclass(frozen=True)
 class Topic:

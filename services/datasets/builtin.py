@@ -12,23 +12,30 @@ name               items   classes  source
 =================  ======  =======  ====================================================
 
 Every loader returns records in the stream order of :func:`labelloop.datasets.records.stream_order`
-(a hash of a fixed seed and the id), so a stream is never sorted by class and is the same on every
-machine. Decisions:
+(a hash of a fixed seed and the item's source key), so a stream is never sorted by class and is the
+same on every machine.
+
+Ids carry no label information: the item at position ``n`` of a dataset's stream has the id
+``sha256("<dataset>:<n>")[:16]`` in hex (``bbcnews`` item 0 is ``7a193594ba2c21e8``), and records have no
+metadata. (Not ``<dataset>-<n>``: "spamassassin" contains the class "spam".) The source keys that
+decide the order (``train-00042`` for 20 Newsgroups, ``spam-2/00017`` for SpamAssassin,
+``business/001`` for BBC News) name the class for two of the three datasets, so they never leave
+the loader: an id like ``business/001`` let anything that sees ids (a model, a queue's ordering, a
+person) read the label off it. Other decisions:
 
 - 20 Newsgroups: the train and test splits are combined into one stream of 18,821 posts (a labeling
-  stream has no split; the split survives in the id, ``train-00042`` / ``test-00042``, the row
-  number in its file). The text is Orange's cleaned text (lower case, no headers or punctuation).
+  stream has no split). The text is Orange's cleaned text (lower case, no headers or punctuation).
 - SpamAssassin: the label is ``spam`` for the ``spam-*`` groups and ``ham`` for ``easy-ham-*`` and
   ``hard-ham-*``; the text is the raw message file (headers included), decoded as UTF-8 or, where
-  that fails (about 500 files), as Latin-1. The id is ``<group>/<file name without .txt>``.
+  that fails (about 500 files), as Latin-1.
 - BBC News: the label is the directory name (``business``, ``entertainment``, ``politics``,
-  ``sports``, ``tech``); the text is the whole file (its first line is the headline). The id is
-  ``<class>/<number>``.
+  ``sports``, ``tech``); the text is the whole file (its first line is the headline).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +48,7 @@ from labelloop.datasets.records import DatasetError, DatasetNotFetchedError, Rec
 __all__ = [
     "BUILTIN_DATASETS",
     "EXPECTED_SIZES",
+    "anonymous_id",
     "datasets_dir",
     "load_bbcnews",
     "load_builtin",
@@ -104,7 +112,7 @@ def load_twenty_newsgroups() -> list[Record]:
             raise DatasetError(f"{path}: expected columns Category, Text; found {list(frame.columns)}")
         for row, (label, text) in enumerate(zip(frame["Category"], frame["Text"], strict=True)):
             records.append({"id": f"{split}-{row:05d}", "text": text, "label": label})
-    return stream_order(records)
+    return _anonymous_stream("20newsgroups", records)
 
 
 def load_spamassassin() -> list[Record]:
@@ -117,7 +125,7 @@ def load_spamassassin() -> list[Record]:
             records.append(
                 {"id": f"{group.name}/{path.stem}", "text": _decode(path.read_bytes()), "label": label}
             )
-    return stream_order(records)
+    return _anonymous_stream("spamassassin", records)
 
 
 def load_bbcnews() -> list[Record]:
@@ -129,7 +137,20 @@ def load_bbcnews() -> list[Record]:
             records.append(
                 {"id": f"{group.name}/{path.stem}", "text": _decode(path.read_bytes()), "label": group.name}
             )
-    return stream_order(records)
+    return _anonymous_stream("bbcnews", records)
+
+
+def anonymous_id(name: str, position: int) -> str:
+    """The id of the item at `position` of built-in dataset `name`'s stream (no label in it)."""
+    return hashlib.sha256(f"{name}:{position}".encode()).hexdigest()[:16]
+
+
+def _anonymous_stream(name: str, records: list[Record]) -> list[Record]:
+    """``records`` (ids: source keys) in stream order, renamed by :func:`anonymous_id`."""
+    return [
+        {"id": anonymous_id(name, position), "text": r["text"], "label": r["label"]}
+        for position, r in enumerate(stream_order(records))
+    ]
 
 
 def _whole(loader: Callable[[], list[Record]]) -> Callable[[int | None], list[Record]]:

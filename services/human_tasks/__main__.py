@@ -8,37 +8,19 @@ from __future__ import annotations
 import logging
 import threading
 
-from labelloop.core import grpc_server, metrics, stream
-from labelloop.core.errors import DependencyUnavailable
-from labelloop.core.progress import Progress
+from labelloop.core import grpc_server, stream
+from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.projects import ProjectStore
-from labelloop.core.queues import read_stats
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import MODELS, TASKS
 from labelloop.human_tasks.api import HumanTaskApi
 from labelloop.human_tasks.handler import TaskHandler
 from labelloop.human_tasks.queue import TaskQueue
 from labelloop.human_tasks.settings import HumanTasksSettings
+from labelloop.human_tasks.upkeep import keep_queues
 from labelloop.v1 import human_tasks_pb2_grpc
 
 log = logging.getLogger("human_tasks")
-
-
-def keep_queues(queue: TaskQueue, projects: ProjectStore, stop: stream.StopFlag, interval_s: float) -> None:
-    """Until stopped: re-queue expired leases and update the queue gauges of every project."""
-    while not stop.wait(interval_s):
-        try:
-            for project in projects.list():
-                pid = project.spec.project_id
-                expired = queue.reap(pid)
-                if expired:
-                    metrics.LEASES_EXPIRED.labels(pid).inc(expired)
-                stats = read_stats(queue.client, queue.keys, pid)
-                metrics.HUMAN_QUEUE_DEPTH.labels(pid).set(stats.queued)
-                metrics.HUMAN_LEASES_ACTIVE.labels(pid).set(stats.leased)
-                metrics.HUMAN_QUEUE_OLDEST_AGE.labels(pid).set(stats.oldest_age_s)
-        except DependencyUnavailable as exc:
-            log.warning("queue upkeep skipped: %s", exc)
 
 
 def main() -> None:
@@ -49,7 +31,7 @@ def main() -> None:
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
     api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
-    api = HumanTaskApi(queue, projects, Progress(client, settings.redis_key_prefix), api_producer)
+    api = HumanTaskApi(queue, projects, FinalLabelWriter(client, settings.redis_key_prefix), api_producer)
     server = grpc_server.build_server(
         "human_tasks",
         settings.grpc_port,
@@ -59,11 +41,13 @@ def main() -> None:
         tls=grpc_server.server_credentials(settings),
     )
     upkeep = threading.Thread(
-        target=keep_queues, args=(queue, projects, runtime.stop, settings.reap_interval_s), daemon=True
+        target=keep_queues,
+        args=(queue, projects, api, runtime.stop, settings.reap_interval_s, settings.republish_after_s),
+        daemon=True,
     )
     upkeep.start()
 
-    handler = TaskHandler(queue, Progress(client, settings.redis_key_prefix), settings.rescore_limit)
+    handler = TaskHandler(queue, FinalLabelWriter(client, settings.redis_key_prefix), settings.rescore_limit)
     processor = runtime.processor(settings, [TASKS, MODELS], handler)
     processor.run()
     server.stop(grace=settings.shutdown_timeout_s).wait()

@@ -1,5 +1,6 @@
 """The annotator-facing gRPC API (HumanTaskService) and what an answer sets off: the
-`annotations` event, and on consensus the human final label on `labels`.
+`annotations` event, and on consensus the human final label on `labels` (through the final-label
+fence, core/final_labels.py).
 
 An answer is recorded in Redis first (atomically, so a lease is answered once), then its events
 are produced and flushed, then the lease is marked produced. A repeated submit of a lease whose
@@ -17,11 +18,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import access, metrics
 from labelloop.core.errors import InvalidArgument
-from labelloop.core.progress import Progress
+from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.identifiers import check_lease_id
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
-from labelloop.core.topics import ANNOTATIONS, LABELS, item_key
+from labelloop.core.topics import ANNOTATIONS, item_key
 from labelloop.human_tasks.consensus import majority
 from labelloop.human_tasks.queue import TaskQueue, task_state
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
@@ -46,11 +48,11 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     token's (an admin may name one); a request's `annotator_id` naming someone else is refused."""
 
     def __init__(
-        self, queue: TaskQueue, projects: ProjectStore, progress: Progress, producer: EventProducer
+        self, queue: TaskQueue, projects: ProjectStore, writer: FinalLabelWriter, producer: EventProducer
     ) -> None:
         self.queue = queue
         self.projects = projects
-        self.progress = progress
+        self.writer = writer
         self.producer = producer
 
     def LeaseTask(
@@ -72,6 +74,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> human_tasks_pb2.SubmitAnnotationResponse:
         if not request.lease_id:
             raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(request.lease_id)
         info = self.queue.lease_info(request.lease_id)
         annotator = caller_for_lease(info, request.annotator_id)
         project = self.projects.get(info["project"])
@@ -132,6 +135,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
         finalized = False
         tie = False
+        published: list[events_pb2.LabelFinalized] = []
         if verdict is not None:
             if verdict.tie:
                 tie = True
@@ -147,7 +151,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                     finalized_at=now_timestamp(),
                     answer_probability=task.answer_probability or 1.0,
                 )
-                self.producer.send(LABELS, item_key(project_id, task.ingested.item.item_id), final)
+                published = [final]
+                if not self.writer.finalize(published, self.producer.send, over_people=True)[0].publish:
+                    published = []  # already published (a retry), or another label came first
                 finalized = True
             else:
                 finalized = True
@@ -155,19 +161,26 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         metrics.ANNOTATIONS.labels(project_id).inc()
         self.queue.client.incr(self.queue.keys.annotations(project_id))
         if tie:
-            self.queue.one_more(project_id, task.task_id)
+            self.queue.one_more(task)
         elif finalized:
-            if not audit:
-                self.progress.record_labels([(project_id, task.ingested.item.item_id, "human")])
-                metrics.LABELS_FINALIZED.labels(project_id, "human").inc()
-            self.queue.finish(project_id, task.task_id)
-        self.queue.mark_produced(lease_id)
+            self.writer.confirm(published)
+            self.queue.finish(task)
+        self.queue.mark_produced(lease_id, project_id)
         return finalized and not audit
+
+    def republish(self, lease_id: str) -> None:
+        """Produce the events of an answered lease that were never marked produced (called by
+        the upkeep for answers whose client did not retry). Idempotent: the final label goes
+        through the fence."""
+        lease = self.queue.lease_info(lease_id)
+        if lease.get("status") == "answered" and lease.get("produced") != "1":
+            self._redo(lease_id, lease)
 
     def _redo(self, lease_id: str, lease: dict[str, str]) -> None:
         state = task_state(self.queue, lease["project"], lease["task"])
         if state is None:
-            self.queue.mark_produced(lease_id)  # the task was finalized by another answer's events
+            # the task was finalized by another answer's events
+            self.queue.mark_produced(lease_id, lease["project"])
             return
         task, answers, required = state
         complete = answers if len(answers) >= required else {}
@@ -178,6 +191,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> human_tasks_pb2.ReleaseTaskResponse:
         if not request.lease_id:
             raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(request.lease_id)
         info = self.queue.lease_info(request.lease_id)
         self.queue.release(request.lease_id, caller_for_lease(info, request.annotator_id))
         return human_tasks_pb2.ReleaseTaskResponse()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from labelloop.core.errors import FailedPrecondition
-from labelloop.core.queues import QueueKeys
+from labelloop.core.queues import QueueKeys, member_of, task_member
 from labelloop.core.redis_store import unavailable
 from labelloop.v1 import events_pb2
 
@@ -31,7 +31,7 @@ LEASE_RECORD_TTL_S = 7 * 24 * 3600  # how long an answered lease is remembered f
 # priorities up to 20 and 4 billion tasks per project; written with %.0f, never as 1e+14.
 # Tasks queued before ranks existed have none: re-queueing them falls back to their priority.
 _ENQUEUE = """
--- KEYS: queue, queued_at, done, task, sequence ; ARGV: task_id, payload, priority, required, now, project
+-- KEYS: queue, queued_at, done, task, sequence ; ARGV: member, payload, priority, required, now, project
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local p = math.min(math.max(tonumber(ARGV[3]), 0), 20)
@@ -49,11 +49,12 @@ _LEASE = """
 local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[6]) - 1)
 for _, id in ipairs(ids) do
   local tk = ARGV[1] .. ':task:' .. ARGV[7] .. ':' .. id
-  if redis.call('SISMEMBER', tk .. ':who', ARGV[2]) == 0 and redis.call('EXISTS', tk) == 1 then
-    redis.call('SADD', tk .. ':who', ARGV[2])
+  local who = ARGV[1] .. ':task_who:' .. ARGV[7] .. ':' .. id
+  if redis.call('SISMEMBER', who, ARGV[2]) == 0 and redis.call('EXISTS', tk) == 1 then
+    redis.call('SADD', who, ARGV[2])
     local active = redis.call('HINCRBY', tk, 'active', 1)
     local required = tonumber(redis.call('HGET', tk, 'required'))
-    local answers = redis.call('HLEN', tk .. ':answers')
+    local answers = redis.call('HLEN', ARGV[1] .. ':task_answers:' .. ARGV[7] .. ':' .. id)
     if answers + active >= required then
       redis.call('ZREM', KEYS[1], id)
       redis.call('ZREM', KEYS[2], id)
@@ -74,13 +75,14 @@ local lk = ARGV[1] .. ':lease:' .. ARGV[2]
 if redis.call('HGET', lk, 'status') ~= 'leased' then return 0 end
 if ARGV[4] ~= '' and redis.call('HGET', lk, 'annotator') ~= ARGV[4] then return -1 end
 local id = redis.call('HGET', lk, 'task')
-local tk = ARGV[1] .. ':task:' .. redis.call('HGET', lk, 'project') .. ':' .. id
+local project = redis.call('HGET', lk, 'project')
+local tk = ARGV[1] .. ':task:' .. project .. ':' .. id
 redis.call('HSET', lk, 'status', ARGV[3])
 redis.call('EXPIRE', lk, 86400)
 redis.call('ZREM', KEYS[3], ARGV[2])
 if redis.call('EXISTS', tk) == 1 then
   redis.call('HINCRBY', tk, 'active', -1)
-  redis.call('SREM', tk .. ':who', redis.call('HGET', lk, 'annotator'))
+  redis.call('SREM', ARGV[1] .. ':task_who:' .. project .. ':' .. id, redis.call('HGET', lk, 'annotator'))
   redis.call('ZADD', KEYS[1], (redis.call('HGET', tk, 'rank') or redis.call('HGET', tk, 'priority')), id)
   redis.call('ZADD', KEYS[2], redis.call('HGET', tk, 'queued_at'), id)
 end
@@ -88,7 +90,7 @@ return 1
 """
 
 _ANSWER = """
--- KEYS: leases ; ARGV: prefix, lease_id, annotator, label, now
+-- KEYS: leases, unproduced ; ARGV: prefix, lease_id, annotator, label, now, record ttl
 local lk = ARGV[1] .. ':lease:' .. ARGV[2]
 local status = redis.call('HGET', lk, 'status')
 if not status then return {'unknown'} end
@@ -98,22 +100,25 @@ if status ~= 'leased' or tonumber(redis.call('HGET', lk, 'expires')) < tonumber(
   return {'expired'}
 end
 local id = redis.call('HGET', lk, 'task')
-local tk = ARGV[1] .. ':task:' .. redis.call('HGET', lk, 'project') .. ':' .. id
+local project = redis.call('HGET', lk, 'project')
+local tk = ARGV[1] .. ':task:' .. project .. ':' .. id
+local ak = ARGV[1] .. ':task_answers:' .. project .. ':' .. id
 redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5])
 redis.call('EXPIRE', lk, tonumber(ARGV[6]))
 redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 redis.call('HINCRBY', tk, 'active', -1)
-redis.call('HSET', tk .. ':answers', ARGV[3], ARGV[4])
-local answers = redis.call('HLEN', tk .. ':answers')
+redis.call('HSET', ak, ARGV[3], ARGV[4])
+local answers = redis.call('HLEN', ak)
 local required = tonumber(redis.call('HGET', tk, 'required'))
 if answers >= required then
-  return {'complete', redis.call('HGET', tk, 'payload'), unpack(redis.call('HGETALL', tk .. ':answers'))}
+  return {'complete', redis.call('HGET', tk, 'payload'), unpack(redis.call('HGETALL', ak))}
 end
 return {'more', redis.call('HGET', tk, 'payload')}
 """
 
 _ONE_MORE = """
--- a tie: one more annotator; KEYS: queue, queued_at ; ARGV: prefix, task_id, project
+-- a tie: one more annotator; KEYS: queue, queued_at ; ARGV: prefix, member, project
 local tk = ARGV[1] .. ':task:' .. ARGV[3] .. ':' .. ARGV[2]
 redis.call('HINCRBY', tk, 'required', 1)
 redis.call('ZADD', KEYS[1], (redis.call('HGET', tk, 'rank') or redis.call('HGET', tk, 'priority')), ARGV[2])
@@ -128,8 +133,8 @@ _UNTOUCHED = """
 local out = {}
 for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)) do
   local tk = ARGV[1] .. ':task:' .. ARGV[2] .. ':' .. id
-  if string.sub(id, -6) ~= ':audit' and redis.call('HGET', tk, 'active') == '0'
-     and redis.call('HLEN', tk .. ':answers') == 0 then
+  if string.sub(id, 1, 2) == 'l:' and redis.call('HGET', tk, 'active') == '0'
+     and redis.call('HLEN', ARGV[1] .. ':task_answers:' .. ARGV[2] .. ':' .. id) == 0 then
     table.insert(out, redis.call('HGET', tk, 'payload'))
   end
 end
@@ -138,17 +143,17 @@ return out
 
 _WITHDRAW = """
 -- removes a waiting task nobody has leased or answered; KEYS: queue, queued_at, done, task,
--- withdrawn ; ARGV: task_id ; 1 when withdrawn (now or before: a redelivery publishes the label
--- again), 0 when it is gone, leased or answered (people keep it)
+-- withdrawn, who, answers ; ARGV: member ; 1 when withdrawn (now or before: the final-label
+-- fence publishes its label once), 0 when it is gone, leased or answered (people keep it)
 if redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then return 1 end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
 if redis.call('HGET', KEYS[4], 'active') ~= '0' then return 0 end
-if redis.call('HLEN', KEYS[4] .. ':answers') > 0 then return 0 end
+if redis.call('HLEN', KEYS[7]) > 0 then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('DEL', KEYS[4], KEYS[4] .. ':who', KEYS[4] .. ':answers')
+redis.call('DEL', KEYS[4], KEYS[6], KEYS[7])
 return 1
 """
 
@@ -199,16 +204,17 @@ class TaskQueue:
             pipe = self.client.pipeline(transaction=False)
             for task in tasks:
                 project = task.ingested.item.project_id
+                member = member_of(task)
                 self._enqueue(
                     keys=[
                         self.keys.queue(project),
                         self.keys.queued_at(project),
                         self.keys.done(project),
-                        self.keys.task(project, task.task_id),
+                        self.keys.task(project, member),
                         self.keys.sequence(project),
                     ],
                     args=[
-                        task.task_id,
+                        member,
                         task.SerializeToString(),
                         task.priority,
                         task.annotators_required,
@@ -255,20 +261,24 @@ class TaskQueue:
             raise unavailable(exc) from exc
         return [events_pb2.TaskRouted.FromString(p) for p in payloads]  # type: ignore[union-attr]
 
-    def withdraw(self, project_id: str, task_id: str) -> bool:
-        """Remove a waiting task that nobody has leased or answered (atomically; it will not be
-        queued again). True again for a task withdrawn before (a redelivered withdrawal must
-        publish its label again). False when it is gone, leased or answered: people keep it."""
+    def withdraw(self, project_id: str, item_id: str) -> bool:
+        """Remove an item's labeling task if nobody has leased or answered it (atomically; it will
+        not be queued again). True again for a task withdrawn before (a redelivered withdrawal;
+        the final-label fence publishes its label once). False when it is gone, leased or
+        answered: people keep it."""
+        member = task_member(item_id, audit=False)
         try:
             done = self._withdraw(
                 keys=[
                     self.keys.queue(project_id),
                     self.keys.queued_at(project_id),
                     self.keys.done(project_id),
-                    self.keys.task(project_id, task_id),
+                    self.keys.task(project_id, member),
                     self.keys.withdrawn(project_id),
+                    self.keys.who(project_id, member),
+                    self.keys.answers(project_id, member),
                 ],
-                args=[task_id],
+                args=[member],
             )
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
@@ -331,7 +341,7 @@ class TaskQueue:
         info = self.lease_info(lease_id)
         try:
             result = self._answer(
-                keys=[self.keys.leases(info["project"])],
+                keys=[self.keys.leases(info["project"]), self.keys.unproduced(info["project"])],
                 args=[self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S],
             )
         except redis.RedisError as exc:
@@ -353,33 +363,61 @@ class TaskQueue:
             answers = dict(zip(pairs[0::2], pairs[1::2], strict=True))
         return Answered(task, status == "complete", answers, lease=info)
 
-    def one_more(self, project_id: str, task_id: str) -> None:
+    def one_more(self, task: events_pb2.TaskRouted) -> None:
         """A tie: require one more annotator and put the task back in the queue."""
+        project_id = task.ingested.item.project_id
         try:
             self._one_more(
                 keys=[self.keys.queue(project_id), self.keys.queued_at(project_id)],
-                args=[self.prefix, task_id, project_id],
+                args=[self.prefix, member_of(task), project_id],
             )
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 
-    def finish(self, project_id: str, task_id: str) -> None:
-        """Forget a finalized task (its id stays in the done set so a redelivery is ignored)."""
-        tk = self.keys.task(project_id, task_id)
+    def finish(self, task: events_pb2.TaskRouted) -> None:
+        """Forget a finalized task (it stays in the done set so a redelivery is ignored)."""
+        project_id = task.ingested.item.project_id
+        member = member_of(task)
         try:
             pipe = self.client.pipeline(transaction=True)
-            pipe.sadd(self.keys.done(project_id), task_id)
-            pipe.delete(tk, f"{tk}:who", f"{tk}:answers")
-            pipe.zrem(self.keys.queue(project_id), task_id)
-            pipe.zrem(self.keys.queued_at(project_id), task_id)
+            pipe.sadd(self.keys.done(project_id), member)
+            pipe.delete(
+                self.keys.task(project_id, member),
+                self.keys.who(project_id, member),
+                self.keys.answers(project_id, member),
+            )
+            pipe.zrem(self.keys.queue(project_id), member)
+            pipe.zrem(self.keys.queued_at(project_id), member)
             pipe.execute()
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 
-    def mark_produced(self, lease_id: str) -> None:
+    def mark_produced(self, lease_id: str, project_id: str) -> None:
         """Record that the events of an answered lease were produced (for idempotent retries)."""
         try:
-            self.client.hset(self.keys.lease(lease_id), "produced", "1")
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.keys.lease(lease_id), "produced", "1")
+            pipe.zrem(self.keys.unproduced(project_id), lease_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def unproduced(self, project_id: str, answered_before: float, limit: int = 100) -> list[str]:
+        """Leases answered before `answered_before` (epoch s) whose events were never marked
+        produced (the answer is in Redis, its Kafka produce failed or the process died), oldest
+        first: the upkeep publishes them."""
+        try:
+            raw = self.client.zrangebyscore(
+                self.keys.unproduced(project_id), "-inf", answered_before, start=0, num=limit
+            )
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]  # type: ignore[union-attr]
+
+    def forget_unproduced(self, project_id: str, lease_id: str) -> None:
+        """Drop a lease from the unproduced index (its record expired: nothing left to publish)."""
+        try:
+            self.client.zrem(self.keys.unproduced(project_id), lease_id)
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 
@@ -393,14 +431,15 @@ class TaskQueue:
 
 
 def task_state(
-    queue: TaskQueue, project_id: str, task_id: str
+    queue: TaskQueue, project_id: str, member: str
 ) -> tuple[events_pb2.TaskRouted, dict[str, str], int] | None:
-    """A live task's payload, answers so far and required count; None once finished."""
-    tk = queue.keys.task(project_id, task_id)
+    """A live task's payload, answers so far and required count; None once finished. `member`
+    is the queue's name of the task (a lease record's `task`)."""
+    tk = queue.keys.task(project_id, member)
     try:
         pipe = queue.client.pipeline(transaction=False)
         pipe.hget(tk, "payload")
-        pipe.hgetall(f"{tk}:answers")
+        pipe.hgetall(queue.keys.answers(project_id, member))
         pipe.hget(tk, "required")
         payload, answers, required = pipe.execute()
     except redis.RedisError as exc:

@@ -10,6 +10,7 @@ from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import ITEMS
+from labelloop.inference.cascade import EncoderStage
 from labelloop.inference.predictor import Predictor
 from labelloop.inference.settings import InferenceSettings
 from labelloop.inference.triton import TritonClassifier
@@ -24,11 +25,19 @@ def main() -> None:
     runtime.health.add("triton", health.triton_check(settings.triton_grpc_url))
     runtime.prepare_kafka(settings)
     classifier = TritonClassifier(settings.triton_grpc_url, settings.triton_timeout_s, settings.model_check_s)
+    cascade = (
+        EncoderStage(
+            classifier, client, settings.redis_key_prefix, settings.encoder_model, settings.encoder_batch_size
+        )
+        if settings.encoder_model
+        else None
+    )
     predictor = Predictor(
         ProjectStore(client, settings.redis_key_prefix),
         classifier,
         ServingVersions(client, settings.redis_key_prefix),
         settings.max_batch_size,
+        cascade,
     )
     processor = runtime.processor(settings, [ITEMS], predictor, batch_max_wait_ms=settings.max_wait_ms)
     processor.run()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+import numpy as np
+
 from labelloop.core import metrics
 from labelloop.core.errors import NotFound, PoisonMessage
 from labelloop.core.media import model_input
@@ -12,8 +14,9 @@ from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, Event, now_timestamp
 from labelloop.core.topics import PREDICTIONS, item_key
+from labelloop.inference.cascade import EncoderStage
 from labelloop.inference.prediction_wire import encode_predictions
-from labelloop.inference.triton import ModelMissing, TritonClassifier
+from labelloop.inference.triton import Answer, ModelMissing, TritonClassifier
 from labelloop.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
@@ -28,12 +31,18 @@ class Predictor:
     """Handles batches of `items`: one Triton round per project model, then `predictions`."""
 
     def __init__(
-        self, projects: ProjectStore, classifier: TritonClassifier, serving: ServingVersions, batch_size: int
+        self,
+        projects: ProjectStore,
+        classifier: TritonClassifier,
+        serving: ServingVersions,
+        batch_size: int,
+        cascade: EncoderStage | None = None,
     ) -> None:
         self.projects = projects
         self.classifier = classifier
         self.serving = serving
         self.batch_size = batch_size
+        self.cascade = cascade
         self._last_version: dict[str, int] = {}
 
     def __call__(self, batch: Batch) -> None:
@@ -58,6 +67,22 @@ class Predictor:
             project = self.projects.get(project_id)
             self._predict_project(batch, project, events)
 
+    def _second_stage(self, model: str, answer: Answer, events: list[Event]) -> np.ndarray | None:
+        """For a cascade model (one with ESCALATE): the answer stage per item, after replacing
+        the escalated rows of `answer` with the encoder stage's (when it can answer now). None
+        for a model without a cascade."""
+        if answer.escalate is None:
+            return None
+        stages = np.full(len(events), events_pb2.ANSWER_STAGE_FAST, dtype=np.int64)
+        rows = np.nonzero(answer.escalate)[0]
+        if len(rows) and self.cascade is not None:
+            texts = [events[i].message.item.content.text for i in rows]
+            probs = self.cascade.answer(model, answer.model_version, texts)
+            if probs is not None:
+                answer.probabilities[rows] = probs
+                stages[rows] = events_pb2.ANSWER_STAGE_ENCODER
+        return stages
+
     def _predict_project(self, batch: Batch, project: common_pb2.Project, events: list[Event]) -> None:
         model = project.spec.model_name
         labels = list(project.spec.labels)
@@ -75,6 +100,7 @@ class Predictor:
                 "ModelMismatch",
                 f"model {model} gives {answer.probabilities.shape[1]} classes, project has {len(labels)} labels",
             )
+        stages = self._second_stage(model, answer, events) if answer is not None else None
         keys = [item_key(project.spec.project_id, e.message.item.item_id) for e in events]
         if answer is None:
             for key, event in zip(keys, events, strict=True):
@@ -87,10 +113,16 @@ class Predictor:
             common = events_pb2.Prediction(
                 model_name=model, model_version=answer.model_version, predicted_at=at
             )
-            encoded = encode_predictions([e.raw for e in events], common, labels, answer.probabilities)
+            encoded = encode_predictions(
+                [e.raw for e in events], common, labels, answer.probabilities, stages
+            )
             for key, value in zip(keys, encoded, strict=True):
                 batch.emit(PREDICTIONS, key, value)
         metrics.PREDICTIONS.labels(project.spec.project_id, model if answer else "none").inc(len(events))
+        if stages is not None:
+            escalated = int((stages == events_pb2.ANSWER_STAGE_ENCODER).sum())
+            metrics.CASCADE_ITEMS.labels(project.spec.project_id, "encoder").inc(escalated)
+            metrics.CASCADE_ITEMS.labels(project.spec.project_id, "fast").inc(len(events) - escalated)
         version = answer.model_version if answer else 0
         if self._last_version.get(project.spec.project_id) != version:
             self.serving.set(project.spec.project_id, version)

@@ -18,6 +18,7 @@ import redis
 
 from labelloop.core import metrics
 from labelloop.core.errors import DependencyUnavailable, InvalidArgument, NotFound
+from labelloop.core.identifiers import is_project_id
 from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
@@ -73,13 +74,17 @@ class Ingestor:
         for index, item in enumerate(items):
             result = ingest_pb2.ItemResult(index=index, item_id=item.item_id)
             results.append(result)
+            known = "-"  # metrics are labeled only with existing projects (bounded series)
             try:
                 if not item.project_id:
                     raise InvalidArgument("item.project_id", "is empty")
+                if not is_project_id(item.project_id):
+                    raise InvalidArgument("item.project_id", f"unknown project {item.project_id!r}")
                 try:
                     project = self.projects.get(item.project_id)
                 except NotFound:
                     raise InvalidArgument("item.project_id", f"unknown project {item.project_id!r}") from None
+                known = project.spec.project_id
                 validate_item(item, project, self.limits.max_text_bytes, self.limits.max_metadata_bytes)
                 if item.content.WhichOneof("body") == "media":
                     if self.media is None:
@@ -89,7 +94,7 @@ class Ingestor:
                 result.status = REJECTED
                 result.error_field = exc.field
                 result.error_message = str(exc)
-                metrics.ITEMS_REJECTED.labels(item.project_id or "-", exc.field).inc()
+                metrics.ITEMS_REJECTED.labels(known, exc.field).inc()
                 continue
             if not item.item_id:
                 assigned = common_pb2.Item()
@@ -148,7 +153,9 @@ class Ingestor:
         at = now_timestamp()
         try:
             for _, item in claimed:
-                event = events_pb2.ItemIngested(item=item, ingested_at=at, channel=channel)
+                event = events_pb2.ItemIngested(
+                    item=item, ingested_at=at, channel=channel, arrival=events_pb2.Arrival()
+                )
                 self.producer.send(ITEMS, item_key(item.project_id, item.item_id), event)
             self.producer.flush()
         except DependencyUnavailable:

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from labelloop.core import grpc_server, health, stream
 from labelloop.core.answers import AnswerLedger
@@ -18,13 +22,31 @@ from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
 from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
-from labelloop.retraining.families import available_families
+from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
 from labelloop.retraining.registry import Registry
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.v1 import models_pb2_grpc
 
 log = logging.getLogger("retraining")
+
+
+def _with_shared_encoder(
+    families: list[ModelFamily], client: Any, settings: RetrainingSettings, repo: Path
+) -> tuple[list[ModelFamily], Callable[[list[str]], np.ndarray]]:
+    """The encoder families keep embeddings in the shared embedding store, and Triton serves the
+    shared encoder model the inference cascade asks for the embeddings of uncertain items.
+    Returns the families and texts -> embeddings (store first) for judging cascade champions."""
+    from labelloop.core.embeddings import EmbeddingStore
+    from labelloop.retraining.encoder import ensure_encoder_model, shared_encoder
+
+    encoder = shared_encoder()
+    store = EmbeddingStore(client, settings.redis_key_prefix, encoder.encoder_id, encoder.encoder.dim)
+    name = ensure_encoder_model(repo, settings.triton_grpc_url)
+    log.info(
+        "embedding store of encoder %s; Triton serves the shared encoder as %s", encoder.encoder_id, name
+    )
+    return with_embedding_store(families, store), lambda texts: encoder.embed(texts, store)
 
 
 def main() -> None:
@@ -46,6 +68,9 @@ def main() -> None:
     log.info("model families: %s", ", ".join(f.name for f in families))
     repo = Path(settings.model_repository)
     repo.mkdir(parents=True, exist_ok=True)
+    embed = None
+    if any(hasattr(f, "with_store") for f in families):
+        families, embed = _with_shared_encoder(families, client, settings, repo)
     deployer = Deployer(
         repo,
         settings.triton_grpc_url,
@@ -63,6 +88,7 @@ def main() -> None:
         producer,
         AnswerLedger(client, settings.redis_key_prefix),
         families,
+        embed,
     )
     service.rebuild()
     server = grpc_server.build_server(

@@ -79,20 +79,53 @@ def copy_version(
     )
 
 
-def triton_predict(url: str, model_name: str, texts: list[str], batch: int = 64) -> np.ndarray:
-    """PROBS of the version Triton serves for `texts` (columns: that version's labels)."""
+def triton_predict(
+    url: str,
+    model_name: str,
+    texts: list[str],
+    batch: int = 64,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+) -> np.ndarray:
+    """PROBS of the version Triton serves for `texts` (columns: that version's labels).
+
+    For a cascade model (one with an ESCALATE output) and given `embed` (texts -> embeddings of
+    the shared encoder), the escalated rows get the model's encoder-stage answer, as the
+    inference service serves them; without `embed` they keep the fast stage's."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     client = grpcclient.InferenceServerClient(url)
     rows: list[np.ndarray] = []
     try:
+        metadata = client.get_model_metadata(model_name, as_json=True)
+        cascade = embed is not None and any(o["name"] == "ESCALATE" for o in metadata.get("outputs", []))
+        names = ["PROBS", "ESCALATE"] if cascade else ["PROBS"]
         for start in range(0, len(texts), batch):
-            chunk = np.array([[t.encode()] for t in texts[start : start + batch]], dtype=object)
+            part = texts[start : start + batch]
+            chunk = np.array([[t.encode()] for t in part], dtype=object)
             tensor = grpcclient.InferInput("TEXT", list(chunk.shape), "BYTES")
             tensor.set_data_from_numpy(chunk)
-            result = client.infer(model_name, [tensor], outputs=[grpcclient.InferRequestedOutput("PROBS")])
-            rows.append(np.asarray(result.as_numpy("PROBS"), dtype=np.float64))
+            outputs = [grpcclient.InferRequestedOutput(n) for n in names]
+            result = client.infer(model_name, [tensor], outputs=outputs)
+            probs = np.asarray(result.as_numpy("PROBS"), dtype=np.float64)
+            if cascade and embed is not None:
+                escalated = np.nonzero(np.asarray(result.as_numpy("ESCALATE")).reshape(-1))[0]
+                if len(escalated):
+                    version = str(result.get_response().model_version)
+                    chosen = [part[i] for i in escalated]
+                    emb = np.ascontiguousarray(embed(chosen), dtype=np.float32)
+                    text = grpcclient.InferInput("TEXT", [len(chosen), 1], "BYTES")
+                    text.set_data_from_numpy(np.array([[t.encode()] for t in chosen], dtype=object))
+                    vectors = grpcclient.InferInput("EMBEDDING", list(emb.shape), "FP32")
+                    vectors.set_data_from_numpy(emb)
+                    second = client.infer(
+                        model_name,
+                        [text, vectors],
+                        model_version=version,
+                        outputs=[grpcclient.InferRequestedOutput("PROBS")],
+                    )
+                    probs[escalated] = np.asarray(second.as_numpy("PROBS"), dtype=np.float64)
+            rows.append(probs)
     except InferenceServerException as exc:
         raise DependencyUnavailable("triton", exc.message() or str(exc)) from exc
     finally:
@@ -180,7 +213,7 @@ class Deployer:
     def reconcile(self, model_name: str, champion_triton_version: int) -> list[int]:
         """At start: remove staging leftovers and every version on disk newer than the
         champion's (written but never announced: a crash mid-deploy). Returns removed versions."""
-        model_dir = self.repo / model_name
+        model_dir = model_repository.model_dir(self.repo, model_name)
         if not model_dir.is_dir():
             return []
         for leftover in model_dir.glob(f"{model_repository.TMP_PREFIX}*"):

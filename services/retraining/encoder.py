@@ -18,13 +18,14 @@ embeds only the new texts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,22 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"the minilm-head family needs onnxruntime and tokenizers (make setup): {error}"
     ) from error
 
-from labelloop.core import encoder_runtime, model_repository
+from labelloop.core import embeddings, encoder_runtime, model_repository
+from labelloop.core.embeddings import EmbeddingStore
 
 __all__ = [
     "ENCODER_DIR_ENV",
+    "ENCODER_MODEL",
     "MINILM_FAMILY",
+    "SERVING",
     "CachedEncoder",
     "MinilmFamily",
     "MinilmModel",
+    "ServingConfig",
     "encoder_dir",
+    "ensure_encoder_model",
     "shared_encoder",
+    "write_encoder_model",
 ]
 
 FAMILY_NAME = "minilm-head"
@@ -88,7 +95,16 @@ class CachedEncoder:
     Thread-safe. The least recently used rows are dropped beyond ``cache_entries``.
     """
 
-    def __init__(self, directory: Path, variant: str, cache_entries: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        variant: str,
+        cache_entries: int,
+        *,
+        max_seq_length: int | None = None,
+        batch_size: int | None = None,
+        batch_tokens: int | None = None,
+    ) -> None:
         manifest = encoder_runtime.read_manifest(directory)
         if variant not in manifest["models"]:
             raise ValueError(
@@ -100,15 +116,21 @@ class CachedEncoder:
         self.manifest = manifest
         self.model_path = directory / entry["file"]
         self.model_sha256 = str(entry["sha256"])
-        self.batch_size = int(entry.get("batch_size", encoder_runtime.DEFAULT_BATCH_SIZE))
+        self.batch_size = batch_size or int(entry.get("batch_size", encoder_runtime.DEFAULT_BATCH_SIZE))
+        self.batch_tokens = batch_tokens
         self.tokenizer_path = directory / manifest["tokenizer"]["file"]
-        self.max_seq_length = int(manifest["max_seq_length"])
+        self.max_seq_length = max_seq_length or int(manifest["max_seq_length"])
         self.encoder = encoder_runtime.SentenceEncoder(
             self.model_path,
             self.tokenizer_path,
             max_seq_length=self.max_seq_length,
             batch_size=self.batch_size,
+            batch_tokens=batch_tokens,
         )
+        self.encoder_id = embeddings.encoder_id(self.model_sha256, self.max_seq_length)
+        """Names this graph and token cut in the embedding store's keys."""
+        self.encoded = 0
+        """Texts this instance has run through the encoder (cache and store hits excluded)."""
         self.cache_entries = cache_entries
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -117,8 +139,16 @@ class CachedEncoder:
     def _key(text: str) -> bytes:
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of ``texts`` (cached), float32, one unit-length row per text."""
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded += len(texts)
+        return self.encoder.encode(texts)
+
+    def embed(self, texts: Sequence[str], store: EmbeddingStore | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (cached), float32, one unit-length row per text. With a
+        ``store`` (of this encoder: ``store.encoder == self.encoder_id``), texts missing from
+        the process cache are read from it, and only those it lacks are encoded (and stored)."""
+        if store is not None and store.encoder != self.encoder_id:
+            raise ValueError(f"embedding store of encoder {store.encoder}, this is {self.encoder_id}")
         keys = [self._key(text) for text in texts]
         out = np.zeros((len(texts), self.encoder.dim), dtype=np.float32)
         missing: dict[bytes, list[int]] = {}
@@ -132,7 +162,8 @@ class CachedEncoder:
                     out[i] = row
         if missing:
             firsts = [rows[0] for rows in missing.values()]
-            fresh = self.encoder.encode([texts[i] for i in firsts])
+            wanted = [texts[i] for i in firsts]
+            fresh = store.embed(wanted, self._encode) if store is not None else self._encode(wanted)
             with self._lock:
                 for (key, rows), row in zip(missing.items(), fresh, strict=True):
                     out[rows] = row
@@ -148,21 +179,112 @@ class CachedEncoder:
             return len(self._cache)
 
 
+@dataclass(frozen=True)
+class ServingConfig:
+    """How the encoder runs for serving and training: the graph variant, the token cut and the
+    batch plan (length-sorted batches of at most ``batch_size`` texts and ``batch_tokens``
+    padded tokens). Chosen by accuracy per cost (``python -m labelloop.bench.encoder_speed
+    accuracy``; the table is in the README): on 20 Newsgroups (400 training posts, 400 held
+    out) every variant and cut gave a head of the same accuracy (0.72-0.73) and coverage at 0.95
+    precision (0.24-0.30, within the noise of 400 items), while INT8 at 128 tokens cost half of
+    INT8 at 256 and a third of FP32 at 256 per post: about 90 posts/s and 256 tweet-length
+    texts/s per 2 cores of CPU time, the only one of the four above the issue's 60 and 200."""
+
+    variant: str
+    max_seq_length: int
+    batch_size: int
+    batch_tokens: int
+
+
+SERVING = ServingConfig(
+    variant="int8",
+    max_seq_length=128,
+    batch_size=encoder_runtime.SERVING_BATCH_SIZE,
+    batch_tokens=encoder_runtime.SERVING_BATCH_TOKENS,
+)
+ENCODER_MODEL = "labelloop-encoder"
+"""The Triton model of the shared encoder (family ``minilm-encoder``: TEXT -> EMBEDDING)."""
+
 _encoders: dict[tuple[Path, str], CachedEncoder] = {}
 _encoders_lock = threading.Lock()
 
 
 def shared_encoder(variant: str | None = None, cache_entries: int = 50_000) -> CachedEncoder:
-    """The process-wide :class:`CachedEncoder` for ``variant`` (None: the manifest's default) of
-    the current encoder directory; created on first use (loads the ONNX model, ~1 s), when
-    ``cache_entries`` bounds its cache (later calls share that instance and its bound)."""
+    """The process-wide :class:`CachedEncoder` for ``variant`` (None: :data:`SERVING`'s) of the
+    current encoder directory, with :data:`SERVING`'s token cut and batch plan; created on first
+    use (loads the ONNX model, ~1 s), when ``cache_entries`` bounds its cache (later calls share
+    that instance and its bound)."""
     directory = encoder_dir()
-    chosen = variant or str(encoder_runtime.read_manifest(directory)["default"])
+    chosen = variant or SERVING.variant
     with _encoders_lock:
         encoder = _encoders.get((directory, chosen))
         if encoder is None:
-            encoder = _encoders[(directory, chosen)] = CachedEncoder(directory, chosen, cache_entries)
+            encoder = _encoders[(directory, chosen)] = CachedEncoder(
+                directory,
+                chosen,
+                cache_entries,
+                max_seq_length=SERVING.max_seq_length,
+                batch_size=SERVING.batch_size,
+                batch_tokens=SERVING.batch_tokens,
+            )
         return encoder
+
+
+def write_encoder_model(repo: Path, model_name: str, version: int, encoder: CachedEncoder) -> Path:
+    """Write ``encoder`` as ``version`` of the shared encoder model ``model_name`` (family
+    ``minilm-encoder``: TEXT in, EMBEDDING out, ``dim`` columns); ``metadata.encoder_id`` is the
+    embedding store's id of this graph and cut. Raises AlreadyExists when the version exists."""
+
+    def write_files(directory: Path) -> None:
+        try:
+            os.link(encoder.model_path, directory / ENCODER_FILE)
+        except OSError:
+            shutil.copyfile(encoder.model_path, directory / ENCODER_FILE)
+        shutil.copyfile(encoder.tokenizer_path, directory / encoder_runtime.TOKENIZER_FILE)
+        shutil.copyfile(encoder_runtime.__file__, directory / RUNTIME_FILE)
+
+    return model_repository.write_version(
+        repo,
+        model_name,
+        version,
+        "minilm-encoder",
+        [f"e{i}" for i in range(encoder.encoder.dim)],
+        write_files,
+        artifacts={
+            "encoder": ENCODER_FILE,
+            "tokenizer": encoder_runtime.TOKENIZER_FILE,
+            "runtime": RUNTIME_FILE,
+        },
+        metadata={
+            "encoder_id": encoder.encoder_id,
+            "encoder_variant": encoder.variant,
+            "encoder_sha256": encoder.model_sha256,
+            "max_seq_length": encoder.max_seq_length,
+            "batch_size": encoder.batch_size,
+            "batch_tokens": encoder.batch_tokens,
+        },
+        output_name="EMBEDDING",
+        parameters={"encoder_id": encoder.encoder_id, "dim": str(encoder.encoder.dim)},
+    )
+
+
+def ensure_encoder_model(repo: Path, triton_grpc_url: str, model_name: str | None = None) -> str:
+    """Make Triton serve the shared encoder (:data:`SERVING`'s) as ``model_name`` (default
+    :data:`ENCODER_MODEL`): writes a new version when the newest one on disk is of another
+    graph or cut, loads it when Triton does not serve it. Idempotent; returns the model name.
+    Raises ModelLoadError / DependencyUnavailable as ``model_repository.load_and_wait``."""
+    name = model_name or ENCODER_MODEL
+    encoder = shared_encoder()
+    versions = model_repository.list_versions(repo, name)
+    newest = versions[-1] if versions else 0
+    if not newest or model_repository.read_labels(repo, name, newest)["metadata"].get("encoder_id") != (
+        encoder.encoder_id
+    ):
+        newest += 1
+        write_encoder_model(repo, name, newest, encoder)
+    if newest not in model_repository.served_versions(triton_grpc_url, name):
+        model_repository.load_and_wait(triton_grpc_url, name)
+    return name
 
 
 @dataclass
@@ -173,10 +295,11 @@ class MinilmModel:
     head: encoder_runtime.LinearHead
     params: dict[str, Any]
     family: str = FAMILY_NAME
+    store: EmbeddingStore | None = None
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, ``(len(texts), len(label_set))``, label-set order; unseen labels get 0."""
-        return self.head.predict_proba(self.encoder.embed(texts))
+        return self.head.predict_proba(self.encoder.embed(texts, self.store))
 
     def write_version(self, repo: Path, model_name: str, version: int) -> Path:
         """Write as family ``"minilm-head"``: the encoder graph (hard-linked from the encoder
@@ -211,6 +334,7 @@ class MinilmModel:
                 "encoder_source": self.encoder.manifest.get("source", ""),
                 "max_seq_length": self.encoder.max_seq_length,
                 "batch_size": self.encoder.batch_size,
+                "batch_tokens": self.encoder.batch_tokens,
             },
         )
 
@@ -219,8 +343,10 @@ class MinilmModel:
 class MinilmFamily:
     """Trains a logistic-regression head (``C``, L2, lbfgs) on all-MiniLM-L6-v2 embeddings.
 
-    ``variant`` picks the encoder build (None: the encoder directory's default); embeddings are
-    cached across trainings in this process (see :func:`shared_encoder`).
+    ``variant`` picks the encoder build (None: :data:`SERVING`'s); embeddings are cached across
+    trainings in this process (see :func:`shared_encoder`) and, with a ``store``, kept in the
+    embedding store, so a text is encoded once across trainings, restarts and the serving
+    cascade (which writes the same store).
     """
 
     name: str = FAMILY_NAME
@@ -228,6 +354,11 @@ class MinilmFamily:
     max_iter: int = 2000
     variant: str | None = None
     cache_entries: int = 50_000
+    store: EmbeddingStore | None = field(default=None, compare=False)
+
+    def with_store(self, store: EmbeddingStore) -> MinilmFamily:
+        """This family, keeping embeddings in ``store``."""
+        return dataclasses.replace(self, store=store)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> MinilmModel:
         """Embed ``texts`` and fit the head. Raises ValueError when fewer than two distinct labels
@@ -244,7 +375,7 @@ class MinilmFamily:
         if len(set(labels)) < 2:
             raise ValueError("training needs at least two distinct labels")
         encoder = shared_encoder(self.variant, self.cache_entries)
-        embeddings = encoder.embed(texts)
+        embeddings = encoder.embed(texts, self.store)
         classifier = LogisticRegression(C=self.C, max_iter=self.max_iter)
         classifier.fit(embeddings, labels)
         head = encoder_runtime.LinearHead(
@@ -263,7 +394,7 @@ class MinilmFamily:
             "n_train": len(labels),
             "n_classes_seen": len(head.classes),
         }
-        return MinilmModel(encoder=encoder, head=head, params=params)
+        return MinilmModel(encoder=encoder, head=head, params=params, store=self.store)
 
 
 MINILM_FAMILY = MinilmFamily()

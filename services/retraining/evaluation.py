@@ -46,10 +46,13 @@ def evaluate(
     }
 
 
-def best_candidate(candidate_metrics: Sequence[dict[str, float]], metric: str) -> int:
-    """The index of the candidate with the highest held-out `metric`; ties (and no held-out
-    labels at all) go to the earliest, i.e. the cheapest family."""
-    scores = [m.get(metric, float("-inf")) for m in candidate_metrics]
+def best_candidate(candidate_metrics: Sequence[dict[str, float]], metric: str, *then: str) -> int:
+    """The index of the candidate with the highest held-out `metric`, ties broken by the metrics
+    in `then`, in order; remaining ties (and no held-out labels at all) go to the earliest, i.e.
+    the cheapest family. The service ranks by ``expected_coverage`` (what a family is for: the
+    share it may auto-label at the target precision), then by the gate metric."""
+    keys = (metric, *then)
+    scores = [tuple(m.get(k, float("-inf")) for k in keys) for m in candidate_metrics]
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 

@@ -72,9 +72,10 @@ def available_families(media_root: str | None = None) -> list[ModelFamily]:
 
     A family may declare ``modality`` ("text" when it does not): the retraining service trains
     for a project only the families of the project's modality. TF-IDF + logistic regression
-    (text) and the pixel family ``image-lr`` (images read from ``media_root``, default
+    (text) and the image family ``image-lr`` (images read from ``media_root``, default
     ``<repo>/.cache/media``; retraining/images.py) are always available; the sentence-encoder family
-    (``labelloop.retraining.encoder.MINILM_FAMILY``) is added when its module and its optional
+    (``labelloop.retraining.encoder.MINILM_FAMILY``) and the cascade of both
+    (``labelloop.retraining.cascade.CASCADE_FAMILY``) are added when their modules and optional
     dependencies import.
     """
     from labelloop.core.media import DEFAULT_MEDIA_ROOT
@@ -83,11 +84,12 @@ def available_families(media_root: str | None = None) -> list[ModelFamily]:
 
     families: list[ModelFamily] = [TFIDF_FAMILY, ImageFamily(media_root or DEFAULT_MEDIA_ROOT)]
     try:
+        from labelloop.retraining.cascade import CASCADE_FAMILY
         from labelloop.retraining.encoder import MINILM_FAMILY
     except ImportError as error:
-        log.debug("sentence-encoder family unavailable: %s", error)
+        log.debug("sentence-encoder families unavailable: %s", error)
     else:
-        families.append(MINILM_FAMILY)
+        families += [MINILM_FAMILY, CASCADE_FAMILY]
     return families
 
 
@@ -96,3 +98,14 @@ def families_for(families: Sequence[ModelFamily], modality: int) -> list[ModelFa
     families for image projects, text families (those declaring no modality) for the rest."""
     wanted = "image" if modality == common_pb2.MODALITY_IMAGE else "text"
     return [f for f in families if getattr(f, "modality", "text") == wanted]
+
+
+def with_embedding_store(families: Sequence[ModelFamily], store: Any) -> list[ModelFamily]:
+    """``families`` with every encoder-based one (those with a ``with_store`` method) reading and
+    writing ``store`` (a ``labelloop.core.embeddings.EmbeddingStore`` of the shared encoder), so
+    a text is encoded once across trainings, restarts and the serving cascade."""
+    out: list[ModelFamily] = []
+    for family in families:
+        with_store = getattr(family, "with_store", None)
+        out.append(with_store(store) if with_store is not None else family)
+    return out

@@ -77,6 +77,15 @@ class VersionRecord:
         return {k: float(v) for k, v in json.loads(self.tags.get("metrics", "{}")).items()}
 
 
+def _not_found(exc: Exception) -> bool:
+    """True for MLflow's "no such registered model" and "no such alias" (the latter is an
+    INVALID_PARAMETER_VALUE saying "... alias ... not found")."""
+    code = getattr(exc, "error_code", "")
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and "not found" in str(exc)
+
+
 class Registry:
     """MLflow tracking + registry for the projects of one deployment."""
 
@@ -211,13 +220,19 @@ class Registry:
         return _record(mv)
 
     def by_alias(self, project_id: str, alias: str) -> VersionRecord | None:
-        """The version carrying `alias`, or None."""
+        """The version carrying `alias`, or None when the model or the alias does not exist;
+        DependencyUnavailable for any other MLflow error."""
         from mlflow.exceptions import MlflowException
 
         try:
             mv = self._call(lambda: self.client.get_model_version_by_alias(self.name(project_id), alias))
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if _not_found(exc):
+                return None
+            # anything else is not "no champion": a gate that read it so would promote unchecked
+            raise DependencyUnavailable(
+                "mlflow", f"reading alias {alias!r} of {project_id!r}: {exc}"
+            ) from exc
         return _record(mv)
 
     def versions(self, project_id: str) -> list[VersionRecord]:

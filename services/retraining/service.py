@@ -20,6 +20,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ class RetrainingService:
         producer: EventProducer,
         answers: AnswerLedger,
         families: list[ModelFamily],
+        embed: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
         if not families:
             raise ValueError("no model family available")
@@ -100,6 +102,7 @@ class RetrainingService:
         self.producer = producer
         self.answers = answers
         self.families = families
+        self.embed = embed  # texts -> shared-encoder embeddings (the store's), for cascade champions
         self.policy = TriggerPolicy(
             first_model_labels=settings.first_model_labels,
             min_classes=settings.min_classes,
@@ -352,7 +355,8 @@ class RetrainingService:
                 for f in families
             ]
             metric = self.settings.gate_metric
-            best = candidates[best_candidate([c.metrics for c in candidates], metric)]
+            # Families are chosen by held-out coverage at the target precision, not accuracy.
+            best = candidates[best_candidate([c.metrics for c in candidates], "expected_coverage", metric)]
             t0 = time.perf_counter()
             oof, valid = out_of_fold_probs(
                 best.family, train_texts, train_labels, label_set, self.settings.calibration_folds
@@ -507,7 +511,7 @@ class RetrainingService:
             return None
         if not truth:
             return {}
-        probs = triton_predict(self.settings.triton_grpc_url, model_name, texts)
+        probs = triton_predict(self.settings.triton_grpc_url, model_name, texts, embed=self.embed)
         served = served_labels(self.deployer.repo, model_name, champion.triton_version)
         aligned = np.zeros((len(texts), len(label_set)))
         for j, label in enumerate(label_set):

@@ -42,7 +42,7 @@ class RetrainingSettings(CommonSettings):
     # Inverse-probability weights above this are trimmed to it when a new model is calibrated: a
     # few heavily weighted audits swing the estimate (one error at weight 25 costs points), and
     # trimming biases it toward the harder items people label anyway, i.e. to the safe side.
-    calibration_max_weight: float = setting(10.0, positive)
+    calibration_max_weight: float = setting(3.0, positive)
     # Of the bounds that move the serving model's threshold from people's answers, both ways.
     move_confidence_level: float = setting(0.9, _fraction)
     min_effective_answers: float = setting(20.0, positive)  # Kish sample size before a move
@@ -54,7 +54,7 @@ class RetrainingSettings(CommonSettings):
     # The model families trained and compared at each training (empty: all available). Default
     # tfidf-lr only: on CPU Triton the minilm-head family serves about 10 items/s (the encoder runs
     # for every item), which caps the whole stream; add it (tfidf-lr,minilm-head) on a GPU Triton.
-    # image-lr (pixels + PCA + logistic regression) is trained for image projects only.
+    # image-lr (HOG + pixels, PCA, logistic regression) is trained for image projects only.
     families: tuple[str, ...] = setting(("tfidf-lr", "image-lr"))
     media_root: str = setting(DEFAULT_MEDIA_ROOT)
     """Where image items' files are read from to train (the root ingest checks them under);

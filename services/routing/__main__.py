@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from labelloop.core.progress import Progress
+from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
@@ -24,7 +24,7 @@ def main() -> None:
     router = Router(
         ProjectStore(client, settings.redis_key_prefix),
         ThresholdStore(client, settings.redis_key_prefix),
-        Progress(client, settings.redis_key_prefix),
+        FinalLabelWriter(client, settings.redis_key_prefix),
         settings.audit_seed,
     )
     processor = runtime.processor(settings, [PREDICTIONS, MODELS], router)

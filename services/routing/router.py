@@ -3,31 +3,40 @@ withdrawals of waiting tasks that a newer model auto-labels (rescores, see human
 
 from __future__ import annotations
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from labelloop.core import metrics
 from labelloop.core.errors import NotFound, PoisonMessage
-from labelloop.core.progress import Progress
+from labelloop.core.final_labels import Claim, FinalLabelWriter, Outcome, published
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, now_timestamp
 from labelloop.core.thresholds import ThresholdStore
-from labelloop.core.topics import LABELS, MODELS, PREDICTIONS, TASKS, item_key
-from labelloop.routing.decisions import decide
+from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, item_key
+from labelloop.routing.decisions import Decision, decide
 from labelloop.v1 import common_pb2, events_pb2
 
 
 class Router:
-    """Handles batches of `predictions` (and `models` events, which refresh thresholds)."""
+    """Handles batches of `predictions` (and `models` events, which refresh thresholds).
+
+    Every outcome goes through the final-label fence (core/final_labels.py) in one round trip per
+    batch: an auto-label is published only if the item has no other final label and was not
+    routed to people before (a redelivered prediction after a model or threshold change keeps
+    the first decision: its task is sent again, idempotently), and an item routed to people is
+    reserved for them, unless it already has a final label (then no task)."""
 
     def __init__(
-        self, projects: ProjectStore, thresholds: ThresholdStore, progress: Progress, audit_seed: str
+        self, projects: ProjectStore, thresholds: ThresholdStore, writer: FinalLabelWriter, audit_seed: str
     ) -> None:
         self.projects = projects
         self.thresholds = thresholds
-        self.progress = progress
+        self.writer = writer
         self.audit_seed = audit_seed
 
     def __call__(self, batch: Batch) -> None:
         at = now_timestamp()
-        labeled: list[tuple[str, str, str]] = []
+        routed: list[tuple[events_pb2.Prediction, common_pb2.Project, Decision]] = []
+        claims: list[Claim] = []
         for event in batch.events:
             if event.topic is MODELS:
                 self.thresholds.invalidate(event.message.project_id)
@@ -59,47 +68,77 @@ class Router:
                     threshold=threshold.for_label(decision.auto_label),
                     audited=decision.task_reason == events_pb2.TASK_REASON_AUDIT,
                 )
-            if prediction.ingested.rescore:
+            if prediction.ingested.HasField("rescore"):
                 # A waiting item sent back for a new model's opinion: its task already exists.
                 # Auto-labeled now, the task is withdrawn (by human-tasks, who publishes the
                 # label only if nobody has started it); otherwise it keeps waiting.
                 if label is not None:
-                    label.ingested.rescore = False
+                    label.ingested.arrival.SetInParent()  # the label is of the item, not the command
                     label.audited = False
                     withdrawal = events_pb2.TaskRouted(
                         task_id=item.item_id,
                         ingested=prediction.ingested,
                         prediction=prediction,
                         routed_at=at,
-                        withdraw_for=label,
+                        withdraw=events_pb2.Withdrawal(label=label),
                     )
                     batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
                 continue
-            if label is not None:
-                batch.emit(LABELS, item_key(item.project_id, item.item_id), label)
-                labeled.append((project.spec.project_id, item.item_id, "model"))
-                metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "auto").inc()
-                metrics.LABELS_FINALIZED.labels(project.spec.project_id, "model").inc()
-            else:
-                metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "human").inc()
-            if decision.task_reason != events_pb2.TASK_REASON_UNSPECIFIED:
-                audit = decision.task_reason == events_pb2.TASK_REASON_AUDIT
-                # Audits need as many annotators as labeling tasks: one noisy person cannot tell
-                # a 0.95-precise model from a worse one.
-                task = events_pb2.TaskRouted(
-                    task_id=f"{item.item_id}:audit" if audit else item.item_id,
-                    ingested=prediction.ingested,
-                    prediction=prediction,
-                    reason=decision.task_reason,  # type: ignore[arg-type]
-                    priority=decision.priority,
-                    annotators_required=project.spec.annotators_per_task,
-                    routed_at=at,
-                    answer_probability=decision.answer_probability,
-                )
-                batch.emit(TASKS, item_key(item.project_id, item.item_id), task)
-                if audit:
-                    metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "audit").inc()
-                elif decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
-                    metrics.ROUTING_DECISIONS.labels(project.spec.project_id, "exploration").inc()
-        if labeled:
-            self.progress.record_labels(labeled)
+            if label is None and decision.task_reason == events_pb2.TASK_REASON_UNSPECIFIED:
+                continue
+            routed.append((prediction, project, decision))
+            claims.append(
+                Claim.final(label) if label is not None else Claim.people(item.project_id, item.item_id)
+            )
+        outcomes = self.writer.claim(claims, batch.emit)
+        confirmed = published(claims, outcomes)
+        if confirmed:
+            batch.after_flush(lambda: self.writer.confirm(confirmed))
+        for (prediction, project, decision), claim, outcome in zip(routed, claims, outcomes, strict=True):
+            project_id = project.spec.project_id
+            if claim.label is not None:
+                if outcome is Outcome.NEW:
+                    metrics.ROUTING_DECISIONS.labels(project_id, "auto").inc()
+                if outcome is Outcome.PEOPLE:  # routed to people before: it stays with them
+                    self._emit_task(
+                        batch, prediction, project, decision, events_pb2.TASK_REASON_UNCERTAIN, at
+                    )
+                elif outcome is not Outcome.CONFLICT and decision.task_reason == events_pb2.TASK_REASON_AUDIT:
+                    self._emit_task(batch, prediction, project, decision, decision.task_reason, at)
+                    if outcome is Outcome.NEW:
+                        metrics.ROUTING_DECISIONS.labels(project_id, "audit").inc()
+            elif outcome is not Outcome.FINAL:
+                if outcome is Outcome.NEW:
+                    metrics.ROUTING_DECISIONS.labels(project_id, "human").inc()
+                    if decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
+                        metrics.ROUTING_DECISIONS.labels(project_id, "exploration").inc()
+                self._emit_task(batch, prediction, project, decision, decision.task_reason, at)
+
+    @staticmethod
+    def _emit_task(
+        batch: Batch,
+        prediction: events_pb2.Prediction,
+        project: common_pb2.Project,
+        decision: Decision,
+        reason: int,
+        at: Timestamp,
+    ) -> None:
+        """A task for people (idempotent downstream by task id): an audit of an auto-label
+        (task id `<item>:audit`), or the item's own labeling task. Audits need as many annotators
+        as labeling tasks: one noisy person cannot tell a 0.95-precise model from a worse one. The
+        task carries the probability routing sent the item to people (calibration's weight); an
+        item that stays with people from an earlier routing keeps 1."""
+        item = prediction.ingested.item
+        audit = reason == events_pb2.TASK_REASON_AUDIT
+        task = events_pb2.TaskRouted(
+            task_id=f"{item.item_id}:audit" if audit else item.item_id,
+            ingested=prediction.ingested,
+            prediction=prediction,
+            reason=reason,  # type: ignore[arg-type]
+            priority=decision.priority,
+            annotators_required=project.spec.annotators_per_task,
+            routed_at=at,
+            enqueue=events_pb2.Enqueue(),
+            answer_probability=decision.answer_probability if reason == decision.task_reason else 1.0,
+        )
+        batch.emit(TASKS, item_key(item.project_id, item.item_id), task)

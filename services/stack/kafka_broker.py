@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from labelloop.core.topics import TOPIC_MAX_MESSAGE_BYTES
 from labelloop.stack.process import ManagedProcess, StackError
 from labelloop.stack.secrets import stack_secret
 from labelloop.stack.settings import StackSettings
@@ -194,6 +195,7 @@ class KafkaBroker:
             "num.network.threads": "2",
             "num.io.threads": "4",
             "auto.create.topics.enable": "false",
+            "message.max.bytes": str(TOPIC_MAX_MESSAGE_BYTES),  # as every topic Labelloop creates
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

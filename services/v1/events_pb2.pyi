@@ -11,6 +11,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AnswerStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANSWER_STAGE_UNSPECIFIED: _ClassVar[AnswerStage]
+    ANSWER_STAGE_FAST: _ClassVar[AnswerStage]
+    ANSWER_STAGE_ENCODER: _ClassVar[AnswerStage]
+
 class TaskReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_REASON_UNSPECIFIED: _ClassVar[TaskReason]
@@ -30,6 +36,9 @@ class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_EVENT_KIND_ROLLED_BACK: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_THRESHOLD_UPDATED: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_TRAINING_FAILED: _ClassVar[ModelEventKind]
+ANSWER_STAGE_UNSPECIFIED: AnswerStage
+ANSWER_STAGE_FAST: AnswerStage
+ANSWER_STAGE_ENCODER: AnswerStage
 TASK_REASON_UNSPECIFIED: TaskReason
 TASK_REASON_NO_MODEL: TaskReason
 TASK_REASON_UNCERTAIN: TaskReason
@@ -46,35 +55,49 @@ MODEL_EVENT_KIND_THRESHOLD_UPDATED: ModelEventKind
 MODEL_EVENT_KIND_TRAINING_FAILED: ModelEventKind
 
 class ItemIngested(_message.Message):
-    __slots__ = ("item", "ingested_at", "channel", "rescore")
+    __slots__ = ("item", "ingested_at", "channel", "arrival", "rescore")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_FIELD_NUMBER: _ClassVar[int]
     RESCORE_FIELD_NUMBER: _ClassVar[int]
     item: _common_pb2.Item
     ingested_at: _timestamp_pb2.Timestamp
     channel: str
-    rescore: bool
-    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ..., rescore: _Optional[bool] = ...) -> None: ...
+    arrival: Arrival
+    rescore: Rescore
+    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ..., arrival: _Optional[_Union[Arrival, _Mapping]] = ..., rescore: _Optional[_Union[Rescore, _Mapping]] = ...) -> None: ...
+
+class Arrival(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Rescore(_message.Message):
+    __slots__ = ("requested_at",)
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    requested_at: _timestamp_pb2.Timestamp
+    def __init__(self, requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at")
+    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at", "answered_by")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     NO_MODEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
     model_name: str
     model_version: int
     scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClassScore]
     no_model: bool
     predicted_at: _timestamp_pb2.Timestamp
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    answered_by: AnswerStage
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_by: _Optional[_Union[AnswerStage, str]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "withdraw_for", "answer_probability")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -82,7 +105,8 @@ class TaskRouted(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     ANNOTATORS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ROUTED_AT_FIELD_NUMBER: _ClassVar[int]
-    WITHDRAW_FOR_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUE_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAW_FIELD_NUMBER: _ClassVar[int]
     ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
@@ -91,9 +115,20 @@ class TaskRouted(_message.Message):
     priority: float
     annotators_required: int
     routed_at: _timestamp_pb2.Timestamp
-    withdraw_for: LabelFinalized
+    enqueue: Enqueue
+    withdraw: Withdrawal
     answer_probability: float
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., withdraw_for: _Optional[_Union[LabelFinalized, _Mapping]] = ..., answer_probability: _Optional[float] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ...) -> None: ...
+
+class Enqueue(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Withdrawal(_message.Message):
+    __slots__ = ("label",)
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    label: LabelFinalized
+    def __init__(self, label: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
     __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels")

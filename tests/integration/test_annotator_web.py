@@ -442,8 +442,11 @@ def test_an_expired_lease_is_said_and_the_next_task_loads(web: WebApp, browser) 
     log_in(page, web.token("fay", auth_pb2.ROLE_ANNOTATOR, [project_id]))
     item = shown_item(page)
     # Answering a lease the server no longer honours: 409 with a message people can act on.
-    gone = page.request.post(f"{web.url}/api/answer", data={"lease_id": "no-such-lease", "label": "tech"})
+    gone = page.request.post(f"{web.url}/api/answer", data={"lease_id": "0" * 32, "label": "tech"})
     assert gone.status == 409 and gone.json()["error"] == "lease_lost", gone.text()
+    # A malformed lease id is a bad request, not a lost lease.
+    bad = page.request.post(f"{web.url}/api/answer", data={"lease_id": "no-such-lease", "label": "tech"})
+    assert bad.status == 422, bad.text()
     # Walk away: the lease runs out, the page says so and shows a task again.
     wait_until(
         lambda: "expired" in page.locator("#message").inner_text(),

@@ -1,5 +1,6 @@
 """`labelloop bench` on a small slice against the test stack: the report is complete and
-consistent with the labels of record, and the reference is computed."""
+consistent with the raw `labels` and `annotations` topics, the window holds, and the reference is
+computed over its seeds."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 
 import pytest
 from running import RunningServices
+from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
-from labelloop.core.label_log import latest_labels
+from labelloop.core.label_log import replay
+from labelloop.core.topics import ANNOTATIONS
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2
 
@@ -20,7 +23,10 @@ KEYS = {
     "human_labeled",
     "auto_labeled",
     "audit_tasks",
+    "annotations",
     "human_fraction",
+    "human_effort",
+    "max_without_final_label",
     "accuracy",
     "auto_accuracy",
     "human_accuracy",
@@ -48,6 +54,8 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         report=tmp_path / "report.json",
         plot=tmp_path / "report.png",
         annotator_error=0.1,
+        annotators=3,
+        window=30,
         ingest_addr=f"127.0.0.1:{services.grpc_ports['ingest']}",
         human_tasks_addr=f"127.0.0.1:{services.grpc_ports['human_tasks']}",
         kafka_bootstrap=stack.bootstrap_servers,
@@ -55,6 +63,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         manage_stack=False,
         token=services.token,
         stall_timeout_s=120,
+        reference_cache=tmp_path / "reference-cache",
     )
     report = run_bench(config, say=lambda _line: None)
     assert json.loads(config.report.read_text()) == report
@@ -65,7 +74,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert report["human_fraction"] == pytest.approx(report["human_labeled"] / report["items"])
 
     truth = {r["id"]: r["label"] for r in load("bbcnews", 200)}
-    labels = latest_labels(stack.bootstrap_servers, services.topic_prefix, report["project"])
+    labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, report["project"])
     assert set(labels) == set(truth)
     correct = sum(label.labels[0] == truth[i] for i, label in labels.items())
     assert report["accuracy"] == pytest.approx(correct / 200)
@@ -73,9 +82,37 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert report["human_accuracy"] == pytest.approx(
         sum(labels[i].labels[0] == truth[i] for i in humans) / len(humans)
     )
-    assert 0.75 < report["human_accuracy"] < 1.0, "simulated annotators err at about the configured 10%"
+    assert report["human_accuracy"] >= 0.95, "a majority of three is right far more often than one person"
+
+    # Every answer counts: k = 3 annotators per human task (plus tie-breakers), and audits.
+    answers = [
+        a
+        for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS)
+        if a.project_id == report["project"]
+    ]
+    leases = {a.lease_id for a in answers}
+    assert report["annotations"] == len(leases)
+    assert report["audit_tasks"] == len({a.lease_id for a in answers if a.audit})
+    assert report["human_effort"] == pytest.approx(len(leases) / 200)
+    assert report["annotations"] >= 3 * report["human_labeled"], "k = 3: three answers per human label"
+    assert report["human_effort"] >= 3 * report["human_fraction"]
+    wrong = sum(a.labels[0] != truth[a.item_id] for a in answers)
+    assert 0.03 < wrong / len(answers) < 0.2, "simulated annotators err at about the configured 10%"
+
+    # The window: at no submit were more than 30 items submitted and not finalized (labels'
+    # own timestamps), and the very first call filled it.
+    assert report["max_without_final_label"] == 30
+    assert sum(w["human_effort"] * (w["end"] - w["start"]) for w in report["windows"]) == pytest.approx(
+        report["annotations"]
+    )
 
     reference = report["reference"]
-    assert reference["items"] == 200
-    assert 0 < reference["human_fraction"] <= 1
-    assert reference["human_labeled"] + reference["auto_labeled"] == 200
+    assert reference["items"] == 200 and reference["seeds"] == [0, 1, 2, 3, 4]
+    runs = reference["runs"]
+    assert reference["human_fraction"] == pytest.approx(sum(r["human_fraction"] for r in runs) / 5)
+    low, high = reference["range"]["human_fraction"]
+    assert low == min(r["human_fraction"] for r in runs) and high == max(r["human_fraction"] for r in runs)
+    assert 0 < low <= reference["human_fraction"] <= high <= 1
+    assert all(r["human_labeled"] + r["auto_labeled"] == 200 for r in runs)
+    assert not any(r.get("cached") for r in runs)
+    assert len(list((tmp_path / "reference-cache").glob("*.json"))) == 5, "each seed kept for the next run"

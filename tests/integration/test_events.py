@@ -12,7 +12,7 @@ from support import wait_until
 from labelloop.core import stream
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
 from labelloop.core.label_log import replay
-from labelloop.core.topics import DEAD_LETTERS, ITEMS, PREDICTIONS, Topic
+from labelloop.core.topics import DEAD_LETTERS, ITEMS, MAX_MESSAGE_BYTES, PREDICTIONS, Topic
 from labelloop.v1 import events_pb2
 
 
@@ -141,6 +141,41 @@ def test_a_handler_failure_dead_letters_only_the_failing_event(stack, topic_pref
     assert [(d.key, d.error_type) for d in letters] == [(b"item-2", "Rejected")]
 
 
+def test_an_output_over_the_message_size_dead_letters_its_input_and_the_stream_goes_on(
+    stack, topic_prefix
+) -> None:
+    # Before: the broker refused the record at every flush and the batch was re-read forever.
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    for i in range(4):
+        producer.send(ITEMS, f"item-{i}", item_event(i))
+    huge = b"\xff" * (MAX_MESSAGE_BYTES + 30_000)  # fits the topic, but not with a dead letter's envelope
+    producer.send(ITEMS, "item-huge", huge)
+    producer.flush()
+    seen: list[str] = []
+
+    def handler(batch: stream.Batch) -> None:
+        for event in batch.events:
+            seen.append(event.message.item.item_id)
+            out = events_pb2.Prediction(ingested=event.message)
+            if event.message.item.item_id == "item-1":
+                out.ingested.item.content.text = "x" * (MAX_MESSAGE_BYTES + 1)
+            batch.emit(PREDICTIONS, event.message.item.item_id, out)
+
+    proc = processor(stack, topic_prefix, handler)
+    drain(proc, lambda: proc.processed >= 5)
+    proc.close()
+    predictions = read_all(stack, topic_prefix, PREDICTIONS)
+    assert sorted(p.ingested.item.item_id for p in predictions) == ["item-0", "item-2", "item-3"]
+    letters = {d.key: d for d in read_all(stack, topic_prefix, DEAD_LETTERS)}
+    assert set(letters) == {b"item-1", b"item-huge"}
+    assert letters[b"item-1"].error_type == "MessageTooLarge"
+    assert letters[b"item-huge"].error_type == "DecodeError" and "truncated" in letters[b"item-huge"].reason
+    assert (
+        huge.startswith(letters[b"item-huge"].value) and len(letters[b"item-huge"].value) < MAX_MESSAGE_BYTES
+    )
+
+
 def test_a_dependency_outage_pauses_without_committing(stack, topic_prefix) -> None:
     stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
     producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
@@ -191,3 +226,49 @@ def test_a_failed_send_is_reported_by_the_flush_of_the_thread_that_sent_it(stack
     producer.flush()  # the failure was reported once; the next flush starts clean
     producer.close()
     assert sorted(e.item.item_id for e in read_all(stack, topic_prefix, ITEMS)) == ["item-1", "item-2"]
+
+
+def test_after_a_rebalance_a_member_commits_only_the_partitions_it_owns(stack, topic_prefix) -> None:
+    # Before: close() committed every partition the member had ever held, rewinding the progress
+    # of the member that took them over (its records were delivered again).
+    from labelloop.core import kafka_clients
+
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+
+    def produce(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            producer.send(ITEMS, f"item-{i}", item_event(i))
+        producer.flush()
+
+    produce(0, 60)
+    first = processor(stack, topic_prefix, lambda batch: None)
+    drain(first, lambda: first.processed >= 60)
+    assert len(first._committed) == ITEMS.partitions, "the first member held every partition"
+
+    second = processor(stack, topic_prefix, lambda batch: None)
+
+    def owned(member: stream.StreamProcessor) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in member.consumer.assignment()}
+
+    drain(
+        first,
+        lambda: (second.run_once(), bool(owned(second)) and owned(first).isdisjoint(owned(second)))[1],
+        timeout=90,
+    )
+    produce(60, 60)
+    drain(first, lambda: (second.run_once(), first.processed + second.processed >= 120)[1])
+    moved = owned(second)
+    wait_until(lambda: (second.run_once() or True) and all(w in second._committed for w in moved), 30)
+    first.close()  # must not commit the partitions that moved
+
+    group = f"{topic_prefix}.g"
+    probe = kafka_clients.consumer(stack.bootstrap_servers, group, "probe")
+    try:
+        name = ITEMS.name(topic_prefix)
+        committed = probe.committed([kafka_clients.TopicPartition(t, p) for t, p in moved], timeout=10)
+        ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in committed}
+        assert {tp.partition: tp.offset for tp in committed} == {p: ends[p] for t, p in moved if t == name}
+    finally:
+        probe.close()
+        second.close()

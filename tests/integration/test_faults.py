@@ -10,10 +10,10 @@ import grpc
 import pytest
 from models import serve, train_tfidf
 from running import RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
-from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.label_log import replay
 from labelloop.core.progress import Progress
 from labelloop.core.stream import EventProducer
 from labelloop.core.thresholds import Threshold, ThresholdStore
@@ -94,7 +94,9 @@ def assert_exactly_once(services: RunningServices, project_id: str, expected_ids
         interval=0.5,
         message="stream stalled",
     )
-    labels = latest_labels(services.stack.bootstrap_servers, services.topic_prefix, project_id)
+    labels = one_label_per_item(
+        services.stack.bootstrap_servers, services.topic_prefix, project_id, identical_repeats=True
+    )
     assert set(labels) == expected_ids, (
         f"missing {len(expected_ids - set(labels))}, extra {len(set(labels) - expected_ids)}"
     )
@@ -150,7 +152,7 @@ def test_a_triton_outage_pauses_the_stream_and_it_completes_afterwards(
         finally:
             stack.triton.process.start()  # loads every model in the repository again
         assert_exactly_once(services, project_id, set(truth))
-        labels = latest_labels(stack.bootstrap_servers, services.topic_prefix, project_id)
+        labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project_id)
         models = {
             label.model_version for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_MODEL
         }

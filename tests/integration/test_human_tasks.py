@@ -8,9 +8,8 @@ import uuid
 import grpc
 import pytest
 from running import RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
-from labelloop.core.label_log import latest_labels
 from labelloop.v1 import common_pb2, human_tasks_pb2, ingest_pb2
 
 LEASE_TTL_S = 2.0
@@ -73,7 +72,7 @@ def submit(stub, lease_id: str, who: str, label: str) -> human_tasks_pb2.SubmitA
 
 def wait_for_labels(services: RunningServices, project_id: str, count: int) -> dict:
     def enough():
-        labels = latest_labels(services.stack.bootstrap_servers, services.topic_prefix, project_id)
+        labels = one_label_per_item(services.stack.bootstrap_servers, services.topic_prefix, project_id)
         return labels if len(labels) >= count else None
 
     return wait_until(enough, 30, interval=0.3, message=f"fewer than {count} final labels")
@@ -109,7 +108,9 @@ def test_submit_is_idempotent_and_checks_lease_and_label(services) -> None:
     err = error_of(lambda: submit(stub, got.lease_id, "intruder", "a"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "another annotator" in err.details()
     err = error_of(lambda: submit(stub, "no-such-lease", "ann-1", "a"))
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "lease_id" in err.details()
+    err = error_of(lambda: submit(stub, "0" * 32, "ann-1", "a"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "unknown lease" in err.details()
 
     assert submit(stub, got.lease_id, "ann-1", "b").finalized
     repeat = submit(stub, got.lease_id, "ann-1", "b")

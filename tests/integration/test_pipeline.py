@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from models import serve, train_tfidf
 from running import RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.core.label_log import latest_labels, replay
@@ -137,6 +137,7 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
         for a in annotators:
             a.join(10)
 
+    labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project_id)
     assert set(labels) == set(truth), "every ingested item has exactly one final label"
     sources = Counter(label.source for label in labels.values())
     human = [label for label in labels.values() if label.source == common_pb2.LABEL_SOURCE_HUMAN]
@@ -265,6 +266,7 @@ def test_a_deployed_model_takes_waiting_tasks_nobody_started_off_peoples_hands(
         stop.set()
         for a in annotators:
             a.join(10)
+    labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project_id)
     assert set(labels) == set(truth)
     assert labels[kept].source == common_pb2.LABEL_SOURCE_HUMAN
     humans = {i for i, label in labels.items() if label.source == common_pb2.LABEL_SOURCE_HUMAN}

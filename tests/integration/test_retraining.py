@@ -19,11 +19,11 @@ from pathlib import Path
 import grpc
 import pytest
 from running import PIPELINE, RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.core import kafka_clients, model_repository, redis_store
-from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.label_log import replay
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import EventProducer, ensure_topics, now_timestamp
@@ -257,7 +257,7 @@ def test_the_loop_learns_from_people_and_auto_labels_more_as_the_stream_goes_on(
         assert served == [champion.triton_version]
         assert ThresholdStore(services.redis, redis_prefix, cache_s=0).get(project_id).threshold <= 1.0
 
-        labels = latest_labels(stack.bootstrap_servers, topic_prefix, project_id)
+        labels = one_label_per_item(stack.bootstrap_servers, topic_prefix, project_id)
         assert set(labels) == set(truth)
         order = [r["id"] for r in spam_stream]
         auto = [labels[i].source == common_pb2.LABEL_SOURCE_MODEL for i in order]

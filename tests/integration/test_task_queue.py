@@ -60,3 +60,22 @@ def test_priority_comes_first_and_a_released_task_keeps_its_place(queue: TaskQue
     assert first is not None and first.task.task_id == "d", "0.90001 outranks 0.9"
     queue.release(first.lease_id, "ann-1")
     assert leased_ids(queue, 4) == ["d", "b", "a", "c"]
+
+
+def test_item_ids_that_look_like_task_keys_are_ordinary_tasks(queue: TaskQueue) -> None:
+    # Before: the labeling task of item "x:audit" was the audit task of "x" (one was dropped),
+    # and "x:who" / "x:answers" were the sets of task "x" (WRONGTYPE for the whole project).
+    items = ["x", "x:audit", "x:who", "x:answers"]
+    audit = task("x", 0.5)
+    audit.task_id, audit.reason = "x:audit", events_pb2.TASK_REASON_AUDIT
+    assert queue.enqueue([task(i, 1.0) for i in items] + [audit]) == 5
+    leased = []
+    for _ in range(5):
+        lease = queue.lease("p", "ann")
+        assert lease is not None, f"the queue ran dry after {leased}"
+        leased.append((lease.task.ingested.item.item_id, lease.task.reason))
+        answered = queue.answer(lease.lease_id, "ann", "a")
+        assert answered.complete and answered.answers == {"ann": "a"}
+        queue.finish(answered.task)
+    assert sorted(leased) == sorted([(i, 0) for i in items] + [("x", events_pb2.TASK_REASON_AUDIT)])
+    assert queue.lease("p", "ann") is None

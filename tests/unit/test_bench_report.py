@@ -2,7 +2,17 @@
 
 import pytest
 
-from labelloop.bench.report import HUMAN, MODEL, FinalLabel, summarize, windows
+from labelloop.bench.report import (
+    HUMAN,
+    MODEL,
+    AnnotationCount,
+    FinalLabel,
+    count_annotations,
+    max_without_final_label,
+    summarize,
+    windows,
+)
+from labelloop.v1 import events_pb2
 
 
 def final(item: str, label: str, source: int, ingested: float = 0.0, finalized: float = 10.0) -> FinalLabel:
@@ -21,7 +31,8 @@ def test_counts_add_up_and_accuracies_are_shares() -> None:
         "d": final("d", "y", MODEL, 1000, 1040),
         "e": final("e", "x", MODEL, 1000, 1100),
     }
-    r = summarize(ORDER, TRUTH, finals, first_submit_ms=0.0, audit_tasks=1, retrains=2, promotions=1)
+    answers = AnnotationCount(total=3, audits=1, per_item={"a": 1, "b": 1, "d": 1})
+    r = summarize(ORDER, TRUTH, finals, first_submit_ms=0.0, annotations=answers, retrains=2, promotions=1)
     assert r["human_labeled"] + r["auto_labeled"] == r["items"] == 5
     assert r["human_fraction"] == pytest.approx(0.4)
     assert r["accuracy"] == pytest.approx(0.8)
@@ -31,11 +42,16 @@ def test_counts_add_up_and_accuracies_are_shares() -> None:
     assert r["auto_latency_ms"]["p50"] == pytest.approx(40.0)
     assert r["throughput_items_per_s"] == pytest.approx(5 / 1.1, abs=0.01)
     assert (r["audit_tasks"], r["retrains"], r["promotions"]) == (1, 2, 1)
+    assert r["annotations"] == 3 and r["human_effort"] == pytest.approx(0.6), (
+        "2 labels + 1 audit over 5 items"
+    )
 
 
 def test_no_auto_labels_means_no_auto_accuracy() -> None:
     finals = {i: final(i, TRUTH[i], HUMAN) for i in ORDER}
-    r = summarize(ORDER, TRUTH, finals, first_submit_ms=0.0, audit_tasks=0, retrains=0, promotions=0)
+    r = summarize(
+        ORDER, TRUTH, finals, first_submit_ms=0.0, annotations=AnnotationCount(), retrains=0, promotions=0
+    )
     assert r["auto_accuracy"] is None and r["auto_latency_ms"]["p50"] is None
     assert r["human_fraction"] == 1.0
 
@@ -48,20 +64,181 @@ def test_windows_follow_the_stream_order() -> None:
     assert w[0]["auto_accuracy"] is None and w[1]["auto_accuracy"] == 1.0
 
 
-def test_the_make_bench_row_marks_the_targets_against_the_reference() -> None:
-    from labelloop.cli.main import bench_row
+def answer(
+    item: str, lease: str, annotator: str = "p", audit: bool = False
+) -> events_pb2.AnnotationSubmitted:
+    return events_pb2.AnnotationSubmitted(
+        task_id=f"t-{item}", item_id=item, project_id="p", annotator_id=annotator, lease_id=lease, audit=audit
+    )
 
-    run = {
-        "run": "bbcnews",
-        "items": 2225,
-        "human_fraction": 0.10,
-        "accuracy": 0.969,
-        "auto_accuracy": 0.965,
-        "retrains": 9,
-        "wall_s": 70.4,
-        "reference": {"human_fraction": 0.151, "accuracy": 0.973},
+
+def test_human_effort_counts_every_answer_once_per_lease() -> None:
+    """k annotators, the extra one a tie calls and audits all count; a re-sent answer does not."""
+    events = [
+        answer("a", "l1", "p1"),
+        answer("a", "l2", "p2"),
+        answer("a", "l3", "p3"),  # k = 3 on one item
+        answer("a", "l3", "p3"),  # re-sent after a crash: same lease
+        answer("b", "l4", "p1"),
+        answer("b", "l5", "p2"),
+        answer("b", "l6", "p3"),  # the tie-breaker
+        answer("c", "l7", "p1", audit=True),  # an audit of c's auto-label
+    ]
+    count = count_annotations(events)
+    assert (count.total, count.audits) == (7, 1)
+    assert count.per_item == {"a": 3, "b": 3, "c": 1}
+    finals = {
+        "a": final("a", "x", HUMAN),
+        "b": final("b", "y", HUMAN),
+        **{i: final(i, TRUTH[i], MODEL) for i in "cde"},
     }
-    row = bench_row(run)
-    assert row[2] == "0.100 (0.151)" and row[3] == "0.969 (0.973)"
-    assert row[6] == "met / met", "0.100 <= 0.7 x 0.151 and 0.969 >= 0.973 - 0.005"
-    assert bench_row({**run, "human_fraction": 0.11, "accuracy": 0.967})[6] == "missed / missed"
+    r = summarize(ORDER, TRUTH, finals, first_submit_ms=0.0, annotations=count, retrains=0, promotions=0)
+    assert r["human_fraction"] == pytest.approx(2 / 5), "human_fraction keeps its meaning"
+    assert r["human_effort"] == pytest.approx(7 / 5)
+    w = windows(ORDER, TRUTH, finals, 2, count)
+    assert [x["human_effort"] for x in w] == [3.0, 0.5, 0.0]
+
+
+def test_the_window_bound_is_read_from_submit_times_and_label_times() -> None:
+    # window 100, batches of 50: 99 items open when the third batch was sent -> 149 open
+    finalized = [5.0] * 1  # one item finalized at t=5
+    submits = [(0.0, 50), (1.0, 100), (10.0, 150)]
+    assert max_without_final_label(submits, finalized) == 149
+    # once 50 are finalized before the third batch, 100 are open at most
+    assert max_without_final_label(submits, [5.0] * 50) == 100
+    assert max_without_final_label([], []) == 0
+    # a label finalized after the call does not count for it
+    assert max_without_final_label([(10.0, 150)], [10.5] * 50) == 150
+
+
+@pytest.mark.parametrize(
+    ("submitted", "finalized", "remaining", "expected"),
+    [
+        (0, 0, 1000, 50),  # an empty window: a whole batch
+        (99, 0, 1000, 1),  # one slot left: one item, not a batch (that made 149 for 100)
+        (100, 0, 1000, 0),  # full: wait
+        (100, 30, 1000, 30),
+        (180, 130, 5, 5),  # the last items
+        (120, 10, 1000, 0),  # never negative
+    ],
+)
+def test_the_bench_never_submits_past_its_window(
+    submitted: int, finalized: int, remaining: int, expected: int
+) -> None:
+    from labelloop.bench.loop import submission_size
+
+    assert submission_size(submitted, finalized, 100, 50, remaining) == expected
+
+
+def test_a_simulated_stream_never_has_more_than_the_window_open() -> None:
+    """Submit by `submission_size`, finalize a few items between calls: at most `window` open."""
+    from labelloop.bench.loop import submission_size
+
+    window, total, submitted, finalized, peak = 100, 2000, 0, 0, 0
+    step = 0
+    while submitted < total:
+        size = submission_size(submitted, finalized, window, 50, total - submitted)
+        submitted += size
+        peak = max(peak, submitted - finalized)
+        step += 1
+        finalized = min(submitted, finalized + (step * 7) % 13)
+    assert peak == window
+
+
+def test_the_annotator_pool_outlasts_a_second_tie() -> None:
+    """k = 3 over 5 classes: 1-1-1 calls a fourth person, 1-1-1-1 a fifth, who must exist."""
+    from labelloop.bench.loop import annotator_pool
+    from labelloop.human_tasks.consensus import majority
+
+    assert majority(["a", "b", "c"]).tie and majority(["a", "b", "c", "d"]).tie
+    assert not majority(["a", "b", "c", "d", "a"]).tie
+    assert annotator_pool(3) >= 5
+    assert annotator_pool(1) == 2, "one answer never ties: k = 1 keeps its two people"
+
+
+def test_audit_work_counts_what_audits_ask_and_what_people_gave() -> None:
+    from labelloop.bench.loop import audit_work
+
+    def task(item: str, reason: int, withdraw: bool = False) -> events_pb2.TaskRouted:
+        t = events_pb2.TaskRouted(task_id=f"{item}:audit", reason=reason, annotators_required=1)
+        if withdraw:
+            t.withdraw.label.labels.append("x")
+        return t
+
+    tasks = [
+        task("a", events_pb2.TASK_REASON_AUDIT),
+        task("b", events_pb2.TASK_REASON_AUDIT),
+        task("c", events_pb2.TASK_REASON_UNCERTAIN),
+        task("d", events_pb2.TASK_REASON_UNCERTAIN, withdraw=True),
+    ]
+    given = [answer("a:audit", "l1", audit=True), answer("a:audit", "l1", audit=True)]
+    for a in given:
+        a.task_id = a.item_id
+    assert audit_work(tasks, given) == (2, 1), "b's audit is still unanswered; a re-sent answer counts once"
+
+
+REPORT = {
+    "run": "bbcnews",
+    "items": 2225,
+    "human_fraction": 0.10,
+    "human_effort": 0.125,
+    "accuracy": 0.969,
+    "auto_accuracy": 0.945,
+    "retrains": 9,
+    "wall_s": 70.4,
+    "target_precision": 0.95,
+    "reference": {
+        "human_fraction": 0.151,
+        "accuracy": 0.973,
+        "auto_accuracy": 0.97,
+        "range": {"human_fraction": [0.14, 0.16], "accuracy": [0.97, 0.976], "auto_accuracy": [0.96, 0.98]},
+        "seeds": [0, 1, 2, 3, 4],
+    },
+}
+
+
+def test_the_make_bench_row_marks_the_targets_against_the_reference_mean() -> None:
+    from labelloop.bench.report import BENCH_COLUMNS, bench_row, markdown_table
+
+    row = bench_row(REPORT)
+    cells = dict(zip(BENCH_COLUMNS, row, strict=True))
+    assert cells["human_fraction"] == "0.100" and cells["human_effort"] == "0.125"
+    assert cells["ref human_fraction, mean (range)"] == "0.151 (0.140-0.160)"
+    assert cells["accuracy (ref mean)"] == "0.969 (0.973)"
+    assert cells["hf < ref mean (ratio; goal <= 0.7x)"] == "met (0.66x; goal met)"
+    assert cells["auto_accuracy >= target - 0.01"] == "met", "0.945 >= 0.94"
+    assert cells["accuracy >= target"] == "met"
+
+    worse = bench_row({**REPORT, "human_fraction": 0.151, "auto_accuracy": 0.9399, "accuracy": 0.9499})
+    cells = dict(zip(BENCH_COLUMNS, worse, strict=True))
+    assert cells["hf < ref mean (ratio; goal <= 0.7x)"] == "missed (1.00x; goal missed)", "equal is not below"
+    assert cells["auto_accuracy >= target - 0.01"] == "missed"
+    assert cells["accuracy >= target"] == "missed"
+    between = dict(zip(BENCH_COLUMNS, bench_row({**REPORT, "human_fraction": 0.12}), strict=True))
+    assert between["hf < ref mean (ratio; goal <= 0.7x)"] == "met (0.79x; goal missed)"
+
+    lines = markdown_table([row])
+    assert len(lines) == 3 and lines[0].count("|") == len(BENCH_COLUMNS) + 1
+
+
+def test_the_demo_summary_shows_both_shares_and_the_reference_range() -> None:
+    from rich.console import Console
+
+    from labelloop.cli.main import summary_table
+
+    report = {
+        **REPORT,
+        "dataset": "20newsgroups",
+        "classes": 20,
+        "annotations": 278,
+        "audit_tasks": 30,
+        "human_accuracy": 1.0,
+        "human_labeled": 222,
+        "auto_labeled": 2003,
+    }
+    console = Console(width=200, record=True)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "human_effort" in text and "0.125" in text
+    assert "0.151 (0.140-0.160)" in text and "mean of 5 seeds" in text
+    assert "human_fraction < reference mean" in text and "met (0.66x" in text

@@ -21,6 +21,7 @@ from labelloop.datasets import (
     stream_order,
     write_jsonl,
 )
+from labelloop.datasets.builtin import anonymous_id
 
 EXPECTED_CLASSES = {"20newsgroups": 20, "spamassassin": 2, "bbcnews": 5}
 
@@ -46,6 +47,33 @@ def test_builtin_dataset_counts_and_format(name: str) -> None:
     assert len(first) == EXPECTED_CLASSES[name]
     # And it is deterministic.
     assert [r["id"] for r in load_builtin(name, limit=50)] == [r["id"] for r in records[:50]]
+
+
+@fetched
+@pytest.mark.parametrize("name", sorted(EXPECTED_SIZES))
+def test_builtin_ids_and_metadata_carry_no_class(name: str) -> None:
+    """An id like `business/001` or `spam-2/00017` gives the label away to anything that sees ids."""
+    records = load_builtin(name)
+    classes = [label.lower() for label in labels_of(records)]
+    for r in records:
+        assert not any(c in r["id"].lower() for c in classes), f"{r['id']!r} names a class"
+        assert not r.get("metadata"), f"{r['id']!r} has metadata {r.get('metadata')}"
+    assert [r["id"] for r in records[:3]] == [anonymous_id(name, n) for n in range(3)]
+
+
+def test_builtin_ids_are_positions_in_the_stream_order_of_the_source_keys() -> None:
+    from labelloop.datasets.builtin import _anonymous_stream, anonymous_id
+
+    source: list[Record] = [
+        {"id": f"{label}/{i:03d}", "text": f"{label} {i}", "label": label}
+        for label in ("business", "tech")
+        for i in range(20)
+    ]
+    renamed = _anonymous_stream("news", source)
+    assert [r["text"] for r in renamed] == [r["text"] for r in stream_order(source)]
+    assert [r["id"] for r in renamed] == [anonymous_id("news", n) for n in range(40)]
+    assert len({r["id"] for r in renamed}) == 40
+    assert not any("business" in r["id"] or "tech" in r["id"] for r in renamed)
 
 
 @fetched

@@ -52,9 +52,10 @@ def test_embeddings_are_unit_rows_in_input_order(cached: minilm.CachedEncoder) -
     assert cached.encoder.encode([]).shape == (0, 384)
 
 
-def test_long_texts_are_cut_at_256_tokens(cached: minilm.CachedEncoder) -> None:
+def test_long_texts_are_cut_at_the_token_limit(cached: minilm.CachedEncoder) -> None:
     long_text = REFERENCE["texts"][-1]
-    assert len(cached.encoder.tokenize([long_text])[0]) == encoder_runtime.MAX_SEQ_LENGTH == 256
+    assert len(_encoder("fp32").tokenize([long_text])[0]) == encoder_runtime.MAX_SEQ_LENGTH == 256
+    assert len(cached.encoder.tokenize([long_text])[0]) == minilm.SERVING.max_seq_length
     ids = cached.encoder.tokenize(["hello world"])[0]
     assert ids[0] == 101 and ids[-1] == 102  # [CLS] ... [SEP]
 
@@ -69,8 +70,15 @@ def _encoder(variant: str, batch_size: int = 1) -> encoder_runtime.SentenceEncod
     )
 
 
-def test_the_default_is_the_exact_fp32_encoder(cached: minilm.CachedEncoder) -> None:
-    assert cached.variant == "fp32" and cached.batch_size == 1 and cached.max_seq_length == 256
+def test_the_default_is_the_measured_serving_configuration(cached: minilm.CachedEncoder) -> None:
+    serving = minilm.SERVING
+    assert (cached.variant, cached.max_seq_length, cached.batch_size, cached.batch_tokens) == (
+        serving.variant,
+        serving.max_seq_length,
+        serving.batch_size,
+        serving.batch_tokens,
+    )
+    assert cached.encoder.max_seq_length == serving.max_seq_length
 
 
 @pytest.mark.parametrize(("variant", "min_cosine"), [("fp32", 0.9999), ("int8", 0.96)])
@@ -119,7 +127,7 @@ def test_fit_and_predict_on_bbc_news(bbc: tuple[list[str], list[str]], cached: m
     label_set = [*sorted(set(labels)), "never-seen"]
     model = minilm.MINILM_FAMILY.fit(texts[:40], labels[:40], label_set)
     assert isinstance(model, TrainedModel) and model.family == "minilm-head"
-    assert model.params["n_train"] == 40 and model.params["max_seq_length"] == 256
+    assert model.params["n_train"] == 40 and model.params["max_seq_length"] == minilm.SERVING.max_seq_length
     probs = model.predict_proba(texts[40:])
     assert probs.shape == (20, len(label_set))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
@@ -185,8 +193,11 @@ def test_written_version_serves_the_same_probabilities_without_labelloop(
     sys.modules["copied_encoder_runtime"] = runtime
     try:
         spec.loader.exec_module(runtime)
-        served = runtime.EncoderClassifier(version_dir, meta).predict_proba(texts[30:40])
+        # Texts no other test embedded: both sides then run them in the same length-sorted
+        # batches (the INT8 graph quantises activations per batch, so batch-mates matter).
+        queries = [f"{t} (served)" for t in texts[30:40]]
+        served = runtime.EncoderClassifier(version_dir, meta).predict_proba(queries)
     finally:
         del sys.modules["copied_encoder_runtime"]
     assert served.dtype == np.float32
-    np.testing.assert_allclose(served, model.predict_proba(texts[30:40]), atol=1e-5)
+    np.testing.assert_allclose(served, model.predict_proba(queries), atol=1e-5)

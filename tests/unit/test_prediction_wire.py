@@ -54,3 +54,28 @@ def test_common_fields_must_not_carry_the_item_or_scores() -> None:
 def test_varint_matches_protobuf(value: int) -> None:
     message = events_pb2.Prediction(model_version=value)
     assert message.SerializeToString() == b"\x18" + varint(value)
+
+
+def test_answer_stage_per_item_is_encoded_when_given() -> None:
+    items = [item(0, "sure"), item(1, "unsure"), item(2, "no stage")]
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5]], dtype=np.float32)
+    common = events_pb2.Prediction(model_name="m", model_version=2)
+    stages = [
+        events_pb2.ANSWER_STAGE_FAST,
+        events_pb2.ANSWER_STAGE_ENCODER,
+        events_pb2.ANSWER_STAGE_UNSPECIFIED,
+    ]
+
+    encoded = encode_predictions(
+        [i.SerializeToString() for i in items], common, ["a", "b"], probabilities, stages
+    )
+
+    decoded = [events_pb2.Prediction.FromString(v) for v in encoded]
+    assert [d.answered_by for d in decoded] == stages
+    expected = events_pb2.Prediction(ingested=items[1], model_name="m", model_version=2)
+    expected.answered_by = events_pb2.ANSWER_STAGE_ENCODER
+    for label, p in zip(["a", "b"], probabilities[1], strict=True):
+        expected.scores.add(label=label, probability=float(p))
+    assert decoded[1] == expected
+    with pytest.raises(ValueError):
+        encode_predictions([b""], events_pb2.Prediction(answered_by=1), ["a"], np.ones((1, 1), np.float32))

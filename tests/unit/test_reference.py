@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from labelloop.bench.reference import CHUNK_SIZE, ReferenceResult, retrain_interval, run_reference
+from labelloop.bench.reference import (
+    CHUNK_SIZE,
+    REFERENCE_SEEDS,
+    ReferenceResult,
+    cache_key,
+    retrain_interval,
+    run_reference,
+    run_reference_seeds,
+)
 from labelloop.datasets import datasets_dir, load_builtin
 
 
@@ -81,6 +90,55 @@ def test_deterministic_for_a_seed() -> None:
     a = run_reference(texts, labels, seed=3)
     b = run_reference(texts, labels, seed=3)
     assert a.history == b.history and a.accuracy == b.accuracy
+
+
+def test_five_seeds_give_the_mean_and_the_range() -> None:
+    texts, labels = synthetic_stream(600, noise=0.75)
+    spread = run_reference_seeds(texts, labels, seeds=REFERENCE_SEEDS)
+    assert spread.seeds == (0, 1, 2, 3, 4) and len(spread.runs) == 5
+    singles = [run_reference(texts, labels, seed=seed) for seed in REFERENCE_SEEDS]
+    for run, single in zip(spread.runs, singles, strict=True):
+        assert run["human_fraction"] == single.human_fraction and run["accuracy"] == single.accuracy
+    report = spread.as_report()
+    for key in ("human_fraction", "accuracy"):
+        values = [getattr(r, key) for r in singles]
+        assert report[key] == pytest.approx(sum(values) / 5)
+        assert report["range"][key] == [min(values), max(values)]
+    autos = [r.auto_accuracy for r in singles if r.auto_accuracy is not None]
+    assert report["auto_accuracy"] == pytest.approx(sum(autos) / len(autos))
+    assert report["range"]["auto_accuracy"] == [min(autos), max(autos)]
+    assert report["human_labeled"] + report["auto_labeled"] == pytest.approx(600)
+    assert report["items"] == 600 and report["seeds"] == [0, 1, 2, 3, 4]
+    assert [r["seed"] for r in report["runs"]] == [0, 1, 2, 3, 4]
+    assert len({r.human_fraction for r in singles}) > 1, "the split matters on a noisy stream"
+
+
+def without_wall(runs: tuple[dict[str, object], ...]) -> list[dict[str, object]]:
+    return [{k: v for k, v in run.items() if k not in ("wall_s", "cached")} for run in runs]
+
+
+def test_seeds_in_a_process_pool_give_the_same_runs() -> None:
+    texts, labels = synthetic_stream(300, noise=0.75)
+    sequential = run_reference_seeds(texts, labels, seeds=(0, 1))
+    pooled = run_reference_seeds(texts, labels, seeds=(0, 1), workers=2)
+    assert without_wall(pooled.runs) == without_wall(sequential.runs)
+    with pytest.raises(ValueError, match="seed"):
+        run_reference_seeds(texts, labels, seeds=())
+
+
+def test_cached_runs_are_reused_only_for_the_same_stream_target_and_seed(tmp_path: Path) -> None:
+    texts, labels = synthetic_stream(300, noise=0.75)
+    first = run_reference_seeds(texts, labels, seeds=(0, 1), cache_dir=tmp_path)
+    assert not any(run.get("cached") for run in first.runs) and len(list(tmp_path.glob("*.json"))) == 2
+    again = run_reference_seeds(texts, labels, seeds=(1, 2), cache_dir=tmp_path)
+    assert [run.get("cached", False) for run in again.runs] == [True, False]
+    assert without_wall(again.runs[:1]) == without_wall(first.runs[1:])
+    other_target = run_reference_seeds(texts, labels, 0.9, seeds=(0,), cache_dir=tmp_path)
+    other_stream = run_reference_seeds(texts[:-1], labels[:-1], seeds=(0,), cache_dir=tmp_path)
+    assert not other_target.runs[0].get("cached") and not other_stream.runs[0].get("cached")
+    assert cache_key(texts, labels, 0.95, 0) != cache_key(texts, labels, 0.95, 1)
+    (tmp_path / f"{cache_key(texts, labels, 0.95, 0)}.json").write_text("{broken")
+    assert not run_reference_seeds(texts, labels, seeds=(0,), cache_dir=tmp_path).runs[0].get("cached")
 
 
 def test_one_class_never_trains() -> None:

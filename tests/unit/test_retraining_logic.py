@@ -116,6 +116,14 @@ def test_the_family_with_the_best_held_out_metric_is_chosen_ties_to_the_cheapest
     assert best_candidate([{"accuracy": 0.8}, {"accuracy": 0.9}], "accuracy") == 1
     assert best_candidate([{"accuracy": 0.9}, {"accuracy": 0.9}], "accuracy") == 0
     assert best_candidate([{"n": 0}, {"n": 0}], "accuracy") == 0
+    # Ranked by coverage at the target first; accuracy only breaks ties.
+    by_coverage = [
+        {"expected_coverage": 0.30, "accuracy": 0.90},
+        {"expected_coverage": 0.45, "accuracy": 0.85},
+        {"expected_coverage": 0.45, "accuracy": 0.88},
+    ]
+    assert best_candidate(by_coverage, "expected_coverage", "accuracy") == 2
+    assert best_candidate(by_coverage[:2], "expected_coverage", "accuracy") == 1
 
 
 def test_out_of_fold_predictions_never_come_from_a_model_that_saw_the_item() -> None:

@@ -83,3 +83,49 @@ def test_bad_specs_name_the_field(spec: common_pb2.ProjectSpec, field: str) -> N
     with pytest.raises(InvalidArgument) as info:
         normalize_spec(spec)
     assert info.value.field == field
+
+
+def test_metadata_is_measured_in_bytes() -> None:
+    it = item()
+    it.metadata["note"] = "é" * 60  # 60 characters, 120 bytes
+    with pytest.raises(InvalidArgument) as info:
+        validate_item(it, TEXT, max_text_bytes=100, max_metadata_bytes=100)
+    assert info.value.field == "item.metadata"
+
+
+def test_every_event_of_an_accepted_item_fits_a_kafka_message() -> None:
+    from labelloop.core.topics import MAX_MESSAGE_BYTES
+    from labelloop.ingest.validation import largest_event_bytes
+    from labelloop.v1 import events_pb2
+
+    big = item(text="x" * 524288, item_id="i" * 256)  # the default text limit, 512 KiB
+    big.metadata.update({f"k{i}": "v" * 1000 for i in range(16)})
+    validate_item(big, TEXT, max_text_bytes=524288, max_metadata_bytes=16384)
+    # the real largest event: the withdrawal routing emits, then its dead letter
+    ingested = events_pb2.ItemIngested(item=big, channel="grpc", rescore=events_pb2.Rescore())
+    ingested.rescore.requested_at.GetCurrentTime()
+    prediction = events_pb2.Prediction(
+        ingested=ingested,
+        model_name="p",
+        model_version=3,
+        scores=[common_pb2.ClassScore(label=x, probability=0.5) for x in TEXT.spec.labels],
+    )
+    withdrawal = events_pb2.TaskRouted(
+        task_id=big.item_id,
+        ingested=ingested,
+        prediction=prediction,
+        withdraw=events_pb2.Withdrawal(
+            label=events_pb2.LabelFinalized(ingested=ingested, labels=["a"], model_name="p")
+        ),
+    )
+    letter = events_pb2.DeadLetter(
+        source_topic="labelloop.tasks", key=b"p/" + big.item_id.encode(), value=withdrawal.SerializeToString()
+    )
+    assert letter.ByteSize() <= largest_event_bytes(big, TEXT.spec.labels) <= MAX_MESSAGE_BYTES
+
+
+def test_an_item_whose_events_would_not_fit_is_rejected_in_bytes() -> None:
+    # A deployment that raised LABELLOOP_MAX_TEXT_BYTES past what a message can carry three times.
+    with pytest.raises(InvalidArgument) as info:
+        validate_item(item(text="é" * 400_000), TEXT, max_text_bytes=10**7, max_metadata_bytes=100)
+    assert info.value.field == "item" and "over the" in info.value.reason

@@ -1,0 +1,221 @@
+"""The final-label fence: the only place an item's final label is decided and published.
+
+Whoever decides (routing for an auto-label, human-tasks for consensus or for a withdrawn task),
+the label goes through :class:`FinalLabelWriter`, which
+
+- claims the item in Redis atomically (one Lua script per item): the FIRST decision wins;
+- publishes the label to `labels` only when the claim is new, or when it is the same decision
+  again and its earlier publication was never confirmed (a redelivery after a crash between the
+  claim and the flush): so a redelivery re-publishes at most what it may have lost;
+- drops any other decision for a finalized item and counts it
+  (``labelloop_final_labels_dropped{project, source, reason}``);
+- never lets a model's label replace a person's: an item routed to people is *reserved* for them
+  (``Claim.people``, by routing); only the withdrawal of an untouched task (the
+  human-tasks queue decides that atomically) may then finalize it with a model's label;
+- owns the bookkeeping every finalization needs: the progress sets (`labeled:<project>:<source>`,
+  see core/progress.py, written inside the same script), the ``labelloop_labels_finalized`` metric
+  and the emit to `labels`.
+
+State (Redis, under the key prefix): ``final_labels:<project>`` is a hash item id -> state. Item
+ids are hash fields, so no item id can collide with another key. A state is ``P`` (reserved for
+people), ``D<decision>`` (decided, publication not yet confirmed) or ``E<decision>`` (decided and
+flushed to Kafka); a decision is ``<source>:<labels, comma-separated>``.
+
+Crash semantics: claim, then emit, then flush, then :meth:`FinalLabelWriter.confirm`. A crash
+before the flush leaves ``D``: the redelivered input re-publishes the same decision. A crash
+between the flush and the confirm (one Redis round trip) is the only window where a redelivery
+publishes a second, identical record.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis
+from google.protobuf.message import Message
+
+from labelloop.core import metrics
+from labelloop.core.progress import Progress
+from labelloop.core.redis_store import Keys, unavailable
+from labelloop.core.topics import LABELS, Topic, item_key
+from labelloop.v1 import common_pb2, events_pb2
+
+PEOPLE = "P"
+
+# KEYS: fence hash, labeled set of the decision's source ; ARGV: item id, proposal ('P' or a
+# decision), over_people ('1' lets a decision replace a reservation for people)
+_CLAIM = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == 'P' then
+  if not v then redis.call('HSET', KEYS[1], ARGV[1], 'P') return 'new' end
+  if v == 'P' then return 'again' end
+  return 'final'
+end
+if (not v) or (v == 'P' and ARGV[3] == '1') then
+  redis.call('HSET', KEYS[1], ARGV[1], 'D' .. ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return 'new'
+end
+if v == 'P' then return 'people' end
+if string.sub(v, 2) == ARGV[2] then
+  if string.sub(v, 1, 1) == 'D' then return 'again' end
+  return 'done'
+end
+return 'conflict'
+"""
+
+# KEYS: fence hash ; ARGV: item id, decision
+_CONFIRM = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == 'D' .. ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], 'E' .. ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_SOURCES = {common_pb2.LABEL_SOURCE_MODEL: "model", common_pb2.LABEL_SOURCE_HUMAN: "human"}
+
+
+class Outcome(enum.Enum):
+    """What the fence did with one proposal."""
+
+    NEW = "new"  # claimed now: publish (a reservation: route to people)
+    AGAIN = "again"  # the same decision as before, publication unconfirmed: publish again
+    DONE = "done"  # the same decision, already published: nothing to publish
+    CONFLICT = "conflict"  # another decision came first: dropped
+    PEOPLE = "people"  # the item is reserved for people: a model's label is dropped
+    FINAL = "final"  # (a reservation) the item already has a final label: no task
+
+    @property
+    def publish(self) -> bool:
+        return self in (Outcome.NEW, Outcome.AGAIN)
+
+
+def source_name(label: events_pb2.LabelFinalized) -> str:
+    """ "model" or "human" (the progress sets' and metrics' name of a label's source)."""
+    try:
+        return _SOURCES[label.source]
+    except KeyError:
+        raise ValueError(f"a final label needs source MODEL or HUMAN, got {label.source}") from None
+
+
+def decision_of(label: events_pb2.LabelFinalized) -> str:
+    """The decision a label stands for: its source and labels (what "the same decision" compares)."""
+    return f"{source_name(label)}:{','.join(label.labels)}"
+
+
+Emit = Callable[[Topic, str, Message], None]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One proposal to the fence: a final label, or (``label`` None) a reservation for people."""
+
+    project_id: str
+    item_id: str
+    label: events_pb2.LabelFinalized | None = None
+    over_people: bool = False  # a withdrawal: the queue removed the untouched task atomically
+
+    @staticmethod
+    def final(label: events_pb2.LabelFinalized, *, over_people: bool = False) -> Claim:
+        item = label.ingested.item
+        return Claim(item.project_id, item.item_id, label, over_people)
+
+    @staticmethod
+    def people(project_id: str, item_id: str) -> Claim:
+        return Claim(project_id, item_id)
+
+
+def published(claims: Sequence[Claim], outcomes: Sequence[Outcome]) -> list[events_pb2.LabelFinalized]:
+    """The final labels that :meth:`FinalLabelWriter.claim` emitted (to confirm after the flush)."""
+    return [c.label for c, o in zip(claims, outcomes, strict=True) if c.label is not None and o.publish]
+
+
+class FinalLabelWriter:
+    """Decides, publishes and counts final labels (see the module doc). Thread-safe (a Redis
+    client is); callers supply how to emit (``Batch.emit`` or ``EventProducer.send``)."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
+        self.client = client
+        self.keys = Keys(key_prefix)
+        self.progress = Progress(client, key_prefix)
+        self._claim = client.register_script(_CLAIM)
+        self._confirm = client.register_script(_CONFIRM)
+
+    def fence_key(self, project_id: str) -> str:
+        """The project's fence hash (item id -> state)."""
+        return self.keys("final_labels", project_id)
+
+    def claim(self, claims: Sequence[Claim], emit: Emit) -> list[Outcome]:
+        """Submit proposals in order (one Redis round trip), emit the final labels to publish
+        (to `labels`, keyed by item), count finalizations and drops; the outcome of each. The
+        caller flushes, then calls :meth:`confirm` with :func:`published` of the same call."""
+        if not claims:
+            return []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for claim in claims:
+                fence = self.fence_key(claim.project_id)
+                if claim.label is None:
+                    self._claim(keys=[fence, fence], args=[claim.item_id, PEOPLE, "0"], client=pipe)
+                    continue
+                labeled = self.progress.labeled_key(claim.project_id, source_name(claim.label))
+                over = "1" if claim.over_people else "0"
+                self._claim(
+                    keys=[fence, labeled], args=[claim.item_id, decision_of(claim.label), over], client=pipe
+                )
+            raw = pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        outcomes = [Outcome(r.decode() if isinstance(r, bytes) else str(r)) for r in raw]
+        emitted: set[tuple[str, str]] = set()
+        for i, (claim, outcome) in enumerate(zip(claims, outcomes, strict=True)):
+            if claim.label is None:
+                continue
+            where = (claim.project_id, claim.item_id)
+            if outcome is Outcome.AGAIN and where in emitted:  # twice in one call: publish once
+                outcome = outcomes[i] = Outcome.DONE
+            if outcome.publish:
+                emitted.add(where)
+            source = source_name(claim.label)
+            if outcome.publish:
+                emit(LABELS, item_key(claim.project_id, claim.item_id), claim.label)
+            if outcome is Outcome.NEW:
+                metrics.LABELS_FINALIZED.labels(claim.project_id, source).inc()
+            elif outcome in (Outcome.CONFLICT, Outcome.PEOPLE):
+                metrics.FINAL_LABELS_DROPPED.labels(claim.project_id, source, outcome.value).inc()
+        return outcomes
+
+    def finalize(
+        self, labels: Sequence[events_pb2.LabelFinalized], emit: Emit, *, over_people: bool = False
+    ) -> list[Outcome]:
+        """:meth:`claim` for final labels only (``over_people``: withdrawals of untouched tasks)."""
+        return self.claim([Claim.final(label, over_people=over_people) for label in labels], emit)
+
+    def confirm(self, labels: Sequence[events_pb2.LabelFinalized]) -> None:
+        """Record that these labels' publication is flushed, so a redelivery does not publish
+        them again. Call only after the flush."""
+        if not labels:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for label in labels:
+                item = label.ingested.item
+                self._confirm(
+                    keys=[self.fence_key(item.project_id)],
+                    args=[item.item_id, decision_of(label)],
+                    client=pipe,
+                )
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def state(self, project_id: str, item_id: str) -> str | None:
+        """The raw fence state of an item (None: nothing decided); for tests and diagnostics."""
+        try:
+            raw = self.client.hget(self.fence_key(project_id), item_id)
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return raw.decode() if isinstance(raw, bytes) else None

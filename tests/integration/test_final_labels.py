@@ -1,0 +1,280 @@
+"""The final-label fence through the real loop: routing and human-tasks handlers run in their
+stream processors against the real Kafka and Redis, and every claim of "one final label per item"
+is checked by counting records in the RAW labels topic (`label_records`), never a last-wins view.
+
+A redelivery is the same record consumed again (what a crash before the commit, or ingest
+re-claiming a pending item, causes): here the same prediction is produced twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from support import wait_until
+
+from labelloop.core import access, redis_store, stream
+from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.label_log import label_records, replay
+from labelloop.core.projects import ProjectStore
+from labelloop.core.thresholds import Threshold, ThresholdStore
+from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, Topic
+from labelloop.human_tasks.api import HumanTaskApi
+from labelloop.human_tasks.handler import TaskHandler
+from labelloop.human_tasks.queue import TaskQueue
+from labelloop.human_tasks.upkeep import keep_queues, upkeep_once
+from labelloop.routing.router import Router
+from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2
+
+PROJECT = "fence"
+LABELS = ["ham", "spam"]
+
+
+@dataclass
+class Loop:
+    """Routing and human-tasks handlers in their stream processors, a producer to feed them,
+    and the human-task API (called in-process)."""
+
+    stack: object
+    prefix: str
+    producer: stream.EventProducer
+    routing: stream.StreamProcessor
+    human_tasks: stream.StreamProcessor
+    thresholds: ThresholdStore
+    queue: TaskQueue
+    api: HumanTaskApi
+    writer: FinalLabelWriter
+
+    def send(self, topic: Topic, key: str, message) -> None:
+        self.producer.send(topic, key, message)
+        self.producer.flush()
+
+    def settle(self, until: Callable[[], object], timeout: float = 60) -> None:
+        """Run both processors until `until()` holds."""
+        wait_until(
+            lambda: (self.routing.run_once(), self.human_tasks.run_once(), until())[2],
+            timeout,
+            message="the loop did not reach the expected state",
+        )
+
+    def records(self) -> dict[str, list[events_pb2.LabelFinalized]]:
+        return label_records(self.stack.bootstrap_servers, self.prefix, PROJECT)  # type: ignore[attr-defined]
+
+    def queued(self) -> int:
+        return int(self.queue.client.zcard(self.queue.keys.queue(PROJECT)))  # type: ignore[arg-type]
+
+    def answer(self, annotator: str, label: str) -> bool:
+        lease = self.queue.lease(PROJECT, annotator)
+        assert lease is not None, "no task to lease"
+        request = human_tasks_pb2.SubmitAnnotationRequest(
+            lease_id=lease.lease_id, annotator_id=annotator, labels=[label]
+        )
+        # Called in-process, as the interceptor would after checking the annotator's token.
+        caller = access.set_current(access.Principal("test", annotator, access.ANNOTATOR, (PROJECT,)))
+        try:
+            return self.api.SubmitAnnotation(request, None).finalized  # type: ignore[arg-type]
+        finally:
+            access.reset_current(caller)
+
+
+@pytest.fixture
+def loop(stack, topic_prefix: str, redis_prefix: str) -> Iterator[Loop]:
+    stream.ensure_topics(stack.bootstrap_servers, topic_prefix)
+    client = redis_store.connect(stack.redis_url, stack.redis_password)
+    projects = ProjectStore(client, redis_prefix, cache_s=0)
+    projects.create(common_pb2.ProjectSpec(project_id=PROJECT, labels=LABELS, audit_rate=0.0))
+    thresholds = ThresholdStore(client, redis_prefix, cache_s=0)
+    writer = FinalLabelWriter(client, redis_prefix)
+    queue = TaskQueue(client, redis_prefix, lease_ttl_s=60)
+
+    def processor(name: str, inputs: list[Topic], handler) -> stream.StreamProcessor:
+        return stream.StreamProcessor(
+            service=name,
+            bootstrap=stack.bootstrap_servers,
+            prefix=topic_prefix,
+            inputs=inputs,
+            group_id=f"{topic_prefix}.{name}",
+            handler=handler,
+            producer=stream.EventProducer(stack.bootstrap_servers, topic_prefix, name),
+            poll_timeout_ms=100,
+        )
+
+    routing = processor("routing", [PREDICTIONS, MODELS], Router(projects, thresholds, writer, "seed"))
+    human_tasks = processor("human_tasks", [TASKS, MODELS], TaskHandler(queue, writer, rescore_limit=100))
+    producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "test")
+    api_producer = stream.EventProducer(stack.bootstrap_servers, topic_prefix, "human_tasks-api")
+    api = HumanTaskApi(queue, projects, writer, api_producer)
+    yield Loop(stack, topic_prefix, producer, routing, human_tasks, thresholds, queue, api, writer)
+    for closable in (routing, human_tasks, routing.producer, human_tasks.producer, producer, api_producer):
+        closable.close()
+    keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def prediction(
+    item_id: str, spam: float, version: int = 1, rescore: bool = False, text: str = "hello"
+) -> events_pb2.Prediction:
+    ingested = events_pb2.ItemIngested(
+        item=common_pb2.Item(item_id=item_id, project_id=PROJECT, content=common_pb2.Content(text=text))
+    )
+    if rescore:
+        ingested.rescore.requested_at.GetCurrentTime()
+    else:
+        ingested.arrival.SetInParent()
+    return events_pb2.Prediction(
+        ingested=ingested,
+        model_name=PROJECT,
+        model_version=version,
+        scores=[
+            common_pb2.ClassScore(label="ham", probability=1 - spam),
+            common_pb2.ClassScore(label="spam", probability=spam),
+        ],
+    )
+
+
+def key(item_id: str) -> str:
+    return f"{PROJECT}/{item_id}"
+
+
+def one_record_each(loop: Loop) -> dict[str, events_pb2.LabelFinalized]:
+    records = loop.records()
+    many = {item: len(labels) for item, labels in records.items() if len(labels) != 1}
+    assert not many, f"items with more than one final-label record in the raw topic: {many}"
+    return {item: labels[0] for item, labels in records.items()}
+
+
+def test_a_redelivered_prediction_under_a_lower_threshold_leaves_the_item_with_people(loop: Loop) -> None:
+    loop.send(PREDICTIONS, key("a"), prediction("a", 0.8))  # no threshold yet: to people
+    loop.settle(lambda: loop.queued() == 1)
+    loop.thresholds.set(PROJECT, Threshold(0.5, model_version=1))
+    loop.send(PREDICTIONS, key("a"), prediction("a", 0.8))  # redelivered: now above the threshold
+    loop.settle(lambda: loop.routing.processed >= 2 and loop.human_tasks.processed >= 2)
+    assert loop.records() == {}, "the item is with people: no model label"
+    assert loop.queued() == 1, "its task is still waiting (sent again, queued once)"
+    assert loop.answer("ann-1", "ham")
+    labels = one_record_each(loop)
+    assert labels["a"].source == common_pb2.LABEL_SOURCE_HUMAN and list(labels["a"].labels) == ["ham"]
+
+
+def test_a_model_label_never_follows_a_human_one(loop: Loop) -> None:
+    loop.send(PREDICTIONS, key("b"), prediction("b", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    assert loop.answer("ann-1", "ham")
+    loop.thresholds.set(PROJECT, Threshold(0.5, model_version=2))
+    loop.send(PREDICTIONS, key("b"), prediction("b", 0.9, version=2))  # redelivered, model sure
+    loop.settle(lambda: loop.routing.processed >= 2)
+    loop.settle(lambda: loop.human_tasks.processed >= 1)
+    labels = one_record_each(loop)
+    assert labels["b"].source == common_pb2.LABEL_SOURCE_HUMAN
+    assert loop.queued() == 0, "no new task for a labeled item"
+
+
+def test_a_redelivered_auto_label_is_published_once_and_a_different_one_is_dropped(loop: Loop) -> None:
+    loop.thresholds.set(PROJECT, Threshold(0.6, model_version=1))
+    for _ in range(2):  # the same decision, redelivered
+        loop.send(PREDICTIONS, key("c"), prediction("c", 0.9))
+    loop.settle(lambda: loop.routing.processed >= 2)
+    loop.send(PREDICTIONS, key("c"), prediction("c", 0.1, version=2))  # a newer model says ham
+    loop.settle(lambda: loop.routing.processed >= 3)
+    labels = one_record_each(loop)
+    assert list(labels["c"].labels) == ["spam"] and labels["c"].model_version == 1, "the first decision wins"
+    assert loop.writer.state(PROJECT, "c") == "Emodel:spam"
+
+
+def test_a_second_withdrawal_publishes_nothing(loop: Loop) -> None:
+    loop.send(PREDICTIONS, key("d"), prediction("d", 0.7))  # to people
+    loop.settle(lambda: loop.queued() == 1)
+    loop.thresholds.set(PROJECT, Threshold(0.6, model_version=1))
+    loop.send(PREDICTIONS, key("d"), prediction("d", 0.7, rescore=True))  # a deploy: withdrawn
+    loop.settle(lambda: loop.queued() == 0 and bool(loop.records()))
+    # A later deploy rescores it again (or the withdrawal is redelivered): same or other label.
+    loop.send(PREDICTIONS, key("d"), prediction("d", 0.7, version=1, rescore=True))
+    loop.send(PREDICTIONS, key("d"), prediction("d", 0.05, version=2, rescore=True))
+    loop.settle(lambda: loop.routing.processed >= 4 and loop.human_tasks.processed >= 4)
+    labels = one_record_each(loop)
+    assert labels["d"].source == common_pb2.LABEL_SOURCE_MODEL and list(labels["d"].labels) == ["spam"]
+
+
+def test_progress_counts_each_item_once_by_its_one_source(loop: Loop) -> None:
+    loop.send(PREDICTIONS, key("e"), prediction("e", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    loop.thresholds.set(PROJECT, Threshold(0.6, model_version=1))
+    loop.send(PREDICTIONS, key("e"), prediction("e", 0.7))
+    loop.send(PREDICTIONS, key("f"), prediction("f", 0.9))
+    loop.settle(lambda: loop.routing.processed >= 3 and loop.human_tasks.processed >= 2)
+    assert loop.answer("ann-1", "spam")
+    counts = loop.writer.progress.counts(PROJECT)
+    assert (counts.auto_labeled, counts.human_labeled) == (1, 1)
+    assert set(one_record_each(loop)) == {"e", "f"}
+
+
+class KafkaDown:
+    """A producer whose flush fails, as EventProducer.flush does when Kafka is down."""
+
+    def send(self, *_args, **_kwargs) -> None:
+        pass
+
+    def flush(self, timeout_s: float = 30) -> None:
+        raise DependencyUnavailable("kafka", "produce failed: broker down (simulated)")
+
+
+def test_an_answer_whose_produce_failed_is_published_by_the_upkeep(loop: Loop) -> None:
+    loop.send(PREDICTIONS, key("g"), prediction("g", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    down = HumanTaskApi(loop.queue, loop.api.projects, loop.writer, KafkaDown())  # type: ignore[arg-type]
+    lease = loop.queue.lease(PROJECT, "ann-1")
+    assert lease is not None
+    request = human_tasks_pb2.SubmitAnnotationRequest(
+        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
+    )
+    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    try:
+        with pytest.raises(DependencyUnavailable):
+            down.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+    finally:
+        access.reset_current(caller)
+    assert loop.records() == {}
+    # The client never retries; the upkeep publishes the stored answer (once).
+    assert upkeep_once(loop.queue, loop.api.projects, loop.api, republish_after_s=0) == 0
+    assert upkeep_once(loop.queue, loop.api.projects, loop.api, republish_after_s=0) == 0
+    labels = one_record_each(loop)
+    assert labels["g"].source == common_pb2.LABEL_SOURCE_HUMAN and list(labels["g"].labels) == ["spam"]
+    annotations = replay(loop.stack.bootstrap_servers, loop.prefix, ANNOTATIONS)  # type: ignore[attr-defined]
+    assert [a.item_id for a in annotations] == ["g"]
+    assert loop.queue.unproduced(PROJECT, time.time() + 1) == []
+
+
+def test_a_redis_error_that_is_not_an_outage_does_not_stop_the_upkeep(loop: Loop) -> None:
+    projects = loop.api.projects
+    projects.create(common_pb2.ProjectSpec(project_id="other", labels=LABELS))
+    loop.queue.client.set(loop.queue.keys.leases(PROJECT), "not a sorted set")  # WRONGTYPE from now on
+    short = TaskQueue(loop.queue.client, loop.queue.prefix, lease_ttl_s=0.01)
+    task = events_pb2.TaskRouted(
+        task_id="h", ingested=prediction("h", 0.5).ingested, priority=1, annotators_required=1
+    )
+    task.ingested.item.project_id = "other"
+    short.enqueue([task])
+    assert short.lease("other", "ann-1") is not None
+    stop = stream.StopFlag()
+    thread = threading.Thread(
+        target=keep_queues, args=(short, projects, loop.api, stop, 0.05, 60.0), daemon=True
+    )
+    thread.start()
+    try:
+        # The fence project fails every round (WRONGTYPE); the other one's lease is still reaped.
+        wait_until(
+            lambda: short.client.zcard(short.keys.queue("other")) == 1,
+            10,
+            message="the expired lease was not reaped",
+        )
+        wait_until(lambda: upkeep_once(short, projects, loop.api, 60.0) == 1, 5)
+        assert thread.is_alive(), "the upkeep thread died"
+    finally:
+        stop.set()
+        thread.join(5)

@@ -1,0 +1,133 @@
+"""The cascade's decisions, without servers: which rows reach the encoder stage, and what the
+inference handler emits for them (fakes stand in for Triton, Redis and the trained stages)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from labelloop.core.stream import Batch, Event
+from labelloop.core.topics import ITEMS, PREDICTIONS
+from labelloop.inference.predictor import Predictor
+from labelloop.inference.triton import Answer
+from labelloop.retraining.cascade import CascadeModel
+from labelloop.v1 import common_pb2, events_pb2
+
+
+class FixedStage:
+    """A stage answering fixed rows per text, recording the texts it was asked about."""
+
+    def __init__(self, rows: dict[str, list[float]]) -> None:
+        self.rows = rows
+        self.asked: list[str] = []
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        self.asked.extend(texts)
+        return np.array([self.rows[t] for t in texts], dtype=np.float64)
+
+
+def test_only_rows_below_the_bar_reach_the_encoder_stage() -> None:
+    fast = FixedStage({"sure": [0.95, 0.05], "unsure": [0.6, 0.4], "at bar": [0.9, 0.1]})
+    encoder = FixedStage({"unsure": [0.1, 0.9]})
+    model = CascadeModel(fast=fast, encoder=encoder, bar=0.9, params={})  # type: ignore[arg-type]
+
+    probs = model.predict_proba(["sure", "unsure", "at bar"])
+
+    assert encoder.asked == ["unsure"]
+    np.testing.assert_array_equal(probs, [[0.95, 0.05], [0.1, 0.9], [0.9, 0.1]])
+
+
+class FakeProjects:
+    def __init__(self) -> None:
+        self.project = common_pb2.Project()
+        self.project.spec.project_id = "p"
+        self.project.spec.model_name = "m"
+        self.project.spec.labels.extend(["a", "b"])
+        self.project.spec.modality = common_pb2.MODALITY_TEXT
+
+    def get(self, project_id: str) -> common_pb2.Project:
+        return self.project
+
+
+class FakeClassifier:
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    def model_ready(self, model: str) -> bool:
+        return True
+
+    def predict(self, model: str, texts: Sequence[str], batch_size: int) -> Answer:
+        return Answer(self.answer.probabilities.copy(), self.answer.model_version, self.answer.escalate)
+
+
+class FakeEncoderStage:
+    def __init__(self, probs: np.ndarray | None) -> None:
+        self.probs = probs
+        self.calls: list[tuple[str, int, list[str]]] = []
+
+    def answer(self, model: str, version: int, texts: Sequence[str]) -> np.ndarray | None:
+        self.calls.append((model, version, list(texts)))
+        return self.probs
+
+
+class Serving:
+    def set(self, project_id: str, version: int) -> None:
+        pass
+
+
+def _batch(texts: list[str]) -> Batch:
+    events = []
+    for i, text in enumerate(texts):
+        item = events_pb2.ItemIngested(channel="grpc")
+        item.item.item_id, item.item.project_id, item.item.content.text = f"i{i}", "p", text
+        events.append(Event(ITEMS, item, None, 0, i, item.SerializeToString(), 0))
+    return Batch(events)
+
+
+def _run(answer: Answer, stage: FakeEncoderStage | None) -> list[events_pb2.Prediction]:
+    predictor = Predictor(FakeProjects(), FakeClassifier(answer), Serving(), 64, stage)  # type: ignore[arg-type]
+    batch = _batch(["sure", "unsure", "also unsure"])
+    predictor(batch)
+    assert [topic for topic, _, _ in batch.outputs] == [PREDICTIONS] * 3
+    return [events_pb2.Prediction.FromString(value) for _, _, value in batch.outputs]  # type: ignore[arg-type]
+
+
+def _scores(prediction: events_pb2.Prediction) -> list[float]:
+    return [round(s.probability, 3) for s in prediction.scores]
+
+
+FAST = np.array([[0.97, 0.03], [0.6, 0.4], [0.55, 0.45]], dtype=np.float32)
+
+
+def test_escalated_items_get_the_encoder_stage_answer_and_say_so() -> None:
+    stage = FakeEncoderStage(np.array([[0.2, 0.8], [0.99, 0.01]], dtype=np.float32))
+    predictions = _run(Answer(FAST, 4, np.array([False, True, True])), stage)
+
+    assert stage.calls == [("m", 4, ["unsure", "also unsure"])]  # the same version, escalated only
+    assert [p.answered_by for p in predictions] == [
+        events_pb2.ANSWER_STAGE_FAST,
+        events_pb2.ANSWER_STAGE_ENCODER,
+        events_pb2.ANSWER_STAGE_ENCODER,
+    ]
+    assert [_scores(p) for p in predictions] == [[0.97, 0.03], [0.2, 0.8], [0.99, 0.01]]
+
+
+def test_the_fast_answer_stands_when_the_encoder_stage_cannot_answer() -> None:
+    predictions = _run(Answer(FAST, 4, np.array([False, True, False])), FakeEncoderStage(None))
+    assert [p.answered_by for p in predictions] == [events_pb2.ANSWER_STAGE_FAST] * 3
+    assert [_scores(p) for p in predictions] == [[0.97, 0.03], [0.6, 0.4], [0.55, 0.45]]
+
+
+def test_a_model_without_a_cascade_never_calls_the_encoder_stage() -> None:
+    stage = FakeEncoderStage(np.zeros((3, 2), dtype=np.float32))
+    predictions = _run(Answer(FAST, 4, None), stage)
+    assert stage.calls == []
+    assert [p.answered_by for p in predictions] == [events_pb2.ANSWER_STAGE_UNSPECIFIED] * 3
+
+
+def test_nothing_escalated_means_no_encoder_call() -> None:
+    stage = FakeEncoderStage(np.zeros((0, 2), dtype=np.float32))
+    predictions = _run(Answer(FAST, 4, np.array([False, False, False])), stage)
+    assert stage.calls == []
+    assert [p.answered_by for p in predictions] == [events_pb2.ANSWER_STAGE_FAST] * 3

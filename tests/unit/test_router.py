@@ -1,0 +1,122 @@
+"""The routing handler with a plain Batch: what it emits for each answer of the final-label fence
+(the fence itself runs in Redis: tests/integration/test_final_labels.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from labelloop.core.final_labels import Claim, Outcome
+from labelloop.core.stream import Batch, Event
+from labelloop.core.thresholds import Threshold
+from labelloop.core.topics import LABELS, PREDICTIONS
+from labelloop.routing.router import Router
+from labelloop.v1 import common_pb2, events_pb2
+
+PROJECT = common_pb2.Project(
+    spec=common_pb2.ProjectSpec(project_id="p", labels=["ham", "spam"], audit_rate=0.0, annotators_per_task=1)
+)
+
+
+class Projects:
+    def get(self, project_id: str) -> common_pb2.Project:
+        return PROJECT
+
+
+class Thresholds:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def get(self, project_id: str) -> Threshold:
+        return Threshold(self.value, model_version=1)
+
+    def invalidate(self, project_id: str) -> None:
+        pass
+
+
+class Writer:
+    """Answers every claim with `outcome` and emits like FinalLabelWriter.claim."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.claims: list[Claim] = []
+        self.confirmed: list[events_pb2.LabelFinalized] = []
+
+    def claim(self, claims: Sequence[Claim], emit) -> list[Outcome]:
+        self.claims.extend(claims)
+        for claim in claims:
+            if claim.label is not None and self.outcome.publish:
+                emit(LABELS, f"p/{claim.item_id}", claim.label)
+        return [self.outcome for _ in claims]
+
+    def confirm(self, labels) -> None:
+        self.confirmed.extend(labels)
+
+
+def batch_of(spam: float, rescore: bool = False) -> Batch:
+    prediction = events_pb2.Prediction(model_name="p", model_version=1)
+    prediction.ingested.item.item_id = "i"
+    prediction.ingested.item.project_id = "p"
+    if rescore:
+        prediction.ingested.rescore.SetInParent()
+    prediction.scores.add(label="ham", probability=1 - spam)
+    prediction.scores.add(label="spam", probability=spam)
+    return Batch(events=[Event(PREDICTIONS, prediction, b"p/i", 0, 0, b"", 0)])
+
+
+def route(outcome: Outcome, spam: float, rescore: bool = False) -> tuple[Batch, Writer]:
+    writer = Writer(outcome)
+    batch = batch_of(spam, rescore)
+    Router(Projects(), Thresholds(0.6), writer, "seed")(batch)  # type: ignore[arg-type]
+    for callback in batch.flushed:
+        callback()
+    return batch, writer
+
+
+def emitted(batch: Batch) -> list[str]:
+    return [topic.base for topic, _key, _message in batch.outputs]
+
+
+@pytest.mark.parametrize(("outcome", "topics"), [(Outcome.NEW, ["labels"]), (Outcome.AGAIN, ["labels"])])
+def test_a_new_or_unconfirmed_auto_label_is_published_and_confirmed(
+    outcome: Outcome, topics: list[str]
+) -> None:
+    batch, writer = route(outcome, 0.9)
+    assert emitted(batch) == topics
+    assert [c.label.labels[0] for c in writer.claims if c.label] == ["spam"]
+    assert [label.labels[0] for label in writer.confirmed] == ["spam"]
+
+
+def test_an_auto_label_for_an_item_with_people_sends_its_task_again_not_a_label() -> None:
+    batch, writer = route(Outcome.PEOPLE, 0.9)
+    assert emitted(batch) == ["tasks"]
+    task = batch.outputs[0][2]
+    assert (
+        task.task_id == "i" and task.reason == events_pb2.TASK_REASON_UNCERTAIN and task.HasField("enqueue")
+    )
+    assert writer.confirmed == []
+
+
+@pytest.mark.parametrize("outcome", [Outcome.DONE, Outcome.CONFLICT])
+def test_a_published_or_conflicting_auto_label_emits_nothing(outcome: Outcome) -> None:
+    batch, _ = route(outcome, 0.9)
+    assert emitted(batch) == []
+
+
+def test_an_uncertain_item_is_reserved_for_people_unless_already_final() -> None:
+    batch, writer = route(Outcome.NEW, 0.5)
+    assert emitted(batch) == ["tasks"] and writer.claims[0].label is None
+    batch, _ = route(Outcome.FINAL, 0.5)
+    assert emitted(batch) == []
+
+
+def test_a_rescore_the_model_is_sure_of_is_a_withdrawal_and_claims_nothing() -> None:
+    batch, writer = route(Outcome.NEW, 0.9, rescore=True)
+    assert emitted(batch) == ["tasks"] and writer.claims == []
+    withdrawal = batch.outputs[0][2]
+    assert withdrawal.WhichOneof("command") == "withdraw"
+    assert withdrawal.withdraw.label.labels == ["spam"]
+    assert withdrawal.withdraw.label.ingested.WhichOneof("purpose") == "arrival"
+    batch, _ = route(Outcome.NEW, 0.5, rescore=True)
+    assert emitted(batch) == [], "not sure: the task keeps waiting"
