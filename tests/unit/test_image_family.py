@@ -71,6 +71,15 @@ def test_the_reference_policy_runs_on_images_with_the_image_features(tmp_path):
     assert report["items"] == 400 and report["human_labeled"] + report["auto_labeled"] == 400
     assert report["retrains"] >= 1 and report["auto_labeled"] > 0
 
+    # The bench's path: seeds in workers, cached under a key that names the media root.
+    from labelloop.bench.reference import run_reference_seeds
+
+    uris, labels = [r["media"]["uri"] for r in records], [r["label"] for r in records]
+    first = run_reference_seeds(uris, labels, 0.8, seeds=[0], cache_dir=tmp_path / "cache", media_root=root)
+    assert first.runs[0]["human_labeled"] == report["human_labeled"]
+    again = run_reference_seeds(uris, labels, 0.8, seeds=[0], cache_dir=tmp_path / "cache", media_root=root)
+    assert again.runs[0]["cached"] is True
+
 
 def test_hog_votes_for_the_gradient_orientation_and_is_normalised():
     from labelloop.core.image_features import hog
