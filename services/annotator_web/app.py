@@ -16,6 +16,8 @@ API (JSON; POSTs must be `Content-Type: application/json`, a cross-site form can
 - `GET /api/projects/{p}/stats` -> queue depth, leases, oldest age, answers.
 - `GET /api/projects/{p}/overview` (admins) -> counts, serving model, threshold, audited
   precision against the target.
+- `GET /api/projects/{p}/media?uri=&sig=` -> the bytes of a leased task's image (media.py: the
+  link is signed for the project; 403 for a person not scoped to it or a link the app did not make).
 - `GET /healthz`, `/readyz` as on the metrics port.
 Errors: statuses.py (gRPC -> HTTP) and 400/401/403/415 with the same JSON shape.
 """
@@ -29,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -37,11 +40,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labelloop.annotator_web.backend import Backend, BackendError
+from labelloop.annotator_web.media import MediaLinks
 from labelloop.annotator_web.sessions import COOKIE, Session, SessionCodec
 from labelloop.annotator_web.settings import WebSettings
 from labelloop.annotator_web.tasks import label_keys, task_view
 from labelloop.core import metrics
+from labelloop.core.errors import InvalidArgument, NotFound
 from labelloop.core.health import Health
+from labelloop.core.media import MediaStore, sniff_content_type
 from labelloop.v1 import auth_pb2
 
 log = logging.getLogger("annotator_web")
@@ -95,6 +101,8 @@ class SecurityHeaders:
 def create_app(settings: WebSettings, backend: Backend, health: Health | None = None) -> Starlette:
     """The app: the page, the JSON API, health. `backend` is started and closed by the app's lifespan."""
     codec = SessionCodec(settings.session_secret, settings.session_max_age_s)
+    links = MediaLinks(settings.session_secret)
+    store = MediaStore(settings.media_root, settings.max_media_bytes)
 
     def observed(route: str, handler: Endpoint, *, needs_session: bool = True) -> Endpoint:
         async def endpoint(request: Request) -> Response:
@@ -210,7 +218,33 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
         leased = await backend.lease(session.token, project_id, session.name)
         if not leased.has_task:
             return Response(status_code=204)
-        return JSONResponse(task_view(leased))
+        view = task_view(leased)
+        if "media" in view["content"]:
+            view["content"]["media"]["url"] = links.link(project_id, view["content"]["media"]["uri"])
+        return JSONResponse(view)
+
+    async def media(request: Request) -> Response:
+        session = session_of(request)
+        project_id = project_of(request, session)
+        uri = request.query_params.get("uri", "")
+        if not links.valid(project_id, uri, request.query_params.get("sig", "")):
+            raise ApiError(403, "forbidden", "this media link was not issued for this project")
+
+        def read() -> bytes:
+            handle, _ = store.open(uri)
+            with handle:
+                return handle.read(store.max_bytes + 1)
+
+        try:
+            data = await anyio.to_thread.run_sync(read)
+        except NotFound:
+            raise ApiError(404, "not_found", "the media file is gone") from None
+        except InvalidArgument as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        content_type = sniff_content_type(data[:16])
+        if content_type is None or len(data) > store.max_bytes:
+            raise ApiError(415, "unsupported_media_type", "the media file is not an accepted image")
+        return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
 
     async def answer(request: Request) -> Response:
         session = session_of(request)
@@ -320,6 +354,7 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
         Route("/api/projects/{project}/lease", observed("lease", lease), methods=["POST"]),
         Route("/api/projects/{project}/stats", observed("stats", stats)),
         Route("/api/projects/{project}/overview", observed("overview", overview)),
+        Route("/api/projects/{project}/media", observed("media", media)),
         Route("/api/answer", observed("answer", answer), methods=["POST"]),
         Route("/api/release", observed("release", release), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

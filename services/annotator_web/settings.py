@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labelloop.core.grpc_client import ClientTls
+from labelloop.core.media import DEFAULT_MEDIA_ROOT
 from labelloop.core.settings import CommonSettings, port, positive, setting
 
 
@@ -37,6 +38,10 @@ class WebSettings(CommonSettings):
     secure_cookie: bool = setting(False)
     # How long an answer is held in the page, undoable with Ctrl+Z, before it is sent.
     undo_window_s: float = setting(4.0, positive)
+    # The media store image tasks' files are read from (the root ingest checks them under), and
+    # the largest file served.
+    media_root: str = setting(DEFAULT_MEDIA_ROOT)
+    max_media_bytes: int = setting(10 * 1024 * 1024, positive)
 
     def grpc_tls(self) -> ClientTls:
         """TLS of the channels to human-tasks and ingest."""

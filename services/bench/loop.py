@@ -39,8 +39,9 @@ from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve
 from labelloop.core.label_log import replay
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, MODELS, TASKS
-from labelloop.datasets import labels_of
+from labelloop.datasets import content_of, labels_of
 from labelloop.datasets import load as load_dataset
+from labelloop.datasets.images import media_store
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
 
 Say = Callable[[str], None]
@@ -102,21 +103,35 @@ def api_token(config: BenchConfig) -> str:
 
 
 def reference_runs(
-    texts: list[str], labels: list[str], target: float, seeds: list[int], cache_dir: Path | None = None
+    texts: list[str],
+    labels: list[str],
+    target: float,
+    seeds: list[int],
+    cache_dir: Path | None = None,
+    media_root: str | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """The reference policy's per-seed summaries for `seeds`, one after another (see
-    ReferenceSpread; cached in `cache_dir`), and the seconds they took."""
+    ReferenceSpread; cached in `cache_dir`), and the seconds they took. With `media_root` the
+    `texts` are image URIs under it and the reference uses the image features."""
     from labelloop.bench.reference import run_reference_seeds
 
-    spread = run_reference_seeds(texts, labels, target, seeds=seeds, cache_dir=cache_dir)
+    spread = run_reference_seeds(
+        texts, labels, target, seeds=seeds, cache_dir=cache_dir, media_root=media_root
+    )
     return list(spread.runs), spread.wall_s
 
 
 def _reference_worker(
-    texts: list[str], labels: list[str], target: float, seeds: list[int], cache_dir: Path | None, out: Any
+    texts: list[str],
+    labels: list[str],
+    target: float,
+    seeds: list[int],
+    cache_dir: Path | None,
+    media_root: str | None,
+    out: Any,
 ) -> None:
     os.nice(REFERENCE_NICENESS)
-    out.send(reference_runs(texts, labels, target, seeds, cache_dir))
+    out.send(reference_runs(texts, labels, target, seeds, cache_dir, media_root))
     out.close()
 
 
@@ -129,7 +144,8 @@ class ReferenceRun:
         from labelloop.bench.reference import REFERENCE_SEEDS
 
         ctx = multiprocessing.get_context("spawn")
-        texts = [r["text"] for r in records]
+        texts = [r["media"]["uri"] if "media" in r else r["text"] for r in records]
+        media_root = media_store().root_uri if records and "media" in records[0] else None
         labels = [r["label"] for r in records]
         self._seeds = [config.seed + s for s in REFERENCE_SEEDS[: max(1, config.reference_seeds)]]
         self._children: list[tuple[Any, Any]] = []
@@ -143,6 +159,7 @@ class ReferenceRun:
                     config.target_precision,
                     self._seeds[worker::REFERENCE_WORKERS],
                     config.reference_cache,
+                    media_root,
                     send,
                 ),
                 name=f"labelloop-bench-reference-{worker}",
@@ -230,6 +247,9 @@ def run_bench(
                     spec=common_pb2.ProjectSpec(
                         project_id=project_id,
                         labels=label_set,
+                        modality=common_pb2.MODALITY_IMAGE
+                        if "media" in records[0]
+                        else common_pb2.MODALITY_TEXT,
                         target_precision=config.target_precision,
                         annotators_per_task=config.annotators,
                         audit_rate=config.audit_rate,
@@ -484,10 +504,7 @@ def _submit_all(
                 return
             chunk = records[start : start + size]
             items = [
-                common_pb2.Item(
-                    item_id=r["id"], project_id=project_id, content=common_pb2.Content(text=r["text"])
-                )
-                for r in chunk
+                common_pb2.Item(item_id=r["id"], project_id=project_id, content=content_of(r)) for r in chunk
             ]
             before_ms = time.time() * 1000
             if not state["first_submit_ms"]:

@@ -8,7 +8,10 @@ stream order, with a perfect person answering every item the model does not auto
 3. The first model is trained once :data:`FIRST_MODEL_LABELS` (100) human labels exist; then it is
    retrained whenever ``max(100, ceil(2% of the stream length))`` new human labels have arrived
    since the last training.
-4. The model is TF-IDF (word 1-2-grams, sublinear tf) + logistic regression (C=10).
+4. The model is TF-IDF (word 1-2-grams, sublinear tf) + logistic regression (C=10). For an image
+   stream (Fashion-MNIST) it is the same features as Labelloop's image family, extended in the
+   obvious way: HOG and grayscale 28x28 pixels, standardised, whitened PCA (60 components),
+   logistic regression (C=0.1) (:func:`image_model`; the "texts" are then the images' media URIs).
 5. Its threshold: a random fifth of the human labels (at least 30) is held out; a model fit on the
    rest scores them; the threshold is the lowest held-out top probability ``t`` such that the
    held-out items with top probability ``>= t`` are at least ``target_precision`` correct (point
@@ -48,7 +51,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +72,7 @@ __all__ = [
     "ReferenceResult",
     "ReferenceSpread",
     "cache_key",
+    "image_model",
     "retrain_interval",
     "run_reference",
     "run_reference_seeds",
@@ -155,6 +159,24 @@ def _new_model() -> Pipeline:
     )
 
 
+def image_model(media_root: str) -> Callable[[], Pipeline]:
+    """The reference's model for images at URIs under ``media_root``: the image family's features."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from labelloop.core.image_features import features
+
+    def new_model() -> Pipeline:
+        return make_pipeline(
+            FunctionTransformer(features, kw_args={"root": media_root}),
+            StandardScaler(),
+            PCA(n_components=60, whiten=True, random_state=0),
+            LogisticRegression(C=0.1, max_iter=1000),
+        )
+
+    return new_model
+
+
 def _lowest_threshold(confidences: NDArray[np.float64], correct: NDArray[np.bool_], target: float) -> float:
     """Lowest confidence ``t`` with precision of ``{conf >= t}`` at least ``target``; else ADMIT_NOTHING."""
     order = np.argsort(-confidences, kind="stable")
@@ -167,7 +189,11 @@ def _lowest_threshold(confidences: NDArray[np.float64], correct: NDArray[np.bool
 
 
 def _train(
-    texts: Sequence[str], labels: Sequence[str], target: float, rng: np.random.Generator
+    texts: Sequence[str],
+    labels: Sequence[str],
+    target: float,
+    rng: np.random.Generator,
+    new_model: Callable[[], Pipeline] = _new_model,
 ) -> tuple[Pipeline, float]:
     """Fit on four fifths, set the threshold on the held-out fifth, refit on everything."""
     n = len(labels)
@@ -177,17 +203,22 @@ def _train(
     held, fit = order[:holdout_size], order[holdout_size:]
     threshold = ADMIT_NOTHING
     if len(set(y[fit].tolist())) >= 2:
-        model = _new_model().fit([texts[i] for i in fit], y[fit])
+        model = new_model().fit([texts[i] for i in fit], y[fit])
         probs = model.predict_proba([texts[i] for i in held])
         predicted = model.classes_[probs.argmax(axis=1)]
         threshold = _lowest_threshold(probs.max(axis=1), predicted == y[held], target)
-    return _new_model().fit(list(texts), y), threshold
+    return new_model().fit(list(texts), y), threshold
 
 
 def run_reference(
-    texts: Sequence[str], labels: Sequence[str], target_precision: float = 0.95, seed: int = 0
+    texts: Sequence[str],
+    labels: Sequence[str],
+    target_precision: float = 0.95,
+    seed: int = 0,
+    new_model: Callable[[], Pipeline] = _new_model,
 ) -> ReferenceResult:
-    """Run the reference policy on a stream (``texts`` with their hidden ``labels``, in order).
+    """Run the reference policy on a stream (``texts`` with their hidden ``labels``, in order);
+    ``new_model`` makes an unfitted model (default TF-IDF + LR; :func:`image_model` for images).
 
     Deterministic for a given stream and ``seed``. Raises ValueError when the lengths differ or
     the stream is empty.
@@ -242,7 +273,7 @@ def run_reference(
             else len(human_labels) - labels_at_last_training >= interval
         )
         if due and len(set(human_labels)) >= 2:
-            model, threshold = _train(human_texts, human_labels, target_precision, rng)
+            model, threshold = _train(human_texts, human_labels, target_precision, rng, new_model)
             trained += 1
             labels_at_last_training = len(human_labels)
 
@@ -299,8 +330,11 @@ class ReferenceSpread:
         return out
 
 
-def _run_one(texts: Sequence[str], labels: Sequence[str], target: float, seed: int) -> dict[str, Any]:
-    return {"seed": seed, **run_reference(texts, labels, target, seed).as_report()}
+def _run_one(
+    texts: Sequence[str], labels: Sequence[str], target: float, seed: int, media_root: str | None = None
+) -> dict[str, Any]:
+    new_model = image_model(media_root) if media_root else _new_model
+    return {"seed": seed, **run_reference(texts, labels, target, seed, new_model).as_report()}
 
 
 def cache_key(texts: Sequence[str], labels: Sequence[str], target_precision: float, seed: int) -> str:
@@ -316,11 +350,15 @@ def _stream_digest(texts: Sequence[str], labels: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _cache_key(stream: str, target_precision: float, seed: int) -> str:
+def _cache_key(stream: str, target_precision: float, seed: int, media_root: str | None = None) -> str:
     import sklearn
 
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(json.dumps([sklearn.__version__, target_precision, seed, stream]).encode())
+    if media_root:  # an image stream: the features' code counts too
+        from labelloop.core import image_features
+
+        digest.update(Path(image_features.__file__).read_bytes())
+    digest.update(json.dumps([sklearn.__version__, target_precision, seed, stream, media_root]).encode())
     return digest.hexdigest()
 
 
@@ -331,6 +369,7 @@ def run_reference_seeds(
     seeds: Sequence[int] = REFERENCE_SEEDS,
     workers: int = 1,
     cache_dir: Path | None = None,
+    media_root: str | None = None,
 ) -> ReferenceSpread:
     """:func:`run_reference` once per seed; ``workers`` > 1 runs the seeds in a process pool.
 
@@ -338,6 +377,7 @@ def run_reference_seeds(
     20 Newsgroups (about 7 s per training there, 20 trainings per 3,000 items). With
     ``cache_dir`` each seed's summary is kept in ``<cache_dir>/<cache_key>.json`` and reused
     (a run with perfect and with noisy annotators shares its reference; so do repeated demos).
+    With ``media_root`` the ``texts`` are image URIs under it and each run uses :func:`image_model`.
     Raises ValueError as :func:`run_reference` does, or when ``seeds`` is empty.
     """
     if not seeds:
@@ -348,16 +388,20 @@ def run_reference_seeds(
     if cache_dir is not None:
         stream = _stream_digest(texts, labels)
         for seed in seeds:
-            paths[seed] = cache_dir / f"{_cache_key(stream, target_precision, seed)}.json"
+            paths[seed] = cache_dir / f"{_cache_key(stream, target_precision, seed, media_root)}.json"
             with contextlib.suppress(OSError, ValueError):  # absent or unreadable: computed anew
                 found[seed] = {**json.loads(paths[seed].read_text()), "cached": True}
     missing = [seed for seed in seeds if seed not in found]
     if workers > 1 and len(missing) > 1:
         with ProcessPoolExecutor(min(workers, len(missing))) as pool:
             n = len(missing)
-            computed = list(pool.map(_run_one, [texts] * n, [labels] * n, [target_precision] * n, missing))
+            computed = list(
+                pool.map(
+                    _run_one, [texts] * n, [labels] * n, [target_precision] * n, missing, [media_root] * n
+                )
+            )
     else:
-        computed = [_run_one(texts, labels, target_precision, seed) for seed in missing]
+        computed = [_run_one(texts, labels, target_precision, seed, media_root) for seed in missing]
     for seed, run in zip(missing, computed, strict=True):
         found[seed] = run
         if seed in paths:

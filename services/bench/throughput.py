@@ -46,6 +46,10 @@ def run_throughput(config: BenchConfig, say: Say = print) -> dict[str, Any]:
 
     started = time.perf_counter()
     records = load_dataset(config.data, config.limit or 5000)
+    if any("media" in r for r in records):
+        raise BenchError(
+            f"{config.data}: --throughput measures the text path; image serving is measured by tests"
+        )
     label_set = labels_of(records)
     texts = [r["text"] for r in records]
     ensure_stack(say)

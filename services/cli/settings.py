@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, ClientTls
+from labelloop.core.media import DEFAULT_MEDIA_ROOT
 from labelloop.core.settings import CommonSettings, setting
 
 
@@ -24,6 +25,8 @@ class CliSettings(CommonSettings):
     grpc_client_cert_file: str = setting("")
     """The CLI's own certificate and key (PEM) for mutual TLS."""
     grpc_client_key_file: str = setting("")
+    media_root: str = setting(DEFAULT_MEDIA_ROOT)
+    """The media store `labelloop import FOLDER` copies images into: the same root ingest reads."""
 
     def grpc_tls(self) -> ClientTls:
         return ClientTls(self.grpc_ca_file, self.grpc_client_cert_file, self.grpc_client_key_file)

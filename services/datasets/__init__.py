@@ -2,8 +2,8 @@
 
 Public API (used by `labelloop import` and `labelloop bench`):
 
-- :func:`load` — a built-in dataset's name (``20newsgroups``, ``spamassassin``, ``bbcnews``) or a
-  path to a user's JSONL/CSV file;
+- :func:`load` — a built-in dataset's name (``20newsgroups``, ``spamassassin``, ``bbcnews``, and
+  the image dataset ``fashion-mnist``) or a path to a user's JSONL/CSV file;
 - :func:`load_builtin`, :func:`load_file`, :func:`write_jsonl`, :data:`BUILTIN_DATASETS`;
 - :class:`Record` (``{"id", "text", "label"[, "metadata"]}``), :class:`DatasetError`,
   :class:`DatasetNotFetchedError`.
@@ -19,7 +19,9 @@ from labelloop.datasets.records import (
     STREAM_SEED,
     DatasetError,
     DatasetNotFetchedError,
+    MediaRecord,
     Record,
+    content_of,
     labels_of,
     stream_order,
     write_jsonl,
@@ -31,7 +33,9 @@ __all__ = [
     "STREAM_SEED",
     "DatasetError",
     "DatasetNotFetchedError",
+    "MediaRecord",
     "Record",
+    "content_of",
     "datasets_dir",
     "labels_of",
     "load",

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from labelloop.datasets.images import load_fashion_mnist
 from labelloop.datasets.records import DatasetError, DatasetNotFetchedError, Record, stream_order
 
 __all__ = [
@@ -152,11 +153,18 @@ def _anonymous_stream(name: str, records: list[Record]) -> list[Record]:
     ]
 
 
-#: The built-in datasets by the name that `labelloop bench --data NAME` accepts.
-BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {
-    "20newsgroups": load_twenty_newsgroups,
-    "spamassassin": load_spamassassin,
-    "bbcnews": load_bbcnews,
+def _whole(loader: Callable[[], list[Record]]) -> Callable[[int | None], list[Record]]:
+    return lambda limit: loader()[:limit]
+
+
+#: The built-in datasets by the name that `labelloop bench --data NAME` accepts; each loader takes
+#: the number of items wanted (None: all). ``fashion-mnist`` is the image one (datasets/images.py):
+#: it writes only the images asked for into the media store.
+BUILTIN_DATASETS: dict[str, Callable[[int | None], list[Record]]] = {
+    "20newsgroups": _whole(load_twenty_newsgroups),
+    "spamassassin": _whole(load_spamassassin),
+    "bbcnews": _whole(load_bbcnews),
+    "fashion-mnist": lambda limit: load_fashion_mnist(limit),
 }
 
 
@@ -174,5 +182,4 @@ def load_builtin(name: str, limit: int | None = None) -> list[Record]:
         ) from None
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be a positive number of items, got {limit}")
-    records = loader()
-    return records if limit is None else records[:limit]
+    return loader(limit)

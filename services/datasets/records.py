@@ -2,7 +2,8 @@
 
 A record is a plain dict ``{"id": str, "text": str, "label": str}`` with an optional
 ``"metadata": dict[str, str]`` (free-form, carried through to exported labels, like the
-``metadata`` map of ``labelloop.v1.Item``). An empty ``label`` means "unlabeled" (allowed only
+``metadata`` map of ``labelloop.v1.Item``). An image record has an empty ``text`` and a ``media``
+reference to a file in the media store (see ``datasets/images.py``). An empty ``label`` means "unlabeled" (allowed only
 when a loader is asked not to require labels). On disk it is JSONL: one JSON object per line.
 """
 
@@ -14,11 +15,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from labelloop.v1 import common_pb2
+
 __all__ = [
     "STREAM_SEED",
     "DatasetError",
     "DatasetNotFetchedError",
+    "MediaRecord",
     "Record",
+    "content_of",
     "labels_of",
     "stream_order",
     "write_jsonl",
@@ -36,6 +41,15 @@ class DatasetNotFetchedError(DatasetError, FileNotFoundError):
     """A built-in dataset's files are not in the cache; the message says to run `make setup`."""
 
 
+class MediaRecord(TypedDict):
+    """A reference to a file in the media store (the fields of ``labelloop.v1.MediaRef``)."""
+
+    uri: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+
+
 class Record(TypedDict):
     """One item of the generic import format."""
 
@@ -43,6 +57,15 @@ class Record(TypedDict):
     text: str
     label: str
     metadata: NotRequired[dict[str, str]]
+    media: NotRequired[MediaRecord]
+
+
+def content_of(record: Record) -> common_pb2.Content:
+    """The item content of a record: its media reference when it has one, else its text."""
+    media = record.get("media")
+    if media is not None:
+        return common_pb2.Content(media=common_pb2.MediaRef(**media))
+    return common_pb2.Content(text=record["text"])
 
 
 def stream_order(records: Iterable[Record], seed: int = STREAM_SEED) -> list[Record]:
@@ -71,6 +94,8 @@ def write_jsonl(records: Iterable[Record], path: str | Path) -> int:
             obj: dict[str, object] = {"id": record["id"], "text": record["text"], "label": record["label"]}
             if record.get("metadata"):
                 obj["metadata"] = record["metadata"]
+            if "media" in record:
+                obj["media"] = record["media"]
             out.write(json.dumps(obj, ensure_ascii=False))
             out.write("\n")
             n += 1

@@ -9,6 +9,7 @@ import numpy as np
 
 from labelloop.core import metrics
 from labelloop.core.errors import NotFound, PoisonMessage
+from labelloop.core.media import model_input
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, Event, now_timestamp
@@ -19,6 +20,11 @@ from labelloop.inference.triton import Answer, ModelMissing, TritonClassifier
 from labelloop.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
+
+
+#: (project modality, item content) pairs that have a model: inline text, and images by reference
+#: (the model reads the URI; core/media.py `model_input`). Others go to the dead-letter topic.
+MODEL_PATHS = {(common_pb2.MODALITY_TEXT, "text"), (common_pb2.MODALITY_IMAGE, "media")}
 
 
 class Predictor:
@@ -50,9 +56,10 @@ class Predictor:
                     event, PoisonMessage("UnknownProject", f"project {item.project_id!r} does not exist")
                 )
                 continue
-            if project.spec.modality != common_pb2.MODALITY_TEXT or item.content.WhichOneof("body") != "text":
+            if (project.spec.modality, item.content.WhichOneof("body")) not in MODEL_PATHS:
                 batch.dead_letter(
-                    event, PoisonMessage("UnsupportedModality", "only text items have a model path yet")
+                    event,
+                    PoisonMessage("UnsupportedModality", "only text and image items have a model path yet"),
                 )
                 continue
             groups[project.spec.project_id].append(event)
@@ -84,7 +91,7 @@ class Predictor:
         if self.classifier.model_ready(model):
             try:
                 answer = self.classifier.predict(
-                    model, [e.message.item.content.text for e in events], self.batch_size
+                    model, [model_input(e.message.item) for e in events], self.batch_size
                 )
             except ModelMissing:
                 answer = None

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from labelloop.core import grpc_server, kafka_clients, stream
+from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -46,7 +47,8 @@ def main() -> None:
     projects = ProjectStore(client, settings.redis_key_prefix)
     progress = Progress(client, settings.redis_key_prefix)
     limits = IngestLimits(settings.max_text_bytes, settings.max_metadata_bytes, settings.pending_ttl_s)
-    ingestor = Ingestor(projects, progress, client, producer, limits)
+    media = MediaStore(settings.media_root, settings.max_media_bytes)
+    ingestor = Ingestor(projects, progress, client, producer, limits, media)
     ingest_api = IngestApi(ingestor, settings.max_batch_items)
     project_api = ProjectApi(
         projects,

@@ -19,6 +19,7 @@ import redis
 from labelloop.core import metrics
 from labelloop.core.errors import DependencyUnavailable, InvalidArgument, NotFound
 from labelloop.core.identifiers import is_project_id
+from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.redis_store import unavailable
@@ -51,12 +52,15 @@ class Ingestor:
         client: redis.Redis,
         producer: EventProducer,
         limits: IngestLimits,
+        media: MediaStore | None = None,
     ) -> None:
         self.projects = projects
         self.progress = progress
         self.client = client
         self.producer = producer
         self.limits = limits
+        self.media = media
+        """Checks media references (type, size, digest); None refuses every media item."""
 
     def submit(self, items: Sequence[common_pb2.Item], channel: str) -> list[ingest_pb2.ItemResult]:
         """Validate, deduplicate and produce `items`; one result per item, in order.
@@ -82,6 +86,10 @@ class Ingestor:
                     raise InvalidArgument("item.project_id", f"unknown project {item.project_id!r}") from None
                 known = project.spec.project_id
                 validate_item(item, project, self.limits.max_text_bytes, self.limits.max_metadata_bytes)
+                if item.content.WhichOneof("body") == "media":
+                    if self.media is None:
+                        raise InvalidArgument("item.content.media", "this ingest has no media store")
+                    self.media.check(item.content.media)
             except InvalidArgument as exc:
                 result.status = REJECTED
                 result.error_field = exc.field

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from labelloop.core.media import model_input
 from labelloop.v1 import common_pb2, events_pb2
 
 __all__ = ["HumanLabel", "LabeledSet", "Snapshot", "is_holdout"]
@@ -88,13 +89,13 @@ class LabeledSet:
             with self._lock:
                 answer = self._audit_answers.pop(item.item_id, None)
                 if answer is None:
-                    _bounded_put(self._audit_texts, item.item_id, item.content.text, self.max_pending_audits)
+                    _bounded_put(self._audit_texts, item.item_id, model_input(item), self.max_pending_audits)
                     return None
-            return self._add(HumanLabel(item.item_id, item.content.text, answer[0], answer[1]))
+            return self._add(HumanLabel(item.item_id, model_input(item), answer[0], answer[1]))
         if label.source != common_pb2.LABEL_SOURCE_HUMAN or not label.labels:
             return None
         return self._add(
-            HumanLabel(item.item_id, item.content.text, label.labels[0], _weight(label.answer_probability))
+            HumanLabel(item.item_id, model_input(item), label.labels[0], _weight(label.answer_probability))
         )
 
     def apply_audit(self, annotation: events_pb2.AnnotationSubmitted) -> str | None:

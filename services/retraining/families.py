@@ -26,7 +26,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ModelFamily", "TrainedModel", "available_families"]
+from labelloop.v1 import common_pb2
+
+__all__ = ["ModelFamily", "TrainedModel", "available_families", "families_for"]
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +67,22 @@ class ModelFamily(Protocol):
         ...
 
 
-def available_families() -> list[ModelFamily]:
+def available_families(media_root: str | None = None) -> list[ModelFamily]:
     """The families this installation can train, cheapest first.
 
-    TF-IDF + logistic regression is always available; the sentence-encoder family
+    A family may declare ``modality`` ("text" when it does not): the retraining service trains
+    for a project only the families of the project's modality. TF-IDF + logistic regression
+    (text) and the image family ``image-lr`` (images read from ``media_root``, default
+    ``<repo>/.cache/media``; retraining/images.py) are always available; the sentence-encoder family
     (``labelloop.retraining.encoder.MINILM_FAMILY``) and the cascade of both
     (``labelloop.retraining.cascade.CASCADE_FAMILY``) are added when their modules and optional
     dependencies import.
     """
+    from labelloop.core.media import DEFAULT_MEDIA_ROOT
+    from labelloop.retraining.images import ImageFamily
     from labelloop.retraining.tfidf import TFIDF_FAMILY
 
-    families: list[ModelFamily] = [TFIDF_FAMILY]
+    families: list[ModelFamily] = [TFIDF_FAMILY, ImageFamily(media_root or DEFAULT_MEDIA_ROOT)]
     try:
         from labelloop.retraining.cascade import CASCADE_FAMILY
         from labelloop.retraining.encoder import MINILM_FAMILY
@@ -84,6 +91,13 @@ def available_families() -> list[ModelFamily]:
     else:
         families += [MINILM_FAMILY, CASCADE_FAMILY]
     return families
+
+
+def families_for(families: Sequence[ModelFamily], modality: int) -> list[ModelFamily]:
+    """The families that train a project of ``modality`` (a ``labelloop.v1.Modality``): image
+    families for image projects, text families (those declaring no modality) for the rest."""
+    wanted = "image" if modality == common_pb2.MODALITY_IMAGE else "text"
+    return [f for f in families if getattr(f, "modality", "text") == wanted]
 
 
 def with_embedding_store(families: Sequence[ModelFamily], store: Any) -> list[ModelFamily]:

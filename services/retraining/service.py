@@ -48,7 +48,7 @@ from labelloop.retraining.evaluation import (
     gate,
     out_of_fold_probs,
 )
-from labelloop.retraining.families import ModelFamily, TrainedModel
+from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
@@ -345,11 +345,14 @@ class RetrainingService:
         hold_labels = [x.label for x in snapshot.holdout]
         if len(set(train_labels)) < 2:
             raise FailedPrecondition(f"training split of {pid!r} has fewer than two classes")
+        families = families_for(self.families, project.spec.modality)
+        if not families:
+            raise FailedPrecondition(f"no model family trains {pid!r}'s modality here")
         tags = {"labelloop.project": pid, "labelloop.trigger": str(ticket.reason)}
         with self.registry.run(pid, tags) as run_id:
             candidates = [
                 self._fit(f, train_texts, train_labels, hold_texts, hold_labels, label_set, target)
-                for f in self.families
+                for f in families
             ]
             metric = self.settings.gate_metric
             # Families are chosen by held-out coverage at the target precision, not accuracy.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labelloop.core.media import DEFAULT_MEDIA_ROOT
 from labelloop.core.settings import CommonSettings, non_negative, port, positive, setting
 
 
@@ -53,7 +54,11 @@ class RetrainingSettings(CommonSettings):
     # The model families trained and compared at each training (empty: all available). Default
     # tfidf-lr only: on CPU Triton the minilm-head family serves about 10 items/s (the encoder runs
     # for every item), which caps the whole stream; add it (tfidf-lr,minilm-head) on a GPU Triton.
-    families: tuple[str, ...] = setting(("tfidf-lr",))
+    # image-lr (HOG + pixels, PCA, logistic regression) is trained for image projects only.
+    families: tuple[str, ...] = setting(("tfidf-lr", "image-lr"))
+    media_root: str = setting(DEFAULT_MEDIA_ROOT)
+    """Where image items' files are read from to train (the root ingest checks them under);
+    image models record it and read the same files when served."""
     load_timeout_s: float = setting(120.0, positive)
     # Fault injection for tests: pause this long in the middle of writing a version into the
     # model repository (0 = off), so a test can kill -9 the service with a half-written version.

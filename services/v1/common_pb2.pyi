@@ -42,14 +42,16 @@ LABEL_SOURCE_MODEL: LabelSource
 LABEL_SOURCE_HUMAN: LabelSource
 
 class MediaRef(_message.Message):
-    __slots__ = ("uri", "content_type", "size_bytes")
+    __slots__ = ("uri", "content_type", "size_bytes", "sha256")
     URI_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     uri: str
     content_type: str
     size_bytes: int
-    def __init__(self, uri: _Optional[str] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    sha256: str
+    def __init__(self, uri: _Optional[str] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Content(_message.Message):
     __slots__ = ("text", "media")

@@ -551,3 +551,67 @@ def test_a_lost_connection_shows_a_banner_retries_and_loses_no_answer(web: WebAp
         message=lambda: f"annotations: {[(a.item_id, a.labels[0]) for a in web.annotations(project_id)]}",
     )
     page.context.close()
+
+
+def test_an_image_task_shows_its_image_and_only_people_of_its_project_can_fetch_it(
+    web: WebApp, browser
+) -> None:
+    """The image of a leased task is served through a link signed for its project: the person
+    sees it; a person of another project gets 403 for the same link and for the same URI signed
+    for their own project; an edited URI and no session are refused too."""
+    import numpy as np
+
+    from labelloop.core.media import DEFAULT_MEDIA_ROOT, MediaStore
+    from labelloop.datasets.images import png_bytes
+
+    project_id = f"img-{uuid.uuid4().hex[:8]}"
+    web.services.create_project(project_id, LABELS, modality=common_pb2.MODALITY_IMAGE)
+    image = png_bytes(np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1)))
+    ref = MediaStore(DEFAULT_MEDIA_ROOT).put(image)
+    other_ref = MediaStore(DEFAULT_MEDIA_ROOT).put(png_bytes(np.full((16, 16), 99, dtype=np.uint8)))
+    item = common_pb2.Item(item_id="img-0", project_id=project_id, content=common_pb2.Content(media=ref))
+    assert (
+        web.services.ingest().SubmitBatch(ingest_pb2.SubmitBatchRequest(items=[item]), timeout=30).accepted
+        == 1
+    )
+    status = web.services.admin()
+    wait_until(
+        lambda: (
+            status.GetProjectStatus(
+                admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=5
+            ).waiting_for_people
+            == 1
+        ),
+        90,
+        message="the image task never reached human-tasks",
+    )
+    other_project = f"other-{uuid.uuid4().hex[:8]}"
+    web.services.create_project(other_project, LABELS)
+
+    page = new_page(browser, web)
+    log_in(page, web.token("iris", auth_pb2.ROLE_ANNOTATOR, [project_id]))
+    img = page.locator("#content img")
+    img.wait_for(state="visible")
+    wait_until(
+        lambda: img.evaluate("(el) => el.complete && el.naturalWidth") == 64, 20, message="image not loaded"
+    )
+    page.screenshot(path=str(ARTIFACTS / "image-task.png"))
+    link = img.get_attribute("src")
+    assert link is not None and link.startswith(f"/api/projects/{project_id}/media?")
+    own = page.context.request.get(web.url + link)
+    assert own.status == 200 and own.headers["content-type"] == "image/png" and own.body() == image
+
+    stranger = new_page(browser, web)
+    log_in(stranger, web.token("mallory", auth_pb2.ROLE_ANNOTATOR, [other_project]))
+    refused = stranger.context.request.get(web.url + link)
+    assert refused.status == 403 and refused.json()["error"] == "forbidden"
+    # The same URI and signature under the stranger's own project: not signed for it.
+    moved = link.replace(f"/api/projects/{project_id}/", f"/api/projects/{other_project}/")
+    assert stranger.context.request.get(web.url + moved).status == 403
+    # The person of the project cannot reach another file by editing the URI.
+    edited = link.replace(ref.uri.split("/")[-1], other_ref.uri.split("/")[-1])
+    assert page.context.request.get(web.url + edited).status == 403
+    anonymous = browser.new_context()
+    assert anonymous.request.get(web.url + link).status == 401
+    anonymous.close()
+    assert not page.errors  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ import { api, ApiFailure, onConnection } from "./api.js";
 /** @typedef {{label: string, probability: number}} Score */
 /**
  * @typedef {{lease_id: string, lease_expires_at: number, task_id: string, item_id: string,
- *   project_id: string, content: {text?: string, media?: {uri: string, content_type: string}},
+ *   project_id: string, content: {text?: string, media?: {uri: string, content_type: string, url: string}},
  *   reason: string, reason_text: string, suggestion: string|null, preselect: string|null,
  *   top3: Score[], shown_at?: number}} Task
  */
@@ -286,8 +286,9 @@ function render() {
   content.replaceChildren();
   if (task.content.media && task.content.media.content_type.startsWith("image/")) {
     const img = document.createElement("img");
-    img.src = task.content.media.uri;
+    img.src = task.content.media.url;
     img.alt = `Item ${task.item_id}`;
+    img.addEventListener("load", () => img.classList.toggle("small", img.naturalWidth < 112));
     content.append(img);
   } else {
     const p = document.createElement("p");

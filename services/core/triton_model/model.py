@@ -77,6 +77,19 @@ class MinilmPredictor:
         return np.asarray(self.classifier.predict_proba(texts), dtype=np.float32)
 
 
+class ImagePredictor:
+    """Family "image-lr": the TEXT input carries each item's media URI; the version's copy of
+    Labelloop's ``core/image_features.py`` (artifact "runtime") reads the pixels from the media
+    root recorded in labels.json and runs the saved pipeline (artifact "pipeline")."""
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
+        runtime = _load_runtime(version_dir / meta["artifacts"]["runtime"])
+        self.classifier = runtime.ImageClassifier(version_dir, meta)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.classifier.predict_proba(texts), dtype=np.float32)
+
+
 class EncoderPredictor:
     """Family "minilm-encoder": the shared sentence encoder alone, TEXT -> EMBEDDING (unit rows).
 
@@ -154,6 +167,7 @@ FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
     "minilm-head": MinilmPredictor,
     "minilm-encoder": EncoderPredictor,
     "cascade": CascadePredictor,
+    "image-lr": ImagePredictor,
 }
 
 

@@ -1,0 +1,96 @@
+"""The image family "image-lr": trained on Fashion-MNIST pixels read by URI from the media store,
+written as a model-repository version, and served by the runtime copy the version carries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelloop.core.media import MediaStore
+from labelloop.datasets.images import fashion_mnist_dir, load_fashion_mnist
+from labelloop.retraining.families import available_families, families_for
+from labelloop.retraining.images import ImageFamily
+from labelloop.v1 import common_pb2
+
+installed = pytest.mark.skipif(
+    not (fashion_mnist_dir() / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Fashion-MNIST not installed: run `make setup`",
+)
+
+
+def test_families_are_matched_to_the_project_modality(tmp_path):
+    families = available_families(tmp_path.as_uri())
+    text = [f.name for f in families_for(families, common_pb2.MODALITY_TEXT)]
+    image = [f.name for f in families_for(families, common_pb2.MODALITY_IMAGE)]
+    assert "tfidf-lr" in text and "image-lr" not in text
+    assert image == ["image-lr"]
+
+
+@installed
+def test_image_lr_learns_fashion_mnist_and_its_version_serves_the_same_probabilities(tmp_path):
+    root = (tmp_path / "media").as_uri()
+    records = load_fashion_mnist(limit=1_400, store=MediaStore(root))
+    train, test = records[:1_000], records[1_000:]
+    labels = sorted({r["label"] for r in records})
+    model = ImageFamily(root).fit([r["media"]["uri"] for r in train], [r["label"] for r in train], labels)
+    uris = [r["media"]["uri"] for r in test]
+    probs = model.predict_proba(uris)
+    assert probs.shape == (len(test), len(labels))
+    accuracy = np.mean([labels[i] == r["label"] for i, r in zip(probs.argmax(axis=1), test, strict=True)])
+    assert accuracy > 0.70, accuracy
+
+    version_dir = model.write_version(tmp_path / "repo", "fm", 1)
+    meta = json.loads((version_dir / "labels.json").read_text())
+    assert meta["family"] == "image-lr" and meta["metadata"]["media_root"] == root
+    spec = importlib.util.spec_from_file_location("served_image_features", version_dir / "image_features.py")
+    assert spec is not None and spec.loader is not None
+    runtime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runtime)
+    served = runtime.ImageClassifier(Path(version_dir), meta)
+    np.testing.assert_allclose(served.predict_proba(uris[:50]), probs[:50], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not under the media root"):
+        served.predict_proba([(tmp_path / "elsewhere.png").as_uri()])
+
+
+@installed
+def test_the_reference_policy_runs_on_images_with_the_image_features(tmp_path):
+    from labelloop.bench.reference import image_model, run_reference
+
+    root = (tmp_path / "media").as_uri()
+    records = load_fashion_mnist(limit=400, store=MediaStore(root))
+    report = run_reference(
+        [r["media"]["uri"] for r in records],
+        [r["label"] for r in records],
+        target_precision=0.8,
+        new_model=image_model(root),
+    ).as_report()
+    assert report["items"] == 400 and report["human_labeled"] + report["auto_labeled"] == 400
+    assert report["retrains"] >= 1 and report["auto_labeled"] > 0
+
+    # The bench's path: seeds in workers, cached under a key that names the media root.
+    from labelloop.bench.reference import run_reference_seeds
+
+    uris, labels = [r["media"]["uri"] for r in records], [r["label"] for r in records]
+    first = run_reference_seeds(uris, labels, 0.8, seeds=[0], cache_dir=tmp_path / "cache", media_root=root)
+    assert first.runs[0]["human_labeled"] == report["human_labeled"]
+    again = run_reference_seeds(uris, labels, 0.8, seeds=[0], cache_dir=tmp_path / "cache", media_root=root)
+    assert again.runs[0]["cached"] is True
+
+
+def test_hog_votes_for_the_gradient_orientation_and_is_normalised():
+    from labelloop.core.image_features import hog
+
+    vertical_edge = np.zeros((1, 28, 28), dtype=np.float32)
+    vertical_edge[:, :, 14:] = 1.0  # the gradient points along x: orientation 0 degrees
+    horizontal_edge = vertical_edge.transpose(0, 2, 1)  # along y: 90 degrees
+    v, h = hog(vertical_edge), hog(horizontal_edge)
+    assert v.shape == h.shape == (1, 6 * 6 * 4 * 9)
+    v_bins = v.reshape(-1, 9).sum(axis=0)
+    h_bins = h.reshape(-1, 9).sum(axis=0)
+    assert v_bins.argmax() == 0 and h_bins.argmax() == 4
+    assert np.all(v <= 1.0) and np.all(v >= 0.0)
+    assert not np.any(hog(np.zeros((1, 28, 28), dtype=np.float32))), "a flat image has no gradient"
