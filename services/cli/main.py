@@ -23,6 +23,7 @@ from rich.table import Table
 
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.cli.model_commands import model_app
+from labelloop.cli.rule_commands import rules_app
 from labelloop.cli.settings import CliSettings
 from labelloop.cli.token_commands import token_app
 from labelloop.core import grpc_client
@@ -35,6 +36,7 @@ project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True
 app.add_typer(project_app, name="project")
 app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
+app.add_typer(rules_app, name="rules")
 console = Console()
 err = Console(stderr=True)
 

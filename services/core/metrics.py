@@ -74,6 +74,11 @@ INFERENCE_BATCH_SIZE = Histogram(
 PREDICTIONS = Counter(
     "labelloop_predictions", 'Predictions produced; model="none" when no model serves.', ["project", "model"]
 )
+RULE_VOTES = Counter(
+    "labelloop_rule_votes",
+    "Votes cast by a project's rules (labeling functions) on items, per rule.",
+    ["project", "source"],
+)
 
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(

@@ -58,20 +58,32 @@ class ItemIngested(_message.Message):
     def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[str] = ..., rescore: _Optional[bool] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at")
+    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at", "votes")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     NO_MODEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
     model_name: str
     model_version: int
     scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClassScore]
     no_model: bool
     predicted_at: _timestamp_pb2.Timestamp
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    votes: _containers.RepeatedCompositeFieldContainer[SourceVote]
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., votes: _Optional[_Iterable[_Union[SourceVote, _Mapping]]] = ...) -> None: ...
+
+class SourceVote(_message.Message):
+    __slots__ = ("source", "label", "version")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    label: str
+    version: int
+    def __init__(self, source: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
     __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "withdraw_for", "answer_probability")
