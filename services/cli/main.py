@@ -25,6 +25,7 @@ from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.rule_commands import rules_app
 from labelloop.cli.settings import CliSettings
+from labelloop.cli.source_commands import sources
 from labelloop.cli.token_commands import token_app
 from labelloop.core import grpc_client
 from labelloop.core.grpc_client import MissingToken, resolve_token
@@ -37,6 +38,7 @@ app.add_typer(project_app, name="project")
 app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
 app.add_typer(rules_app, name="rules")
+app.command("sources")(sources)
 console = Console()
 err = Console(stderr=True)
 

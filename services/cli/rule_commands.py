@@ -30,7 +30,7 @@ err = Console(stderr=True)
 ProjectOption = Annotated[str, typer.Option("--project", help="The project.")]
 
 
-def _settings() -> CliSettings:
+def cli_settings() -> CliSettings:
     try:
         return load(CliSettings)
     except SettingsError as exc:
@@ -38,7 +38,7 @@ def _settings() -> CliSettings:
         raise typer.Exit(2) from None
 
 
-def _stub(s: CliSettings) -> tuple[grpc.Channel, rules_pb2_grpc.RuleServiceStub]:
+def rule_stub(s: CliSettings) -> tuple[grpc.Channel, rules_pb2_grpc.RuleServiceStub]:
     try:
         token = resolve_token(s.token, s.token_file)
     except MissingToken as exc:
@@ -48,7 +48,7 @@ def _stub(s: CliSettings) -> tuple[grpc.Channel, rules_pb2_grpc.RuleServiceStub]
     return channel, rules_pb2_grpc.RuleServiceStub(channel)
 
 
-def _failed(exc: grpc.RpcError, what: str) -> typer.Exit:
+def rpc_failed(exc: grpc.RpcError, what: str) -> typer.Exit:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -68,14 +68,14 @@ def _print(rule_set: rules_pb2.RuleSet) -> None:
 
 
 def _add(project: str, rules: list[rules_pb2.Rule]) -> rules_pb2.RuleSet:
-    channel, stub = _stub(_settings())
+    channel, stub = rule_stub(cli_settings())
     result = rules_pb2.RuleSet()
     with channel:
         for rule in rules:
             try:
                 result = stub.AddRule(rules_pb2.AddRuleRequest(project_id=project, rule=rule), timeout=10)
             except grpc.RpcError as exc:
-                raise _failed(exc, f"adding rule {rule.name!r} to {project!r}") from None
+                raise rpc_failed(exc, f"adding rule {rule.name!r} to {project!r}") from None
     return result
 
 
@@ -138,24 +138,24 @@ def import_rules(
 @rules_app.command("list")
 def list_rules(project: ProjectOption) -> None:
     """The project's rules and their version."""
-    channel, stub = _stub(_settings())
+    channel, stub = rule_stub(cli_settings())
     with channel:
         try:
             rule_set = stub.ListRules(rules_pb2.ListRulesRequest(project_id=project), timeout=10)
         except grpc.RpcError as exc:
-            raise _failed(exc, f"listing the rules of {project!r}") from None
+            raise rpc_failed(exc, f"listing the rules of {project!r}") from None
     _print(rule_set)
 
 
 @rules_app.command("remove")
 def remove(project: ProjectOption, name: Annotated[str, typer.Argument(help="The rule's name.")]) -> None:
     """Remove a rule."""
-    channel, stub = _stub(_settings())
+    channel, stub = rule_stub(cli_settings())
     with channel:
         try:
             rule_set = stub.RemoveRule(rules_pb2.RemoveRuleRequest(project_id=project, name=name), timeout=10)
         except grpc.RpcError as exc:
-            raise _failed(exc, f"removing rule {name!r} of {project!r}") from None
+            raise rpc_failed(exc, f"removing rule {name!r} of {project!r}") from None
     _print(rule_set)
 
 
@@ -165,13 +165,13 @@ def stats(project: ProjectOption) -> None:
     accuracy against the human labels (the labels topic, replayed)."""
     from labelloop.core.label_log import latest_labels
 
-    s = _settings()
-    channel, stub = _stub(s)
+    s = cli_settings()
+    channel, stub = rule_stub(s)
     with channel:
         try:
             rule_set = stub.ListRules(rules_pb2.ListRulesRequest(project_id=project), timeout=10)
         except grpc.RpcError as exc:
-            raise _failed(exc, f"listing the rules of {project!r}") from None
+            raise rpc_failed(exc, f"listing the rules of {project!r}") from None
     try:
         labels = latest_labels(s.kafka_bootstrap, s.topic_prefix, project)
     except Exception as exc:
@@ -185,10 +185,10 @@ def stats(project: ProjectOption) -> None:
         for label in labels.values()
     ]
     human = sum(gold is not None for _, gold in items)
-    table = Table(
-        "rule", "label", "votes", "coverage", "overlaps", "conflicts", "judged", "accuracy",
-        title=f"project {project}: rules v{rule_set.version} over {len(items)} labeled items ({human} by people)",
-    )  # fmt: skip
+    console.print(
+        f"project {project}: rules v{rule_set.version} over {len(items)} labeled items ({human} by people)"
+    )
+    table = Table("rule", "label", "votes", "coverage", "overlaps", "conflicts", "judged", "accuracy")
     for row in rule_stats(CompiledRules(rule_set), items):
         accuracy = "-" if row.accuracy is None else f"{row.accuracy:.3f}"
         table.add_row(

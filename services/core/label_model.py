@@ -158,3 +158,29 @@ def votes_of(
     if model_probabilities is not None and len(model_probabilities):
         votes[MODEL_SOURCE] = labels[int(np.argmax(model_probabilities))]
     return votes
+
+
+def rebuild(
+    labels: Sequence[str],
+    predictions: Iterable[tuple[str, Sequence[tuple[str, str]], Sequence[float] | None]],
+    human_labels: Mapping[str, str],
+    rule_sources: Iterable[str] = (),
+) -> LabelModel:
+    """A label model replayed from history: `predictions` are (item id, rule votes as (source,
+    label) pairs, the model's probabilities or None) in topic order, the last one per item
+    counting; `human_labels` maps item ids to people's label. Every source in `rule_sources` or
+    seen voting is taken to have looked at every item (abstaining where it cast no vote): the
+    history does not say which rules existed when an item was predicted, so a rule added late
+    looks like one that abstained early (its coverage reads low; its accuracy is unaffected)."""
+    latest: dict[str, tuple[Sequence[tuple[str, str]], Sequence[float] | None]] = {}
+    for item_id, votes, probabilities in predictions:
+        latest[item_id] = (votes, probabilities)
+    rules = set(rule_sources) | {source for votes, _ in latest.values() for source, _ in votes}
+    model = LabelModel(labels)
+    for item_id, human in human_labels.items():
+        if item_id not in latest:
+            continue
+        votes, probabilities = latest[item_id]
+        cast = votes_of(votes, probabilities, labels)
+        model.observe(cast, human, sorted(rules - set(cast)))
+    return model

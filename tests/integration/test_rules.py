@@ -123,9 +123,8 @@ def test_rules_are_validated_versioned_and_vote_on_every_prediction(services: Ru
         assert all(v.version == 6 for v in prediction.votes), item_id
 
 
-def test_the_cli_imports_lists_removes_and_scores_rules(services: RunningServices, tmp_path: Path) -> None:
-    project = f"cli-{uuid.uuid4().hex[:6]}"
-    services.create_project(project, LABELS_OF_PROJECT, model_name=f"none-{project}")
+def command_line(services: RunningServices, tmp_path: Path):
+    """Runs `labelloop ARGS...` against the test's services with the admin token."""
     token_file = tmp_path / "admin.token"
     token_file.write_text(services.token + "\n")
     env = {
@@ -138,14 +137,99 @@ def test_the_cli_imports_lists_removes_and_scores_rules(services: RunningService
     }
     env.pop("LABELLOOP_TOKEN", None)
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "labelloop.cli.main", "rules", *args],
+            [sys.executable, "-m", "labelloop.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,
             timeout=120,
         )
+
+    return run
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The rows of a rich table printed by the CLI: first cell -> the other cells."""
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if "│" in line]
+    return {row[0]: row[1:] for row in cells if row}
+
+
+def publish_labels(services: RunningServices, project: str, labels: list[tuple[str, str, str, int]]) -> None:
+    """Final labels (item id, text, label, source) on the labels topic, waited for."""
+    producer = stream.EventProducer(services.stack.bootstrap_servers, services.topic_prefix, "test")
+    for item_id, text, label, source in labels:
+        item = common_pb2.Item(item_id=item_id, project_id=project, content=common_pb2.Content(text=text))
+        producer.send(
+            LABELS,
+            item_key(project, item_id),
+            events_pb2.LabelFinalized(
+                ingested=events_pb2.ItemIngested(item=item),
+                labels=[label],
+                source=source,  # type: ignore[arg-type]
+            ),
+        )
+    producer.flush()
+    producer.close()
+
+    def published() -> int:
+        bootstrap = services.stack.bootstrap_servers
+        return len(list(replay(bootstrap, services.topic_prefix, LABELS, project_id=project)))
+
+    wait_until(lambda: published() == len(labels), 60, message="the labels are in the topic")
+
+
+def test_people_label_the_voted_items_and_sources_shows_each_rules_learned_accuracy(
+    services: RunningServices, tmp_path: Path
+) -> None:
+    project = f"src-{uuid.uuid4().hex[:6]}"
+    services.create_project(project, LABELS_OF_PROJECT, model_name=f"none-{project}")
+    api = rules_pb2_grpc.RuleServiceStub(services.channel("ingest"))
+    for rule in [
+        keywords("ball", "sports", "ball"),
+        keywords("vote", "politics", "vote"),
+        keywords("idle", "tech", "zzzz"),
+    ]:
+        api.AddRule(rules_pb2.AddRuleRequest(project_id=project, rule=rule), timeout=10)
+    texts = {"1": "ball game", "2": "ball vote", "3": "vote today", "4": "nothing"}
+    ingest = services.ingest()
+    for item_id, text in texts.items():
+        item = common_pb2.Item(item_id=item_id, project_id=project, content=common_pb2.Content(text=text))
+        ingest.Submit(ingest_pb2.SubmitRequest(item=item), timeout=10)
+
+    def predicted() -> int:
+        bootstrap = services.stack.bootstrap_servers
+        return len(list(replay(bootstrap, services.topic_prefix, PREDICTIONS, project_id=project)))
+
+    wait_until(lambda: predicted() == len(texts), 90, message="a prediction per item")
+    human = common_pb2.LABEL_SOURCE_HUMAN
+    publish_labels(
+        services,
+        project,
+        [
+            (i, t, "politics" if i in "23" else "sports" if i == "1" else "tech", human)
+            for i, t in texts.items()
+        ],
+    )
+    done = command_line(services, tmp_path)("sources", "--project", project)
+    assert done.returncode == 0, done.stderr
+    assert "4 human labels, 4 predictions" in done.stdout
+    rows = table_rows(done.stdout)
+    # ball votes on 1 (right) and 2 (wrong), vote on 2 and 3 (both right), idle never; each over
+    # 4 items; accuracy smoothed toward the prior 0.7 with the weight of 2 votes
+    assert rows["rule:ball"] == ["2", "0.500", f"{(1 + 1.4) / 4:.3f}"]
+    assert rows["rule:vote"] == ["2", "0.500", f"{(2 + 1.4) / 4:.3f}"]
+    assert rows["rule:idle"] == ["0", "0.000", "0.700"]
+    assert "model" not in rows, "no model served: it cast no votes"
+
+
+def test_the_cli_imports_lists_removes_and_scores_rules(services: RunningServices, tmp_path: Path) -> None:
+    project = f"cli-{uuid.uuid4().hex[:6]}"
+    services.create_project(project, LABELS_OF_PROJECT, model_name=f"none-{project}")
+    run = command_line(services, tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run("rules", *args)
 
     rule_file = tmp_path / "rules.yaml"
     rule_file.write_text(
@@ -170,42 +254,20 @@ def test_the_cli_imports_lists_removes_and_scores_rules(services: RunningService
     )
 
     # labels of record: three human labels, one model label
-    producer = stream.EventProducer(services.stack.bootstrap_servers, services.topic_prefix, "test")
-    for item_id, text, label, source in [
-        ("1", "ball game", "sports", common_pb2.LABEL_SOURCE_HUMAN),
-        ("2", "ball vote", "politics", common_pb2.LABEL_SOURCE_HUMAN),
-        ("3", "vote today", "politics", common_pb2.LABEL_SOURCE_HUMAN),
-        ("4", "ball", "sports", common_pb2.LABEL_SOURCE_MODEL),
-    ]:
-        item = common_pb2.Item(item_id=item_id, project_id=project, content=common_pb2.Content(text=text))
-        producer.send(
-            LABELS,
-            item_key(project, item_id),
-            events_pb2.LabelFinalized(
-                ingested=events_pb2.ItemIngested(item=item), labels=[label], source=source
-            ),
-        )
-    producer.flush()
-    producer.close()
-    wait_until(
-        lambda: (
-            len(
-                list(
-                    replay(
-                        services.stack.bootstrap_servers, services.topic_prefix, LABELS, project_id=project
-                    )
-                )
-            )
-            == 4
-        ),
-        60,
-        message="the labels are in the topic",
+    publish_labels(
+        services,
+        project,
+        [
+            ("1", "ball game", "sports", common_pb2.LABEL_SOURCE_HUMAN),
+            ("2", "ball vote", "politics", common_pb2.LABEL_SOURCE_HUMAN),
+            ("3", "vote today", "politics", common_pb2.LABEL_SOURCE_HUMAN),
+            ("4", "ball", "sports", common_pb2.LABEL_SOURCE_MODEL),
+        ],
     )
     done = cli("stats", "--project", project)
     assert done.returncode == 0, done.stderr
     assert "over 4 labeled items (3 by people)" in done.stdout
-    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in done.stdout.splitlines() if "│" in line]
-    rows = {row[0]: row[1:] for row in cells if row}
+    rows = table_rows(done.stdout)
     # ball votes on 1, 2, 4 (coverage 3/4) and overlaps/conflicts with vote on 2; judged on the
     # human labels 1 (right) and 2 (wrong); vote: 2 and 3, both right
     assert rows["ball"] == ["sports", "3", "0.750", "0.250", "0.250", "2", "0.500"]

@@ -115,3 +115,21 @@ def test_the_state_does_not_depend_on_the_order_of_the_labels() -> None:
     unknown.observe({"good": "zzz"}, "a")
     unknown.observe({"good": "a"}, "not-a-label")
     assert unknown.judged("good") == 0
+
+
+def test_rebuild_replays_the_latest_prediction_of_each_human_labeled_item() -> None:
+    from labelloop.core.label_model import rebuild
+
+    predictions = [
+        ("1", [("rule:x", "a")], [0.1, 0.7, 0.1, 0.1]),
+        ("1", [("rule:x", "a")], [0.7, 0.1, 0.1, 0.1]),  # a rescore: the latest counts
+        ("2", [], [0.1, 0.1, 0.7, 0.1]),
+        ("3", [("rule:x", "b")], None),  # no model yet
+        ("4", [("rule:x", "a")], None),  # never labeled by people
+    ]
+    model = rebuild(LABELS, predictions, {"1": "a", "2": "c", "3": "a", "9": "d"}, ["rule:y"])
+    assert model.judged(MODEL_SOURCE) == 2 and model.judged("rule:x") == 2
+    assert model.counts[MODEL_SOURCE][0, 0] == 1 and model.counts[MODEL_SOURCE][2, 2] == 1
+    assert model.counts["rule:x"][0, 0] == 1 and model.counts["rule:x"][0, 1] == 1
+    assert model.counts["rule:x"][2, K] == 1, "item 2: rule x abstained"
+    assert model.coverage("rule:y") == 0.0 and model.counts["rule:y"].sum() == 3
