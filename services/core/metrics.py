@@ -79,6 +79,11 @@ RULE_VOTES = Counter(
     "Votes cast by a project's rules (labeling functions) on items, per rule.",
     ["project", "source"],
 )
+SOURCE_ACCURACY = Gauge(
+    "labelloop_source_accuracy",
+    "A label source's learned accuracy when it votes (the label model, from people's answers).",
+    ["project", "source"],
+)
 
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(

@@ -10,6 +10,7 @@ import threading
 
 from labelloop.core import grpc_server, metrics, stream
 from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import read_stats
@@ -49,7 +50,13 @@ def main() -> None:
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
     api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
-    api = HumanTaskApi(queue, projects, Progress(client, settings.redis_key_prefix), api_producer)
+    api = HumanTaskApi(
+        queue,
+        projects,
+        Progress(client, settings.redis_key_prefix),
+        api_producer,
+        LabelModelStore(client, settings.redis_key_prefix),
+    )
     server = grpc_server.build_server(
         "human_tasks",
         settings.grpc_port,

@@ -16,7 +16,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import access, metrics
-from labelloop.core.errors import InvalidArgument
+from labelloop.core.errors import InvalidArgument, LabelloopError
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, read_stats
@@ -46,12 +47,18 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     token's (an admin may name one); a request's `annotator_id` naming someone else is refused."""
 
     def __init__(
-        self, queue: TaskQueue, projects: ProjectStore, progress: Progress, producer: EventProducer
+        self,
+        queue: TaskQueue,
+        projects: ProjectStore,
+        progress: Progress,
+        producer: EventProducer,
+        label_model: LabelModelStore | None = None,
     ) -> None:
         self.queue = queue
         self.projects = projects
         self.progress = progress
         self.producer = producer
+        self.label_model = label_model
 
     def LeaseTask(
         self, request: human_tasks_pb2.LeaseTaskRequest, context: grpc.ServicerContext
@@ -162,7 +169,19 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                 metrics.LABELS_FINALIZED.labels(project_id, "human").inc()
             self.queue.finish(project_id, task.task_id)
         self.queue.mark_produced(lease_id)
+        if finalized and verdict is not None and self.label_model is not None:
+            self._learn(task, verdict.label or "")
         return finalized and not audit
+
+    def _learn(self, task: events_pb2.TaskRouted, human_label: str) -> None:
+        """People decided `human_label` (a label or an audit): the label model learns how each
+        source that voted on the item did. Best effort: a failure is logged, the answer stands."""
+        assert self.label_model is not None
+        try:
+            labels = self.projects.get(task.ingested.item.project_id).spec.labels
+            self.label_model.observe_prediction(task.prediction, human_label, labels)
+        except LabelloopError as exc:
+            log.warning("label model not updated for %s: %s", task.task_id, exc)
 
     def _redo(self, lease_id: str, lease: dict[str, str]) -> None:
         state = task_state(self.queue, lease["project"], lease["task"])

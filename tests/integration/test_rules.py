@@ -1,13 +1,15 @@
-"""Rules against the real services: the RuleService validates (errors name the field), versions
+"""Rules and the label model against the real services: the RuleService validates (errors name the field), versions
 and stores a project's rules; inference adds the votes of the rules that match to every
 prediction it produces (counted on the predictions topic); `labelloop rules import|list|remove|
-stats` work, stats scoring each rule against the human labels of the labels topic."""
+stats` work, stats scoring each rule against the human labels of the labels topic; people's
+answers teach the label model (in Redis) how each voting rule did, once per item."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -18,8 +20,9 @@ from support import wait_until
 
 from labelloop.core import stream
 from labelloop.core.label_log import replay
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.topics import LABELS, PREDICTIONS, item_key
-from labelloop.v1 import common_pb2, events_pb2, ingest_pb2, rules_pb2, rules_pb2_grpc
+from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, ingest_pb2, rules_pb2, rules_pb2_grpc
 
 LABELS_OF_PROJECT = ["sports", "politics", "tech"]
 
@@ -32,7 +35,7 @@ def services(stack, tmp_path_factory):
         f"t-rules-{uuid.uuid4().hex[:8]}",
         f"t:rules:{uuid.uuid4().hex[:8]}",
     )
-    running.start(("ingest", "inference"))
+    running.start(("ingest", "inference", "routing", "human_tasks"))
     yield running
     running.stop()
 
@@ -272,3 +275,64 @@ def test_the_cli_imports_lists_removes_and_scores_rules(services: RunningService
     # human labels 1 (right) and 2 (wrong); vote: 2 and 3, both right
     assert rows["ball"] == ["sports", "3", "0.750", "0.250", "0.250", "2", "0.500"]
     assert rows["vote"] == ["politics", "2", "0.500", "0.250", "0.250", "2", "1.000"]
+
+
+def test_peoples_answers_teach_the_label_model_once_per_item(services: RunningServices) -> None:
+    project = f"lm-{uuid.uuid4().hex[:6]}"
+    services.create_project(project, LABELS_OF_PROJECT, model_name=f"none-{project}")
+    api = rules_pb2_grpc.RuleServiceStub(services.channel("ingest"))
+    for rule in [keywords("ball", "sports", "ball"), keywords("vote", "politics", "vote")]:
+        api.AddRule(rules_pb2.AddRuleRequest(project_id=project, rule=rule), timeout=10)
+    truth = {"1": ("ball game", "sports"), "2": ("ball vote", "politics"), "3": ("quiet", "tech")}
+    ingest = services.ingest()
+    for item_id, (text, _) in truth.items():
+        item = common_pb2.Item(item_id=item_id, project_id=project, content=common_pb2.Content(text=text))
+        ingest.Submit(ingest_pb2.SubmitRequest(item=item), timeout=10)
+    # no model serves: every item becomes a task; a person answers each with its true label
+    human = services.human_tasks()
+    answered: set[str] = set()
+
+    def answer_one() -> bool:
+        lease = human.LeaseTask(
+            human_tasks_pb2.LeaseTaskRequest(project_id=project, annotator_id="ann"), timeout=10
+        )
+        if lease.has_task:
+            item_id = lease.task.ingested.item.item_id
+            assert {(v.source, v.label) for v in lease.task.prediction.votes} <= {
+                ("rule:ball", "sports"),
+                ("rule:vote", "politics"),
+            }
+            human.SubmitAnnotation(
+                human_tasks_pb2.SubmitAnnotationRequest(
+                    lease_id=lease.lease_id, annotator_id="ann", labels=[truth[item_id][1]]
+                ),
+                timeout=10,
+            )
+            answered.add(item_id)
+        return answered == set(truth)
+
+    wait_until(answer_one, 120, message="every item answered")
+    store = LabelModelStore(services.redis, services.redis_prefix)
+    model = store.load(project, LABELS_OF_PROJECT)
+    assert list(model.class_counts) == [1, 1, 1]
+    ball, vote = model.counts["rule:ball"], model.counts["rule:vote"]
+    # ball: right on 1, wrong on 2, abstained on 3; vote: abstained on 1, right on 2 and 3 abstained
+    assert (ball[0, 0], ball[1, 0], ball[2, 3], ball.sum()) == (1, 1, 1, 3)
+    assert (vote[0, 3], vote[1, 1], vote[2, 3], vote.sum()) == (1, 1, 1, 3)
+    # each source's learned accuracy is a gauge of human-tasks: smoothed toward 0.7 (weight 2)
+    metrics_url = f"http://127.0.0.1:{services.ports['human_tasks']}/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        exported = response.read().decode()
+    for source, accuracy in [("rule:ball", (1 + 1.4) / 4), ("rule:vote", (1 + 1.4) / 3)]:
+        line = f'labelloop_source_accuracy{{project="{project}",source="{source}"}}'
+        assert any(
+            row.startswith(line) and float(row.split()[-1]) == pytest.approx(accuracy)
+            for row in exported.splitlines()
+        ), line
+    # delivered again (at-least-once): counted once
+    replayed = events_pb2.Prediction(
+        ingested=events_pb2.ItemIngested(item=common_pb2.Item(item_id="1", project_id=project)),
+        votes=[events_pb2.SourceVote(source="rule:ball", label="sports", version=2)],
+    )
+    assert not store.observe_prediction(replayed, "sports", LABELS_OF_PROJECT)
+    assert store.load(project, LABELS_OF_PROJECT).counts["rule:ball"].sum() == 3
