@@ -84,6 +84,15 @@ SOURCE_ACCURACY = Gauge(
     "A label source's learned accuracy when it votes (the label model, from people's answers).",
     ["project", "source"],
 )
+LLM_CALLS = Counter(
+    "labelloop_llm_calls",
+    "Questions to the LLM source by outcome (answered, out_of_set, malformed, timeout, unavailable, "
+    "rejected, over_budget).",
+    ["project", "outcome"],
+)
+LLM_TOKENS = Counter(
+    "labelloop_llm_tokens", "Tokens the LLM endpoint reported, by kind.", ["project", "kind"]
+)
 
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(
