@@ -2,14 +2,19 @@
 own (Starlette on uvicorn, 127.0.0.1): the request it sends (structured output with the label
 enum, the bearer key), normal answers, an answer outside the label set, malformed JSON, timeouts,
 429 and 5xx retried with backoff, a 4xx not retried, the concurrency limit, and the per-project
-budget of calls per hour in the stack's Redis."""
+budget of calls per hour in the stack's Redis; and the LLM source service end to end: items
+without a model are asked about and its votes land on the votes topic, one per item, while a
+429 storm costs only retries."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +22,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from running import RunningServices
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +30,8 @@ from starlette.routing import Route
 from support import free_port, wait_until
 
 from labelloop.core import redis_store
+from labelloop.core.label_log import replay
+from labelloop.core.topics import VOTES
 from labelloop.llm_source.client import (
     ANSWERED,
     MALFORMED,
@@ -36,6 +44,8 @@ from labelloop.llm_source.client import (
     LlmClient,
     LlmConfig,
 )
+from labelloop.stack.process import ManagedProcess
+from labelloop.v1 import common_pb2, ingest_pb2
 
 LABELS = ["sports", "politics", "tech"]
 KEY = "sk-test-" + uuid.uuid4().hex
@@ -210,3 +220,62 @@ def test_the_budget_counts_calls_per_project_per_hour(endpoint: Endpoint, stack)
     now[0] += 3600
     assert llm.ask("news", LABELS, "x").outcome == ANSWERED, "a new hour, a new budget"
     redis_client.close()
+
+
+def test_the_llm_source_service_votes_on_the_items_it_asks_about(endpoint: Endpoint, stack, tmp_path) -> None:
+    topic_prefix, redis_prefix = f"t-llm-{uuid.uuid4().hex[:8]}", f"t:llm:{uuid.uuid4().hex[:8]}"
+    services = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
+    metrics_port = free_port()
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=3) as resp:
+            return resp.status == 200
+
+    llm_source = ManagedProcess(
+        "llm_source",
+        [sys.executable, "-m", "labelloop.llm_source"],
+        {
+            **os.environ,
+            **stack.service_env(),
+            "LABELLOOP_TOPIC_PREFIX": topic_prefix,
+            "LABELLOOP_REDIS_KEY_PREFIX": redis_prefix,
+            "LABELLOOP_METRICS_PORT": str(metrics_port),
+            "LABELLOOP_LLM_BASE_URL": endpoint.url,
+            "LABELLOOP_LLM_MODEL": "tiny-model",
+            "LABELLOOP_LLM_API_KEY": KEY,
+            "LABELLOOP_LLM_BACKOFF_S": "0.05",
+            "PYTHONUNBUFFERED": "1",
+        },
+        tmp_path / "llm_source.log",
+        ready,
+        ports=[metrics_port],
+        start_timeout_s=90,
+        stop_timeout_s=20,
+    )
+    endpoint.script = [("status", 429), ("status", 503), ("label", "politics")]
+    endpoint.requests.clear()
+    try:
+        services.start(("ingest", "inference"))
+        llm_source.start()
+        project = f"llm-{uuid.uuid4().hex[:6]}"
+        services.create_project(project, LABELS, model_name=f"none-{project}")
+        ingest = services.ingest()
+        for i in range(5):
+            item = common_pb2.Item(
+                item_id=str(i), project_id=project, content=common_pb2.Content(text=f"post {i}")
+            )
+            ingest.Submit(ingest_pb2.SubmitRequest(item=item), timeout=10)
+
+        def votes() -> list:
+            return list(replay(stack.bootstrap_servers, topic_prefix, VOTES, project_id=project))
+
+        wait_until(lambda: len(votes()) >= 5, 90, message=lambda: f"votes: {len(votes())}")
+        cast = votes()
+        assert sorted(v.item_id for v in cast) == [str(i) for i in range(5)], "one vote per item"
+        assert {(v.vote.source, v.vote.label) for v in cast} == {("llm:tiny-model", "politics")}
+        assert len(endpoint.requests) == 7, "five questions, two of them retried once"
+        log = llm_source.log.read_text(errors="replace")
+        assert KEY not in log and KEY not in services.log("inference"), "the key is never logged"
+    finally:
+        llm_source.stop()
+        services.stop()
