@@ -1,6 +1,6 @@
-"""`labelloop sources --project P`: each label source's learned accuracy (the model, every rule),
-from the label model (`labelloop.core.label_model`) rebuilt by replaying the project's
-predictions (their scores and rule votes) and labels (people's) topics."""
+"""`labelloop sources --project P`: each label source's learned accuracy (the model, every rule,
+the LLM), from the label model (`labelloop.core.label_model`) rebuilt by replaying the project's
+predictions (their scores and rule votes), votes (the LLM's) and labels (people's) topics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.table import Table
 from labelloop.cli.rule_commands import cli_settings, rpc_failed, rule_stub
 from labelloop.core.label_model import rebuild
 from labelloop.core.rules import source_name
-from labelloop.core.topics import PREDICTIONS
+from labelloop.core.topics import PREDICTIONS, VOTES
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, rules_pb2
 
 console = Console()
@@ -45,6 +45,9 @@ def sources(project: Annotated[str, typer.Option("--project", help="The project.
             )
             for p in replay(s.kafka_bootstrap, s.topic_prefix, PREDICTIONS, project_id=project)
         ]
+        late: dict[str, dict[str, str]] = {}
+        for cast in replay(s.kafka_bootstrap, s.topic_prefix, VOTES, project_id=project):
+            late.setdefault(cast.item_id, {})[cast.vote.source] = cast.vote.label
         human = {
             item_id: label.labels[0]
             for item_id, label in latest_labels(s.kafka_bootstrap, s.topic_prefix, project).items()
@@ -53,7 +56,7 @@ def sources(project: Annotated[str, typer.Option("--project", help="The project.
     except Exception as exc:
         err.print(f"[red]error:[/] reading the topics from Kafka at {s.kafka_bootstrap}: {exc}")
         raise typer.Exit(1) from None
-    model = rebuild(labels, history, human, [source_name(r.name) for r in rule_set.rules])
+    model = rebuild(labels, history, human, [source_name(r.name) for r in rule_set.rules], late)
     console.print(f"project {project}: {len(human)} human labels, {len(history)} predictions")
     table = Table("source", "judged", "coverage", "accuracy")
     for source in model.sources():

@@ -165,11 +165,14 @@ def rebuild(
     predictions: Iterable[tuple[str, Sequence[tuple[str, str]], Sequence[float] | None]],
     human_labels: Mapping[str, str],
     rule_sources: Iterable[str] = (),
+    late_votes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> LabelModel:
     """A label model replayed from history: `predictions` are (item id, rule votes as (source,
     label) pairs, the model's probabilities or None) in topic order, the last one per item
-    counting; `human_labels` maps item ids to people's label. Every source in `rule_sources` or
-    seen voting is taken to have looked at every item (abstaining where it cast no vote): the
+    counting; `human_labels` maps item ids to people's label; `late_votes` holds the votes cast
+    apart from the prediction (the votes topic: item id -> source -> label; such a source is
+    asked about some items only, so it never counts as abstaining). Every source in
+    `rule_sources` or seen voting in a prediction is taken to have looked at every item (abstaining where it cast no vote): the
     history does not say which rules existed when an item was predicted, so a rule added late
     looks like one that abstained early (its coverage reads low; its accuracy is unaffected)."""
     latest: dict[str, tuple[Sequence[tuple[str, str]], Sequence[float] | None]] = {}
@@ -181,6 +184,7 @@ def rebuild(
         if item_id not in latest:
             continue
         votes, probabilities = latest[item_id]
-        cast = votes_of(votes, probabilities, labels)
+        extra = sorted((late_votes or {}).get(item_id, {}).items())
+        cast = votes_of([*votes, *extra], probabilities, labels)
         model.observe(cast, human, sorted(rules - set(cast)))
     return model

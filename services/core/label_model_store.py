@@ -7,7 +7,9 @@ Keys: `<prefix>:label-model:<project>` is a hash of counts, field `c\\x1f<label>
 label and `s\\x1f<source>\\x1f<label>\\x1f<vote>` per (source, human label, vote) with an empty
 vote for an abstention; `<prefix>:label-model:<project>:seen` is the set of item ids already
 counted. One Lua script checks the set and adds the counts atomically, so an answer delivered
-twice (at-least-once) counts once. The same counts can be rebuilt from the topics
+twice (at-least-once) counts once. Sources that vote apart from the prediction (the LLM source)
+stash their vote per item (`<prefix>:late-votes:<project>:<item>`, a hash source -> label, kept
+`LATE_VOTE_TTL_S`) with `stash_vote`; `observe_prediction` counts them with the prediction's. The same counts can be rebuilt from the topics
 (`labelloop.core.label_model.rebuild`).
 """
 
@@ -25,6 +27,7 @@ from labelloop.core.rules import RuleStore, source_name
 from labelloop.v1 import events_pb2
 
 SEP = "\x1f"
+LATE_VOTE_TTL_S = 14 * 24 * 3600
 
 _OBSERVE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
@@ -63,6 +66,25 @@ class LabelModelStore:
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 
+    def stash_vote(self, project_id: str, item_id: str, source: str, label: str) -> None:
+        """Keep a vote cast apart from the item's prediction until people decide the item."""
+        key = self.keys("late-votes", project_id, item_id)
+        try:
+            with self.client.pipeline() as pipe:
+                pipe.hset(key, source, label)
+                pipe.expire(key, LATE_VOTE_TTL_S)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def late_votes(self, project_id: str, item_id: str) -> dict[str, str]:
+        """The votes stashed for an item (source -> label)."""
+        try:
+            raw = self.client.hgetall(self.keys("late-votes", project_id, item_id))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return {_text(k): _text(v) for k, v in raw.items()}  # type: ignore[union-attr]
+
     def observe_prediction(
         self, prediction: events_pb2.Prediction, human_label: str, labels: Sequence[str]
     ) -> bool:
@@ -73,7 +95,9 @@ class LabelModelStore:
         item = prediction.ingested.item
         scored = len(prediction.scores) == len(labels)
         probabilities = [score.probability for score in prediction.scores] if scored else None
-        votes = votes_of([(v.source, v.label) for v in prediction.votes], probabilities, labels)
+        cast = [(v.source, v.label) for v in prediction.votes]
+        cast += sorted(self.late_votes(item.project_id, item.item_id).items())
+        votes = votes_of(cast, probabilities, labels)
         rules = [source_name(name) for name in self.rules.compiled(item.project_id).names]
         counted = self.observe(item.project_id, item.item_id, votes, human_label, rules)
         if counted:
@@ -92,7 +116,7 @@ class LabelModelStore:
         assert model.class_counts is not None
         k = len(labels)
         for field_raw, value_raw in raw.items():  # type: ignore[union-attr]
-            parts = (field_raw.decode() if isinstance(field_raw, bytes) else field_raw).split(SEP)
+            parts = _text(field_raw).split(SEP)
             count = int(value_raw)
             if parts[0] == "c" and len(parts) == 2 and parts[1] in model.index:
                 model.class_counts[model.index[parts[1]]] += count
@@ -104,3 +128,7 @@ class LabelModelStore:
                 matrix = model.counts.setdefault(source, np.zeros((k, k + 1)))
                 matrix[truth, column] += count
         return model
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
@@ -44,6 +45,7 @@ def main() -> None:
         settings.llm_ask,
         f"llm:{settings.llm_model}",
         settings.llm_max_concurrency,
+        LabelModelStore(client, settings.redis_key_prefix),
     )
     log.info(
         "llm source: asking about %s items of %s at %s", settings.llm_ask, settings.llm_model, config.base_url

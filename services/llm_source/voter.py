@@ -5,7 +5,8 @@ model is unsure of (no model, or a top probability the project's threshold does 
 none. The questions of a batch run concurrently (the client bounds how many); an item whose
 question fails, or whose answer is unusable, simply gets no vote and stays with people. Each
 question is bounded by the client's timeout and retries, so a slow or down endpoint delays this
-consumer only: it is not on the path from items to labels.
+consumer only: it is not on the path from items to labels. Each vote is also stashed for the
+label model, which learns the LLM's accuracy when people decide the item.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from labelloop.core.errors import NotFound, PoisonMessage
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, Event, now_timestamp
 from labelloop.core.thresholds import Threshold, ThresholdStore
@@ -49,12 +51,14 @@ class LlmVoter:
         mode: str,
         source: str,
         max_concurrency: int,
+        label_model: LabelModelStore | None = None,
     ) -> None:
         self.projects = projects
         self.thresholds = thresholds
         self.llm = llm
         self.mode = mode
         self.source = source
+        self.label_model = label_model
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="llm")
 
     def __call__(self, batch: Batch) -> None:
@@ -83,6 +87,8 @@ class LlmVoter:
             if answer.outcome != ANSWERED or answer.label is None:
                 continue
             item = event.message.ingested.item
+            if self.label_model is not None:  # for the label model, when people decide the item
+                self.label_model.stash_vote(item.project_id, item.item_id, self.source, answer.label)
             batch.emit(
                 VOTES,
                 item_key(item.project_id, item.item_id),

@@ -31,6 +31,7 @@ from support import free_port, wait_until
 
 from labelloop.core import redis_store
 from labelloop.core.label_log import replay
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.topics import VOTES
 from labelloop.llm_source.client import (
     ANSWERED,
@@ -45,7 +46,7 @@ from labelloop.llm_source.client import (
     LlmConfig,
 )
 from labelloop.stack.process import ManagedProcess
-from labelloop.v1 import common_pb2, ingest_pb2
+from labelloop.v1 import common_pb2, human_tasks_pb2, ingest_pb2
 
 LABELS = ["sports", "politics", "tech"]
 KEY = "sk-test-" + uuid.uuid4().hex
@@ -255,7 +256,7 @@ def test_the_llm_source_service_votes_on_the_items_it_asks_about(endpoint: Endpo
     endpoint.script = [("status", 429), ("status", 503), ("label", "politics")]
     endpoint.requests.clear()
     try:
-        services.start(("ingest", "inference"))
+        services.start(("ingest", "inference", "routing", "human_tasks"))
         llm_source.start()
         project = f"llm-{uuid.uuid4().hex[:6]}"
         services.create_project(project, LABELS, model_name=f"none-{project}")
@@ -274,6 +275,32 @@ def test_the_llm_source_service_votes_on_the_items_it_asks_about(endpoint: Endpo
         assert sorted(v.item_id for v in cast) == [str(i) for i in range(5)], "one vote per item"
         assert {(v.vote.source, v.vote.label) for v in cast} == {("llm:tiny-model", "politics")}
         assert len(endpoint.requests) == 7, "five questions, two of them retried once"
+        # people answer the five tasks (politics but for item 4): the label model learns the
+        # LLM was right 4 times in 5, through the votes it stashed
+        human = services.human_tasks()
+        answered: set[str] = set()
+
+        def answer_one() -> bool:
+            lease = human.LeaseTask(
+                human_tasks_pb2.LeaseTaskRequest(project_id=project, annotator_id="ann"), timeout=10
+            )
+            if lease.has_task:
+                item_id = lease.task.ingested.item.item_id
+                label = "sports" if item_id == "4" else "politics"
+                human.SubmitAnnotation(
+                    human_tasks_pb2.SubmitAnnotationRequest(
+                        lease_id=lease.lease_id, annotator_id="ann", labels=[label]
+                    ),
+                    timeout=10,
+                )
+                answered.add(item_id)
+            return len(answered) == 5
+
+        wait_until(answer_one, 120, message="every task answered")
+        model = LabelModelStore(services.redis, redis_prefix).load(project, LABELS)
+        counts = model.counts["llm:tiny-model"]
+        assert (counts[1, 1], counts[0, 1], counts.sum()) == (4, 1, 5)
+        assert model.judged("llm:tiny-model") == 5
         log = llm_source.log.read_text(errors="replace")
         assert KEY not in log and KEY not in services.log("inference"), "the key is never logged"
     finally:
