@@ -188,3 +188,20 @@ def rebuild(
         cast = votes_of([*votes, *extra], probabilities, labels)
         model.observe(cast, human, sorted(rules - set(cast)))
     return model
+
+
+def combined_scores(
+    model: LabelModel, votes: Mapping[str, str], model_probabilities: Sequence[float], min_judged: int
+) -> list[float] | None:
+    """The posterior routing thresholds for an item the model scored, counting only the votes of
+    sources with at least `min_judged` votes checked by people (an untried rule must not push
+    items over the threshold on the prior alone); None when no such source voted, so the
+    model's probabilities stay the input (projects without rules route exactly as before)."""
+    trusted = {
+        source: label
+        for source, label in votes.items()
+        if source != MODEL_SOURCE and model.judged(source) >= max(min_judged, 1)
+    }
+    if not trusted or not len(model_probabilities):
+        return None
+    return [float(p) for p in model.posterior(trusted, model_probabilities)]

@@ -15,6 +15,7 @@ stash their vote per item (`<prefix>:late-votes:<project>:<item>`, a hash source
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -39,8 +40,12 @@ return 1
 class LabelModelStore:
     """Counts of each project's label model in Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str, rules: RuleStore | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, key_prefix: str, rules: RuleStore | None = None, cache_s: float = 5.0
+    ) -> None:
         self.client = client
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, LabelModel]] = {}
         self.keys = Keys(key_prefix)
         self.rules = rules if rules is not None else RuleStore(client, key_prefix)
         self._observe = client.register_script(_OBSERVE)
@@ -105,6 +110,16 @@ class LabelModelStore:
             for source in votes.keys() | set(rules):
                 metrics.SOURCE_ACCURACY.labels(item.project_id, source).set(model.accuracy(source))
         return counted
+
+    def cached(self, project_id: str, labels: Sequence[str]) -> LabelModel:
+        """`load`, re-read at most every `cache_s` seconds (routing's read path)."""
+        now = time.monotonic()
+        hit = self._cache.get(project_id)
+        if hit and now - hit[0] < self.cache_s and list(hit[1].labels) == list(labels):
+            return hit[1]
+        model = self.load(project_id, labels)
+        self._cache[project_id] = (now, model)
+        return model
 
     def load(self, project_id: str, labels: Sequence[str]) -> LabelModel:
         """The project's label model over `labels` (counts of labels outside them are ignored)."""
