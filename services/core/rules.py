@@ -151,6 +151,7 @@ class CompiledRules:
     def __init__(self, rule_set: rules_pb2.RuleSet) -> None:
         self.version = rule_set.version
         self.names = [r.name for r in rule_set.rules]
+        self.labels = [r.label for r in rule_set.rules]
         self._rules = [_compile(r) for r in rule_set.rules]
 
     def __len__(self) -> int:
@@ -217,7 +218,7 @@ def rule_stats(rules: CompiledRules, items: Sequence[tuple[common_pb2.Item, str 
     return [
         RuleStats(
             name=rules.names[i],
-            label=rules._rules[i].label,
+            label=rules.labels[i],
             votes=votes[i],
             coverage=votes[i] / total,
             overlaps=overlaps[i] / total,
