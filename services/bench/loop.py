@@ -28,13 +28,24 @@ from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.core import grpc_client
+from labelloop.core.errors import InvalidArgument
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
 from labelloop.core.label_log import replay
+from labelloop.core.rules import parse_rule_file, validate_rule
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
 from labelloop.datasets import labels_of
 from labelloop.datasets import load as load_dataset
-from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
+from labelloop.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    rules_pb2,
+    rules_pb2_grpc,
+)
 
 Say = Callable[[str], None]
 
@@ -68,6 +79,7 @@ class BenchConfig:
     topic_prefix: str = "labelloop"
     reference: bool = True
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
+    rules: Path | None = None  # a rule file (labelloop.core.rules) added to the bench's project
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -141,6 +153,17 @@ def ensure_stack(say: Say) -> None:
     stack.up()
 
 
+def load_rules(path: Path, labels: list[str]) -> list[rules_pb2.Rule]:
+    """The rules of a rule file, checked against the dataset's labels; BenchError names the
+    file and what is wrong (before anything starts)."""
+    try:
+        return [validate_rule(rule, labels) for rule in parse_rule_file(path.read_text(encoding="utf-8"))]
+    except OSError as exc:
+        raise BenchError(f"--rules {path}: {exc}") from None
+    except InvalidArgument as exc:
+        raise BenchError(f"--rules {path}: {exc}") from None
+
+
 def run_bench(
     config: BenchConfig, say: Say = print, progress: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, Any]:
@@ -155,6 +178,7 @@ def run_bench(
     order = [r["id"] for r in records]
     truth = {r["id"]: r["label"] for r in records}
     say(f"dataset {config.data}: {len(records)} items, {len(label_set)} classes")
+    rules = load_rules(config.rules, label_set) if config.rules else []
 
     reference = ReferenceRun(records, config) if config.reference else None
     try:
@@ -177,6 +201,11 @@ def run_bench(
                 ),
                 timeout=30,
             )
+            if rules:
+                rule_api = rules_pb2_grpc.RuleServiceStub(channel)
+                for rule in rules:
+                    rule_api.AddRule(rules_pb2.AddRuleRequest(project_id=project_id, rule=rule), timeout=30)
+                say(f"project {project_id}: {len(rules)} rules from {config.rules}")
             say(f"project {project_id}: streaming through {config.ingest_addr}")
             outcome = _stream(config, channel, admin, project_id, records, truth, label_set, progress)
         say("collecting the labels of record from Kafka")

@@ -357,6 +357,10 @@ def bench(
     throughput: Annotated[
         bool, typer.Option("--throughput", help="Measure the auto path at full speed instead.")
     ] = False,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="A rule file (YAML, as `labelloop rules import`) for the bench's project."),
+    ] = None,
 ) -> None:
     """Run the whole loop on a labeled dataset with its labels hidden; write a report (and plot)."""
     from labelloop.bench.loop import BenchConfig, BenchError, run_bench
@@ -374,6 +378,7 @@ def bench(
         rate=rate,
         window=window,
         stall_timeout_s=stall_timeout,
+        rules=rules,
         ingest_addr=s.ingest_addr,
         human_tasks_addr=s.human_tasks_addr,
         token=s.token,

@@ -197,3 +197,15 @@ def test_votes_appended_to_an_encoded_prediction_parse_as_its_votes_field() -> N
         ("tech", 0.1),
     ]
     assert [(v.source, v.label, v.version) for v in parsed.votes] == [("rule:ball", "sports", 3)]
+
+
+def test_the_bench_checks_its_rule_file_before_anything_starts(tmp_path) -> None:
+    from labelloop.bench.loop import BenchError, load_rules
+
+    good = tmp_path / "good.yaml"
+    good.write_text("rules:\n  - {name: ball, label: sports, keywords: [ball]}\n")
+    assert [r.name for r in load_rules(good, LABELS)] == ["ball"]
+    with pytest.raises(BenchError, match=r"--rules .*good.yaml: rule.label: 'sports' is not one"):
+        load_rules(good, ["a", "b"])
+    with pytest.raises(BenchError, match=r"--rules .*missing\.yaml"):
+        load_rules(tmp_path / "missing.yaml", LABELS)
