@@ -1,15 +1,17 @@
 """`labelloop bench` on a small slice against the test stack: the report is complete and
-consistent with the labels of record, and the reference is computed."""
+consistent with the labels of record, the reference is computed, and a rule file's rules vote."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from running import RunningServices
 
 from labelloop.bench.loop import BenchConfig, run_bench
-from labelloop.core.label_log import latest_labels
+from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.topics import PREDICTIONS
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2
 
@@ -42,7 +44,10 @@ def services(stack, tmp_path, topic_prefix, redis_prefix):
 
 
 def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) -> None:
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text("rules:\n  - {name: football, label: sports, keywords: [football]}\n")
     config = BenchConfig(
+        rules=rule_file,
         data="bbcnews",
         limit=200,
         report=tmp_path / "report.json",
@@ -74,6 +79,16 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         sum(labels[i].labels[0] == truth[i] for i in humans) / len(humans)
     )
     assert 0.75 < report["human_accuracy"] < 1.0, "simulated annotators err at about the configured 10%"
+
+    # the rule file's rule voted on the items that mention football, on their predictions
+    predictions = list(
+        replay(stack.bootstrap_servers, services.topic_prefix, PREDICTIONS, project_id=report["project"])
+    )
+    voted = {
+        p.ingested.item.item_id for p in predictions if any(v.source == "rule:football" for v in p.votes)
+    }
+    mentions = {r["id"] for r in load("bbcnews", 200) if re.search(r"(?<!\w)football(?!\w)", r["text"], re.I)}
+    assert voted == mentions and mentions
 
     reference = report["reference"]
     assert reference["items"] == 200
