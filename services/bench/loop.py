@@ -33,7 +33,7 @@ from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve
 from labelloop.core.label_log import replay
 from labelloop.core.rules import parse_rule_file, validate_rule
 from labelloop.core.settings import load
-from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
+from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS, PREDICTIONS, VOTES
 from labelloop.datasets import labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.v1 import (
@@ -224,6 +224,11 @@ def run_bench(
             for e in replay(config.kafka_bootstrap, config.topic_prefix, MODELS)
             if e.project_id == project_id
         ]
+        votes: dict[str, dict[str, str]] = {}
+        for p in replay(config.kafka_bootstrap, config.topic_prefix, PREDICTIONS, project_id=project_id):
+            votes[p.ingested.item.item_id] = {v.source: v.label for v in p.votes}  # the latest counts
+        for cast in replay(config.kafka_bootstrap, config.topic_prefix, VOTES, project_id=project_id):
+            votes.setdefault(cast.item_id, {})[cast.vote.source] = cast.vote.label
         summary = reports.summarize(
             order,
             truth,
@@ -251,6 +256,7 @@ def run_bench(
             "wall_s": 0.0,
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30)),
+            "sources": reports.source_stats(votes, truth),
             **config.extra,
         }
         if reference is not None:

@@ -89,6 +89,12 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     }
     mentions = {r["id"] for r in load("bbcnews", 200) if re.search(r"(?<!\w)football(?!\w)", r["text"], re.I)}
     assert voted == mentions and mentions
+    sports = sum(truth[i] == "sports" for i in mentions)
+    assert report["sources"]["rule:football"] == {
+        "votes": len(mentions),
+        "coverage": len(mentions) / 200,
+        "accuracy": round(sports / len(mentions), 6),
+    }
 
     reference = report["reference"]
     assert reference["items"] == 200

@@ -65,3 +65,14 @@ def test_the_make_bench_row_marks_the_targets_against_the_reference() -> None:
     assert row[2] == "0.100 (0.151)" and row[3] == "0.969 (0.973)"
     assert row[6] == "met / met", "0.100 <= 0.7 x 0.151 and 0.969 >= 0.973 - 0.005"
     assert bench_row({**run, "human_fraction": 0.11, "accuracy": 0.967})[6] == "missed / missed"
+
+
+def test_source_stats_score_each_source_against_the_hidden_labels() -> None:
+    from labelloop.bench.report import source_stats
+
+    truth = {"1": "a", "2": "b", "3": "a", "4": "b"}
+    votes = {"1": {"rule:x": "a", "llm:m": "a"}, "2": {"rule:x": "a"}, "3": {}, "4": {"llm:m": "b"}}
+    assert source_stats(votes, truth) == {
+        "llm:m": {"votes": 2, "coverage": 0.5, "accuracy": 1.0},
+        "rule:x": {"votes": 2, "coverage": 0.5, "accuracy": 0.5},
+    }
