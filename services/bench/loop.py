@@ -35,14 +35,25 @@ from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core import grpc_client
+from labelloop.core.errors import InvalidArgument
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
 from labelloop.core.label_log import replay
+from labelloop.core.rules import parse_rule_file, validate_rule
 from labelloop.core.settings import load
-from labelloop.core.topics import ANNOTATIONS, MODELS, TASKS
+from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, VOTES
 from labelloop.datasets import content_of, labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.datasets.images import media_store
-from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, events_pb2, ingest_pb2, ingest_pb2_grpc
+from labelloop.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    rules_pb2,
+    rules_pb2_grpc,
+)
 
 Say = Callable[[str], None]
 
@@ -91,6 +102,7 @@ class BenchConfig:
     reference_seeds: int = 5  # seeds of the reference's random held-out split (mean and range)
     reference_cache: Path | None = field(default_factory=default_reference_cache)
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
+    rules: Path | None = None  # a rule file (labelloop.core.rules) added to the bench's project
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -211,6 +223,17 @@ def ensure_stack(say: Say) -> None:
     stack.up()
 
 
+def load_rules(path: Path, labels: list[str]) -> list[rules_pb2.Rule]:
+    """The rules of a rule file, checked against the dataset's labels; BenchError names the
+    file and what is wrong (before anything starts)."""
+    try:
+        return [validate_rule(rule, labels) for rule in parse_rule_file(path.read_text(encoding="utf-8"))]
+    except OSError as exc:
+        raise BenchError(f"--rules {path}: {exc}") from None
+    except InvalidArgument as exc:
+        raise BenchError(f"--rules {path}: {exc}") from None
+
+
 def run_bench(
     config: BenchConfig, say: Say = print, progress: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, Any]:
@@ -225,6 +248,7 @@ def run_bench(
     order = [r["id"] for r in records]
     truth = {r["id"]: r["label"] for r in records}
     say(f"dataset {config.data}: {len(records)} items, {len(label_set)} classes")
+    rules = load_rules(config.rules, label_set) if config.rules else []
 
     reference = ReferenceRun(records, config) if config.reference else None
     try:
@@ -258,6 +282,11 @@ def run_bench(
                 ),
                 timeout=30,
             )
+            if rules:
+                rule_api = rules_pb2_grpc.RuleServiceStub(channel)
+                for rule in rules:
+                    rule_api.AddRule(rules_pb2.AddRuleRequest(project_id=project_id, rule=rule), timeout=30)
+                say(f"project {project_id}: {len(rules)} rules from {config.rules}")
             watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
             outcome = _stream(
@@ -276,6 +305,11 @@ def run_bench(
             for e in replay(config.kafka_bootstrap, config.topic_prefix, MODELS)
             if e.project_id == project_id
         ]
+        votes: dict[str, dict[str, str]] = {}
+        for p in replay(config.kafka_bootstrap, config.topic_prefix, PREDICTIONS, project_id=project_id):
+            votes[p.ingested.item.item_id] = {v.source: v.label for v in p.votes}  # the latest counts
+        for cast in replay(config.kafka_bootstrap, config.topic_prefix, VOTES, project_id=project_id):
+            votes.setdefault(cast.item_id, {})[cast.vote.source] = cast.vote.label
         summary = reports.summarize(
             order,
             truth,
@@ -309,6 +343,7 @@ def run_bench(
             "wall_s": 0.0,
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
+            "sources": reports.source_stats(votes, truth),
             **config.extra,
         }
         if reference is not None:

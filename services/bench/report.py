@@ -150,6 +150,28 @@ def summarize(
     }
 
 
+def source_stats(
+    votes: Mapping[str, Mapping[str, str]], truth: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per label source other than the model (rules, the LLM): how many items it voted on, its
+    coverage of the stream and its accuracy against the hidden labels (None without votes).
+    `votes` maps item ids to {source: label}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item_id, cast in votes.items():
+        for source, label in cast.items():
+            row = out.setdefault(source, {"votes": 0, "correct": 0})
+            row["votes"] += 1
+            row["correct"] += truth.get(item_id) == label
+    return {
+        source: {
+            "votes": row["votes"],
+            "coverage": row["votes"] / max(len(truth), 1),
+            "accuracy": _share(row["correct"], row["votes"]),
+        }
+        for source, row in sorted(out.items())
+    }
+
+
 def windows(
     order: Sequence[str],
     truth: Mapping[str, str],

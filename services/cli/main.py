@@ -24,7 +24,9 @@ from rich.table import Table
 
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.cli.model_commands import model_app
+from labelloop.cli.rule_commands import rules_app
 from labelloop.cli.settings import CliSettings
+from labelloop.cli.source_commands import sources
 from labelloop.cli.token_commands import token_app
 from labelloop.core import grpc_client
 from labelloop.core.grpc_client import MissingToken, resolve_token
@@ -36,6 +38,8 @@ project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True
 app.add_typer(project_app, name="project")
 app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
+app.add_typer(rules_app, name="rules")
+app.command("sources")(sources)
 console = Console()
 err = Console(stderr=True)
 
@@ -408,6 +412,10 @@ def bench(
     reference_seeds: Annotated[
         int, typer.Option(help="Seeds of the reference's random held-out split (mean and range).")
     ] = 5,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="A rule file (YAML, as `labelloop rules import`) for the bench's project."),
+    ] = None,
 ) -> None:
     """Run the whole loop on a labeled dataset with its labels hidden; write a report (and plot)."""
     from labelloop.bench.loop import BenchConfig, BenchError, run_bench
@@ -425,6 +433,7 @@ def bench(
         rate=rate,
         window=window,
         stall_timeout_s=stall_timeout,
+        rules=rules,
         ingest_addr=s.ingest_addr,
         human_tasks_addr=s.human_tasks_addr,
         token=s.token,

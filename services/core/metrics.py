@@ -79,6 +79,25 @@ CASCADE_ITEMS = Counter(
     'Items of cascade models by the stage that answered: "fast", or "encoder" (the fast stage was unsure).',
     ["project", "stage"],
 )
+RULE_VOTES = Counter(
+    "labelloop_rule_votes",
+    "Votes cast by a project's rules (labeling functions) on items, per rule.",
+    ["project", "source"],
+)
+SOURCE_ACCURACY = Gauge(
+    "labelloop_source_accuracy",
+    "A label source's learned accuracy when it votes (the label model, from people's answers).",
+    ["project", "source"],
+)
+LLM_CALLS = Counter(
+    "labelloop_llm_calls",
+    "Questions to the LLM source by outcome (answered, out_of_set, malformed, timeout, unavailable, "
+    "rejected, over_budget).",
+    ["project", "outcome"],
+)
+LLM_TOKENS = Counter(
+    "labelloop_llm_tokens", "Tokens the LLM endpoint reported, by kind.", ["project", "kind"]
+)
 
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(

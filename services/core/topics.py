@@ -56,6 +56,9 @@ LABELS = Topic(
     config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000"},
     description="Labels of record, compacted (key: item id).",
 )
+VOTES = Topic(
+    "votes", events_pb2.VoteCast, 6, description="Votes of slow label sources, e.g. the LLM (key: item id)."
+)
 MODELS = Topic("models", events_pb2.ModelEvent, 1, description="Model lifecycle events (key: project id).")
 DEAD_LETTERS = Topic(
     "dead-letters", events_pb2.DeadLetter, 1, description="Messages a service could not process."
@@ -69,7 +72,7 @@ def item_key(project_id: str, item_id: str) -> str:
     return f"{project_id}/{item_id}"
 
 
-ALL_TOPICS: tuple[Topic, ...] = (ITEMS, PREDICTIONS, TASKS, ANNOTATIONS, LABELS, MODELS, DEAD_LETTERS)
+ALL_TOPICS: tuple[Topic, ...] = (ITEMS, PREDICTIONS, TASKS, ANNOTATIONS, LABELS, VOTES, MODELS, DEAD_LETTERS)
 
 
 def by_full_name(prefix: str) -> dict[str, Topic]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from labelloop.core import grpc_server, stream
+from labelloop.core import grpc_server, metrics, stream
+from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import MODELS, TASKS
@@ -31,7 +33,13 @@ def main() -> None:
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
     api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
-    api = HumanTaskApi(queue, projects, FinalLabelWriter(client, settings.redis_key_prefix), api_producer)
+    api = HumanTaskApi(
+        queue,
+        projects,
+        FinalLabelWriter(client, settings.redis_key_prefix),
+        api_producer,
+        LabelModelStore(client, settings.redis_key_prefix),
+    )
     server = grpc_server.build_server(
         "human_tasks",
         settings.grpc_port,

@@ -17,9 +17,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import access, metrics
-from labelloop.core.errors import InvalidArgument
+from labelloop.core.errors import InvalidArgument, LabelloopError
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.identifiers import check_lease_id
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
@@ -48,12 +49,18 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     token's (an admin may name one); a request's `annotator_id` naming someone else is refused."""
 
     def __init__(
-        self, queue: TaskQueue, projects: ProjectStore, writer: FinalLabelWriter, producer: EventProducer
+        self,
+        queue: TaskQueue,
+        projects: ProjectStore,
+        writer: FinalLabelWriter,
+        producer: EventProducer,
+        label_model: LabelModelStore | None = None,
     ) -> None:
         self.queue = queue
         self.projects = projects
         self.writer = writer
         self.producer = producer
+        self.label_model = label_model
 
     def LeaseTask(
         self, request: human_tasks_pb2.LeaseTaskRequest, context: grpc.ServicerContext
@@ -166,7 +173,19 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             self.writer.confirm(published)
             self.queue.finish(task)
         self.queue.mark_produced(lease_id, project_id)
+        if finalized and verdict is not None and self.label_model is not None:
+            self._learn(task, verdict.label or "")
         return finalized and not audit
+
+    def _learn(self, task: events_pb2.TaskRouted, human_label: str) -> None:
+        """People decided `human_label` (a label or an audit): the label model learns how each
+        source that voted on the item did. Best effort: a failure is logged, the answer stands."""
+        assert self.label_model is not None
+        try:
+            labels = self.projects.get(task.ingested.item.project_id).spec.labels
+            self.label_model.observe_prediction(task.prediction, human_label, labels)
+        except LabelloopError as exc:
+            log.warning("label model not updated for %s: %s", task.task_id, exc)
 
     def republish(self, lease_id: str) -> None:
         """Produce the events of an answered lease that were never marked produced (called by

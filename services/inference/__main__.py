@@ -1,5 +1,5 @@
 """`python -m labelloop.inference`: consumes `items`, calls Triton in micro-batches, produces
-`predictions`. Env: the `LABELLOOP_*` variables of InferenceSettings."""
+`predictions` with the votes of each project's rules. Env: the `LABELLOOP_*` variables of InferenceSettings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from labelloop.core import health
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
+from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import ITEMS
 from labelloop.inference.cascade import EncoderStage
@@ -38,6 +39,7 @@ def main() -> None:
         ServingVersions(client, settings.redis_key_prefix),
         settings.max_batch_size,
         cascade,
+        RuleStore(client, settings.redis_key_prefix),
     )
     processor = runtime.processor(settings, [ITEMS], predictor, batch_max_wait_ms=settings.max_wait_ms)
     processor.run()

@@ -1,4 +1,5 @@
-"""The inference handler: items in, predictions out, grouped by project's model."""
+"""The inference handler: items in, predictions out, grouped by project's model; each prediction
+also carries the votes of the project's rules (`labelloop.core.rules`), applied in-process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from labelloop.core.errors import NotFound, PoisonMessage
 from labelloop.core.media import model_input
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
+from labelloop.core.rules import RuleStore
 from labelloop.core.stream import Batch, Event, now_timestamp
 from labelloop.core.topics import PREDICTIONS, item_key
 from labelloop.inference.cascade import EncoderStage
@@ -28,7 +30,8 @@ MODEL_PATHS = {(common_pb2.MODALITY_TEXT, "text"), (common_pb2.MODALITY_IMAGE, "
 
 
 class Predictor:
-    """Handles batches of `items`: one Triton round per project model, then `predictions`."""
+    """Handles batches of `items`: one Triton round per project model, then `predictions` with the
+    votes of the project's rules (none when `rules` is None or the project has none)."""
 
     def __init__(
         self,
@@ -37,8 +40,10 @@ class Predictor:
         serving: ServingVersions,
         batch_size: int,
         cascade: EncoderStage | None = None,
+        rules: RuleStore | None = None,
     ) -> None:
         self.projects = projects
+        self.rules = rules
         self.classifier = classifier
         self.serving = serving
         self.batch_size = batch_size
@@ -102,12 +107,13 @@ class Predictor:
             )
         stages = self._second_stage(model, answer, events) if answer is not None else None
         keys = [item_key(project.spec.project_id, e.message.item.item_id) for e in events]
+        votes = self._rule_votes(project.spec.project_id, events)
         if answer is None:
-            for key, event in zip(keys, events, strict=True):
+            for key, event, cast in zip(keys, events, votes, strict=True):
                 batch.emit(
                     PREDICTIONS,
                     key,
-                    events_pb2.Prediction(ingested=event.message, predicted_at=at, no_model=True),
+                    events_pb2.Prediction(ingested=event.message, predicted_at=at, no_model=True, votes=cast),
                 )
         else:
             common = events_pb2.Prediction(
@@ -116,7 +122,9 @@ class Predictor:
             encoded = encode_predictions(
                 [e.raw for e in events], common, labels, answer.probabilities, stages
             )
-            for key, value in zip(keys, encoded, strict=True):
+            for key, value, cast in zip(keys, encoded, votes, strict=True):
+                if cast:  # a repeated field's records may follow the rest of the message
+                    value += events_pb2.Prediction(votes=cast).SerializeToString()
                 batch.emit(PREDICTIONS, key, value)
         metrics.PREDICTIONS.labels(project.spec.project_id, model if answer else "none").inc(len(events))
         if stages is not None:
@@ -128,3 +136,16 @@ class Predictor:
             self.serving.set(project.spec.project_id, version)
             self._last_version[project.spec.project_id] = version
             log.info("project %s: serving version %s", project.spec.project_id, version or "none")
+
+    def _rule_votes(self, project_id: str, events: list[Event]) -> list[list[events_pb2.SourceVote]]:
+        """Per event, the votes of the project's rules that match its item."""
+        if self.rules is None:
+            return [[] for _ in events]
+        compiled = self.rules.compiled(project_id)
+        if not len(compiled):
+            return [[] for _ in events]
+        votes = [compiled.votes(e.message.item) for e in events]
+        for cast in votes:
+            for vote in cast:
+                metrics.RULE_VOTES.labels(project_id, vote.source).inc()
+        return votes

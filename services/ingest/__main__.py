@@ -1,5 +1,5 @@
 """`python -m labelloop.ingest`: the client-facing gRPC API (IngestService + admin ProjectService
-+ TokenService).
++ TokenService + RuleService).
 
 Env: the `LABELLOOP_*` variables of IngestSettings (labelloop.ingest.settings).
 """
@@ -13,13 +13,15 @@ from labelloop.core import grpc_server, kafka_clients, stream
 from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
+from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import DEAD_LETTERS
 from labelloop.ingest.api import IngestApi, ProjectApi
 from labelloop.ingest.ingestor import IngestLimits, Ingestor
+from labelloop.ingest.rule_api import RuleApi
 from labelloop.ingest.settings import IngestSettings
 from labelloop.ingest.token_api import TokenApi
-from labelloop.v1 import admin_pb2_grpc, auth_pb2_grpc, ingest_pb2_grpc
+from labelloop.v1 import admin_pb2_grpc, auth_pb2_grpc, ingest_pb2_grpc, rules_pb2_grpc
 
 log = logging.getLogger("ingest")
 
@@ -57,6 +59,7 @@ def main() -> None:
         settings.redis_key_prefix,
         dead_letter_counter(settings.kafka_bootstrap, settings.topic_prefix),
     )
+    rule_api = RuleApi(projects, RuleStore(client, settings.redis_key_prefix))
     tokens = runtime.token_store(settings, client)
     server = grpc_server.build_server(
         "ingest",
@@ -65,6 +68,7 @@ def main() -> None:
             lambda s: ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest_api, s),
             lambda s: admin_pb2_grpc.add_ProjectServiceServicer_to_server(project_api, s),
             lambda s: auth_pb2_grpc.add_TokenServiceServicer_to_server(TokenApi(tokens), s),
+            lambda s: rules_pb2_grpc.add_RuleServiceServicer_to_server(rule_api, s),
         ],
         runtime.health,
         tokens,

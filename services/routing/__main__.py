@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
@@ -26,6 +27,8 @@ def main() -> None:
         ThresholdStore(client, settings.redis_key_prefix),
         FinalLabelWriter(client, settings.redis_key_prefix),
         settings.audit_seed,
+        LabelModelStore(client, settings.redis_key_prefix) if settings.label_model_min_judged else None,
+        settings.label_model_min_judged,
     )
     processor = runtime.processor(settings, [PREDICTIONS, MODELS], router)
     processor.run()

@@ -1,5 +1,7 @@
 """The routing handler: predictions in; auto labels to `labels`, human work to `tasks`, and
-withdrawals of waiting tasks that a newer model auto-labels (rescores, see human_tasks/handler.py)."""
+withdrawals of waiting tasks that a newer model auto-labels (rescores, see human_tasks/handler.py).
+Opt-in (`LABELLOOP_LABEL_MODEL_MIN_JUDGED`): items rules voted on are routed on the label model's
+posterior instead of the model's probabilities."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from labelloop.core import metrics
 from labelloop.core.errors import NotFound, PoisonMessage
 from labelloop.core.final_labels import Claim, FinalLabelWriter, Outcome, published
+from labelloop.core.label_model import combined_scores
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, now_timestamp
 from labelloop.core.thresholds import ThresholdStore
@@ -26,12 +30,43 @@ class Router:
     reserved for them, unless it already has a final label (then no task)."""
 
     def __init__(
-        self, projects: ProjectStore, thresholds: ThresholdStore, writer: FinalLabelWriter, audit_seed: str
+        self,
+        projects: ProjectStore,
+        thresholds: ThresholdStore,
+        writer: FinalLabelWriter,
+        audit_seed: str,
+        label_model: LabelModelStore | None = None,
+        label_model_min_judged: int = 0,
     ) -> None:
         self.projects = projects
         self.thresholds = thresholds
         self.writer = writer
         self.audit_seed = audit_seed
+        self.label_model = label_model
+        self.label_model_min_judged = label_model_min_judged
+
+    def _combined(
+        self, prediction: events_pb2.Prediction, project: common_pb2.Project
+    ) -> events_pb2.Prediction:
+        """The prediction with its scores replaced by the label model's posterior when trusted
+        sources voted on the item (see `label_model.combined_scores`); else unchanged."""
+        if self.label_model is None or not len(prediction.votes) or not len(prediction.scores):
+            return prediction
+        labels = list(project.spec.labels)
+        if [s.label for s in prediction.scores] != labels:
+            return prediction
+        model = self.label_model.cached(project.spec.project_id, labels)
+        votes = {v.source: v.label for v in prediction.votes}
+        posterior = combined_scores(
+            model, votes, [s.probability for s in prediction.scores], self.label_model_min_judged
+        )
+        if posterior is None:
+            return prediction
+        out = events_pb2.Prediction()
+        out.CopyFrom(prediction)
+        for score, probability in zip(out.scores, posterior, strict=True):
+            score.probability = probability
+        return out
 
     def __call__(self, batch: Batch) -> None:
         at = now_timestamp()
@@ -52,6 +87,7 @@ class Router:
                     event, PoisonMessage("UnknownProject", f"project {item.project_id!r} does not exist")
                 )
                 continue
+            prediction = self._combined(prediction, project)
             threshold = self.thresholds.get(project.spec.project_id)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
             decision = decide(prediction, project, threshold, self.audit_seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labelloop.core.settings import CommonSettings, port, setting
+from labelloop.core.settings import CommonSettings, non_negative, port, setting
 
 
 @dataclass(frozen=True)
@@ -13,3 +13,6 @@ class RoutingSettings(CommonSettings):
 
     metrics_port: int = setting(9103, port)
     audit_seed: str = setting("labelloop-audit")  # salts the audit sampling hash
+    label_model_min_judged: int = setting(0, non_negative)
+    """0: route on the model's probabilities (default). N > 0: for items rules voted on, route on
+    the label model's posterior, counting the sources with at least N votes checked by people."""

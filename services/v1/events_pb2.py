@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from labelloop.v1 import common_pb2 as labelloop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19labelloop/v1/events.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19labelloop/v1/common.proto\"\xd7\x01\n\x0cItemIngested\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.labelloop.v1.Item\x12/\n\x0bingested_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12(\n\x07\x61rrival\x18\x05 \x01(\x0b\x32\x15.labelloop.v1.ArrivalH\x00\x12(\n\x07rescore\x18\x06 \x01(\x0b\x32\x15.labelloop.v1.RescoreH\x00\x42\t\n\x07purposeJ\x04\x08\x04\x10\x05\"\t\n\x07\x41rrival\";\n\x07Rescore\x12\x30\n\x0crequested_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x02\n\nPrediction\x12,\n\x08ingested\x18\x01 \x01(\x0b\x32\x1a.labelloop.v1.ItemIngested\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12(\n\x06scores\x18\x04 \x03(\x0b\x32\x18.labelloop.v1.ClassScore\x12\x10\n\x08no_model\x18\x05 \x01(\x08\x12\x30\n\x0cpredicted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0b\x61nswered_by\x18\x07 \x01(\x0e\x32\x19.labelloop.v1.AnswerStage\"\x86\x03\n\nTaskRouted\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x08ingested\x18\x02 \x01(\x0b\x32\x1a.labelloop.v1.ItemIngested\x12,\n\nprediction\x18\x03 \x01(\x0b\x32\x18.labelloop.v1.Prediction\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.labelloop.v1.TaskReason\x12\x10\n\x08priority\x18\x05 \x01(\x01\x12\x1b\n\x13\x61nnotators_required\x18\x06 \x01(\x05\x12-\n\trouted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x65nqueue\x18\t \x01(\x0b\x32\x15.labelloop.v1.EnqueueH\x00\x12,\n\x08withdraw\x18\n \x01(\x0b\x32\x18.labelloop.v1.WithdrawalH\x00\x12\x1a\n\x12\x61nswer_probability\x18\x0b \x01(\x01\x42\t\n\x07\x63ommandJ\x04\x08\x08\x10\t\"\t\n\x07\x45nqueue\"9\n\nWithdrawal\x12+\n\x05label\x18\x01 \x01(\x0b\x32\x1c.labelloop.v1.LabelFinalized\"\x9f\x03\n\x13\x41nnotationSubmitted\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x10\n\x08lease_id\x18\x06 \x01(\t\x12\r\n\x05\x61udit\x18\x07 \x01(\x08\x12\x16\n\x0e\x61udited_labels\x18\x08 \x03(\t\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\x12\x30\n\x0c\x61nnotated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06reason\x18\x0b \x01(\x0e\x32\x18.labelloop.v1.TaskReason\x12\x1a\n\x12\x61nswer_probability\x18\x0c \x01(\x01\x12\x15\n\rmodel_version\x18\r \x01(\x03\x12\x17\n\x0fpredicted_label\x18\x0e \x01(\t\x12\x1c\n\x14predicted_confidence\x18\x0f \x01(\x01\x12\x18\n\x10\x63onsensus_labels\x18\x10 \x03(\t\"\xbe\x02\n\x0eLabelFinalized\x12,\n\x08ingested\x18\x01 \x01(\x0b\x32\x1a.labelloop.v1.ItemIngested\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12)\n\x06source\x18\x03 \x01(\x0e\x32\x19.labelloop.v1.LabelSource\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x12\n\nannotators\x18\x07 \x03(\t\x12\x30\n\x0c\x66inalized_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tthreshold\x18\t \x01(\x01\x12\x1a\n\x12\x61nswer_probability\x18\n \x01(\x01\x12\x0f\n\x07\x61udited\x18\x0b \x01(\x08\"\xd2\x03\n\nModelEvent\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.labelloop.v1.ModelEventKind\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61mily\x18\x05 \x01(\t\x12\x15\n\rmlflow_run_id\x18\x06 \x01(\t\x12\x36\n\x07metrics\x18\x07 \x03(\x0b\x32%.labelloop.v1.ModelEvent.MetricsEntry\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12G\n\x10\x63lass_thresholds\x18\t \x03(\x0b\x32-.labelloop.v1.ModelEvent.ClassThresholdsEntry\x12\x0e\n\x06reason\x18\n \x01(\t\x12&\n\x02\x61t\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x43lassThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xcc\x01\n\nDeadLetter\x12\x14\n\x0csource_topic\x18\x01 \x01(\t\x12\x18\n\x10source_partition\x18\x02 \x01(\x05\x12\x15\n\rsource_offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07service\x18\x07 \x01(\t\x12\x12\n\nerror_type\x18\x08 \x01(\t\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\\\n\x0b\x41nswerStage\x12\x1c\n\x18\x41NSWER_STAGE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41NSWER_STAGE_FAST\x10\x01\x12\x18\n\x14\x41NSWER_STAGE_ENCODER\x10\x02*\x92\x01\n\nTaskReason\x12\x1b\n\x17TASK_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_REASON_NO_MODEL\x10\x01\x12\x19\n\x15TASK_REASON_UNCERTAIN\x10\x02\x12\x15\n\x11TASK_REASON_AUDIT\x10\x03\x12\x1b\n\x17TASK_REASON_EXPLORATION\x10\x04*\xbf\x02\n\x0eModelEventKind\x12 \n\x1cMODEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18MODEL_EVENT_KIND_TRAINED\x10\x01\x12\x1d\n\x19MODEL_EVENT_KIND_PROMOTED\x10\x02\x12\x1d\n\x19MODEL_EVENT_KIND_REJECTED\x10\x03\x12\x1d\n\x19MODEL_EVENT_KIND_DEPLOYED\x10\x04\x12 \n\x1cMODEL_EVENT_KIND_LOAD_FAILED\x10\x05\x12 \n\x1cMODEL_EVENT_KIND_ROLLED_BACK\x10\x06\x12&\n\"MODEL_EVENT_KIND_THRESHOLD_UPDATED\x10\x07\x12$\n MODEL_EVENT_KIND_TRAINING_FAILED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19labelloop/v1/events.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19labelloop/v1/common.proto\"\xd7\x01\n\x0cItemIngested\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.labelloop.v1.Item\x12/\n\x0bingested_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12(\n\x07\x61rrival\x18\x05 \x01(\x0b\x32\x15.labelloop.v1.ArrivalH\x00\x12(\n\x07rescore\x18\x06 \x01(\x0b\x32\x15.labelloop.v1.RescoreH\x00\x42\t\n\x07purposeJ\x04\x08\x04\x10\x05\"\t\n\x07\x41rrival\";\n\x07Rescore\x12\x30\n\x0crequested_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x02\n\nPrediction\x12,\n\x08ingested\x18\x01 \x01(\x0b\x32\x1a.labelloop.v1.ItemIngested\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12(\n\x06scores\x18\x04 \x03(\x0b\x32\x18.labelloop.v1.ClassScore\x12\x10\n\x08no_model\x18\x05 \x01(\x08\x12\x30\n\x0cpredicted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0b\x61nswered_by\x18\x07 \x01(\x0e\x32\x19.labelloop.v1.AnswerStage\x12\'\n\x05votes\x18\x08 \x03(\x0b\x32\x18.labelloop.v1.SourceVote\"<\n\nSourceVote\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\"\x84\x01\n\x08VoteCast\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12&\n\x04vote\x18\x03 \x01(\x0b\x32\x18.labelloop.v1.SourceVote\x12+\n\x07\x63\x61st_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x03\n\nTaskRouted\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12,\n\x08ingested\x18\x02 \x01(\x0b\x32\x1a.labelloop.v1.ItemIngested\x12,\n\nprediction\x18\x03 \x01(\x0b\x32\x18.labelloop.v1.Prediction\x12(\n\x06reason\x18\x04 \x01(\x0e\x32\x18.labelloop.v1.TaskReason\x12\x10\n\x08priority\x18\x05 \x01(\x01\x12\x1b\n\x13\x61nnotators_required\x18\x06 \x01(\x05\x12-\n\trouted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x65nqueue\x18\t \x01(\x0b\x32\x15.labelloop.v1.EnqueueH\x00\x12,\n\x08withdraw\x18\n \x01(\x0b\x32\x18.labelloop.v1.WithdrawalH\x00\x12\x1a\n\x12\x61nswer_probability\x18\x0b \x01(\x01\x42\t\n\x07\x63ommandJ\x04\x08\x08\x10\t\"\t\n\x07\x45nqueue\"9\n\nWithdrawal\x12+\n\x05label\x18\x01 \x01(\x0b\x32\x1c.labelloop.v1.LabelFinalized\"\x9f\x03\n\x13\x41nnotationSubmitted\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x10\n\x08lease_id\x18\x06 \x01(\t\x12\r\n\x05\x61udit\x18\x07 \x01(\x08\x12\x16\n\x0e\x61udited_labels\x18\x08 \x03(\t\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\x12\x30\n\x0c\x61nnotated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06reason\x18\x0b \x01(\x0e\x32\x18.labelloop.v1.TaskReason\x12\x1a\n\x12\x61nswer_probability\x18\x0c \x01(\x01\x12\x15\n\rmodel_version\x18\r \x01(\x03\x12\x17\n\x0fpredicted_label\x18\x0e \x01(\t\x12\x1c\n\x14predicted_confidence\x18\x0f \x01(\x01\x12\x18\n\x10\x63onsensus_labels\x18\x10 \x03(\t\"\xbe\x02\n\x0eLabelFinalized\x12,\n\x08ingested\x18\x01 \x01(\x0b\x32\x1a.labelloop.v1.ItemIngested\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12)\n\x06source\x18\x03 \x01(\x0e\x32\x19.labelloop.v1.LabelSource\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x03\x12\x12\n\nannotators\x18\x07 \x03(\t\x12\x30\n\x0c\x66inalized_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tthreshold\x18\t \x01(\x01\x12\x1a\n\x12\x61nswer_probability\x18\n \x01(\x01\x12\x0f\n\x07\x61udited\x18\x0b \x01(\x08\"\xd2\x03\n\nModelEvent\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.labelloop.v1.ModelEventKind\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61mily\x18\x05 \x01(\t\x12\x15\n\rmlflow_run_id\x18\x06 \x01(\t\x12\x36\n\x07metrics\x18\x07 \x03(\x0b\x32%.labelloop.v1.ModelEvent.MetricsEntry\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12G\n\x10\x63lass_thresholds\x18\t \x03(\x0b\x32-.labelloop.v1.ModelEvent.ClassThresholdsEntry\x12\x0e\n\x06reason\x18\n \x01(\t\x12&\n\x02\x61t\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x43lassThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xcc\x01\n\nDeadLetter\x12\x14\n\x0csource_topic\x18\x01 \x01(\t\x12\x18\n\x10source_partition\x18\x02 \x01(\x05\x12\x15\n\rsource_offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07service\x18\x07 \x01(\t\x12\x12\n\nerror_type\x18\x08 \x01(\t\x12&\n\x02\x61t\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\\\n\x0b\x41nswerStage\x12\x1c\n\x18\x41NSWER_STAGE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41NSWER_STAGE_FAST\x10\x01\x12\x18\n\x14\x41NSWER_STAGE_ENCODER\x10\x02*\x92\x01\n\nTaskReason\x12\x1b\n\x17TASK_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_REASON_NO_MODEL\x10\x01\x12\x19\n\x15TASK_REASON_UNCERTAIN\x10\x02\x12\x15\n\x11TASK_REASON_AUDIT\x10\x03\x12\x1b\n\x17TASK_REASON_EXPLORATION\x10\x04*\xbf\x02\n\x0eModelEventKind\x12 \n\x1cMODEL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18MODEL_EVENT_KIND_TRAINED\x10\x01\x12\x1d\n\x19MODEL_EVENT_KIND_PROMOTED\x10\x02\x12\x1d\n\x19MODEL_EVENT_KIND_REJECTED\x10\x03\x12\x1d\n\x19MODEL_EVENT_KIND_DEPLOYED\x10\x04\x12 \n\x1cMODEL_EVENT_KIND_LOAD_FAILED\x10\x05\x12 \n\x1cMODEL_EVENT_KIND_ROLLED_BACK\x10\x06\x12&\n\"MODEL_EVENT_KIND_THRESHOLD_UPDATED\x10\x07\x12$\n MODEL_EVENT_KIND_TRAINING_FAILED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELEVENT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELEVENT_CLASSTHRESHOLDSENTRY']._loaded_options = None
   _globals['_MODELEVENT_CLASSTHRESHOLDSENTRY']._serialized_options = b'8\001'
-  _globals['_ANSWERSTAGE']._serialized_start=2533
-  _globals['_ANSWERSTAGE']._serialized_end=2625
-  _globals['_TASKREASON']._serialized_start=2628
-  _globals['_TASKREASON']._serialized_end=2774
-  _globals['_MODELEVENTKIND']._serialized_start=2777
-  _globals['_MODELEVENTKIND']._serialized_end=3096
+  _globals['_ANSWERSTAGE']._serialized_start=2771
+  _globals['_ANSWERSTAGE']._serialized_end=2863
+  _globals['_TASKREASON']._serialized_start=2866
+  _globals['_TASKREASON']._serialized_end=3012
+  _globals['_MODELEVENTKIND']._serialized_start=3015
+  _globals['_MODELEVENTKIND']._serialized_end=3334
   _globals['_ITEMINGESTED']._serialized_start=104
   _globals['_ITEMINGESTED']._serialized_end=319
   _globals['_ARRIVAL']._serialized_start=321
@@ -50,23 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESCORE']._serialized_start=332
   _globals['_RESCORE']._serialized_end=391
   _globals['_PREDICTION']._serialized_start=394
-  _globals['_PREDICTION']._serialized_end=653
-  _globals['_TASKROUTED']._serialized_start=656
-  _globals['_TASKROUTED']._serialized_end=1046
-  _globals['_ENQUEUE']._serialized_start=1048
-  _globals['_ENQUEUE']._serialized_end=1057
-  _globals['_WITHDRAWAL']._serialized_start=1059
-  _globals['_WITHDRAWAL']._serialized_end=1116
-  _globals['_ANNOTATIONSUBMITTED']._serialized_start=1119
-  _globals['_ANNOTATIONSUBMITTED']._serialized_end=1534
-  _globals['_LABELFINALIZED']._serialized_start=1537
-  _globals['_LABELFINALIZED']._serialized_end=1855
-  _globals['_MODELEVENT']._serialized_start=1858
-  _globals['_MODELEVENT']._serialized_end=2324
-  _globals['_MODELEVENT_METRICSENTRY']._serialized_start=2222
-  _globals['_MODELEVENT_METRICSENTRY']._serialized_end=2268
-  _globals['_MODELEVENT_CLASSTHRESHOLDSENTRY']._serialized_start=2270
-  _globals['_MODELEVENT_CLASSTHRESHOLDSENTRY']._serialized_end=2324
-  _globals['_DEADLETTER']._serialized_start=2327
-  _globals['_DEADLETTER']._serialized_end=2531
+  _globals['_PREDICTION']._serialized_end=694
+  _globals['_SOURCEVOTE']._serialized_start=696
+  _globals['_SOURCEVOTE']._serialized_end=756
+  _globals['_VOTECAST']._serialized_start=759
+  _globals['_VOTECAST']._serialized_end=891
+  _globals['_TASKROUTED']._serialized_start=894
+  _globals['_TASKROUTED']._serialized_end=1284
+  _globals['_ENQUEUE']._serialized_start=1286
+  _globals['_ENQUEUE']._serialized_end=1295
+  _globals['_WITHDRAWAL']._serialized_start=1297
+  _globals['_WITHDRAWAL']._serialized_end=1354
+  _globals['_ANNOTATIONSUBMITTED']._serialized_start=1357
+  _globals['_ANNOTATIONSUBMITTED']._serialized_end=1772
+  _globals['_LABELFINALIZED']._serialized_start=1775
+  _globals['_LABELFINALIZED']._serialized_end=2093
+  _globals['_MODELEVENT']._serialized_start=2096
+  _globals['_MODELEVENT']._serialized_end=2562
+  _globals['_MODELEVENT_METRICSENTRY']._serialized_start=2460
+  _globals['_MODELEVENT_METRICSENTRY']._serialized_end=2506
+  _globals['_MODELEVENT_CLASSTHRESHOLDSENTRY']._serialized_start=2508
+  _globals['_MODELEVENT_CLASSTHRESHOLDSENTRY']._serialized_end=2562
+  _globals['_DEADLETTER']._serialized_start=2565
+  _globals['_DEADLETTER']._serialized_end=2769
 # @@protoc_insertion_point(module_scope)

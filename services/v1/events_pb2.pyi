@@ -79,7 +79,7 @@ class Rescore(_message.Message):
     def __init__(self, requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at", "answered_by")
+    __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at", "answered_by", "votes")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class Prediction(_message.Message):
     NO_MODEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
     ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
     model_name: str
     model_version: int
@@ -94,7 +95,30 @@ class Prediction(_message.Message):
     no_model: bool
     predicted_at: _timestamp_pb2.Timestamp
     answered_by: AnswerStage
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_by: _Optional[_Union[AnswerStage, str]] = ...) -> None: ...
+    votes: _containers.RepeatedCompositeFieldContainer[SourceVote]
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ..., no_model: _Optional[bool] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_by: _Optional[_Union[AnswerStage, str]] = ..., votes: _Optional[_Iterable[_Union[SourceVote, _Mapping]]] = ...) -> None: ...
+
+class SourceVote(_message.Message):
+    __slots__ = ("source", "label", "version")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    label: str
+    version: int
+    def __init__(self, source: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class VoteCast(_message.Message):
+    __slots__ = ("project_id", "item_id", "vote", "cast_at")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    VOTE_FIELD_NUMBER: _ClassVar[int]
+    CAST_AT_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    item_id: str
+    vote: SourceVote
+    cast_at: _timestamp_pb2.Timestamp
+    def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
     __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability")

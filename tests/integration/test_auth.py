@@ -32,6 +32,8 @@ from labelloop.v1 import (
     ingest_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    rules_pb2,
+    rules_pb2_grpc,
 )
 
 
@@ -71,6 +73,7 @@ def stubs(services: RunningServices, token: str) -> dict[str, Any]:
         "ingest": ingest_pb2_grpc.IngestServiceStub(ingest),
         "projects": admin_pb2_grpc.ProjectServiceStub(ingest),
         "tokens": auth_pb2_grpc.TokenServiceStub(ingest),
+        "rules": rules_pb2_grpc.RuleServiceStub(ingest),
         "human": human_tasks_pb2_grpc.HumanTaskServiceStub(human),
         "models": models_pb2_grpc.ModelServiceStub(models),
     }
@@ -102,6 +105,16 @@ def every_rpc(project: str) -> list[tuple[str, str, Callable[[], Any]]]:
         ("tokens", "ListTokens", lambda: auth_pb2.ListTokensRequest()),
         ("tokens", "RevokeToken", lambda: auth_pb2.RevokeTokenRequest(token_id="nope")),
         ("tokens", "WhoAmI", lambda: auth_pb2.WhoAmIRequest()),
+        (
+            "rules",
+            "AddRule",
+            lambda: rules_pb2.AddRuleRequest(
+                project_id=project,
+                rule=rules_pb2.Rule(name="r", label="a", keywords=rules_pb2.KeywordMatcher(terms=["x"])),
+            ),
+        ),
+        ("rules", "ListRules", lambda: rules_pb2.ListRulesRequest(project_id=project)),
+        ("rules", "RemoveRule", lambda: rules_pb2.RemoveRuleRequest(project_id=project, name="r")),
         ("human", "LeaseTask", lambda: human_tasks_pb2.LeaseTaskRequest(project_id=project)),
         (
             "human",
@@ -149,6 +162,8 @@ def test_each_wrong_role_is_refused_naming_the_role(services, world) -> None:
             "CreateToken",
             "ListTokens",
             "RevokeToken",
+            "AddRule",
+            "RemoveRule",
             "LeaseTask",
             "SubmitAnnotation",
             "ReleaseTask",
@@ -166,6 +181,8 @@ def test_each_wrong_role_is_refused_naming_the_role(services, world) -> None:
             "CreateToken",
             "ListTokens",
             "RevokeToken",
+            "AddRule",
+            "RemoveRule",
             "ListModels",
             "PromoteModel",
             "RollbackModel",

@@ -1,10 +1,11 @@
 """`labelloop bench` on a small slice against the test stack: the report is complete and
-consistent with the raw `labels` and `annotations` topics, the window holds, and the reference is
-computed over its seeds."""
+consistent with the raw `labels` and `annotations` topics, the window holds, the reference is
+computed over its seeds, and a rule file's rules vote."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from running import RunningServices
@@ -12,7 +13,7 @@ from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
 from labelloop.core.label_log import replay
-from labelloop.core.topics import ANNOTATIONS
+from labelloop.core.topics import ANNOTATIONS, PREDICTIONS
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2
 
@@ -48,7 +49,10 @@ def services(stack, tmp_path, topic_prefix, redis_prefix):
 
 
 def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) -> None:
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text("rules:\n  - {name: football, label: sports, keywords: [football]}\n")
     config = BenchConfig(
+        rules=rule_file,
         data="bbcnews",
         limit=200,
         report=tmp_path / "report.json",
@@ -105,6 +109,22 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert sum(w["human_effort"] * (w["end"] - w["start"]) for w in report["windows"]) == pytest.approx(
         report["annotations"]
     )
+
+    # the rule file's rule voted on the items that mention football, on their predictions
+    predictions = list(
+        replay(stack.bootstrap_servers, services.topic_prefix, PREDICTIONS, project_id=report["project"])
+    )
+    voted = {
+        p.ingested.item.item_id for p in predictions if any(v.source == "rule:football" for v in p.votes)
+    }
+    mentions = {r["id"] for r in load("bbcnews", 200) if re.search(r"(?<!\w)football(?!\w)", r["text"], re.I)}
+    assert voted == mentions and mentions
+    sports = sum(truth[i] == "sports" for i in mentions)
+    assert report["sources"]["rule:football"] == {
+        "votes": len(mentions),
+        "coverage": len(mentions) / 200,
+        "accuracy": round(sports / len(mentions), 6),
+    }
 
     reference = report["reference"]
     assert reference["items"] == 200 and reference["seeds"] == [0, 1, 2, 3, 4]

@@ -16,6 +16,7 @@ from labelloop.v1 import (
     human_tasks_pb2,
     ingest_pb2,
     models_pb2,
+    rules_pb2,
 )
 
 ALICE = Principal("t1", "alice", ANNOTATOR, ("news",))
@@ -38,7 +39,7 @@ def item(project: str) -> common_pb2.Item:
 
 
 def test_every_rpc_of_every_service_has_a_rule() -> None:
-    files = (admin_pb2, auth_pb2, human_tasks_pb2, ingest_pb2, models_pb2)
+    files = (admin_pb2, auth_pb2, human_tasks_pb2, ingest_pb2, models_pb2, rules_pb2)
     methods = {
         f"/{service.full_name}/{method.name}"
         for module in files
@@ -70,6 +71,19 @@ def test_roles_per_rpc() -> None:
             access.authorize(principal, PROMOTE, models_pb2.PromoteModelRequest(project_id="news"))
         with pytest.raises(PermissionDenied, match="needs role admin;"):
             access.authorize(principal, CREATE_PROJECT, admin_pb2.CreateProjectRequest())
+
+
+def test_rules_are_managed_by_admins_and_read_by_the_projects_people() -> None:
+    add = "/labelloop.v1.RuleService/AddRule"
+    listing = "/labelloop.v1.RuleService/ListRules"
+    access.authorize(ROOT, add, rules_pb2.AddRuleRequest(project_id="news"))
+    access.authorize(ALICE, listing, rules_pb2.ListRulesRequest(project_id="news"))
+    with pytest.raises(PermissionDenied, match="needs role admin"):
+        access.authorize(ALICE, add, rules_pb2.AddRuleRequest(project_id="news"))
+    with pytest.raises(PermissionDenied, match="not scoped to project 'other'"):
+        access.authorize(ALICE, listing, rules_pb2.ListRulesRequest(project_id="other"))
+    with pytest.raises(PermissionDenied, match="not scoped to project 'other'"):
+        access.authorize(SCOPED_ADMIN, add, rules_pb2.AddRuleRequest(project_id="other"))
 
 
 def test_unknown_rpcs_are_admin_only_and_health_is_public() -> None:

@@ -242,3 +242,14 @@ def test_the_demo_summary_shows_both_shares_and_the_reference_range() -> None:
     assert "human_effort" in text and "0.125" in text
     assert "0.151 (0.140-0.160)" in text and "mean of 5 seeds" in text
     assert "human_fraction < reference mean" in text and "met (0.66x" in text
+
+
+def test_source_stats_score_each_source_against_the_hidden_labels() -> None:
+    from labelloop.bench.report import source_stats
+
+    truth = {"1": "a", "2": "b", "3": "a", "4": "b"}
+    votes = {"1": {"rule:x": "a", "llm:m": "a"}, "2": {"rule:x": "a"}, "3": {}, "4": {"llm:m": "b"}}
+    assert source_stats(votes, truth) == {
+        "llm:m": {"votes": 2, "coverage": 0.5, "accuracy": 1.0},
+        "rule:x": {"votes": 2, "coverage": 0.5, "accuracy": 0.5},
+    }
