@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from labelloop.core import grpc_server, metrics, stream
-from labelloop.core.errors import DependencyUnavailable
+from labelloop.core import grpc_server, stream
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore

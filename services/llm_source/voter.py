@@ -30,7 +30,7 @@ class Asker(Protocol):
 
 def should_ask(mode: str, prediction: events_pb2.Prediction, threshold: Threshold) -> bool:
     """Whether the LLM is asked about this prediction's item under `mode` (all/uncertain/none)."""
-    if mode == "none" or prediction.ingested.rescore:
+    if mode == "none" or prediction.ingested.HasField("rescore"):
         return False
     if mode == "all":
         return True

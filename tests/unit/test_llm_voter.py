@@ -42,7 +42,7 @@ def test_which_items_are_asked_about() -> None:
     assert [should_ask("none", p, threshold) for p in (sure, unsure, none)] == [False, False, False]
     assert should_ask("uncertain", sure, Threshold()), "a threshold that admits nothing: all uncertain"
     rescore = prediction("d", [0.6, 0.4])
-    rescore.ingested.rescore = True
+    rescore.ingested.rescore.SetInParent()
     assert not should_ask("all", rescore, threshold), "an item is asked about once, not at every redeploy"
 
 

@@ -57,10 +57,21 @@ class Thresholds:
 
 @dataclass
 class Progress:
+    """A final-label fence that has seen nothing: every claim is new (publishes labels)."""
+
     recorded: list = field(default_factory=list)
 
-    def record_labels(self, labels: list) -> None:
-        self.recorded.extend(labels)
+    def claim(self, claims, emit) -> list:
+        from labelloop.core.final_labels import Outcome
+
+        for claim in claims:
+            if claim.label is not None:
+                emit(LABELS, f"p/{claim.item_id}", claim.label)
+        self.recorded.extend(claims)
+        return [Outcome.NEW for _ in claims]
+
+    def confirm(self, labels) -> None:
+        pass
 
 
 @dataclass
