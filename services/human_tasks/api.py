@@ -10,6 +10,8 @@ is lost and the client's retry is safe.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 
@@ -102,13 +104,29 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                     "lease %s answered again with a different label; the first answer stands",
                     request.lease_id,
                 )
-            if lease.get("produced") != "1":
-                self._redo(request.lease_id, lease)
+            if lease.get("produced") != "1" and self.queue.take_over(request.lease_id):
+                self._redo(request.lease_id, self.queue.lease_info(request.lease_id))
             return human_tasks_pb2.SubmitAnnotationResponse(duplicate=True)
-        finalized = self._after_answer(
-            request.lease_id, answered.task, annotator, label, answered.answers, info
-        )
+        finalized = self._produce(request.lease_id, answered.task, annotator, label, answered.answers, info)
         return human_tasks_pb2.SubmitAnnotationResponse(finalized=finalized)
+
+    def _produce(
+        self,
+        lease_id: str,
+        task: events_pb2.TaskRouted,
+        annotator: str,
+        label: str,
+        answers: dict[str, str],
+        lease: dict[str, str],
+    ) -> bool:
+        """Produce an answer's events while holding their production (queue.take_over): on a
+        failure the hold is let go, so a retry or the upkeep produces them without waiting."""
+        try:
+            return self._after_answer(lease_id, task, annotator, label, answers, lease)
+        except BaseException:
+            with contextlib.suppress(LabelloopError):
+                self.queue.let_go(lease_id)
+            raise
 
     def _after_answer(
         self,
@@ -191,9 +209,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         """Produce the events of an answered lease that were never marked produced (called by
         the upkeep for answers whose client did not retry). Idempotent: the final label goes
         through the fence."""
-        lease = self.queue.lease_info(lease_id)
-        if lease.get("status") == "answered" and lease.get("produced") != "1":
-            self._redo(lease_id, lease)
+        self.queue.lease_info(lease_id)  # FailedPrecondition when the record expired
+        if self.queue.take_over(lease_id):
+            self._redo(lease_id, self.queue.lease_info(lease_id))
 
     def _redo(self, lease_id: str, lease: dict[str, str]) -> None:
         state = task_state(self.queue, lease["project"], lease["task"])
@@ -203,7 +221,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             return
         task, answers, required = state
         complete = answers if len(answers) >= required else {}
-        self._after_answer(lease_id, task, lease["annotator"], lease["label"], complete, lease)
+        self._produce(lease_id, task, lease["annotator"], lease["label"], complete, lease)
 
     def ReleaseTask(
         self, request: human_tasks_pb2.ReleaseTaskRequest, context: grpc.ServicerContext

@@ -22,6 +22,10 @@ from labelloop.core.redis_store import unavailable
 from labelloop.v1 import events_pb2
 
 LEASE_RECORD_TTL_S = 7 * 24 * 3600  # how long an answered lease is remembered for duplicate submits
+# How long the call that records an answer holds the production of its events: a repeat submit
+# (a page sends a held answer on unload and again on load) or the upkeep takes them over only
+# after it, so two calls never publish the same answer at once. Below the upkeep's republish delay.
+PRODUCE_HOLD_S = 30.0
 
 # The queue's score ("rank") orders by priority, then by arrival: equal priorities (every task
 # before a project's first model has priority 1) are served first come, first served. Without
@@ -90,7 +94,7 @@ return 1
 """
 
 _ANSWER = """
--- KEYS: leases, unproduced ; ARGV: prefix, lease_id, annotator, label, now, record ttl
+-- KEYS: leases, unproduced ; ARGV: prefix, lease_id, annotator, label, now, record ttl, produce hold
 local lk = ARGV[1] .. ':lease:' .. ARGV[2]
 local status = redis.call('HGET', lk, 'status')
 if not status then return {'unknown'} end
@@ -103,7 +107,8 @@ local id = redis.call('HGET', lk, 'task')
 local project = redis.call('HGET', lk, 'project')
 local tk = ARGV[1] .. ':task:' .. project .. ':' .. id
 local ak = ARGV[1] .. ':task_answers:' .. project .. ':' .. id
-redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5])
+redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5],
+  'producing_until', tonumber(ARGV[5]) + tonumber(ARGV[7]))
 redis.call('EXPIRE', lk, tonumber(ARGV[6]))
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
@@ -115,6 +120,17 @@ if answers >= required then
   return {'complete', redis.call('HGET', tk, 'payload'), unpack(redis.call('HGETALL', ak))}
 end
 return {'more', redis.call('HGET', tk, 'payload')}
+"""
+
+# KEYS: the lease ; ARGV: now, produce hold. Who may produce an answered lease's events again:
+# only when they are not produced and nobody is producing them now (the first answer holds them
+# for the hold; a retry or the upkeep takes them over after it).
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'answered' then return 0 end
+if redis.call('HGET', KEYS[1], 'produced') == '1' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'producing_until') or '0') > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'producing_until', tonumber(ARGV[1]) + tonumber(ARGV[2]))
+return 1
 """
 
 _ONE_MORE = """
@@ -194,6 +210,7 @@ class TaskQueue:
         self._requeue = client.register_script(_REQUEUE)
         self._answer = client.register_script(_ANSWER)
         self._one_more = client.register_script(_ONE_MORE)
+        self._take_over = client.register_script(_TAKE_OVER)
         self._untouched = client.register_script(_UNTOUCHED)
         self._withdraw = client.register_script(_WITHDRAW)
 
@@ -342,7 +359,9 @@ class TaskQueue:
         try:
             result = self._answer(
                 keys=[self.keys.leases(info["project"]), self.keys.unproduced(info["project"])],
-                args=[self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S],
+                args=[
+                    self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S, PRODUCE_HOLD_S
+                ],
             )
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
@@ -389,6 +408,22 @@ class TaskQueue:
             pipe.zrem(self.keys.queue(project_id), member)
             pipe.zrem(self.keys.queued_at(project_id), member)
             pipe.execute()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def take_over(self, lease_id: str) -> bool:
+        """Claim the production of an answered lease's events that were never marked produced,
+        unless another call is producing them now (see PRODUCE_HOLD_S). True: the caller produces."""
+        try:
+            return bool(self._take_over(keys=[self.keys.lease(lease_id)], args=[time.time(), PRODUCE_HOLD_S]))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def let_go(self, lease_id: str) -> None:
+        """Give up the production of an answered lease's events (producing them failed): a retry
+        or the upkeep may take them over at once."""
+        try:
+            self.client.hdel(self.keys.lease(lease_id), "producing_until")
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 

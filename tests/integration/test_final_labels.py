@@ -250,6 +250,35 @@ def test_an_answer_whose_produce_failed_is_published_by_the_upkeep(loop: Loop) -
     assert loop.queue.unproduced(PROJECT, time.time() + 1) == []
 
 
+def test_a_repeat_submit_while_the_first_is_producing_publishes_nothing(loop: Loop) -> None:
+    """A page sends a held answer on unload and again on load: the second call arrives while the
+    first is between recording the answer and confirming its label. Only one of them publishes."""
+    loop.send(PREDICTIONS, key("r"), prediction("r", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    lease = loop.queue.lease(PROJECT, "ann-1")
+    assert lease is not None
+    # The first call recorded the answer and is still producing (it holds the production).
+    assert loop.queue.answer(lease.lease_id, "ann-1", "spam").complete
+    request = human_tasks_pb2.SubmitAnnotationRequest(
+        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
+    )
+    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    try:
+        repeat = loop.api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+        assert repeat.duplicate
+        assert loop.records() == {}, "the repeat published while the first call held the production"
+        assert not loop.queue.take_over(lease.lease_id)
+        # The first call failed (its hold is let go): the next repeat produces, exactly once.
+        loop.queue.let_go(lease.lease_id)
+        assert loop.api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]
+        assert loop.api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]
+    finally:
+        access.reset_current(caller)
+    labels = one_record_each(loop)
+    assert labels["r"].source == common_pb2.LABEL_SOURCE_HUMAN and list(labels["r"].labels) == ["spam"]
+    assert loop.queue.unproduced(PROJECT, time.time() + 1) == []
+
+
 def test_a_redis_error_that_is_not_an_outage_does_not_stop_the_upkeep(loop: Loop) -> None:
     projects = loop.api.projects
     projects.create(common_pb2.ProjectSpec(project_id="other", labels=LABELS))
