@@ -58,6 +58,9 @@ class RunningServices:
             "LABELLOOP_TOPIC_PREFIX": topic_prefix,
             "LABELLOOP_REDIS_KEY_PREFIX": redis_prefix,
             "PYTHONUNBUFFERED": "1",
+            # The fast families unless a test asks for the encoder ones (test_cascade_loop does):
+            # the default's cascade would load the encoder into Triton for every test.
+            "LABELLOOP_FAMILIES": "tfidf-lr,image-lr",
             **(extra_env or {}),
         }
         self.processes: dict[str, ManagedProcess] = {}

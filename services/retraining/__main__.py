@@ -25,7 +25,7 @@ from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
 from labelloop.retraining.registry import Registry
 from labelloop.retraining.service import RetrainingService
-from labelloop.retraining.settings import RetrainingSettings
+from labelloop.retraining.settings import DEFAULT_FAMILIES, RetrainingSettings
 from labelloop.v1 import models_pb2_grpc
 
 log = logging.getLogger("retraining")
@@ -59,7 +59,13 @@ def main() -> None:
     runtime.prepare_kafka(settings)
     available = available_families(settings.media_root)
     unknown = sorted(set(settings.families) - {f.name for f in available})
-    if unknown:
+    if unknown and settings.families == DEFAULT_FAMILIES:
+        log.warning(
+            "model families %s are not available here (the encoder is built by `make setup`); training %s",
+            ", ".join(unknown),
+            ", ".join(f.name for f in available if f.name in settings.families),
+        )
+    elif unknown:
         raise SystemExit(
             f"LABELLOOP_FAMILIES: {', '.join(unknown)} not available here "
             f"(available: {', '.join(f.name for f in available)}; minilm-head needs `make setup`'s encoder)"

@@ -12,6 +12,9 @@ def _fraction(value: float) -> str | None:
     return None if 0.0 < value < 1.0 else "must be between 0 and 1 (exclusive)"
 
 
+DEFAULT_FAMILIES = ("tfidf-lr", "cascade", "image-lr")
+
+
 def _gate_metric(value: str) -> str | None:
     return None if value in ("accuracy", "macro_f1") else "must be accuracy or macro_f1"
 
@@ -52,11 +55,12 @@ class RetrainingSettings(CommonSettings):
     exploration_rate: float = setting(0.02, _fraction)
     exploration_floor: float = setting(0.005, _fraction)
     exploration_wanted: int = setting(50, positive)
-    # The model families trained and compared at each training (empty: all available). Default
-    # tfidf-lr only: on CPU Triton the minilm-head family serves about 10 items/s (the encoder runs
-    # for every item), which caps the whole stream; add it (tfidf-lr,minilm-head) on a GPU Triton.
-    # image-lr (HOG + pixels, PCA, logistic regression) is trained for image projects only.
-    families: tuple[str, ...] = setting(("tfidf-lr", "image-lr"))
+    # The model families trained and compared at each training (empty: all available): each is
+    # calibrated and the one whose threshold admits the most wins. The default's cascade runs the
+    # encoder only for what TF-IDF is unsure of (so the fast path keeps TF-IDF's speed); it is left
+    # out, with a warning, where the encoder is not built. minilm-head (the encoder for every item)
+    # pays on a GPU Triton. image-lr (HOG + pixels, PCA, logistic regression): image projects only.
+    families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
     media_root: str = setting(DEFAULT_MEDIA_ROOT)
     """Where image items' files are read from to train (the root ingest checks them under);
     image models record it and read the same files when served."""
