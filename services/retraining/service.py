@@ -36,7 +36,7 @@ from labelloop.core.model_repository import ModelLoadError
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, EventProducer, now_timestamp
 from labelloop.core.thresholds import Threshold
-from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
+from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS, TASKS, item_key
 from labelloop.retraining.calibration import exploration_rate, move_threshold
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import Deployer, served_labels, triton_predict
@@ -49,6 +49,7 @@ from labelloop.retraining.evaluation import (
     out_of_fold_probs,
 )
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
+from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_task
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
@@ -147,6 +148,8 @@ class RetrainingService:
                 loaded += 1
         # Audits' consensus lives in `annotations` (an audited item's final label is the model's).
         for annotation in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, ANNOTATIONS):
+            if annotation.reason == events_pb2.TASK_REASON_REVIEW:
+                self.state(annotation.project_id).labeled.apply_review(annotation)
             if annotation.reason == events_pb2.TASK_REASON_AUDIT and annotation.consensus_labels:
                 state = self.state(annotation.project_id)
                 if state.labeled.apply_audit(annotation) is not None:
@@ -210,6 +213,7 @@ class RetrainingService:
             elif event.topic is ANNOTATIONS:
                 annotation: events_pb2.AnnotationSubmitted = event.message
                 state = self.state(annotation.project_id)
+                state.labeled.apply_review(annotation)
                 added = state.labeled.apply_audit(annotation)
                 if added is not None:
                     with state.lock:
@@ -361,6 +365,7 @@ class RetrainingService:
             oof, valid = out_of_fold_probs(
                 best.family, train_texts, train_labels, label_set, self.settings.calibration_folds
             )
+            issues = self._check_labels(state, snapshot, oof, valid, best.holdout_probs, label_set)
             calibration_probs = (
                 np.concatenate([oof[valid], best.holdout_probs]) if hold_labels else oof[valid]
             )
@@ -428,6 +433,7 @@ class RetrainingService:
             )
             if champion_metrics:
                 run_metrics.update({f"champion.{k}": v for k, v in champion_metrics.items()})
+            run_metrics.update(issues.counts())
             self.registry.log(run_id, params, run_metrics)
             self.registry.client.set_tag(
                 run_id, "labelloop.gate", "promote" if decision.promote else "reject"
@@ -480,6 +486,52 @@ class RetrainingService:
                     self.registry.log(run_id, {}, {"seconds_to_serving": serving_s})
                     log.info("%s: version %d serving %.1fs after its trigger", pid, version, serving_s)
         return best.family.name
+
+    def _check_labels(
+        self,
+        state: ProjectState,
+        snapshot: Snapshot,
+        oof: np.ndarray,
+        valid: np.ndarray,
+        holdout_probs: np.ndarray,
+        label_set: list[str],
+    ) -> LabelIssues:
+        """The label checks (retraining/label_checks.py) on every human label, each scored by a
+        model that did not see it (out-of-fold for training labels, the candidate for held-out
+        ones); review tasks for the flagged ones not reviewed before; counts to Prometheus."""
+        pid = state.project_id
+        entries = [*snapshot.train, *snapshot.holdout]
+        probs = np.concatenate([oof, holdout_probs]) if snapshot.holdout else oof
+        checked = np.concatenate([valid, np.ones(len(snapshot.holdout), dtype=bool)])
+        issues = find_issues(
+            [x.label for x in entries],
+            probs,
+            checked,
+            [HUMAN] * len(entries),  # the labeled set holds people's labels only (audits' too)
+            label_set,
+            [x.item_id for x in entries],
+            state.labeled.reviewed(),
+        )
+        tasks = [
+            review_task(entries[i].ingested, [entries[i].label], entries[i].annotators)
+            for i in issues.to_review
+            if entries[i].ingested is not None
+        ]
+        for task in tasks:
+            self.producer.send(TASKS, item_key(pid, task.ingested.item.item_id), task)
+        self.producer.flush()
+        state.labeled.mark_sent_for_review([t.ingested.item.item_id for t in tasks])
+        metrics.LABEL_ISSUES.labels(pid, "human").inc(len(issues.flagged_human))
+        metrics.LABEL_ISSUES.labels(pid, "auto").inc(len(issues.flagged_auto))
+        metrics.LABEL_ISSUES.labels(pid, "reviews_sent").inc(len(tasks))
+        log.info(
+            "%s: label checks flagged %d of %d human labels; %d sent for review",
+            pid,
+            len(issues.flagged_human),
+            issues.checked,
+            len(tasks),
+        )
+        return issues
 
     def _fit(
         self,

@@ -1,0 +1,118 @@
+"""Label checks before a training: which labels look wrong, given out-of-sample probabilities.
+
+Pure (no Kafka, Redis, MLflow): the retraining service calls `find_issues` from its training
+worker with the out-of-fold probabilities of the training split and the held-out probabilities
+of the held-out split (each item scored by a model that never saw it), and turns the result into
+review tasks (`review_task`). cleanlab's `find_label_issues` (confident learning, ranked by
+self-confidence) decides what is flagged.
+
+What happens to a flagged label depends on its source:
+- people's label (`HUMAN`): it goes to a different annotator as a review task (at most once per
+  item: `already_reviewed` lists the items reviewed or sent for review before); it stays in the
+  training set until the review's verdict replaces it (retraining/dataset.py, `apply_review`);
+- an auto-label (`AUTO`): it is left out of training. (Today's labeled set holds people's labels
+  only; audits' answers count as people's. The case is here so a set that trains on auto-labels
+  inherits the rule.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from labelloop.v1 import events_pb2
+
+__all__ = ["AUTO", "HUMAN", "LabelIssues", "find_issues", "review_task", "review_task_id"]
+
+HUMAN = "human"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """What the checks found among `checked` labels (indices into the inputs)."""
+
+    checked: int
+    flagged_human: tuple[int, ...]  # people's labels that look wrong (all of them)
+    flagged_auto: tuple[int, ...]  # auto-labels that look wrong: left out of training
+    to_review: tuple[int, ...]  # flagged human labels not reviewed before: review tasks to send
+
+    def counts(self) -> dict[str, float]:
+        """The counts logged to the MLflow run (as metrics) and to Prometheus."""
+        return {
+            "label_checks.checked": float(self.checked),
+            "label_checks.flagged_human": float(len(self.flagged_human)),
+            "label_checks.flagged_auto": float(len(self.flagged_auto)),
+            "label_checks.reviews_sent": float(len(self.to_review)),
+        }
+
+
+def find_issues(
+    labels: Sequence[str],
+    probs: np.ndarray,
+    valid: Sequence[bool] | np.ndarray,
+    sources: Sequence[str],
+    label_set: Sequence[str],
+    item_ids: Sequence[str],
+    already_reviewed: Collection[str] = (),
+) -> LabelIssues:
+    """The labels that cleanlab flags as likely wrong.
+
+    `probs[i]` (columns in `label_set` order) must come from a model that did not train on item
+    `i`; rows where `valid[i]` is False (a fold that could not be trained) are not checked.
+    `sources[i]` is `HUMAN` or `AUTO`. Classes with fewer than two checked labels cannot be
+    estimated and are not flagged. Deterministic for the same inputs.
+    """
+    n = len(labels)
+    if not (len(probs) == len(valid) == len(sources) == len(item_ids) == n):
+        raise ValueError("labels, probs, valid, sources and item_ids must have the same length")
+    index = {label: i for i, label in enumerate(label_set)}
+    rows = [i for i in range(n) if valid[i] and labels[i] in index]
+    empty = LabelIssues(len(rows), (), (), ())
+    if len(rows) < 2:
+        return empty
+    y = np.asarray([index[labels[i]] for i in rows], dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)[rows]
+    present = np.unique(y)
+    if len(present) < 2:
+        return empty
+    # cleanlab wants every column to be a class that occurs: keep the present ones, renumbered.
+    p = p[:, present]
+    sums = p.sum(axis=1, keepdims=True)
+    p = np.where(sums > 0, p / np.where(sums > 0, sums, 1.0), 1.0 / len(present))
+    y = np.searchsorted(present, y)
+    from cleanlab.filter import find_label_issues  # imported here: a heavy import, trainings only
+
+    flags = find_label_issues(labels=y, pred_probs=p, filter_by="prune_by_noise_rate")
+    flagged = [rows[j] for j in np.flatnonzero(flags)]
+    human = tuple(i for i in flagged if sources[i] == HUMAN)
+    auto = tuple(i for i in flagged if sources[i] == AUTO)
+    seen = set(already_reviewed)
+    review = tuple(i for i in human if item_ids[i] not in seen)
+    return LabelIssues(len(rows), human, auto, review)
+
+
+def review_task_id(item_id: str) -> str:
+    """The task id of an item's review task."""
+    return f"{item_id}:review"
+
+
+def review_task(
+    ingested: events_pb2.ItemIngested, labels: Sequence[str], annotators: Sequence[str]
+) -> events_pb2.TaskRouted:
+    """The review task of a flagged human label: one more annotator, none of `annotators`, and
+    no prediction (the reviewer sees neither the model's answer nor the first annotator's)."""
+    task = events_pb2.TaskRouted(
+        task_id=review_task_id(ingested.item.item_id),
+        reason=events_pb2.TASK_REASON_REVIEW,
+        priority=1.0,
+        annotators_required=1,
+        answer_probability=1.0,
+        review_of=events_pb2.ReviewOf(labels=list(labels), annotators=list(annotators)),
+        enqueue=events_pb2.Enqueue(),
+    )
+    task.ingested.CopyFrom(ingested)
+    task.routed_at.GetCurrentTime()
+    return task
