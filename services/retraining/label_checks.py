@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labelloop.retraining.dataset import HumanLabel
 from labelloop.v1 import events_pb2
 
-__all__ = ["AUTO", "HUMAN", "LabelIssues", "find_issues", "review_task", "review_task_id"]
+__all__ = ["AUTO", "HUMAN", "LabelIssues", "find_issues", "review_task", "review_task_id", "review_tasks"]
 
 HUMAN = "human"
 AUTO = "auto"
@@ -116,3 +117,12 @@ def review_task(
     task.ingested.CopyFrom(ingested)
     task.routed_at.GetCurrentTime()
     return task
+
+
+def review_tasks(issues: LabelIssues, entries: Sequence[HumanLabel]) -> list[events_pb2.TaskRouted]:
+    """The review tasks of `issues.to_review` (indices into `entries`, the labels checked)."""
+    return [
+        review_task(entry.ingested, [entry.label], entry.annotators)
+        for entry in (entries[i] for i in issues.to_review)
+        if entry.ingested is not None
+    ]

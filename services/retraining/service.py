@@ -49,7 +49,7 @@ from labelloop.retraining.evaluation import (
     out_of_fold_probs,
 )
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
-from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_task
+from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
@@ -512,11 +512,7 @@ class RetrainingService:
             [x.item_id for x in entries],
             state.labeled.reviewed(),
         )
-        tasks = [
-            review_task(entries[i].ingested, [entries[i].label], entries[i].annotators)
-            for i in issues.to_review
-            if entries[i].ingested is not None
-        ]
+        tasks = review_tasks(issues, entries)
         for task in tasks:
             self.producer.send(TASKS, item_key(pid, task.ingested.item.item_id), task)
         self.producer.flush()
