@@ -7,7 +7,8 @@ raw labels topic keeps exactly one record per item."""
 from __future__ import annotations
 
 import numpy as np
-from test_final_labels import PROJECT, Loop, key, loop, one_record_each, prediction  # noqa: F401
+from test_final_labels import PROJECT, Loop, key, one_record_each, prediction
+from test_final_labels import loop as loop  # the fixture: the fence tests' loop
 
 from labelloop.core.label_log import replay
 from labelloop.core.topics import ANNOTATIONS, PREDICTIONS, TASKS
