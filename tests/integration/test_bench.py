@@ -13,9 +13,9 @@ from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
 from labelloop.core.label_log import replay
-from labelloop.core.topics import ANNOTATIONS, PREDICTIONS
+from labelloop.core.topics import ANNOTATIONS, PREDICTIONS, TASKS
 from labelloop.datasets import load
-from labelloop.v1 import common_pb2
+from labelloop.v1 import common_pb2, events_pb2
 
 KEYS = {
     "dataset",
@@ -37,6 +37,7 @@ KEYS = {
     "auto_latency_ms",
     "wall_s",
     "reference",
+    "label_issues",
 }
 
 
@@ -125,6 +126,20 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         "coverage": len(mentions) / 200,
         "accuracy": round(sports / len(mentions), 6),
     }
+
+    # The label checks before training: the flagged labels are the review tasks on `tasks`,
+    # scored against the hidden labels; reviews are answers (counted in human_effort above).
+    reviews = {
+        t.ingested.item.item_id: t.review_of.labels[0]
+        for t in replay(stack.bootstrap_servers, services.topic_prefix, TASKS, project_id=report["project"])
+        if t.reason == events_pb2.TASK_REASON_REVIEW
+    }
+    issues = report["label_issues"]
+    assert issues["found"] == len(reviews)
+    assert issues["truly_wrong"] == sum(label != truth[i] for i, label in reviews.items())
+    assert 0 <= issues["caught"] <= min(issues["found"], issues["wrong_in_training"])
+    reviewed = {a.item_id for a in answers if a.reason == events_pb2.TASK_REASON_REVIEW}
+    assert reviewed <= set(reviews), "every review answer is to a review task"
 
     reference = report["reference"]
     assert reference["items"] == 200 and reference["seeds"] == [0, 1, 2, 3, 4]

@@ -8,6 +8,7 @@ from labelloop.bench.report import (
     AnnotationCount,
     FinalLabel,
     count_annotations,
+    label_issue_stats,
     max_without_final_label,
     summarize,
     windows,
@@ -253,3 +254,18 @@ def test_source_stats_score_each_source_against_the_hidden_labels() -> None:
         "llm:m": {"votes": 2, "coverage": 0.5, "accuracy": 1.0},
         "rule:x": {"votes": 2, "coverage": 0.5, "accuracy": 0.5},
     }
+
+
+def test_label_issues_are_scored_against_the_hidden_labels() -> None:
+    truth = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "x"}
+    in_training = {"a": "y", "b": "x", "c": "x", "d": "y"}  # a and c wrong; e never trained on
+    flagged = {"a": "y", "b": "x", "e": "y"}  # a right to flag, b wrongly, e (late) right
+    assert label_issue_stats(flagged, in_training, truth) == {
+        "found": 3,
+        "truly_wrong": 2,
+        "precision": pytest.approx(2 / 3, abs=1e-6),
+        "wrong_in_training": 2,
+        "caught": 1,
+        "recall": 0.5,
+    }
+    assert label_issue_stats({}, {}, truth)["precision"] is None
