@@ -86,7 +86,8 @@ def find_issues(
     y = np.searchsorted(present, y)
     from cleanlab.filter import find_label_issues  # imported here: a heavy import, trainings only
 
-    flags = find_label_issues(labels=y, pred_probs=p, filter_by="prune_by_noise_rate")
+    # n_jobs=1: no worker processes forked from a service with Kafka clients and threads.
+    flags = find_label_issues(labels=y, pred_probs=p, filter_by="prune_by_noise_rate", n_jobs=1)
     flagged = [rows[j] for j in np.flatnonzero(flags)]
     human = tuple(i for i in flagged if sources[i] == HUMAN)
     auto = tuple(i for i in flagged if sources[i] == AUTO)

@@ -498,24 +498,29 @@ class RetrainingService:
     ) -> LabelIssues:
         """The label checks (retraining/label_checks.py) on every human label, each scored by a
         model that did not see it (out-of-fold for training labels, the candidate for held-out
-        ones); review tasks for the flagged ones not reviewed before; counts to Prometheus."""
+        ones); review tasks for the flagged ones not reviewed before; counts to Prometheus. Best
+        effort: a failure (Kafka down for the review tasks) is logged and checks nothing."""
         pid = state.project_id
         entries = [*snapshot.train, *snapshot.holdout]
         probs = np.concatenate([oof, holdout_probs]) if snapshot.holdout else oof
         checked = np.concatenate([valid, np.ones(len(snapshot.holdout), dtype=bool)])
-        issues = find_issues(
-            [x.label for x in entries],
-            probs,
-            checked,
-            [HUMAN] * len(entries),  # the labeled set holds people's labels only (audits' too)
-            label_set,
-            [x.item_id for x in entries],
-            state.labeled.reviewed(),
-        )
-        tasks = review_tasks(issues, entries)
-        for task in tasks:
-            self.producer.send(TASKS, item_key(pid, task.ingested.item.item_id), task)
-        self.producer.flush()
+        try:
+            issues = find_issues(
+                [x.label for x in entries],
+                probs,
+                checked,
+                [HUMAN] * len(entries),  # the labeled set holds people's labels only (audits' too)
+                label_set,
+                [x.item_id for x in entries],
+                state.labeled.reviewed(),
+            )
+            tasks = review_tasks(issues, entries)
+            for task in tasks:
+                self.producer.send(TASKS, item_key(pid, task.ingested.item.item_id), task)
+            self.producer.flush()
+        except Exception:  # the checks never stop a training; the next training checks again
+            log.exception("%s: label checks failed; training without them", pid)
+            return LabelIssues(0, (), (), ())
         state.labeled.mark_sent_for_review([t.ingested.item.item_id for t in tasks])
         metrics.LABEL_ISSUES.labels(pid, "human").inc(len(issues.flagged_human))
         metrics.LABEL_ISSUES.labels(pid, "auto").inc(len(issues.flagged_auto))
