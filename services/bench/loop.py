@@ -400,8 +400,10 @@ def annotator_pool(annotators_per_task: int) -> int:
     when k > 1, one more again: a tie calls one more annotator, and a second tie in a row (1-1-1
     of three, then a fourth distinct label: about 1 task in 1,000 at 10% error over 5 classes)
     calls a fifth. With k + 1 people that task waited forever and the run stalled at 199/200.
+    With k = 1 too: a review of a flagged label (label_checks) excludes its annotator, and a
+    reviewer who disagrees makes a tie that calls a third person.
     """
-    return annotators_per_task + 1 if annotators_per_task <= 1 else annotators_per_task + 2
+    return annotators_per_task + 2
 
 
 def submission_size(submitted: int, finalized: int, window: int, batch: int, remaining: int) -> int:
