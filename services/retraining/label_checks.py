@@ -58,26 +58,36 @@ def find_issues(
     label_set: Sequence[str],
     item_ids: Sequence[str],
     already_reviewed: Collection[str] = (),
+    min_per_class: int = 20,
+    max_given_share: float = 0.75,
 ) -> LabelIssues:
-    """The labels that cleanlab flags as likely wrong.
+    """The labels that look wrong: flagged by cleanlab (``filter_by="both"``: pruned by the
+    estimated noise rates and per class) and given, by the out-of-sample model, less than
+    `max_given_share` of a uniform guess's probability (1 / the classes present).
 
     `probs[i]` (columns in `label_set` order) must come from a model that did not train on item
     `i`; rows where `valid[i]` is False (a fold that could not be trained) are not checked.
-    `sources[i]` is `HUMAN` or `AUTO`. Classes with fewer than two checked labels cannot be
-    estimated and are not flagged. Deterministic for the same inputs.
+    `sources[i]` is `HUMAN` or `AUTO`. Nothing is flagged until the checked labels number
+    `min_per_class` per class present (0: never): early models are too weak to judge people,
+    and every flag costs a review. Deterministic for the same inputs.
+
+    Why both conditions: on 20 Newsgroups (3,000 posts, 5% of labels flipped at random, TF-IDF
+    out-of-fold probabilities over 20 classes, checks every 300 labels from 400 on), cleanlab
+    alone flagged 511 labels at precision 0.27; with the probability condition at 0.75 of
+    uniform, about 0.68 precision and recall (0.5: 0.80 and 0.46).
     """
     n = len(labels)
     if not (len(probs) == len(valid) == len(sources) == len(item_ids) == n):
         raise ValueError("labels, probs, valid, sources and item_ids must have the same length")
     index = {label: i for i, label in enumerate(label_set)}
     rows = [i for i in range(n) if valid[i] and labels[i] in index]
-    empty = LabelIssues(len(rows), (), (), ())
+    empty = LabelIssues(0, (), (), ())
     if len(rows) < 2:
         return empty
     y = np.asarray([index[labels[i]] for i in rows], dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)[rows]
     present = np.unique(y)
-    if len(present) < 2:
+    if len(present) < 2 or min_per_class <= 0 or len(rows) < min_per_class * len(present):
         return empty
     # cleanlab wants every column to be a class that occurs: keep the present ones, renumbered.
     p = p[:, present]
@@ -87,8 +97,9 @@ def find_issues(
     from cleanlab.filter import find_label_issues  # imported here: a heavy import, trainings only
 
     # n_jobs=1: no worker processes forked from a service with Kafka clients and threads.
-    flags = find_label_issues(labels=y, pred_probs=p, filter_by="prune_by_noise_rate", n_jobs=1)
-    flagged = [rows[j] for j in np.flatnonzero(flags)]
+    flags = find_label_issues(labels=y, pred_probs=p, filter_by="both", n_jobs=1)
+    unlikely = p[np.arange(len(y)), y] < max_given_share / len(present)
+    flagged = [rows[j] for j in np.flatnonzero(flags & unlikely)]
     human = tuple(i for i in flagged if sources[i] == HUMAN)
     auto = tuple(i for i in flagged if sources[i] == AUTO)
     seen = set(already_reviewed)

@@ -513,6 +513,8 @@ class RetrainingService:
                 label_set,
                 [x.item_id for x in entries],
                 state.labeled.reviewed(),
+                self.settings.label_check_min_per_class,
+                self.settings.label_check_max_given_share,
             )
             tasks = review_tasks(issues, entries)
             for task in tasks:

@@ -52,6 +52,7 @@ def test_a_flagged_human_label_is_reviewed_by_someone_else_and_corrects_training
         [HUMAN] * len(entries),
         LABELS,
         [x.item_id for x in entries],
+        min_per_class=2,  # 16 labels: the service's default (20 per class) would check none
     )
     assert [entries[i].item_id for i in issues.flagged_human] == [wrong]
     tasks = review_tasks(issues, entries)

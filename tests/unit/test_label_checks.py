@@ -67,6 +67,25 @@ def test_rows_without_out_of_fold_probabilities_are_not_checked() -> None:
     assert issues.checked == 197
 
 
+def test_nothing_is_checked_below_the_labels_per_class_and_likely_labels_are_never_flagged() -> None:
+    labels, probs, flipped = _noisy(300, 15, seed=3)
+    ids = [str(i) for i in range(300)]
+    few = find_issues(labels[:59], probs[:59], [True] * 59, [HUMAN] * 59, LABELS, ids[:59])
+    assert few.checked == 0 and few.flagged_human == ()  # 59 < 20 per class x 3 classes
+    off = find_issues(labels, probs, [True] * 300, [HUMAN] * 300, LABELS, ids, min_per_class=0)
+    assert off.checked == 0 and off.flagged_human == ()
+    # a flipped label the model still gives 0.26, just above 0.75 of a uniform 1/3: cleanlab
+    # flags it, the probability condition keeps it
+    probs[flipped[0]] = 0.0
+    probs[flipped[0], LABELS.index(labels[flipped[0]])] = 0.26
+    probs[flipped[0], (LABELS.index(labels[flipped[0]]) + 1) % 3] = 0.74
+    loose = find_issues(labels, probs, [True] * 300, [HUMAN] * 300, LABELS, ids, max_given_share=3.0)
+    assert flipped[0] in loose.flagged_human
+    issues = find_issues(labels, probs, [True] * 300, [HUMAN] * 300, LABELS, ids)
+    assert flipped[0] not in issues.flagged_human
+    assert len(issues.flagged_human) >= 12 and set(issues.flagged_human) <= set(flipped[1:])
+
+
 def test_too_few_labels_flag_nothing_and_bad_lengths_are_refused() -> None:
     probs = np.array([[0.9, 0.1, 0.0]])
     assert find_issues(["b"], probs, [True], [HUMAN], LABELS, ["x"]).flagged_human == ()
