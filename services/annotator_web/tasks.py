@@ -3,7 +3,8 @@
 - `label_keys`: the key of each label, `1`-`9` then `a`-`z` in the project's label order
   (labels past the 35th have no key and are answered by clicking).
 - `task_view`: the item's content, why it is here, the model's suggestion and its top 3 scores,
-  and which label is pre-selected: none for audits and exploration items (people are not anchored by the model's
+  and which label is pre-selected: none for audits, exploration items and reviews (people are not
+  anchored by the model's answer; a review shows neither the model's nor the first annotator's
   answer) and none when no model has answered.
 """
 
@@ -22,6 +23,7 @@ REASONS: dict[str, str] = {
     "audit": "An audit: the model labeled it alone; your answer checks the model's precision.",
     "no_model": "No model yet: people's first answers train it.",
     "exploration": "Exploration: a random sample, so the model's blind spots get measured.",
+    "review": "A review: a check before training doubts this label; give yours, unswayed.",
     "unspecified": "Sent to people.",
 }
 
@@ -46,8 +48,9 @@ def task_view(lease: human_tasks_pb2.LeaseTaskResponse) -> dict[str, Any]:
     item = task.ingested.item
     reason = reason_name(task.reason)
     # Audits and exploration items are the samples that calibrate thresholds: people must not be
-    # anchored by the model's answer there, or they would confirm it.
-    audit = reason in ("audit", "exploration")
+    # anchored by the model's answer there, or they would confirm it. A review hides the model's
+    # answer and the label under review alike (the task's `review_of` never reaches the page).
+    audit = reason in ("audit", "exploration", "review")
     scores = sorted(task.prediction.scores, key=lambda s: s.probability, reverse=True)
     top3 = (
         []

@@ -295,11 +295,12 @@ def run_bench(
             finals = watcher.finals()
             label_events = watcher.events
         say("collecting people's answers from Kafka")
-        annotations = reports.count_annotations(
+        answers = [
             a
             for a in replay(config.kafka_bootstrap, config.topic_prefix, ANNOTATIONS, project_id=project_id)
             if a.project_id == project_id
-        )
+        ]
+        annotations = reports.count_annotations(answers)
         model_events = [
             e
             for e in replay(config.kafka_bootstrap, config.topic_prefix, MODELS)
@@ -344,6 +345,11 @@ def run_bench(
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             "sources": reports.source_stats(votes, truth),
+            **(
+                {"label_issues": _label_issues(config, project_id, truth, finals, answers, model_events)}
+                if config.annotator_error > 0
+                else {}
+            ),
             **config.extra,
         }
         if reference is not None:
@@ -360,6 +366,33 @@ def run_bench(
     return result
 
 
+def _label_issues(
+    config: BenchConfig,
+    project_id: str,
+    truth: dict[str, str],
+    finals: dict[str, reports.FinalLabel],
+    answers: list[events_pb2.AnnotationSubmitted],
+    model_events: list[events_pb2.ModelEvent],
+) -> dict[str, Any]:
+    """The label checks' findings against the hidden labels (report.label_issue_stats): flagged
+    labels from the review tasks on `tasks`; the labels that reached training are people's final
+    labels and audits' answers from before the last training's end."""
+    flagged = {
+        t.ingested.item.item_id: t.review_of.labels[0]
+        for t in replay(config.kafka_bootstrap, config.topic_prefix, TASKS, project_id=project_id)
+        if t.reason == events_pb2.TASK_REASON_REVIEW and t.review_of.labels
+    }
+    trained = [e.at.ToMilliseconds() for e in model_events if e.kind == events_pb2.MODEL_EVENT_KIND_TRAINED]
+    last = max(trained, default=0)
+    in_training = {
+        f.item_id: f.label for f in finals.values() if f.source == reports.HUMAN and f.finalized_ms <= last
+    }
+    for a in answers:
+        if a.audit and a.consensus_labels and a.annotated_at.ToMilliseconds() <= last:
+            in_training[a.item_id] = a.consensus_labels[0]
+    return reports.label_issue_stats(flagged, in_training, truth)
+
+
 def annotator_pool(annotators_per_task: int) -> int:
     """How many simulated people work a project that asks `annotators_per_task` (k) per task.
 
@@ -367,8 +400,10 @@ def annotator_pool(annotators_per_task: int) -> int:
     when k > 1, one more again: a tie calls one more annotator, and a second tie in a row (1-1-1
     of three, then a fourth distinct label: about 1 task in 1,000 at 10% error over 5 classes)
     calls a fifth. With k + 1 people that task waited forever and the run stalled at 199/200.
+    With k = 1 too: a review of a flagged label (label_checks) excludes its annotator, and a
+    reviewer who disagrees makes a tie that calls a third person.
     """
-    return annotators_per_task + 1 if annotators_per_task <= 1 else annotators_per_task + 2
+    return annotators_per_task + 2
 
 
 def submission_size(submitted: int, finalized: int, window: int, batch: int, remaining: int) -> int:

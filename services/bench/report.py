@@ -8,7 +8,12 @@ Two shares of people's work, both over all items of the stream:
 - ``human_effort``: every answer people gave (``annotations / items``): each annotator of a
   k-annotator task, the extra annotator a tie calls, audits of auto-labels and exploration items
   included. It is what people were paid for; with one annotator and no audits it equals
-  ``human_fraction``.
+  ``human_fraction``. Reviews of labels flagged before a training are answers too.
+
+``label_issues`` (runs with simulated annotator errors): the labels the checks before training
+flagged (the items of the review tasks on `tasks`), how many of them were truly wrong against the
+hidden labels (precision), and how many of the wrong people's labels that reached a training
+they caught (recall). The system never sees the hidden labels; the bench compares afterwards.
 """
 
 from __future__ import annotations
@@ -83,6 +88,26 @@ def count_annotations(events: Iterable[events_pb2.AnnotationSubmitted]) -> Annot
         audits += int(event.audit)
         per_item[event.item_id] += 1
     return AnnotationCount(total=total, audits=audits, per_item=dict(per_item))
+
+
+def label_issue_stats(
+    flagged: Mapping[str, str], in_training: Mapping[str, str], truth: Mapping[str, str]
+) -> dict[str, Any]:
+    """`flagged`: item -> the label the checks flagged (the label under review); `in_training`:
+    item -> people's label of every item that reached a training (final human labels and audits'
+    answers before the last training). Precision: flagged labels that are wrong; recall: wrong
+    labels in training that were flagged."""
+    wrong_flagged = sum(label != truth.get(item, label) for item, label in flagged.items())
+    wrong = {item for item, label in in_training.items() if label != truth.get(item, label)}
+    caught = sum(item in wrong for item in flagged)
+    return {
+        "found": len(flagged),
+        "truly_wrong": wrong_flagged,
+        "precision": _share(wrong_flagged, len(flagged)),
+        "wrong_in_training": len(wrong),
+        "caught": caught,
+        "recall": _share(caught, len(wrong)),
+    }
 
 
 def max_without_final_label(submits: Sequence[tuple[float, int]], finalized_ms: Iterable[float]) -> int:

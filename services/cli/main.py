@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
+from labelloop.cli.annotator_commands import annotators as annotators_command
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.rule_commands import rules_app
 from labelloop.cli.settings import CliSettings
@@ -40,6 +41,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
 app.add_typer(rules_app, name="rules")
 app.command("sources")(sources)
+app.command("annotators")(annotators_command)
 console = Console()
 err = Console(stderr=True)
 

@@ -118,6 +118,12 @@ HUMAN_QUEUE_OLDEST_AGE = Gauge(
 HUMAN_LEASES_ACTIVE = Gauge("labelloop_human_leases_active", "Human tasks currently leased.", ["project"])
 LEASES_EXPIRED = Counter("labelloop_leases_expired", "Leases that expired and were re-queued.", ["project"])
 ANNOTATIONS = Counter("labelloop_annotations", "Annotations submitted.", ["project"])
+ANNOTATOR_AGREEMENT = Gauge(
+    "labelloop_annotator_agreement",
+    "Share of an annotator's answers equal to the consensus (kind=consensus), or of their labels "
+    "that a review upheld (kind=review); known projects only.",
+    ["project", "annotator", "kind"],
+)
 
 # --- labels (routing: source=model; human_tasks: source=human) -------------------------------
 LABELS_FINALIZED = Counter(
@@ -155,6 +161,12 @@ AUDITS = Counter(
     "labelloop_audits",
     "Audited auto-labels, by whether people agreed (agree, disagree).",
     ["project", "outcome"],
+)
+LABEL_ISSUES = Counter(
+    "labelloop_label_issues",
+    "Labels the checks before a training flagged as likely wrong (kind=human, auto), and the "
+    "review tasks sent for the human ones (kind=reviews_sent).",
+    ["project", "kind"],
 )
 TARGET_PRECISION = Gauge(
     "labelloop_target_precision",

@@ -17,7 +17,7 @@ Per project `p` (all under the key prefix):
   `tasks_done:p`).
 
 `<m>` is the task's *member*, the queue's name for it: `l:<item id>` for an item's labeling task,
-`a:<item id>` for its audit (see `task_member`). It is built from the item id and the kind, never
+`a:<item id>` for its audit, `r:<item id>` for the review of its human label (see `member_of`). It is built from the item id and the kind, never
 from the free-form task id, and every kind of key has its own namespace, so no valid item id can
 make two tasks, or a task and another key, share a key (item ids `x:audit`, `x:who` or
 `x:answers` are ordinary ids). Project ids never contain ':' (core/projects.py).
@@ -41,6 +41,8 @@ def task_member(item_id: str, audit: bool) -> str:
 
 def member_of(task: events_pb2.TaskRouted) -> str:
     """The queue's name of `task` (by its item and reason, not its task id)."""
+    if task.reason == events_pb2.TASK_REASON_REVIEW:
+        return f"r:{task.ingested.item.item_id}"
     return task_member(task.ingested.item.item_id, task.reason == events_pb2.TASK_REASON_AUDIT)
 
 

@@ -14,6 +14,7 @@ from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import MODELS, TASKS
+from labelloop.human_tasks.agreement import AgreementStore
 from labelloop.human_tasks.api import HumanTaskApi
 from labelloop.human_tasks.handler import TaskHandler
 from labelloop.human_tasks.queue import TaskQueue
@@ -38,6 +39,7 @@ def main() -> None:
         FinalLabelWriter(client, settings.redis_key_prefix),
         api_producer,
         LabelModelStore(client, settings.redis_key_prefix),
+        AgreementStore(client, settings.redis_key_prefix),
     )
     server = grpc_server.build_server(
         "human_tasks",

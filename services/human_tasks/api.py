@@ -1,6 +1,10 @@
 """The annotator-facing gRPC API (HumanTaskService) and what an answer sets off: the
 `annotations` event, and on consensus the human final label on `labels` (through the final-label
-fence, core/final_labels.py).
+fence, core/final_labels.py), and each annotator's agreement counters (agreement.py).
+
+Audits and reviews never publish a final label: an audit's consensus measures the model, a
+review's consensus (reason REVIEW, `reviewed_labels` set) corrects the training set only
+(retraining/dataset.py reads it from `annotations`).
 
 An answer is recorded in Redis first (atomically, so a lease is answered once), then its events
 are produced and flushed, then the lease is marked produced. A repeated submit of a lease whose
@@ -11,7 +15,6 @@ is lost and the client's retry is safe.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import time
 
@@ -24,9 +27,10 @@ from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.identifiers import check_lease_id
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
-from labelloop.core.queues import QueueKeys, read_stats
+from labelloop.core.queues import QueueKeys, member_of, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
 from labelloop.core.topics import ANNOTATIONS, item_key
+from labelloop.human_tasks.agreement import AgreementStore, agreement_updates
 from labelloop.human_tasks.consensus import majority
 from labelloop.human_tasks.queue import TaskQueue, task_state
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
@@ -57,12 +61,14 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         writer: FinalLabelWriter,
         producer: EventProducer,
         label_model: LabelModelStore | None = None,
+        agreement: AgreementStore | None = None,
     ) -> None:
         self.queue = queue
         self.projects = projects
         self.writer = writer
         self.producer = producer
         self.label_model = label_model
+        self.agreement = agreement
 
     def LeaseTask(
         self, request: human_tasks_pb2.LeaseTaskRequest, context: grpc.ServicerContext
@@ -139,6 +145,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     ) -> bool:
         project_id = task.ingested.item.project_id
         audit = task.reason == events_pb2.TASK_REASON_AUDIT
+        review = task.reason == events_pb2.TASK_REASON_REVIEW
         leased_at = float(lease.get("leased_at", time.time()))
         annotation = events_pb2.AnnotationSubmitted(
             task_id=task.task_id,
@@ -154,6 +161,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         describe_routing(annotation, task)
         if audit and annotation.predicted_label:
             annotation.audited_labels.append(annotation.predicted_label)
+        if review:
+            annotation.reviewed_labels.extend(task.review_of.labels)
+            annotation.reviewed_annotators.extend(task.review_of.annotators)
         verdict = majority(list(answers.values())) if answers else None
         if verdict is not None and not verdict.tie:
             annotation.consensus_labels.append(verdict.label or "")
@@ -164,7 +174,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         if verdict is not None:
             if verdict.tie:
                 tie = True
-            elif not audit:
+            elif not audit and not review:
                 final = events_pb2.LabelFinalized(
                     ingested=task.ingested,
                     labels=[verdict.label or ""],
@@ -191,9 +201,32 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             self.writer.confirm(published)
             self.queue.finish(task)
         self.queue.mark_produced(lease_id, project_id)
-        if finalized and verdict is not None and self.label_model is not None:
-            self._learn(task, verdict.label or "")
-        return finalized and not audit
+        if finalized and verdict is not None:
+            self._count_agreement(task, answers, verdict.label or "")
+            if self.label_model is not None and not review:
+                self._learn(task, verdict.label or "")
+        return finalized and not audit and not review
+
+    def _count_agreement(self, task: events_pb2.TaskRouted, answers: dict[str, str], verdict: str) -> None:
+        """Add a completed task's agreement counters (once per task) and refresh the project's
+        agreement gauges. Best effort: a failure is logged (the counters replay from Kafka)."""
+        if self.agreement is None:
+            return
+        project_id = task.ingested.item.project_id
+        updates = agreement_updates(answers, verdict, task.review_of.labels, task.review_of.annotators)
+        try:
+            if self.agreement.add(project_id, f"{member_of(task)}:{len(answers)}", updates):
+                for row in self.agreement.read(project_id):
+                    if row.answered:
+                        metrics.ANNOTATOR_AGREEMENT.labels(project_id, row.annotator, "consensus").set(
+                            row.agreed / row.answered
+                        )
+                    if row.reviewed:
+                        metrics.ANNOTATOR_AGREEMENT.labels(project_id, row.annotator, "review").set(
+                            row.upheld / row.reviewed
+                        )
+        except LabelloopError as exc:
+            log.warning("agreement not counted for %s: %s", task.task_id, exc)
 
     def _learn(self, task: events_pb2.TaskRouted, human_label: str) -> None:
         """People decided `human_label` (a label or an audit): the label model learns how each

@@ -35,13 +35,23 @@ PRODUCE_HOLD_S = 30.0
 # priorities up to 20 and 4 billion tasks per project; written with %.0f, never as 1e+14.
 # Tasks queued before ranks existed have none: re-queueing them falls back to their priority.
 _ENQUEUE = """
--- KEYS: queue, queued_at, done, task, sequence ; ARGV: member, payload, priority, required, now, project
+-- KEYS: queue, queued_at, done, task, sequence, who, answers ; ARGV: member, payload, priority,
+-- required, now, project, reviewed label ('' unless a review), the reviewed label's annotators...
+-- A review starts with the label under review as one answer (under its first annotator's name)
+-- and every one of its annotators in the set of who saw it: one more, different, annotator
+-- answers; a disagreement is a tie, which calls one more (api.py).
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local p = math.min(math.max(tonumber(ARGV[3]), 0), 20)
 local seq = redis.call('INCR', KEYS[5]) % 4294967296
 local rank = string.format('%.0f', math.floor(p * 100000) * 4294967296 + (4294967296 - seq))
-redis.call('HSET', KEYS[4], 'payload', ARGV[2], 'priority', ARGV[3], 'rank', rank, 'required', ARGV[4],
+local required = tonumber(ARGV[4])
+if ARGV[7] ~= '' then
+  for i = 8, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
+  redis.call('HSET', KEYS[7], ARGV[8] or '', ARGV[7])
+  required = required + 1
+end
+redis.call('HSET', KEYS[4], 'payload', ARGV[2], 'priority', ARGV[3], 'rank', rank, 'required', required,
            'active', 0, 'queued_at', ARGV[5], 'project', ARGV[6])
 redis.call('ZADD', KEYS[1], rank, ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
@@ -215,7 +225,10 @@ class TaskQueue:
         self._withdraw = client.register_script(_WITHDRAW)
 
     def enqueue(self, tasks: list[events_pb2.TaskRouted]) -> int:
-        """Queue tasks not seen before (idempotent by task id). Returns how many were new."""
+        """Queue tasks not seen before (idempotent by task id: an item's review is queued at most
+        once, ever). A review task (`review_of` set) is leased by none of the reviewed label's
+        annotators and completes with the label under review as one answer. Returns how many
+        were new."""
         now = time.time()
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -229,6 +242,8 @@ class TaskQueue:
                         self.keys.done(project),
                         self.keys.task(project, member),
                         self.keys.sequence(project),
+                        self.keys.who(project, member),
+                        self.keys.answers(project, member),
                     ],
                     args=[
                         member,
@@ -237,6 +252,7 @@ class TaskQueue:
                         task.annotators_required,
                         now,
                         project,
+                        *_reviewed(task),
                     ],
                     client=pipe,
                 )
@@ -360,7 +376,13 @@ class TaskQueue:
             result = self._answer(
                 keys=[self.keys.leases(info["project"]), self.keys.unproduced(info["project"])],
                 args=[
-                    self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S, PRODUCE_HOLD_S
+                    self.prefix,
+                    lease_id,
+                    annotator_id,
+                    label,
+                    time.time(),
+                    LEASE_RECORD_TTL_S,
+                    PRODUCE_HOLD_S,
                 ],
             )
         except redis.RedisError as exc:
@@ -463,6 +485,13 @@ class TaskQueue:
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
         return sorted({n.split(":")[-1] for n in names})
+
+
+def _reviewed(task: events_pb2.TaskRouted) -> list[str]:
+    """The enqueue script's review arguments: the label under review and its annotators."""
+    if task.reason != events_pb2.TASK_REASON_REVIEW or not task.review_of.labels:
+        return [""]
+    return [task.review_of.labels[0], *task.review_of.annotators]
 
 
 def task_state(

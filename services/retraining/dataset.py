@@ -5,7 +5,9 @@ the latest label per item wins, and only labels whose source is people count (au
 never trained on). Audits add people's labels too: an audited auto-label (`audited`, from
 `labels`, with the item's text) joined with the audit's consensus (from `annotations`), in either
 order. Each label carries the weight 1 / the probability routing sent the item to people, so the
-set stands for the stream in calibration (retraining/calibration.py). Each item is assigned for good to the training or the held-out split by a
+set stands for the stream in calibration (retraining/calibration.py). A review's verdict (an
+`annotations` event of reason REVIEW with its consensus, see retraining/label_checks.py) replaces
+the item's label here, in the training data only; the final label on `labels` stays. Each item is assigned for good to the training or the held-out split by a
 hash of its id (`is_holdout`), so a champion trained earlier never saw any item of today's
 held-out split: champion and candidate are compared on the same, unseen labels.
 """
@@ -16,7 +18,7 @@ import hashlib
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labelloop.core.media import model_input
@@ -39,6 +41,8 @@ class HumanLabel:
     text: str
     label: str
     weight: float = 1.0  # 1 / the probability routing sent this item to people
+    annotators: tuple[str, ...] = ()  # who gave the label (a review excludes them)
+    ingested: events_pb2.ItemIngested | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,10 @@ class LabeledSet:
     holdout_fraction: float
     max_pending_audits: int = 100_000  # audited items waiting for their other half
     _labels: dict[str, HumanLabel] = field(default_factory=dict)
-    _audit_texts: dict[str, str] = field(default_factory=dict)
-    _audit_answers: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _audit_items: dict[str, events_pb2.ItemIngested] = field(default_factory=dict)
+    _audit_answers: dict[str, tuple[str, float, tuple[str, ...]]] = field(default_factory=dict)
+    _verdicts: dict[str, str] = field(default_factory=dict)  # item -> a review's verdict
+    _reviews: set[str] = field(default_factory=set)  # items sent for review or reviewed
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, label: events_pb2.LabelFinalized) -> str | None:
@@ -89,13 +95,22 @@ class LabeledSet:
             with self._lock:
                 answer = self._audit_answers.pop(item.item_id, None)
                 if answer is None:
-                    _bounded_put(self._audit_texts, item.item_id, model_input(item), self.max_pending_audits)
+                    _bounded_put(self._audit_items, item.item_id, label.ingested, self.max_pending_audits)
                     return None
-            return self._add(HumanLabel(item.item_id, model_input(item), answer[0], answer[1]))
+            return self._add(
+                HumanLabel(item.item_id, model_input(item), answer[0], answer[1], answer[2], label.ingested)
+            )
         if label.source != common_pb2.LABEL_SOURCE_HUMAN or not label.labels:
             return None
         return self._add(
-            HumanLabel(item.item_id, model_input(item), label.labels[0], _weight(label.answer_probability))
+            HumanLabel(
+                item.item_id,
+                model_input(item),
+                label.labels[0],
+                _weight(label.answer_probability),
+                tuple(label.annotators),
+                label.ingested,
+            )
         )
 
     def apply_audit(self, annotation: events_pb2.AnnotationSubmitted) -> str | None:
@@ -104,17 +119,54 @@ class LabeledSet:
         if annotation.reason != events_pb2.TASK_REASON_AUDIT or not annotation.consensus_labels:
             return None
         label, weight = annotation.consensus_labels[0], _weight(annotation.answer_probability)
+        annotators = (annotation.annotator_id,)
         with self._lock:
-            text = self._audit_texts.pop(annotation.item_id, None)
-            if text is None:
+            ingested = self._audit_items.pop(annotation.item_id, None)
+            if ingested is None:
                 _bounded_put(
-                    self._audit_answers, annotation.item_id, (label, weight), self.max_pending_audits
+                    self._audit_answers,
+                    annotation.item_id,
+                    (label, weight, annotators),
+                    self.max_pending_audits,
                 )
                 return None
-        return self._add(HumanLabel(annotation.item_id, text, label, weight))
+        return self._add(
+            HumanLabel(annotation.item_id, model_input(ingested.item), label, weight, annotators, ingested)
+        )
+
+    def apply_review(self, annotation: events_pb2.AnnotationSubmitted) -> bool:
+        """Record an answer to a review task (reason REVIEW). Its consensus, once there, replaces
+        the item's label for training, now and for any later delivery of the item's label.
+        Returns True when a label changed. Every review answer marks the item as reviewed."""
+        if annotation.reason != events_pb2.TASK_REASON_REVIEW:
+            return False
+        with self._lock:
+            self._reviews.add(annotation.item_id)
+            if not annotation.consensus_labels:
+                return False
+            verdict = annotation.consensus_labels[0]
+            self._verdicts[annotation.item_id] = verdict
+            entry = self._labels.get(annotation.item_id)
+            if entry is None or entry.label == verdict:
+                return False
+            self._labels[annotation.item_id] = replace(entry, label=verdict)
+            return True
+
+    def reviewed(self) -> set[str]:
+        """Items sent for review or reviewed before (each item is reviewed at most once)."""
+        with self._lock:
+            return set(self._reviews)
+
+    def mark_sent_for_review(self, item_ids: Sequence[str]) -> None:
+        """Record that review tasks were sent for `item_ids`."""
+        with self._lock:
+            self._reviews.update(item_ids)
 
     def _add(self, entry: HumanLabel) -> str | None:
         with self._lock:
+            verdict = self._verdicts.get(entry.item_id)
+            if verdict is not None:
+                entry = replace(entry, label=verdict)
             previous = self._labels.get(entry.item_id)
             self._labels[entry.item_id] = entry
         return entry.label if previous is None else None

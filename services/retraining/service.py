@@ -36,7 +36,7 @@ from labelloop.core.model_repository import ModelLoadError
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, EventProducer, now_timestamp
 from labelloop.core.thresholds import Threshold
-from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS
+from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS, TASKS, item_key
 from labelloop.retraining.calibration import Calibration, exploration_rate, move_threshold
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import Deployer, served_labels, triton_predict
@@ -49,6 +49,7 @@ from labelloop.retraining.evaluation import (
     out_of_fold_probs,
 )
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
+from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
@@ -147,6 +148,8 @@ class RetrainingService:
                 loaded += 1
         # Audits' consensus lives in `annotations` (an audited item's final label is the model's).
         for annotation in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, ANNOTATIONS):
+            if annotation.reason == events_pb2.TASK_REASON_REVIEW:
+                self.state(annotation.project_id).labeled.apply_review(annotation)
             if annotation.reason == events_pb2.TASK_REASON_AUDIT and annotation.consensus_labels:
                 state = self.state(annotation.project_id)
                 if state.labeled.apply_audit(annotation) is not None:
@@ -210,6 +213,7 @@ class RetrainingService:
             elif event.topic is ANNOTATIONS:
                 annotation: events_pb2.AnnotationSubmitted = event.message
                 state = self.state(annotation.project_id)
+                state.labeled.apply_review(annotation)
                 added = state.labeled.apply_audit(annotation)
                 if added is not None:
                     with state.lock:
@@ -360,12 +364,13 @@ class RetrainingService:
             # coverage at the target precision is what a family is for, and measured on all the
             # labels it is far less noisy than on the held-out fifth alone.
             t0 = time.perf_counter()
-            calibrations = [self._calibrate(c, snapshot, label_set, target) for c in candidates]
+            calibrated = [self._calibrate(c, snapshot, label_set, target) for c in candidates]
             calibration_s = time.perf_counter() - t0
-            for c, cal in zip(candidates, calibrations, strict=True):
+            for c, (cal, _, _) in zip(candidates, calibrated, strict=True):
                 c.metrics["calibrated_coverage"] = cal.expected_coverage
             chosen = best_candidate([c.metrics for c in candidates], "calibrated_coverage", metric)
-            best, calib = candidates[chosen], calibrations[chosen]
+            best, (calib, oof, valid) = candidates[chosen], calibrated[chosen]
+            issues = self._check_labels(state, snapshot, oof, valid, best.holdout_probs, label_set)
             threshold = Threshold(
                 calib.threshold,
                 dict(calib.class_thresholds),
@@ -414,6 +419,7 @@ class RetrainingService:
             )
             if champion_metrics:
                 run_metrics.update({f"champion.{k}": v for k, v in champion_metrics.items()})
+            run_metrics.update(issues.counts())
             self.registry.log(run_id, params, run_metrics)
             self.registry.client.set_tag(
                 run_id, "labelloop.gate", "promote" if decision.promote else "reject"
@@ -469,10 +475,11 @@ class RetrainingService:
 
     def _calibrate(
         self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float
-    ) -> Calibration:
+    ) -> tuple[Calibration, np.ndarray, np.ndarray]:
         """The thresholds of `candidate`'s family (calibration.py): out-of-fold probabilities on
         the training labels and the candidate's own on the held-out ones, each label weighted by
-        the inverse of the probability routing gave it to people."""
+        the inverse of the probability routing gave it to people. With the out-of-fold
+        probabilities and which rows have one (the label checks read them)."""
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
         oof, valid = out_of_fold_probs(
@@ -486,7 +493,7 @@ class RetrainingService:
         weights = [x.weight for x, ok in zip(snapshot.train, valid, strict=True) if ok] + [
             x.weight for x in snapshot.holdout
         ]
-        return calibrate(
+        calibration = calibrate(
             probs,
             truth,
             label_set,
@@ -495,6 +502,56 @@ class RetrainingService:
             weights=weights,
             max_weight=self.settings.calibration_max_weight,
         )
+        return calibration, oof, valid
+
+    def _check_labels(
+        self,
+        state: ProjectState,
+        snapshot: Snapshot,
+        oof: np.ndarray,
+        valid: np.ndarray,
+        holdout_probs: np.ndarray,
+        label_set: list[str],
+    ) -> LabelIssues:
+        """The label checks (retraining/label_checks.py) on every human label, each scored by a
+        model that did not see it (out-of-fold for training labels, the candidate for held-out
+        ones); review tasks for the flagged ones not reviewed before; counts to Prometheus. Best
+        effort: a failure (Kafka down for the review tasks) is logged and checks nothing."""
+        pid = state.project_id
+        entries = [*snapshot.train, *snapshot.holdout]
+        probs = np.concatenate([oof, holdout_probs]) if snapshot.holdout else oof
+        checked = np.concatenate([valid, np.ones(len(snapshot.holdout), dtype=bool)])
+        try:
+            issues = find_issues(
+                [x.label for x in entries],
+                probs,
+                checked,
+                [HUMAN] * len(entries),  # the labeled set holds people's labels only (audits' too)
+                label_set,
+                [x.item_id for x in entries],
+                state.labeled.reviewed(),
+                self.settings.label_check_min_per_class,
+                self.settings.label_check_max_given_share,
+            )
+            tasks = review_tasks(issues, entries)
+            for task in tasks:
+                self.producer.send(TASKS, item_key(pid, task.ingested.item.item_id), task)
+            self.producer.flush()
+        except Exception:  # the checks never stop a training; the next training checks again
+            log.exception("%s: label checks failed; training without them", pid)
+            return LabelIssues(0, (), (), ())
+        state.labeled.mark_sent_for_review([t.ingested.item.item_id for t in tasks])
+        metrics.LABEL_ISSUES.labels(pid, "human").inc(len(issues.flagged_human))
+        metrics.LABEL_ISSUES.labels(pid, "auto").inc(len(issues.flagged_auto))
+        metrics.LABEL_ISSUES.labels(pid, "reviews_sent").inc(len(tasks))
+        log.info(
+            "%s: label checks flagged %d of %d human labels; %d sent for review",
+            pid,
+            len(issues.flagged_human),
+            issues.checked,
+            len(tasks),
+        )
+        return issues
 
     def _fit(
         self,

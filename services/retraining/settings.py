@@ -50,6 +50,11 @@ class RetrainingSettings(CommonSettings):
     # Of the bounds that move the serving model's threshold from people's answers, both ways.
     move_confidence_level: float = setting(0.9, _fraction)
     min_effective_answers: float = setting(20.0, positive)  # Kish sample size before a move
+    # Label checks before a training (retraining/label_checks.py): they run once the checked labels
+    # number this many per class present (0: never); a label is flagged when cleanlab flags it and
+    # the out-of-sample model gives it less than this share of a uniform guess (1 / classes).
+    label_check_min_per_class: int = setting(20, non_negative)
+    label_check_max_given_share: float = setting(0.75, positive)
     # Exploration: share of confident items sent to people anyway, while the project holds fewer
     # than `exploration_wanted` such labels; then falling as wanted / held, down to the floor.
     exploration_rate: float = setting(0.02, _fraction)

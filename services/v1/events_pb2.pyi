@@ -24,6 +24,7 @@ class TaskReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_REASON_UNCERTAIN: _ClassVar[TaskReason]
     TASK_REASON_AUDIT: _ClassVar[TaskReason]
     TASK_REASON_EXPLORATION: _ClassVar[TaskReason]
+    TASK_REASON_REVIEW: _ClassVar[TaskReason]
 
 class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +45,7 @@ TASK_REASON_NO_MODEL: TaskReason
 TASK_REASON_UNCERTAIN: TaskReason
 TASK_REASON_AUDIT: TaskReason
 TASK_REASON_EXPLORATION: TaskReason
+TASK_REASON_REVIEW: TaskReason
 MODEL_EVENT_KIND_UNSPECIFIED: ModelEventKind
 MODEL_EVENT_KIND_TRAINED: ModelEventKind
 MODEL_EVENT_KIND_PROMOTED: ModelEventKind
@@ -121,7 +123,7 @@ class VoteCast(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +134,7 @@ class TaskRouted(_message.Message):
     ENQUEUE_FIELD_NUMBER: _ClassVar[int]
     WITHDRAW_FIELD_NUMBER: _ClassVar[int]
     ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_OF_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
     prediction: Prediction
@@ -142,7 +145,16 @@ class TaskRouted(_message.Message):
     enqueue: Enqueue
     withdraw: Withdrawal
     answer_probability: float
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ...) -> None: ...
+    review_of: ReviewOf
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ...) -> None: ...
+
+class ReviewOf(_message.Message):
+    __slots__ = ("labels", "annotators")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    annotators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, labels: _Optional[_Iterable[str]] = ..., annotators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Enqueue(_message.Message):
     __slots__ = ()
@@ -155,7 +167,7 @@ class Withdrawal(_message.Message):
     def __init__(self, label: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
-    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels")
+    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels", "reviewed_labels", "reviewed_annotators")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +184,8 @@ class AnnotationSubmitted(_message.Message):
     PREDICTED_LABEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_LABELS_FIELD_NUMBER: _ClassVar[int]
+    REVIEWED_LABELS_FIELD_NUMBER: _ClassVar[int]
+    REVIEWED_ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     item_id: str
     project_id: str
@@ -188,7 +202,9 @@ class AnnotationSubmitted(_message.Message):
     predicted_label: str
     predicted_confidence: float
     consensus_labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    reviewed_labels: _containers.RepeatedScalarFieldContainer[str]
+    reviewed_annotators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ..., reviewed_labels: _Optional[_Iterable[str]] = ..., reviewed_annotators: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LabelFinalized(_message.Message):
     __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited")

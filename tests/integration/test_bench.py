@@ -8,14 +8,14 @@ import json
 import re
 
 import pytest
-from running import RunningServices
+from running import SERVICES, RunningServices
 from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
 from labelloop.core.label_log import replay
-from labelloop.core.topics import ANNOTATIONS, PREDICTIONS
+from labelloop.core.topics import ANNOTATIONS, PREDICTIONS, TASKS
 from labelloop.datasets import load
-from labelloop.v1 import common_pb2
+from labelloop.v1 import common_pb2, events_pb2
 
 KEYS = {
     "dataset",
@@ -37,6 +37,7 @@ KEYS = {
     "auto_latency_ms",
     "wall_s",
     "reference",
+    "label_issues",
 }
 
 
@@ -126,6 +127,20 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         "accuracy": round(sports / len(mentions), 6),
     }
 
+    # The label checks before training: the flagged labels are the review tasks on `tasks`,
+    # scored against the hidden labels; reviews are answers (counted in human_effort above).
+    reviews = {
+        t.ingested.item.item_id: t.review_of.labels[0]
+        for t in replay(stack.bootstrap_servers, services.topic_prefix, TASKS, project_id=report["project"])
+        if t.reason == events_pb2.TASK_REASON_REVIEW
+    }
+    issues = report["label_issues"]
+    assert issues["found"] == len(reviews)
+    assert issues["truly_wrong"] == sum(label != truth[i] for i, label in reviews.items())
+    assert 0 <= issues["caught"] <= min(issues["found"], issues["wrong_in_training"])
+    reviewed = {a.item_id for a in answers if a.reason == events_pb2.TASK_REASON_REVIEW}
+    assert reviewed <= set(reviews), "every review answer is to a review task"
+
     reference = report["reference"]
     assert reference["items"] == 200 and reference["seeds"] == [0, 1, 2, 3, 4]
     runs = reference["runs"]
@@ -136,3 +151,58 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
     assert all(r["human_labeled"] + r["auto_labeled"] == 200 for r in runs)
     assert not any(r.get("cached") for r in runs)
     assert len(list((tmp_path / "reference-cache").glob("*.json"))) == 5, "each seed kept for the next run"
+
+
+@pytest.fixture
+def learning_services(stack, tmp_path, topic_prefix, redis_prefix):
+    """The pipeline and retraining, with label checks from 5 labels per class (a tiny stream)."""
+    running = RunningServices(
+        stack, tmp_path, topic_prefix, redis_prefix, extra_env={"LABELLOOP_LABEL_CHECK_MIN_PER_CLASS": "5"}
+    )
+    running.start(SERVICES)
+    yield running
+    running.stop()
+
+
+def test_the_bench_reports_the_label_checks_findings_against_the_hidden_labels(
+    stack, learning_services, tmp_path
+) -> None:
+    services = learning_services
+    config = BenchConfig(
+        data="bbcnews",
+        limit=300,
+        report=tmp_path / "report.json",
+        plot=None,
+        annotator_error=0.15,
+        ingest_addr=f"127.0.0.1:{services.grpc_ports['ingest']}",
+        human_tasks_addr=f"127.0.0.1:{services.grpc_ports['human_tasks']}",
+        kafka_bootstrap=stack.bootstrap_servers,
+        topic_prefix=services.topic_prefix,
+        manage_stack=False,
+        token=services.token,
+        stall_timeout_s=180,
+        reference=False,
+    )
+    report = run_bench(config, say=lambda _line: None)
+    truth = {r["id"]: r["label"] for r in load("bbcnews", 300)}
+    project = report["project"]
+    tasks = [
+        t
+        for t in replay(stack.bootstrap_servers, services.topic_prefix, TASKS, project_id=project)
+        if t.reason == events_pb2.TASK_REASON_REVIEW
+    ]
+    flagged = {t.ingested.item.item_id: t.review_of.labels[0] for t in tasks}
+    assert len(flagged) == len(tasks), "each flagged item is sent for review once"
+    issues = report["label_issues"]
+    assert report["retrains"] >= 1 and issues["found"] == len(flagged) > 0, issues
+    assert issues["truly_wrong"] == sum(label != truth[i] for i, label in flagged.items())
+    assert issues["precision"] == pytest.approx(issues["truly_wrong"] / issues["found"], abs=1e-6)
+    assert issues["wrong_in_training"] > 0 and 0 <= issues["caught"] <= issues["truly_wrong"]
+
+    # Reviews are people's answers: by someone other than the label's annotator, counted in
+    # human_effort, and never a second final label.
+    answers = list(replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS, project_id=project))
+    reviews = [a for a in answers if a.reason == events_pb2.TASK_REASON_REVIEW]
+    assert all(a.annotator_id not in a.reviewed_annotators for a in reviews)
+    assert report["annotations"] == len({a.lease_id for a in answers})
+    assert set(one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project)) == set(truth)

@@ -325,6 +325,11 @@ def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(
     assert 60 <= int(params["human_labels"]) <= 200
     assert int(params["labels.ham"]) + int(params["labels.spam"]) == int(params["human_labels"])
     assert params["dataset_fingerprint"] and "label_offsets" in params
+    # the label checks before the training: every human label checked, counts on the run
+    checks = {k.removeprefix("label_checks."): v for k, v in run.data.metrics.items() if "label_checks." in k}
+    assert set(checks) == {"checked", "flagged_human", "flagged_auto", "reviews_sent"}
+    assert 0 < checks["checked"] <= int(params["human_labels"])
+    assert checks["reviews_sent"] == checks["flagged_human"] and checks["flagged_auto"] == 0
     assert model_repository.served_versions(stack.triton_grpc_url, model_name) == [1]
     first = thresholds.get(project_id)
     assert first.model_version == 1 and first.threshold == pytest.approx(champion.threshold["threshold"])

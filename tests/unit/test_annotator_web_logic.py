@@ -95,6 +95,17 @@ def test_audit_task_neither_preselects_nor_shows_the_model_answer() -> None:
     assert view["top3"] == [] and view["model"] is None
 
 
+def test_review_task_shows_neither_the_model_nor_the_label_under_review() -> None:
+    lease = _lease(events_pb2.TASK_REASON_REVIEW, SCORES)
+    lease.task.review_of.labels.append("c")
+    lease.task.review_of.annotators.append("ann-1")
+    view = task_view(lease)
+    assert view["reason"] == "review" and "review" in view["reason_text"]
+    assert view["suggestion"] is None and view["preselect"] is None
+    assert view["top3"] == [] and view["model"] is None
+    assert "ann-1" not in str(view) and "review_of" not in str(view)
+
+
 def test_no_model_task_has_no_suggestion() -> None:
     view = task_view(_lease(events_pb2.TASK_REASON_NO_MODEL, []))
     assert view["reason"] == "no_model" and view["suggestion"] is None and view["top3"] == []

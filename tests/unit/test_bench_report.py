@@ -8,6 +8,7 @@ from labelloop.bench.report import (
     AnnotationCount,
     FinalLabel,
     count_annotations,
+    label_issue_stats,
     max_without_final_label,
     summarize,
     windows,
@@ -153,7 +154,8 @@ def test_the_annotator_pool_outlasts_a_second_tie() -> None:
     assert majority(["a", "b", "c"]).tie and majority(["a", "b", "c", "d"]).tie
     assert not majority(["a", "b", "c", "d", "a"]).tie
     assert annotator_pool(3) >= 5
-    assert annotator_pool(1) == 2, "one answer never ties: k = 1 keeps its two people"
+    # k = 1: a review excludes the first annotator; a reviewer who disagrees ties, a third decides
+    assert annotator_pool(1) == 3
 
 
 def test_audit_work_counts_what_audits_ask_and_what_people_gave() -> None:
@@ -253,3 +255,18 @@ def test_source_stats_score_each_source_against_the_hidden_labels() -> None:
         "llm:m": {"votes": 2, "coverage": 0.5, "accuracy": 1.0},
         "rule:x": {"votes": 2, "coverage": 0.5, "accuracy": 0.5},
     }
+
+
+def test_label_issues_are_scored_against_the_hidden_labels() -> None:
+    truth = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "x"}
+    in_training = {"a": "y", "b": "x", "c": "x", "d": "y"}  # a and c wrong; e never trained on
+    flagged = {"a": "y", "b": "x", "e": "y"}  # a right to flag, b wrongly, e (late) right
+    assert label_issue_stats(flagged, in_training, truth) == {
+        "found": 3,
+        "truly_wrong": 2,
+        "precision": pytest.approx(2 / 3, abs=1e-6),
+        "wrong_in_training": 2,
+        "caught": 1,
+        "recall": 0.5,
+    }
+    assert label_issue_stats({}, {}, truth)["precision"] is None

@@ -277,7 +277,7 @@ function render() {
   if (task.lease_id === renderedLease) return;
   renderedLease = task.lease_id;
   task.shown_at = task.shown_at || Date.now();
-  const audit = task.reason === "audit" || task.reason === "exploration";
+  const audit = task.reason === "audit" || task.reason === "exploration" || task.reason === "review";
   $("reason-badge").textContent = task.reason.replace("_", " ");
   $("reason-badge").dataset.reason = task.reason;
   $("reason-text").textContent = task.reason_text;
@@ -300,7 +300,9 @@ function render() {
   $("suggestion-text").textContent = task.suggestion
     ? `The model suggests “${task.suggestion}”: Enter accepts it.`
     : audit
-      ? "A sample that checks the model: its answer is hidden so it does not sway yours."
+      ? task.reason === "review"
+        ? "A review: the answers given before are hidden so they do not sway yours."
+        : "A sample that checks the model: its answer is hidden so it does not sway yours."
       : "No model suggestion yet.";
   const top3 = $("top3");
   top3.replaceChildren();
