@@ -11,7 +11,6 @@ is lost and the client's retry is safe.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import time
 

@@ -360,7 +360,13 @@ class TaskQueue:
             result = self._answer(
                 keys=[self.keys.leases(info["project"]), self.keys.unproduced(info["project"])],
                 args=[
-                    self.prefix, lease_id, annotator_id, label, time.time(), LEASE_RECORD_TTL_S, PRODUCE_HOLD_S
+                    self.prefix,
+                    lease_id,
+                    annotator_id,
+                    label,
+                    time.time(),
+                    LEASE_RECORD_TTL_S,
+                    PRODUCE_HOLD_S,
                 ],
             )
         except redis.RedisError as exc:
