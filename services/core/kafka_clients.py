@@ -234,6 +234,10 @@ def transactional_producer(
             "transactional.id": transactional_id,
             "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             "delivery.timeout.ms": TRANSACTION_TIMEOUT_MS,  # librdkafka: at most the transaction's
+            # after a commit the broker writes its markers; adding the same partitions to the next
+            # transaction meanwhile is refused (CONCURRENT_TRANSACTIONS) and retried after this
+            # backoff (librdkafka's default, 100 ms, was most of a batch's latency)
+            "retry.backoff.ms": 10,
         },
         **overrides,
     )
