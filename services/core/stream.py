@@ -73,6 +73,10 @@ class _Deliveries:
                 self.failures.append(str(error))
 
 
+STUCK_GRACE_S = 10.0
+"""How long past its own timeout a transaction call may block before its producer is replaced."""
+
+
 class EventProducer:
     """Produces protobuf events to prefixed topics. `send` batches; `flush` makes them durable.
 
@@ -91,6 +95,8 @@ class EventProducer:
         self.prefix = prefix
         self.service = service
         self.transactional_id = transactional_id
+        self._bootstrap, self._config = bootstrap, config
+        self._replace = False  # a transaction call hung: start the next with a new producer
         if transactional_id is None:
             self._producer = kafka_clients.producer(bootstrap, f"labelloop-{service}", **config)
         else:
@@ -163,35 +169,84 @@ class EventProducer:
 
     def begin(self) -> None:
         """Start a transaction (transactional producers only)."""
+        if self._replace:
+            self._replace_producer()
         try:
             self._producer.begin_transaction()
         except kafka_clients.KafkaException as exc:
             self._raise_transaction_error("begin", exc)
 
+    def _replace_producer(self) -> None:
+        """A new producer with the same transactional.id: initializing it fences the one whose
+        call hung and aborts that one's open transaction. DependencyUnavailable (and another try
+        at the next `begin`) while the brokers do not answer."""
+        assert self.transactional_id is not None
+        self._replace = True
+        self._producer = kafka_clients.transactional_producer(
+            self._bootstrap, f"labelloop-{self.service}", self.transactional_id, **self._config
+        )
+        self._replace = False
+        log.warning("%s: a new transactional producer took over %s", self.service, self.transactional_id)
+
+    def _bounded(self, step: str, call: Callable[[], None], timeout_s: float) -> None:
+        """Run a transaction call that librdkafka bounds by `timeout_s` but that can hang past
+        it (seen here: send_offsets_to_transaction after the broker restarted, waiting for a
+        coordinator that was never looked up again; librdkafka issues 3779 and 5511). If it has
+        not returned STUCK_GRACE_S later, it is left behind and the next transaction starts with
+        a new producer (`_replace_producer`); DependencyUnavailable, so the batch is re-read."""
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name=f"{self.service}-{step}", daemon=True)
+        worker.start()
+        worker.join(timeout_s + STUCK_GRACE_S)
+        if not outcome:
+            self._replace = True
+            try:
+                self._replace_producer()
+            except DependencyUnavailable as exc:
+                log.warning("%s: replacing the hung producer: %s; retrying", self.service, exc)
+            raise DependencyUnavailable(
+                "kafka", f"{step} hung past its {timeout_s:.0f}s timeout; the batch is re-read"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
     def commit(self, offsets: list[Any], group_metadata: Any, timeout_s: float = 30) -> None:
         """Commit the open transaction: every send since :meth:`begin` and the consumer group's
         `offsets` (the next offsets to read), atomically. Retries what librdkafka calls
         retriable; aborts the transaction and raises DependencyUnavailable when it must be
-        aborted (e.g. a rebalance fenced this member's generation); TransactionFailed when
-        the producer is unusable (fenced by another instance with the same transactional.id)."""
+        aborted (e.g. a rebalance fenced this member's generation); replaces the producer
+        before the next transaction when this one is unusable (fatal error, or a call that hung)."""
         deliveries = self._deliveries()
         self._local.deliveries = _Deliveries()
         deadline = time.monotonic() + timeout_s
-        step = "send_offsets_to_transaction"
-        try:
+        client = self._producer
+        step = ["send_offsets_to_transaction"]
+
+        def commit() -> None:
             if offsets:
                 self._with_retries(
-                    lambda: self._producer.send_offsets_to_transaction(
+                    lambda: client.send_offsets_to_transaction(
                         offsets, group_metadata, max(1.0, deadline - time.monotonic())
                     ),
                     deadline,
                 )
-            step = "commit_transaction"
+            step[0] = "commit_transaction"
             self._with_retries(
-                lambda: self._producer.commit_transaction(max(1.0, deadline - time.monotonic())), deadline
+                lambda: client.commit_transaction(max(1.0, deadline - time.monotonic())), deadline
             )
+
+        try:
+            self._bounded("commit", commit, timeout_s)
         except kafka_clients.KafkaException as exc:
-            self._raise_transaction_error(step, exc)
+            self._raise_transaction_error(step[0], exc)
         if deliveries.failures:  # commit_transaction fails first; kept as a guard
             raise DependencyUnavailable("kafka", f"produce failed: {deliveries.failures[0]}")
 
@@ -199,8 +254,9 @@ class EventProducer:
         """Abort the open transaction (if any): its records stay in the log, marked aborted, and
         read_committed readers skip them."""
         self._local.deliveries = _Deliveries()
+        client = self._producer
         try:
-            self._producer.abort_transaction(timeout_s)
+            self._bounded("abort", lambda: client.abort_transaction(timeout_s), timeout_s)
         except kafka_clients.KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if (
@@ -225,15 +281,31 @@ class EventProducer:
                 time.sleep(0.1)
 
     def _raise_transaction_error(self, step: str, exc: kafka_clients.KafkaException) -> None:
+        """DependencyUnavailable (the batch is re-read) after what librdkafka's error asks for:
+        an abort, or (fatal: fenced, e.g. after the coordinator timed the transaction out) a
+        new producer for the next transaction."""
         error = exc.args[0] if exc.args else None
-        if isinstance(error, kafka_clients.KafkaError) and error.txn_requires_abort():
-            try:
-                self._producer.abort_transaction(30)
-            except kafka_clients.KafkaException as abort_error:
-                raise TransactionFailed(f"{step}: {exc}; abort_transaction: {abort_error}") from exc
-            raise DependencyUnavailable("kafka", f"{step}: {exc} (transaction aborted)") from exc
         if isinstance(error, kafka_clients.KafkaError) and error.fatal():
-            raise TransactionFailed(f"{step}: {exc}") from exc
+            self._replace = True
+            log.error(
+                "%s: %s failed: %s; a new producer takes over %s (if this repeats, two live processes "
+                "share LABELLOOP_INSTANCE_ID)",
+                self.service,
+                step,
+                exc,
+                self.transactional_id,
+            )
+            raise DependencyUnavailable("kafka", f"{step}: {exc} (producer replaced)") from exc
+        if isinstance(error, kafka_clients.KafkaError) and error.txn_requires_abort():
+            client = self._producer
+            try:
+                self._bounded("abort", lambda: client.abort_transaction(30), 30)
+            except kafka_clients.KafkaException as abort_error:
+                self._replace = True
+                raise DependencyUnavailable(
+                    "kafka", f"{step}: {exc}; abort_transaction: {abort_error} (producer replaced)"
+                ) from exc
+            raise DependencyUnavailable("kafka", f"{step}: {exc} (transaction aborted)") from exc
         raise DependencyUnavailable("kafka", f"{step}: {exc}") from exc
 
     def close(self) -> None:
@@ -245,12 +317,6 @@ class EventProducer:
         finally:
             self._closed = True
             self._producer.flush(5)  # other threads' sends, if any
-
-
-class TransactionFailed(LabelloopError):
-    """A transactional producer can no longer be used (fatal error: another producer with the
-    same transactional.id fenced it). The consume loop stops; the process exits so that its
-    supervisor restarts it with a new producer (its open transaction is aborted)."""
 
 
 @dataclass

@@ -8,9 +8,10 @@ import threading
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from labelloop.core import stream
 from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.settings import CommonSettings, load
-from labelloop.core.stream import EventProducer, TransactionFailed
+from labelloop.core.stream import EventProducer
 
 
 class FakeTransactions:
@@ -42,6 +43,7 @@ def producer(client: FakeTransactions) -> EventProducer:
     made._local = threading.local()
     made._closed = False
     made._routes = {}
+    made._bootstrap, made._config, made._replace = "127.0.0.1:1", {}, False
     return made
 
 
@@ -60,11 +62,41 @@ def test_an_abortable_error_aborts_and_pauses_the_loop() -> None:
     assert client.calls == ["send_offsets", "commit", "abort"]
 
 
-def test_a_fenced_producer_stops_the_loop() -> None:
+def test_a_fenced_producer_is_replaced_before_the_next_transaction() -> None:
     client = FakeTransactions(KafkaError(KafkaError._FENCED, "another instance", fatal=True))
-    with pytest.raises(TransactionFailed, match="another instance"):
-        producer(client).commit([], "group")
+    made = producer(client)
+    with pytest.raises(DependencyUnavailable, match="another instance"):
+        made.commit([], "group")
     assert client.calls == ["commit"], "no offsets: nothing sent to the transaction"
+    assert made._replace, "the next begin() starts with a new producer (same transactional.id)"
+
+
+class Hanging(FakeTransactions):
+    """send_offsets_to_transaction that ignores its timeout (librdkafka after a broker restart)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout) -> None:
+        self.calls.append("send_offsets")
+        self.release.wait(30)
+
+
+def test_a_call_that_hangs_past_its_timeout_is_left_behind(monkeypatch) -> None:
+    client = Hanging()
+    made = producer(client)
+    monkeypatch.setattr(stream, "STUCK_GRACE_S", 0.2)
+    replacement = FakeTransactions()
+    monkeypatch.setattr(stream.kafka_clients, "transactional_producer", lambda *_a, **_k: replacement)
+    try:
+        with pytest.raises(DependencyUnavailable, match="hung"):
+            made.commit(["offset"], "group", timeout_s=0.1)
+    finally:
+        client.release.set()
+    assert made._producer is replacement and not made._replace
+    made.begin()
+    assert replacement.calls == ["begin"]
 
 
 def test_the_transactional_id_is_stable_per_service_and_instance() -> None:
