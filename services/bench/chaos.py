@@ -138,6 +138,18 @@ class Chaos:
                 return component
         raise LookupError(f"the local stack has no {name}")
 
+    @staticmethod
+    def _await_ports(process: Any, timeout_s: float = 60.0) -> None:
+        """Wait until a killed process's ports are free again (its listening sockets can outlive
+        it for a moment, and a start would refuse them as taken by another program)."""
+        from labelloop.stack.process import port_is_free
+
+        deadline = time.monotonic() + timeout_s
+        while not all(port_is_free(p) for p in getattr(process, "ports", ())):
+            if time.monotonic() > deadline:
+                return  # the start says which port is taken
+            time.sleep(0.1)
+
     def _inject(self, fault: str, result: FaultResult) -> float:
         """Cause `fault` and undo it; the time (monotonic) the component was ready again."""
         kind, name = fault.split(":", 1)
@@ -150,6 +162,7 @@ class Chaos:
             os.killpg(pid, signal.SIGKILL)
             while process.running_pid() is not None:
                 time.sleep(0.05)
+            self._await_ports(process)
         else:
             process.stop()
             if kind == "outage":
