@@ -1,8 +1,9 @@
 """`labelloop bench --chaos`: faults injected into the local stack while the bench streams.
 
 A `Chaos` thread works through FAULTS in a random order (seeded), one fault at a time, each at a
-random moment of its share of the stream (fault i of n once between i/(n+1) and (i+1)/(n+1) of
-the items have a final label, and never before the previous fault recovered):
+random moment of its share of the stream (fault i of n, counted from 1, once between i/(n+2) and
+(i+1)/(n+2) of the items have a final label, and never before the previous fault recovered; a
+fault whose moment comes after the last item's label is not injected, and reported so):
 
 - ``kill:<service>``: SIGKILL of the service's process group (no shutdown, no commit), then a
   restart, for ingest, inference, routing, human-tasks and retraining;
@@ -103,13 +104,14 @@ class Chaos:
     def _run(self) -> None:
         n = len(self.plan)
         for index, fault in enumerate(self.plan):
-            low = self.total * (index + 1) // (n + 1)
-            high = max(low, self.total * (index + 2) // (n + 1) - 1)
+            # n + 2 shares: none in the first (the stream starts), the last left for recovering
+            low = self.total * (index + 1) // (n + 2)
+            high = max(low, self.total * (index + 2) // (n + 2) - 1)
             moment = self._rng.randint(low, high)
             while self.finals() < moment and not self._stop.is_set():
                 self._stop.wait(0.1)
-            if self._stop.is_set():
-                return
+            if self._stop.is_set() or self.finals() >= self.total:
+                return  # the stream ended first: the rest are reported as not injected
             result = FaultResult(fault, self.finals(), round(time.monotonic() - self._began, 2), 0.0)
             self._results.append(result)
             self.say(f"chaos: {fault} at {result.at_final}/{self.total} final labels")

@@ -562,6 +562,9 @@ def bench_all(
             topic_prefix=s.topic_prefix,
             reference=False,
             chaos=True,
+            # a task leased by a simulated annotator whose answer failed waits for its lease to
+            # expire (LABELLOOP_LEASE_TTL_S, 300 s): no stall before that
+            stall_timeout_s=600,
             extra={"run": name},
         )
         chaotic = run_bench(config, say=console.print)

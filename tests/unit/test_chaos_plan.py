@@ -50,7 +50,7 @@ def test_every_fault_once_after_the_previous_one_recovered() -> None:
     assert [r["fault"] for r in results] == chaos.plan and sorted(chaos.plan) == sorted(faults)
     assert all(r["recovery_s"] is not None and not r["error"] for r in results)
     at = [r["at_final"] for r in results]
-    assert at == sorted(at) and at[0] >= 1000 // 5, "spread over the stream, in order"
+    assert at == sorted(at) and at[0] >= 1000 // 6 and at[-1] < 1000, "spread over the stream, in order"
     assert log == [
         step for f in chaos.plan for step in (f"stop {f.split(':')[1]}", f"start {f.split(':')[1]}")
     ]
