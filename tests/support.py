@@ -50,26 +50,17 @@ def wait_until(
         time.sleep(interval)
 
 
-def one_label_per_item(
-    bootstrap: str, prefix: str, project_id: str, *, identical_repeats: bool = False
-) -> dict[str, events_pb2.LabelFinalized]:
+def one_label_per_item(bootstrap: str, prefix: str, project_id: str) -> dict[str, events_pb2.LabelFinalized]:
     """The final label of each item of `project_id`, asserting from the RAW labels topic (every
-    record, not a last-wins view) that no item has more than one final-label record.
-
-    `identical_repeats=True` (tests that kill -9 a service mid-batch) still fails on two
-    different decisions for one item, but lets the same decision appear twice: a process killed
-    after its records reached the broker and before its flush returned publishes that batch
-    again on redelivery (at-least-once; only Kafka transactions would remove it)."""
+    record, not a last-wins view; read_committed, as every consumer of the pipeline reads it)
+    that no item has more than one final-label record, not even the same decision twice: a
+    consume loop killed between its produce and its commit leaves an aborted transaction."""
     records = label_records(bootstrap, prefix, project_id)
     many = {
         item_id: [(label.source, list(label.labels), label.model_version) for label in labels]
         for item_id, labels in records.items()
         if len(labels) > 1
     }
-    if identical_repeats:
-        many = {
-            item_id: seen for item_id, seen in many.items() if len({(s, tuple(x)) for s, x, _ in seen}) > 1
-        }
     shown = dict(list(many.items())[:5])
     assert not many, f"{len(many)} items have more than one final label (source, labels, model): {shown}"
     return {item_id: labels[0] for item_id, labels in records.items()}

@@ -33,11 +33,12 @@ from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
+from labelloop.bench.chaos import Chaos
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
-from labelloop.core.label_log import replay
+from labelloop.core.label_log import duplicated, label_records, replay
 from labelloop.core.rules import parse_rule_file, validate_rule
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, VOTES
@@ -103,6 +104,9 @@ class BenchConfig:
     reference_cache: Path | None = field(default_factory=default_reference_cache)
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     rules: Path | None = None  # a rule file (labelloop.core.rules) added to the bench's project
+    chaos: bool = False  # inject faults into the local stack during the stream (bench/chaos.py)
+    chaos_outage_s: float = 30.0  # how long Triton and MLflow are down
+    chaos_stack: Any = None  # the LocalStack to inject faults into (default: `make up`'s)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -223,6 +227,30 @@ def ensure_stack(say: Say) -> None:
     stack.up()
 
 
+def _chaos(config: BenchConfig, watcher: FinalLabelWatcher, total: int, say: Say) -> Chaos:
+    """Start injecting faults into the configured stack (default: the one `make up` starts)."""
+    stack = config.chaos_stack
+    if stack is None:
+        from labelloop.stack import LocalStack, StackSettings
+
+        stack = LocalStack(load(StackSettings), say=None)
+    chaos = Chaos(stack, watcher.count, total, outage_s=config.chaos_outage_s, seed=config.seed, say=say)
+    chaos.start()
+    return chaos
+
+
+def _chaos_report(config: BenchConfig, project_id: str, order: list[str], chaos: Chaos) -> dict[str, Any]:
+    """`lost` (items without a final-label record) and `duplicates` (items with more than one),
+    counted in the raw labels topic as the pipeline reads it (read_committed), and the faults."""
+    records = label_records(config.kafka_bootstrap, config.topic_prefix, project_id)
+    return {
+        "lost": sum(1 for item_id in order if item_id not in records),
+        "duplicates": len(duplicated(records)),
+        "faults": chaos.results(),
+        "faults_not_injected": chaos.not_injected(),
+    }
+
+
 def load_rules(path: Path, labels: list[str]) -> list[rules_pb2.Rule]:
     """The rules of a rule file, checked against the dataset's labels; BenchError names the
     file and what is wrong (before anything starts)."""
@@ -289,9 +317,15 @@ def run_bench(
                 say(f"project {project_id}: {len(rules)} rules from {config.rules}")
             watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
-            outcome = _stream(
-                config, channel, admin, project_id, records, truth, label_set, watcher, progress
-            )
+            chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
+            try:
+                outcome = _stream(
+                    config, channel, admin, project_id, records, truth, label_set, watcher, progress
+                )
+            finally:
+                if chaos is not None:  # restores a component it has down, then ends
+                    chaos.stop()
+                    chaos.join()
             finals = watcher.finals()
             label_events = watcher.events
         say("collecting people's answers from Kafka")
@@ -352,6 +386,8 @@ def run_bench(
             ),
             **config.extra,
         }
+        if chaos is not None:
+            result.update(_chaos_report(config, project_id, order, chaos))
         if reference is not None:
             say("waiting for the reference policy")
             result["reference"] = reference.result()

@@ -418,6 +418,18 @@ def bench(
         Path | None,
         typer.Option(help="A rule file (YAML, as `labelloop rules import`) for the bench's project."),
     ] = None,
+    chaos: Annotated[
+        bool,
+        typer.Option(
+            "--chaos",
+            help="During the stream SIGKILL and restart each service, restart Redis and Kafka, stop "
+            "Triton and MLflow for a while (the local stack of `make up`); report lost, duplicates "
+            "and recovery_s per fault.",
+        ),
+    ] = False,
+    chaos_outage_s: Annotated[
+        float, typer.Option(help="With --chaos: seconds Triton and MLflow stay down.")
+    ] = 30.0,
 ) -> None:
     """Run the whole loop on a labeled dataset with its labels hidden; write a report (and plot)."""
     from labelloop.bench.loop import BenchConfig, BenchError, run_bench
@@ -443,6 +455,9 @@ def bench(
         kafka_bootstrap=s.kafka_bootstrap,
         topic_prefix=s.topic_prefix,
         reference_seeds=reference_seeds,
+        chaos=chaos,
+        chaos_outage_s=chaos_outage_s,
+        reference=not chaos,  # the reference compares policies, not faults
     )
     try:
         if throughput:
@@ -455,6 +470,8 @@ def bench(
             with live:
                 result = run_bench(config, say=console.print, progress=update)
             console.print(summary_table(result))
+            if chaos:
+                console.print(chaos_summary(result))
     except BenchError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # a dataset or stack problem: say what, not a traceback
@@ -466,6 +483,21 @@ def bench(
         raise
     console.print(f"report: {report}" + (f"   plot: {plot}" if plot else ""))
 
+
+def chaos_summary(result: dict[str, Any]) -> str:
+    """The chaos part of a bench report, as lines."""
+    lines = [f"chaos: lost {result['lost']}, duplicates {result['duplicates']}"]
+    for fault in result["faults"]:
+        lines.append(
+            f"  {fault['fault']:<20} at {fault['at_final']:>5} final labels: down {fault['down_s']}s, "
+            f"recovered in {fault['recovery_s']}s{'  ' + fault['error'] if fault['error'] else ''}"
+        )
+    if result["faults_not_injected"]:
+        lines.append(f"  not injected (the stream ended first): {', '.join(result['faults_not_injected'])}")
+    return "\n".join(lines)
+
+
+CHAOS_RUN = ("bbcnews-chaos", "bbcnews", 2000)  # `make bench`: the chaos mode on 2,000 items
 
 BENCH_RUNS = (
     # name, dataset, limit, annotators, annotator error
@@ -516,6 +548,30 @@ def bench_all(
             extra={"run": name},
         )
         rows.append(run_bench(config, say=console.print))
+    name, data, limit = CHAOS_RUN
+    if not wanted or name in wanted:
+        console.print(f"[bold]== {name}[/]")
+        config = BenchConfig(
+            data=data,
+            report=out / f"{name}.json",
+            plot=out / f"{name}.png",
+            limit=limit,
+            ingest_addr=s.ingest_addr,
+            human_tasks_addr=s.human_tasks_addr,
+            token=s.token,
+            token_file=s.token_file,
+            kafka_bootstrap=s.kafka_bootstrap,
+            topic_prefix=s.topic_prefix,
+            reference=False,
+            chaos=True,
+            # a task leased by a simulated annotator whose answer failed waits for its lease to
+            # expire (LABELLOOP_LEASE_TTL_S, 300 s): no stall before that
+            stall_timeout_s=600,
+            extra={"run": name},
+        )
+        chaotic = run_bench(config, say=console.print)
+        rows.append(chaotic)
+        console.print(chaos_summary(chaotic))
     throughput: dict[str, Any] | None = None
     if not wanted or "throughput" in wanted:
         console.print("[bold]== throughput[/]")

@@ -21,10 +21,14 @@ ids are hash fields, so no item id can collide with another key. A state is ``P`
 people), ``D<decision>`` (decided, publication not yet confirmed) or ``E<decision>`` (decided and
 flushed to Kafka); a decision is ``<source>:<labels, comma-separated>``.
 
-Crash semantics: claim, then emit, then flush, then :meth:`FinalLabelWriter.confirm`. A crash
-before the flush leaves ``D``: the redelivered input re-publishes the same decision. A crash
-between the flush and the confirm (one Redis round trip) is the only window where a redelivery
-publishes a second, identical record.
+Crash semantics: claim, then emit, then flush (in a consume loop: commit the transaction that
+holds the label and the consumed offsets), then :meth:`FinalLabelWriter.confirm`. A crash before
+the commit leaves ``D`` and an aborted (invisible) first attempt: the redelivered input
+re-publishes the same decision once. A crash between the commit and the confirm (one Redis round
+trip) leaves ``D`` with the input committed: only another input proposing the same decision (a
+rescore of the item) would publish it again. Outside consume loops (human-tasks' API, idempotent
+but not transactional) that window is between the flush and the confirm, and a retried call is
+what would repeat the record.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ __all__ = [
     "producer",
     "reader",
     "security",
+    "transactional_producer",
     "watermarks",
 ]
 
@@ -158,7 +159,15 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.timeout.ms": 60_000,
 }
 
+# A transaction left open by a crashed process blocks read_committed readers of its output
+# partitions (they stop at the last stable offset) until the broker aborts it: at once when the
+# restarted process calls init_transactions with the same transactional.id, else after this.
+TRANSACTION_TIMEOUT_MS = 30_000
+
 CONSUMER_DEFAULTS: dict[str, Any] = {
+    # only committed transactions (and non-transactional records) are delivered: the records of
+    # an aborted or still open transaction (a crashed consume loop's batch) are never seen
+    "isolation.level": "read_committed",
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
@@ -211,6 +220,34 @@ def producer(bootstrap: str, client_id: str, **overrides: Any) -> Producer:
         raise DependencyUnavailable("kafka", str(exc)) from exc
 
 
+def transactional_producer(
+    bootstrap: str, client_id: str, transactional_id: str, timeout_s: float = 30, **overrides: Any
+) -> Producer:
+    """A transactional producer (PRODUCER_DEFAULTS plus `transactional.id`), its transactions
+    initialized: a previous producer with the same `transactional_id` (this process before a
+    crash) is fenced and its open transaction aborted. DependencyUnavailable when the brokers do
+    not answer within `timeout_s`."""
+    client = producer(
+        bootstrap,
+        client_id,
+        **{
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+            "delivery.timeout.ms": TRANSACTION_TIMEOUT_MS,  # librdkafka: at most the transaction's
+            # after a commit the broker writes its markers; adding the same partitions to the next
+            # transaction meanwhile is refused (CONCURRENT_TRANSACTIONS) and retried after this
+            # backoff (librdkafka's default, 100 ms, was most of a batch's latency)
+            "retry.backoff.ms": 10,
+        },
+        **overrides,
+    )
+    try:
+        client.init_transactions(timeout_s)
+    except KafkaException as exc:
+        raise DependencyUnavailable("kafka", f"init_transactions({transactional_id}): {exc}") from exc
+    return client
+
+
 def consumer(bootstrap: str, group_id: str, client_id: str, **overrides: Any) -> Consumer:
     """A group consumer that never commits by itself (CONSUMER_DEFAULTS, then `overrides`)."""
     config = {
@@ -229,10 +266,11 @@ def consumer(bootstrap: str, group_id: str, client_id: str, **overrides: Any) ->
         raise DependencyUnavailable("kafka", str(exc)) from exc
 
 
-def reader(bootstrap: str, client_id: str) -> Consumer:
+def reader(bootstrap: str, client_id: str, **overrides: Any) -> Consumer:
     """A consumer for `assign()` only: it joins no group and commits nothing (librdkafka wants a
-    group id all the same, so it gets a unique one that is never used)."""
-    return consumer(bootstrap, f"{client_id}-{uuid.uuid4().hex}", client_id)
+    group id all the same, so it gets a unique one that is never used). read_committed unless
+    `overrides` say otherwise (``isolation_level="read_uncommitted"`` shows aborted records too)."""
+    return consumer(bootstrap, f"{client_id}-{uuid.uuid4().hex}", client_id, **overrides)
 
 
 def admin(

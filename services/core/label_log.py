@@ -7,6 +7,7 @@ every record, so a claim of "one final label per item" can be checked against th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,15 +19,23 @@ from labelloop.v1 import events_pb2
 
 
 def replay(
-    bootstrap: str, prefix: str, topic: Topic = LABELS, timeout_s: float = 30, project_id: str | None = None
+    bootstrap: str,
+    prefix: str,
+    topic: Topic = LABELS,
+    timeout_s: float = 30,
+    project_id: str | None = None,
+    *,
+    read_committed: bool = True,
 ) -> Iterator[Any]:
     """Every record of `topic` from its start up to its end offsets at call time, decoded
     (undecodable records are skipped); with `project_id`, only the records keyed by that
     project's items (the others are not decoded). Reads without a consumer group: commits
-    nothing."""
+    nothing. Read committed (what every consumer of the pipeline sees: no record of an aborted
+    transaction); `read_committed=False` shows every record written, aborted ones included."""
     wanted = None if project_id is None else item_key(project_id, "").encode()
     name = topic.name(prefix)
-    consumer = kafka_clients.reader(bootstrap, "labelloop-replay")
+    isolation = "read_committed" if read_committed else "read_uncommitted"
+    consumer = kafka_clients.reader(bootstrap, "labelloop-replay", isolation_level=isolation)
     try:
         marks = kafka_clients.watermarks(consumer, name, timeout_s)
         ends = {partition: high for partition, (low, high) in marks.items() if high > low}
@@ -36,22 +45,26 @@ def replay(
             [kafka_clients.TopicPartition(name, p, kafka_clients.OFFSET_BEGINNING) for p in sorted(ends)]
         )
         remaining = set(ends)
+        deadline = time.monotonic() + timeout_s
         while remaining:
-            records = kafka_clients.consume_available(consumer, 5000, timeout_s)
-            if not records:
-                raise TimeoutError(f"reading {name}: no records within {timeout_s}s before its end offsets")
+            # transaction markers take offsets but are never delivered, so a partition is read
+            # when the consumer's position (past the markers) reaches its end offset
+            records = kafka_clients.consume_available(consumer, 5000, 0.2)
             for record in records:
                 partition = record.partition()
-                offset = record.offset()
-                if partition not in remaining or offset >= ends[partition]:
+                if partition not in remaining or record.offset() >= ends[partition]:
                     continue
-                if offset + 1 >= ends[partition]:
-                    remaining.discard(partition)
                 if wanted is not None and not (record.key() or b"").startswith(wanted):
                     continue
                 message = _decode(topic, record.value())
                 if message is not None:
                     yield message
+            positions = consumer.position([kafka_clients.TopicPartition(name, p) for p in remaining])
+            remaining -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+            if records:
+                deadline = time.monotonic() + timeout_s
+            elif remaining and time.monotonic() > deadline:
+                raise TimeoutError(f"reading {name}: no records within {timeout_s}s before its end offsets")
     finally:
         consumer.close()
 
@@ -80,11 +93,14 @@ def latest_labels(
     return out
 
 
-def label_records(bootstrap: str, prefix: str, project_id: str) -> dict[str, list[events_pb2.LabelFinalized]]:
+def label_records(
+    bootstrap: str, prefix: str, project_id: str, *, read_committed: bool = True
+) -> dict[str, list[events_pb2.LabelFinalized]]:
     """Every final-label record of `project_id` in the labels topic, per item id, in topic order
-    (one entry per record: two records for one item are two entries, unlike `latest_labels`)."""
+    (one entry per record: two records for one item are two entries, unlike `latest_labels`);
+    read committed unless `read_committed=False` (then aborted records count too)."""
     out: dict[str, list[events_pb2.LabelFinalized]] = {}
-    for label in replay(bootstrap, prefix, LABELS, project_id=project_id):
+    for label in replay(bootstrap, prefix, LABELS, project_id=project_id, read_committed=read_committed):
         item = label.ingested.item
         if item.project_id == project_id:
             out.setdefault(item.item_id, []).append(label)

@@ -75,8 +75,14 @@ class Runtime:
         self, settings: CommonSettings, inputs: Sequence[Topic], handler: Handler, **options: Any
     ) -> StreamProcessor:
         """This service's consume loop on `inputs` (group "<prefix>.<service>"), with its own
-        producer, stopped by the service's stop flag."""
-        producer = EventProducer(settings.kafka_bootstrap, settings.topic_prefix, self.name)
+        producer (transactional unless `LABELLOOP_KAFKA_TRANSACTIONS=false`), stopped by the
+        service's stop flag."""
+        producer = EventProducer(
+            settings.kafka_bootstrap,
+            settings.topic_prefix,
+            self.name,
+            transactional_id=settings.transactional_id(self.name),
+        )
         processor = StreamProcessor(
             service=self.name,
             bootstrap=settings.kafka_bootstrap,

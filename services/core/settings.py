@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import types
 import typing
 from collections.abc import Mapping
@@ -125,6 +126,15 @@ class CommonSettings:
     """Read for the password when `kafka_password` is empty (default: the local stack's)."""
     kafka_ca_file: str = setting("")
     """CA certificate (PEM) the brokers' TLS certificates are checked against (SSL, SASL_SSL)."""
+    kafka_transactions: bool = setting(True)
+    """Consume loops commit each batch's outputs with its offsets in one Kafka transaction
+    (exactly-once to read_committed readers); false: idempotent produce, flush, then commit
+    (at-least-once: a crash between the two publishes the batch again)."""
+    instance_id: str = setting("")
+    """This process's stable name among the replicas of its service (empty: the host name, i.e.
+    the pod name in Kubernetes). Part of its consume loop's transactional.id: keep it across
+    restarts so a restarted process aborts its predecessor's open transaction at once, and
+    unique among the live replicas."""
     topic_replication_factor: int = setting(1, positive)
     """Replicas of each topic Labelloop creates (production: 3)."""
     topic_min_insync_replicas: int = setting(1, positive)
@@ -155,6 +165,12 @@ class CommonSettings:
     )
     """The deployment's bootstrap admin token (from a Secret): gRPC services register its hash
     at start, so the first admin can create the other tokens. Empty: none."""
+
+    def transactional_id(self, service: str) -> str | None:
+        """The transactional.id of `service`'s consume loop (None: transactions are off)."""
+        if not self.kafka_transactions:
+            return None
+        return f"{self.topic_prefix}.{service}.{self.instance_id or socket.gethostname()}"
 
     def redis_secret(self) -> str | None:
         """The Redis password to use: `redis_password`, else the first line of an existing

@@ -9,7 +9,12 @@ Guarantees (ARCHITECTURE.md, "Delivery guarantees"):
   re-read from its first offset and nothing past it is committed;
 - SIGTERM/SIGINT stop the loop after the batch in hand: produce, flush, commit, close;
 - offsets are committed only for partitions this member owns: a revoked partition's progress is
-  committed at the revoke, and never again by this member (no rewinding its next owner).
+  committed at the revoke, and never again by this member (no rewinding its next owner);
+- with a transactional producer (every service's consume loop, `Runtime.processor`) a batch's
+  outputs, dead letters and offsets are committed in one Kafka transaction: a crash between the
+  produce and the commit leaves an aborted attempt that read_committed readers never see, and the
+  redelivered batch is published once (exactly-once for consume -> produce). The after-flush
+  steps (the final-label fence's confirm) run after the commit.
 
 The clients are confluent-kafka's (librdkafka), built and tuned in `kafka_clients`.
 """
@@ -28,7 +33,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import kafka_clients, metrics
-from labelloop.core.errors import DependencyUnavailable, PoisonMessage
+from labelloop.core.errors import DependencyUnavailable, LabelloopError, PoisonMessage
 from labelloop.core.topics import ALL_TOPICS, DEAD_LETTERS, MAX_MESSAGE_BYTES, Topic
 from labelloop.v1 import events_pb2
 
@@ -68,18 +73,36 @@ class _Deliveries:
                 self.failures.append(str(error))
 
 
+STUCK_GRACE_S = 10.0
+"""How long past its own timeout a transaction call may block before its producer is replaced."""
+
+
 class EventProducer:
     """Produces protobuf events to prefixed topics. `send` batches; `flush` makes them durable.
 
     Idempotent with acks=all (kafka_clients.PRODUCER_DEFAULTS). Thread-safe: each thread's
     `flush` waits for the producer's queue and reports on that thread's own sends. Callers flush
     before committing the offsets of the input that caused the output.
+
+    With a `transactional_id` (a consume loop's producer, used by one thread) sends go between
+    :meth:`begin` and :meth:`commit`, which commits them atomically with the consumed offsets;
+    :meth:`abort` makes them invisible to read_committed readers.
     """
 
-    def __init__(self, bootstrap: str, prefix: str, service: str, **config: Any) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, service: str, *, transactional_id: str | None = None, **config: Any
+    ) -> None:
         self.prefix = prefix
         self.service = service
-        self._producer = kafka_clients.producer(bootstrap, f"labelloop-{service}", **config)
+        self.transactional_id = transactional_id
+        self._bootstrap, self._config = bootstrap, config
+        self._replace = False  # a transaction call hung: start the next with a new producer
+        if transactional_id is None:
+            self._producer = kafka_clients.producer(bootstrap, f"labelloop-{service}", **config)
+        else:
+            self._producer = kafka_clients.transactional_producer(
+                bootstrap, f"labelloop-{service}", transactional_id, **config
+            )
         self._local = threading.local()  # each thread flushes (and checks) its own sends
         self._closed = False
         self._routes: dict[str, tuple[str, Any]] = {}  # topic base -> (full name, produced counter)
@@ -140,6 +163,151 @@ class EventProducer:
         if outstanding > 0:
             raise DependencyUnavailable("kafka", f"{outstanding} events not acknowledged in {timeout_s}s")
 
+    @property
+    def transactional(self) -> bool:
+        return self.transactional_id is not None
+
+    def begin(self) -> None:
+        """Start a transaction (transactional producers only)."""
+        if self._replace:
+            self._replace_producer()
+        try:
+            self._producer.begin_transaction()
+        except kafka_clients.KafkaException as exc:
+            self._raise_transaction_error("begin", exc)
+
+    def _replace_producer(self) -> None:
+        """A new producer with the same transactional.id: initializing it fences the one whose
+        call hung and aborts that one's open transaction. DependencyUnavailable (and another try
+        at the next `begin`) while the brokers do not answer."""
+        assert self.transactional_id is not None
+        self._replace = True
+        self._producer = kafka_clients.transactional_producer(
+            self._bootstrap, f"labelloop-{self.service}", self.transactional_id, **self._config
+        )
+        self._replace = False
+        log.warning("%s: a new transactional producer took over %s", self.service, self.transactional_id)
+
+    def _bounded(self, step: str, call: Callable[[], None], timeout_s: float) -> None:
+        """Run a transaction call that librdkafka bounds by `timeout_s` but that can hang past
+        it (seen here: send_offsets_to_transaction after the broker restarted, waiting for a
+        coordinator that was never looked up again; librdkafka issues 3779 and 5511). If it has
+        not returned STUCK_GRACE_S later, it is left behind and the next transaction starts with
+        a new producer (`_replace_producer`); DependencyUnavailable, so the batch is re-read."""
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name=f"{self.service}-{step}", daemon=True)
+        worker.start()
+        worker.join(timeout_s + STUCK_GRACE_S)
+        if not outcome:
+            self._replace = True
+            try:
+                self._replace_producer()
+            except DependencyUnavailable as exc:
+                log.warning("%s: replacing the hung producer: %s; retrying", self.service, exc)
+            raise DependencyUnavailable(
+                "kafka", f"{step} hung past its {timeout_s:.0f}s timeout; the batch is re-read"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def commit(self, offsets: list[Any], group_metadata: Any, timeout_s: float = 30) -> None:
+        """Commit the open transaction: every send since :meth:`begin` and the consumer group's
+        `offsets` (the next offsets to read), atomically. Retries what librdkafka calls
+        retriable; aborts the transaction and raises DependencyUnavailable when it must be
+        aborted (e.g. a rebalance fenced this member's generation); replaces the producer
+        before the next transaction when this one is unusable (fatal error, or a call that hung)."""
+        deliveries = self._deliveries()
+        self._local.deliveries = _Deliveries()
+        deadline = time.monotonic() + timeout_s
+        client = self._producer
+        step = ["send_offsets_to_transaction"]
+
+        def commit() -> None:
+            if offsets:
+                self._with_retries(
+                    lambda: client.send_offsets_to_transaction(
+                        offsets, group_metadata, max(1.0, deadline - time.monotonic())
+                    ),
+                    deadline,
+                )
+            step[0] = "commit_transaction"
+            self._with_retries(
+                lambda: client.commit_transaction(max(1.0, deadline - time.monotonic())), deadline
+            )
+
+        try:
+            self._bounded("commit", commit, timeout_s)
+        except kafka_clients.KafkaException as exc:
+            self._raise_transaction_error(step[0], exc)
+        if deliveries.failures:  # commit_transaction fails first; kept as a guard
+            raise DependencyUnavailable("kafka", f"produce failed: {deliveries.failures[0]}")
+
+    def abort(self, timeout_s: float = 30) -> None:
+        """Abort the open transaction (if any): its records stay in the log, marked aborted, and
+        read_committed readers skip them."""
+        self._local.deliveries = _Deliveries()
+        client = self._producer
+        try:
+            self._bounded("abort", lambda: client.abort_transaction(timeout_s), timeout_s)
+        except kafka_clients.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if (
+                isinstance(error, kafka_clients.KafkaError)
+                and error.code() == kafka_clients.KafkaError._STATE
+            ):
+                return  # no transaction in progress
+            self._raise_transaction_error("abort_transaction", exc)
+
+    @staticmethod
+    def _with_retries(call: Callable[[], None], deadline: float) -> None:
+        while True:
+            try:
+                call()
+                return
+            except kafka_clients.KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not (isinstance(error, kafka_clients.KafkaError) and error.retriable()):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _raise_transaction_error(self, step: str, exc: kafka_clients.KafkaException) -> None:
+        """DependencyUnavailable (the batch is re-read) after what librdkafka's error asks for:
+        an abort, or (fatal: fenced, e.g. after the coordinator timed the transaction out) a
+        new producer for the next transaction."""
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, kafka_clients.KafkaError) and error.fatal():
+            self._replace = True
+            log.error(
+                "%s: %s failed: %s; a new producer takes over %s (if this repeats, two live processes "
+                "share LABELLOOP_INSTANCE_ID)",
+                self.service,
+                step,
+                exc,
+                self.transactional_id,
+            )
+            raise DependencyUnavailable("kafka", f"{step}: {exc} (producer replaced)") from exc
+        if isinstance(error, kafka_clients.KafkaError) and error.txn_requires_abort():
+            client = self._producer
+            try:
+                self._bounded("abort", lambda: client.abort_transaction(30), 30)
+            except kafka_clients.KafkaException as abort_error:
+                self._replace = True
+                raise DependencyUnavailable(
+                    "kafka", f"{step}: {exc}; abort_transaction: {abort_error} (producer replaced)"
+                ) from exc
+            raise DependencyUnavailable("kafka", f"{step}: {exc} (transaction aborted)") from exc
+        raise DependencyUnavailable("kafka", f"{step}: {exc}") from exc
+
     def close(self) -> None:
         """Flush what is queued (the client itself is released with this object); idempotent."""
         if self._closed:
@@ -184,7 +352,8 @@ class Batch:
 
     def after_flush(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the batch's output is flushed, before its offsets are committed
-        (e.g. to record that a final label is published). Not run when the batch is retried or
+        (with a transactional producer: once both are committed), e.g. to record that a final
+        label is published. Not run when the batch is retried or
         paused; an error in it is logged, and the batch is committed all the same."""
         self.flushed.append(callback)
 
@@ -359,6 +528,11 @@ class StreamProcessor:
             if self.on_idle is not None:
                 self.on_idle()
             return 0
+        transactional = self.producer.transactional
+        if transactional:  # a partition revoked during the poll is its next owner's to process
+            records = [r for r in records if (r.topic(), r.partition()) in self._owned]
+            if not records:
+                return 0
         started = time.perf_counter()
         first_offsets: dict[tuple[str, int], int] = {}
         last_offsets: dict[tuple[str, int], int] = {}
@@ -369,8 +543,11 @@ class StreamProcessor:
         batch = self._decode(records)
         try:
             self._handle(batch)
-            self._produce(batch)
-            self.producer.flush()
+            if transactional:
+                self._produce_in_transaction(batch, last_offsets)
+            else:
+                self._produce(batch)
+                self.producer.flush()
         except DependencyUnavailable as exc:
             self._pause(first_offsets, exc)
             return 0
@@ -379,7 +556,8 @@ class StreamProcessor:
                 callback()
             except Exception:  # the output is durable: at worst a redelivery publishes it again
                 log.exception("%s: an after-flush step failed", self.service)
-        self._commit(last_offsets)
+        if not transactional:
+            self._commit(last_offsets)
         self._backoff = 0.0
         metrics.BATCH_SIZE.labels(self.service).observe(len(records))
         metrics.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
@@ -411,7 +589,7 @@ class StreamProcessor:
         except DependencyUnavailable:
             log.warning("%s: could not flush on close", self.service)
         owned = {(t, p): o for (t, p), o in self._committed.items() if (t, p) in self._owned}
-        if owned:  # never another member's partitions: that would rewind its progress
+        if owned:  # never another member's partitions (and with transactions, none: committed)
             offsets = [kafka_clients.TopicPartition(t, p, o) for (t, p), o in owned.items()]
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -521,6 +699,24 @@ class StreamProcessor:
             )
             self.producer.send(DEAD_LETTERS, event.key or b"", letter)
             metrics.DEAD_LETTERS.labels(self.service, event.topic.base, error.error_type).inc()
+
+    def _produce_in_transaction(self, batch: Batch, last_offsets: dict[tuple[str, int], int]) -> None:
+        """Produce the batch's outputs and dead letters and commit them in one transaction with
+        the offsets past the batch: a crash before the commit leaves an open transaction that
+        the restarted process's producer (same transactional.id) aborts, so read_committed
+        readers never see the first attempt. Aborts and raises DependencyUnavailable on
+        failure (the batch is re-read)."""
+        offsets = [kafka_clients.TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()]
+        self.producer.begin()
+        try:
+            self._produce(batch)
+            self.producer.commit(offsets, self.consumer.consumer_group_metadata())
+        except BaseException:
+            try:
+                self.producer.abort()
+            except LabelloopError as exc:  # the first error is the one to report
+                log.warning("%s: abort_transaction failed: %s", self.service, exc)
+            raise
 
     def _commit(self, last_offsets: dict[tuple[str, int], int]) -> None:
         """Commit past the batch, asynchronously, for the partitions this member still owns (a

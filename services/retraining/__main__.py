@@ -105,6 +105,12 @@ def main() -> None:
         runtime.token_store(settings, client),
         tls=grpc_server.server_credentials(settings),
     )
+    loop_producer = stream.EventProducer(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        "retraining",
+        transactional_id=settings.transactional_id("retraining"),
+    )
     processor = stream.StreamProcessor(
         service="retraining",
         bootstrap=settings.kafka_bootstrap,
@@ -112,7 +118,8 @@ def main() -> None:
         inputs=[LABELS, ANNOTATIONS],
         group_id=f"{settings.topic_prefix}.retraining",
         handler=service.handle,
-        producer=producer,
+        # the loop's own (transactional) producer: `producer` also serves the training thread
+        producer=loop_producer,
         poll_timeout_ms=settings.poll_timeout_ms,
         max_poll_records=settings.max_poll_records,
         on_idle=service.schedule,
@@ -126,6 +133,7 @@ def main() -> None:
     finally:
         server.stop(grace=5)
         service.close()
+        loop_producer.close()
         producer.close()
     log.info("retraining stopped after %d events", processor.processed)
 

@@ -94,9 +94,7 @@ def assert_exactly_once(services: RunningServices, project_id: str, expected_ids
         interval=0.5,
         message="stream stalled",
     )
-    labels = one_label_per_item(
-        services.stack.bootstrap_servers, services.topic_prefix, project_id, identical_repeats=True
-    )
+    labels = one_label_per_item(services.stack.bootstrap_servers, services.topic_prefix, project_id)
     assert set(labels) == expected_ids, (
         f"missing {len(expected_ids - set(labels))}, extra {len(set(labels) - expected_ids)}"
     )

@@ -128,6 +128,8 @@ app.kubernetes.io/component: {{ .component }}
 - name: LABELLOOP_KAFKA_CA_FILE
   value: /etc/labelloop/kafka-ca/ca.crt
 {{- end }}
+- name: LABELLOOP_KAFKA_TRANSACTIONS
+  value: {{ $root.Values.kafka.transactions | default false | quote }}
 - name: LABELLOOP_TOPIC_REPLICATION_FACTOR
   value: {{ $root.Values.kafka.topicReplicationFactor | quote }}
 - name: LABELLOOP_TOPIC_MIN_INSYNC_REPLICAS
