@@ -448,12 +448,7 @@ def bench(
         window=window,
         stall_timeout_s=stall_timeout,
         rules=rules,
-        ingest_addr=s.ingest_addr,
-        human_tasks_addr=s.human_tasks_addr,
-        token=s.token,
-        token_file=s.token_file,
-        kafka_bootstrap=s.kafka_bootstrap,
-        topic_prefix=s.topic_prefix,
+        **_stack_of(s),
         reference_seeds=reference_seeds,
         chaos=chaos,
         chaos_outage_s=chaos_outage_s,
@@ -499,6 +494,19 @@ def chaos_summary(result: dict[str, Any]) -> str:
 
 CHAOS_RUN = ("bbcnews-chaos", "bbcnews", 2000)  # `make bench`: the chaos mode on 2,000 items
 
+
+def _stack_of(s: CliSettings) -> dict[str, Any]:
+    """Where a bench finds the stack and with which credentials (the CLI's settings)."""
+    return {
+        "ingest_addr": s.ingest_addr,
+        "human_tasks_addr": s.human_tasks_addr,
+        "token": s.token,
+        "token_file": s.token_file,
+        "kafka_bootstrap": s.kafka_bootstrap,
+        "topic_prefix": s.topic_prefix,
+    }
+
+
 BENCH_RUNS = (
     # name, dataset, limit, annotators, annotator error
     ("bbcnews", "bbcnews", None, 1, 0.0),
@@ -539,12 +547,7 @@ def bench_all(
             limit=limit,
             annotators=annotators,
             annotator_error=error,
-            ingest_addr=s.ingest_addr,
-            human_tasks_addr=s.human_tasks_addr,
-            token=s.token,
-            token_file=s.token_file,
-            kafka_bootstrap=s.kafka_bootstrap,
-            topic_prefix=s.topic_prefix,
+            **_stack_of(s),
             extra={"run": name},
         )
         rows.append(run_bench(config, say=console.print))
@@ -556,12 +559,7 @@ def bench_all(
             report=out / f"{name}.json",
             plot=out / f"{name}.png",
             limit=limit,
-            ingest_addr=s.ingest_addr,
-            human_tasks_addr=s.human_tasks_addr,
-            token=s.token,
-            token_file=s.token_file,
-            kafka_bootstrap=s.kafka_bootstrap,
-            topic_prefix=s.topic_prefix,
+            **_stack_of(s),
             reference=False,
             chaos=True,
             # a task leased by a simulated annotator whose answer failed waits for its lease to
@@ -579,12 +577,7 @@ def bench_all(
             data="20newsgroups",
             report=out / "throughput.json",
             limit=5000,
-            ingest_addr=s.ingest_addr,
-            human_tasks_addr=s.human_tasks_addr,
-            token=s.token,
-            token_file=s.token_file,
-            kafka_bootstrap=s.kafka_bootstrap,
-            topic_prefix=s.topic_prefix,
+            **_stack_of(s),
         )
         throughput = run_throughput(config, say=console.print)
     title = f"labelloop bench, {time.strftime('%Y-%m-%d')}, {platform.node()} ({os.cpu_count()} cores)"
