@@ -11,10 +11,10 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import ITEMS
+from labelloop.core.triton_client import TritonClassifier
 from labelloop.inference.cascade import EncoderStage
 from labelloop.inference.predictor import Predictor
 from labelloop.inference.settings import InferenceSettings
-from labelloop.inference.triton import TritonClassifier
 
 log = logging.getLogger("inference")
 

@@ -23,7 +23,7 @@ import numpy as np
 import redis
 
 from labelloop.core.embeddings import EmbeddingStore
-from labelloop.inference.triton import ModelMissing, TritonClassifier
+from labelloop.core.triton_client import ModelMissing, TritonClassifier
 
 log = logging.getLogger(__name__)
 

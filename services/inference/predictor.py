@@ -16,9 +16,9 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.rules import RuleStore
 from labelloop.core.stream import Batch, Event, now_timestamp
 from labelloop.core.topics import PREDICTIONS, item_key
+from labelloop.core.triton_client import Answer, ModelMissing, TritonClassifier
 from labelloop.inference.cascade import EncoderStage
 from labelloop.inference.prediction_wire import encode_predictions
-from labelloop.inference.triton import Answer, ModelMissing, TritonClassifier
 from labelloop.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from labelloop.core import metrics, model_repository
-from labelloop.core.errors import DependencyUnavailable
+from labelloop.core.errors import DependencyUnavailable, PoisonMessage
 from labelloop.core.model_repository import ModelLoadError
 from labelloop.core.progress import ServingVersions
 from labelloop.core.thresholds import Threshold, ThresholdStore
@@ -86,51 +86,35 @@ def triton_predict(
     batch: int = 64,
     embed: Callable[[list[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """PROBS of the version Triton serves for `texts` (columns: that version's labels).
+    """PROBS of the version Triton serves for `texts` (columns: that version's labels), asked
+    through the one Triton client (core/triton_client.py).
 
     For a cascade model (one with an ESCALATE output) and given `embed` (texts -> embeddings of
     the shared encoder), the escalated rows get the model's encoder-stage answer, as the
-    inference service serves them; without `embed` they keep the fast stage's."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
+    inference service serves them; without `embed` they keep the fast stage's.
+    DependencyUnavailable when the model does not serve or does not answer."""
+    from labelloop.core.triton_client import ModelMissing, TritonClassifier
 
-    client = grpcclient.InferenceServerClient(url)
-    rows: list[np.ndarray] = []
+    classifier = TritonClassifier(url)
     try:
-        metadata = client.get_model_metadata(model_name, as_json=True)
-        cascade = embed is not None and any(o["name"] == "ESCALATE" for o in metadata.get("outputs", []))
-        names = ["PROBS", "ESCALATE"] if cascade else ["PROBS"]
-        for start in range(0, len(texts), batch):
-            part = texts[start : start + batch]
-            chunk = np.array([[t.encode()] for t in part], dtype=object)
-            tensor = grpcclient.InferInput("TEXT", list(chunk.shape), "BYTES")
-            tensor.set_data_from_numpy(chunk)
-            outputs = [grpcclient.InferRequestedOutput(n) for n in names]
-            result = client.infer(model_name, [tensor], outputs=outputs)
-            probs = np.asarray(result.as_numpy("PROBS"), dtype=np.float64)
-            if cascade and embed is not None:
-                escalated = np.nonzero(np.asarray(result.as_numpy("ESCALATE")).reshape(-1))[0]
-                if len(escalated):
-                    version = str(result.get_response().model_version)
-                    chosen = [part[i] for i in escalated]
-                    emb = np.ascontiguousarray(embed(chosen), dtype=np.float32)
-                    text = grpcclient.InferInput("TEXT", [len(chosen), 1], "BYTES")
-                    text.set_data_from_numpy(np.array([[t.encode()] for t in chosen], dtype=object))
-                    vectors = grpcclient.InferInput("EMBEDDING", list(emb.shape), "FP32")
-                    vectors.set_data_from_numpy(emb)
-                    second = client.infer(
-                        model_name,
-                        [text, vectors],
-                        model_version=version,
-                        outputs=[grpcclient.InferRequestedOutput("PROBS")],
-                    )
-                    probs[escalated] = np.asarray(second.as_numpy("PROBS"), dtype=np.float64)
-            rows.append(probs)
-    except InferenceServerException as exc:
-        raise DependencyUnavailable("triton", exc.message() or str(exc)) from exc
+        if not texts:
+            return np.zeros((0, 0))
+        if not classifier.model_ready(model_name):
+            raise DependencyUnavailable("triton", f"model {model_name} is not loaded")
+        answer = classifier.predict(model_name, texts, batch)
+        probs = np.asarray(answer.probabilities, dtype=np.float64)
+        if embed is not None and answer.escalate is not None:
+            rows = np.nonzero(answer.escalate)[0]
+            if len(rows):
+                chosen = [texts[i] for i in rows]
+                probs[rows] = classifier.predict_embedded(
+                    model_name, answer.model_version, chosen, embed(chosen), batch
+                )
+        return probs
+    except (ModelMissing, PoisonMessage) as exc:
+        raise DependencyUnavailable("triton", f"{model_name}: {exc}") from exc
     finally:
-        client.close()
-    return np.concatenate(rows) if rows else np.zeros((0, 0))
+        classifier.close()
 
 
 class Deployer:

@@ -18,9 +18,9 @@ import tritonclient.grpc as grpcclient
 from labelloop.core import model_repository as repo
 from labelloop.core import redis_store
 from labelloop.core.embeddings import EmbeddingStore
+from labelloop.core.triton_client import TritonClassifier
 from labelloop.datasets import load
 from labelloop.inference.cascade import EncoderStage
-from labelloop.inference.triton import TritonClassifier
 from labelloop.retraining.cascade import CascadeFamily
 from labelloop.retraining.encoder import MINILM_FAMILY, ensure_encoder_model, shared_encoder
 from labelloop.stack import LocalStack

@@ -9,8 +9,8 @@ import numpy as np
 
 from labelloop.core.stream import Batch, Event
 from labelloop.core.topics import ITEMS, PREDICTIONS
+from labelloop.core.triton_client import Answer
 from labelloop.inference.predictor import Predictor
-from labelloop.inference.triton import Answer
 from labelloop.retraining.cascade import CascadeModel
 from labelloop.v1 import common_pb2, events_pb2
 

@@ -1,4 +1,4 @@
-"""What a failed Triton request means (inference/triton.py): the model rejecting one input is
+"""What a failed Triton request means (core/triton_client.py): the model rejecting one input is
 poison for that input (the stream loop isolates and dead-letters it: test_events.py
 `test_a_handler_failure_dead_letters_only_the_failing_event`); Triton down or the model failing
 on everything is an outage (pause and retry), as before. Before, every failure was an outage,
@@ -13,7 +13,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
-from labelloop.inference.triton import TritonClassifier
+from labelloop.core.triton_client import TritonClassifier
 
 
 class FakeTriton:

@@ -1,4 +1,7 @@
-"""Calls to Triton over gRPC for text classification models.
+"""Calls to Triton over gRPC for text classification models: the one Triton client builder.
+
+The inference service classifies and embeds with it, and retraining asks it for the serving
+champion's answers on held-out labels (`retraining.deploy.triton_predict`).
 
 Contract with the model repository (labelloop.core.model_repository): input `TEXT` (BYTES,
 [batch, 1]), output `PROBS` (FP32, [batch, n_labels]) in the project's label order.
