@@ -99,6 +99,9 @@ def project_create(
     audit_rate: Annotated[float, typer.Option(help="Share of auto-labels also sent to people.")] = 0.02,
     model_name: Annotated[str, typer.Option(help="Triton model name (default: the project id).")] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    multi_label: Annotated[
+        bool, typer.Option("--multi-label", help="Items may carry any subset of the labels (text).")
+    ] = False,
 ) -> None:
     """Create a project."""
     if modality not in MODALITIES:
@@ -106,6 +109,7 @@ def project_create(
     spec = common_pb2.ProjectSpec(
         project_id=project_id,
         modality=MODALITIES[modality],
+        task_type=common_pb2.TASK_TYPE_MULTI_LABEL if multi_label else common_pb2.TASK_TYPE_SINGLE_LABEL,
         labels=[label.strip() for label in labels.split(",")],
         target_precision=target_precision,
         annotators_per_task=annotators,
@@ -142,7 +146,8 @@ def project_list() -> None:
         spec = p.spec
         table.add_row(
             spec.project_id,
-            common_pb2.Modality.Name(spec.modality).removeprefix("MODALITY_").lower(),
+            common_pb2.Modality.Name(spec.modality).removeprefix("MODALITY_").lower()
+            + (" multi-label" if spec.task_type == common_pb2.TASK_TYPE_MULTI_LABEL else ""),
             ", ".join(spec.labels) if len(spec.labels) <= 6 else f"{len(spec.labels)} labels",
             f"{spec.target_precision:.2f}",
             str(spec.annotators_per_task),

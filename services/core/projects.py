@@ -24,6 +24,12 @@ DEFAULT_AUDIT_RATE = 0.02
 MAX_LABELS = 1000
 
 
+def is_multi_label(project: common_pb2.Project | common_pb2.ProjectSpec) -> bool:
+    """True for a multi-label project (an item carries any subset of the label set)."""
+    spec = project.spec if isinstance(project, common_pb2.Project) else project
+    return spec.task_type == common_pb2.TASK_TYPE_MULTI_LABEL
+
+
 def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
     """Validate `spec` and fill defaults; InvalidArgument names the first bad field."""
     out = common_pb2.ProjectSpec()
@@ -33,8 +39,14 @@ def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
         out.modality = common_pb2.MODALITY_TEXT
     if out.task_type == common_pb2.TASK_TYPE_UNSPECIFIED:
         out.task_type = common_pb2.TASK_TYPE_SINGLE_LABEL
-    if out.task_type == common_pb2.TASK_TYPE_MULTI_LABEL:
-        raise InvalidArgument("spec.task_type", "multi-label projects are not supported yet")
+    if out.task_type not in (common_pb2.TASK_TYPE_SINGLE_LABEL, common_pb2.TASK_TYPE_MULTI_LABEL):
+        raise InvalidArgument("spec.task_type", f"unknown task type {out.task_type}")
+    if out.task_type == common_pb2.TASK_TYPE_MULTI_LABEL and out.modality != common_pb2.MODALITY_TEXT:
+        raise InvalidArgument(
+            "spec.task_type",
+            "multi-label projects are text projects for now (no multi-label model family for "
+            f"{common_pb2.Modality.Name(out.modality).removeprefix('MODALITY_').lower()})",
+        )
     labels = list(out.labels)
     for label in labels:
         check_label_name(label, "spec.labels")

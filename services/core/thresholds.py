@@ -5,6 +5,10 @@ every prediction (cached for a second).
 Until a project has a calibrated threshold, `NOTHING` (2.0, above any probability) applies, so
 every item goes to people. The record also carries the exploration rate: the share of items
 above the threshold that routing sends to people anyway (see retraining/calibration.py).
+
+Multi-label projects use `label_upper` / `label_lower` instead of the global threshold: per label,
+a probability at or above its upper threshold is a confident "on", at or below its lower one a
+confident "off"; a label with no pair is never confident (routing/decisions.py `decide_labels`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Threshold:
     class_thresholds: dict[str, float] = field(default_factory=dict)
     model_version: int = 0
     exploration_rate: float = 0.0  # share of admitted items sent to people instead
+    label_upper: dict[str, float] = field(default_factory=dict)  # multi-label: "on" at or above
+    label_lower: dict[str, float] = field(default_factory=dict)  # multi-label: "off" at or below
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""
@@ -68,6 +74,8 @@ class ThresholdStore:
                 {k: float(v) for k, v in data.get("class_thresholds", {}).items()},
                 int(data.get("model_version", 0)),
                 float(data.get("exploration_rate", 0.0)),
+                {k: float(v) for k, v in data.get("label_upper", {}).items()},
+                {k: float(v) for k, v in data.get("label_lower", {}).items()},
             )
         with self._lock:
             self._cache[project_id] = (now, value)
@@ -80,6 +88,8 @@ class ThresholdStore:
             "class_thresholds": value.class_thresholds,
             "model_version": value.model_version,
             "exploration_rate": value.exploration_rate,
+            "label_upper": value.label_upper,
+            "label_lower": value.label_lower,
             "updated_at": time.time(),
         }
         try:

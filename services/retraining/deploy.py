@@ -38,12 +38,16 @@ log = logging.getLogger(__name__)
 
 
 def stricter(a: Threshold, b: Threshold) -> Threshold:
-    """The threshold that admits only what both `a` and `b` admit (per class)."""
+    """The threshold that admits only what both `a` and `b` admit (per class; for multi-label
+    projects per label and side: a label missing from either is never confident)."""
     classes = set(a.class_thresholds) | set(b.class_thresholds)
+    labels = set(a.label_upper) & set(b.label_upper)
     return Threshold(
         max(a.threshold, b.threshold),
         {c: max(a.for_label(c), b.for_label(c)) for c in classes},
         a.model_version,
+        label_upper={x: max(a.label_upper[x], b.label_upper[x]) for x in labels},
+        label_lower={x: min(a.label_lower.get(x, -1.0), b.label_lower.get(x, -1.0)) for x in labels},
     )
 
 
@@ -180,7 +184,13 @@ class Deployer:
                 raise
             self.serving.set(project_id, version)
             metrics.SERVING_MODEL_VERSION.labels(project_id).set(version)
-            published = Threshold(threshold.threshold, dict(threshold.class_thresholds), version)
+            published = Threshold(
+                threshold.threshold,
+                dict(threshold.class_thresholds),
+                version,
+                label_upper=dict(threshold.label_upper),
+                label_lower=dict(threshold.label_lower),
+            )
             self.thresholds.set(project_id, published)
             metrics.THRESHOLD.labels(project_id).set(published.threshold)
             return version

@@ -66,6 +66,8 @@ class VersionRecord:
             {k: float(v) for k, v in t.get("class_thresholds", {}).items()},
             model_version,
             float(t.get("exploration_rate", 0.0)),
+            {k: float(v) for k, v in t.get("label_upper", {}).items()},
+            {k: float(v) for k, v in t.get("label_lower", {}).items()},
         )
 
     @property

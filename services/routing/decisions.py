@@ -7,6 +7,12 @@
   (source MODEL) and an audit task; else the auto label alone.
 - Otherwise: a human task (reason UNCERTAIN) with priority 1 - (top1 - top2): the smallest
   margin first (uncertainty sampling).
+Multi-label projects (`decide_labels`): each label's probability is its own decision: "on" when
+at or above the label's upper threshold, "off" when at or below its lower one, else uncertain (a
+label without calibrated thresholds is always uncertain). Only when every label is decided does
+the item go the auto-label way above (the same draw for exploration and audits), with the set of
+"on" labels (possibly none); otherwise a human task (reason UNCERTAIN, or NO_MODEL) that names the
+uncertain labels, with priority the largest per-label uncertainty 1 - |2p - 1|.
 The draw hashes the item id, so a redelivered prediction gets the same decision, and the
 probability that people answer each item (`answer_probability`: 1 below the threshold,
 `exploration_rate + audit_rate` above it) is known exactly: calibration weighs their answers by
@@ -31,6 +37,15 @@ class Decision:
     task_reason: int  # events_pb2.TaskReason; UNSPECIFIED when no task
     priority: float
     answer_probability: float = 1.0  # P(people answer the item at all) under this routing
+    auto_labels: tuple[str, ...] | None = None  # multi-label: the accepted "on" labels, or None
+    uncertain_labels: tuple[str, ...] = ()  # multi-label: the labels people should look at
+
+    @property
+    def accepted(self) -> tuple[str, ...] | None:
+        """The auto-label's label list (one label for single-label projects), or None."""
+        if self.auto_label is not None:
+            return (self.auto_label,)
+        return self.auto_labels
 
 
 def margin_priority(probabilities: list[float]) -> float:
@@ -66,3 +81,56 @@ def decide(
         reason = events_pb2.TASK_REASON_AUDIT if u < answered else events_pb2.TASK_REASON_UNSPECIFIED
         return Decision(label, confidence, reason, priority, answered)
     return Decision(None, confidence, events_pb2.TASK_REASON_UNCERTAIN, priority)
+
+
+def label_state(probability: float, label: str, threshold: Threshold) -> bool | None:
+    """One label's decision in a multi-label project: True (confident "on"), False (confident
+    "off") or None (uncertain, also when the label has no calibrated thresholds)."""
+    upper = threshold.label_upper.get(label)
+    lower = threshold.label_lower.get(label)
+    if upper is not None and upper <= 1.0 and probability >= upper:
+        return True
+    if lower is not None and lower >= 0.0 and probability <= lower:
+        return False
+    return None
+
+
+def decide_labels(
+    prediction: events_pb2.Prediction, project: common_pb2.Project, threshold: Threshold, audit_seed: str
+) -> Decision:
+    """The decision for a multi-label project's `prediction` (see module doc). Scores are read by
+    label name; a project label the prediction has no score for is uncertain."""
+    labels = list(project.spec.labels)
+    if prediction.no_model or not prediction.scores:
+        return Decision(None, 0.0, events_pb2.TASK_REASON_NO_MODEL, 1.0, uncertain_labels=tuple(labels))
+    probability = {s.label: float(s.probability) for s in prediction.scores}
+    on: list[str] = []
+    uncertain: list[str] = []
+    confidence = 1.0
+    priority = 0.0
+    for label in labels:
+        p = probability.get(label)
+        if p is None:
+            uncertain.append(label)
+            priority = 1.0
+            continue
+        priority = max(priority, 1.0 - abs(2.0 * p - 1.0))
+        state = label_state(p, label, threshold)
+        if state is None:
+            uncertain.append(label)
+        elif state:
+            on.append(label)
+            confidence = min(confidence, p)
+        else:
+            confidence = min(confidence, 1.0 - p)
+    if uncertain:
+        return Decision(
+            None, confidence, events_pb2.TASK_REASON_UNCERTAIN, priority, uncertain_labels=tuple(uncertain)
+        )
+    explore = min(1.0, max(0.0, threshold.exploration_rate))
+    answered = min(1.0, explore + project.spec.audit_rate)
+    u = audit_draw(prediction.ingested.item.item_id, audit_seed)
+    if u < explore:
+        return Decision(None, confidence, events_pb2.TASK_REASON_EXPLORATION, priority, answered)
+    reason = events_pb2.TASK_REASON_AUDIT if u < answered else events_pb2.TASK_REASON_UNSPECIFIED
+    return Decision(None, confidence, reason, priority, answered, auto_labels=tuple(on))

@@ -12,11 +12,11 @@ from labelloop.core.errors import NotFound, PoisonMessage
 from labelloop.core.final_labels import Claim, FinalLabelWriter, Outcome, published
 from labelloop.core.label_model import combined_scores
 from labelloop.core.label_model_store import LabelModelStore
-from labelloop.core.projects import ProjectStore
+from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.stream import Batch, now_timestamp
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, item_key
-from labelloop.routing.decisions import Decision, decide
+from labelloop.routing.decisions import Decision, decide, decide_labels
 from labelloop.v1 import common_pb2, events_pb2
 
 
@@ -51,6 +51,8 @@ class Router:
         """The prediction with its scores replaced by the label model's posterior when trusted
         sources voted on the item (see `label_model.combined_scores`); else unchanged."""
         if self.label_model is None or not len(prediction.votes) or not len(prediction.scores):
+            return prediction
+        if is_multi_label(project):  # rules vote one label; the label model is single-label
             return prediction
         labels = list(project.spec.labels)
         if [s.label for s in prediction.scores] != labels:
@@ -90,18 +92,21 @@ class Router:
             prediction = self._combined(prediction, project)
             threshold = self.thresholds.get(project.spec.project_id)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
-            decision = decide(prediction, project, threshold, self.audit_seed)
+            multi = is_multi_label(project)
+            decide_for = decide_labels if multi else decide
+            decision = decide_for(prediction, project, threshold, self.audit_seed)
             label = None
-            if decision.auto_label is not None:
+            accepted = decision.accepted
+            if accepted is not None:
                 label = events_pb2.LabelFinalized(
                     ingested=prediction.ingested,
-                    labels=[decision.auto_label],
+                    labels=list(accepted),
                     source=common_pb2.LABEL_SOURCE_MODEL,
                     confidence=decision.confidence,
                     model_name=prediction.model_name,
                     model_version=prediction.model_version,
                     finalized_at=at,
-                    threshold=threshold.for_label(decision.auto_label),
+                    threshold=0.0 if multi else threshold.for_label(accepted[0]),
                     audited=decision.task_reason == events_pb2.TASK_REASON_AUDIT,
                 )
             if prediction.ingested.HasField("rescore"):
@@ -176,5 +181,6 @@ class Router:
             routed_at=at,
             enqueue=events_pb2.Enqueue(),
             answer_probability=decision.answer_probability if reason == decision.task_reason else 1.0,
+            uncertain_labels=decision.uncertain_labels,
         )
         batch.emit(TASKS, item_key(item.project_id, item.item_id), task)

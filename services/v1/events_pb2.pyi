@@ -123,7 +123,7 @@ class VoteCast(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of", "uncertain_labels")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class TaskRouted(_message.Message):
     WITHDRAW_FIELD_NUMBER: _ClassVar[int]
     ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     REVIEW_OF_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAIN_LABELS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
     prediction: Prediction
@@ -146,7 +147,8 @@ class TaskRouted(_message.Message):
     withdraw: Withdrawal
     answer_probability: float
     review_of: ReviewOf
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ...) -> None: ...
+    uncertain_labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ..., uncertain_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReviewOf(_message.Message):
     __slots__ = ("labels", "annotators")
@@ -233,7 +235,7 @@ class LabelFinalized(_message.Message):
     def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ..., answer_probability: _Optional[float] = ..., audited: _Optional[bool] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
-    __slots__ = ("project_id", "kind", "model_name", "model_version", "family", "mlflow_run_id", "metrics", "threshold", "class_thresholds", "reason", "at")
+    __slots__ = ("project_id", "kind", "model_name", "model_version", "family", "mlflow_run_id", "metrics", "threshold", "class_thresholds", "reason", "at", "label_upper_thresholds", "label_lower_thresholds")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +244,20 @@ class ModelEvent(_message.Message):
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     class ClassThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelUpperThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelLowerThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +275,8 @@ class ModelEvent(_message.Message):
     CLASS_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_UPPER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_LOWER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     kind: ModelEventKind
     model_name: str
@@ -270,7 +288,9 @@ class ModelEvent(_message.Message):
     class_thresholds: _containers.ScalarMap[str, float]
     reason: str
     at: _timestamp_pb2.Timestamp
-    def __init__(self, project_id: _Optional[str] = ..., kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., family: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., threshold: _Optional[float] = ..., class_thresholds: _Optional[_Mapping[str, float]] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    label_upper_thresholds: _containers.ScalarMap[str, float]
+    label_lower_thresholds: _containers.ScalarMap[str, float]
+    def __init__(self, project_id: _Optional[str] = ..., kind: _Optional[_Union[ModelEventKind, str]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., family: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., threshold: _Optional[float] = ..., class_thresholds: _Optional[_Mapping[str, float]] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., label_upper_thresholds: _Optional[_Mapping[str, float]] = ..., label_lower_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "source_partition", "source_offset", "key", "value", "reason", "service", "error_type", "at")
