@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import redis
 
 from labelloop.core.redis_store import Keys, unavailable
+from labelloop.human_tasks.consensus import LABELS_SEPARATOR
 from labelloop.v1 import events_pb2
 
 __all__ = ["AgreementStore", "AnnotatorAgreement", "agreement_updates", "replay_agreement"]
@@ -84,13 +85,13 @@ def replay_agreement(events: Iterable[events_pb2.AnnotationSubmitted]) -> list[A
                 continue
             seen_leases.add(event.lease_id)
         answers = pending.setdefault(event.task_id, {})
-        if event.labels:
-            answers[event.annotator_id] = event.labels[0]
-        if event.consensus_labels:
+        # A multi-label answer counts as its whole label list (exact agreement, as api.py counts).
+        answers[event.annotator_id] = LABELS_SEPARATOR.join(event.labels)
+        if event.consensus_labels or event.consensus_no_label:
             totals.update(
                 agreement_updates(
                     answers,
-                    event.consensus_labels[0],
+                    LABELS_SEPARATOR.join(event.consensus_labels),
                     list(event.reviewed_labels),
                     list(event.reviewed_annotators),
                 )

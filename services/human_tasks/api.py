@@ -26,12 +26,18 @@ from labelloop.core.errors import InvalidArgument, LabelloopError
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.identifiers import check_lease_id
 from labelloop.core.label_model_store import LabelModelStore
-from labelloop.core.projects import ProjectStore
+from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.queues import QueueKeys, member_of, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
 from labelloop.core.topics import ANNOTATIONS, item_key
 from labelloop.human_tasks.agreement import AgreementStore, agreement_updates
-from labelloop.human_tasks.consensus import majority
+from labelloop.human_tasks.consensus import (
+    Verdict,
+    decode_labels,
+    encode_labels,
+    majority,
+    per_label_majority,
+)
 from labelloop.human_tasks.queue import TaskQueue, task_state
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
 
@@ -93,15 +99,18 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         info = self.queue.lease_info(request.lease_id)
         annotator = caller_for_lease(info, request.annotator_id)
         project = self.projects.get(info["project"])
-        if len(request.labels) != 1:
-            raise InvalidArgument(
-                "labels", f"a single-label project takes exactly one label, got {len(request.labels)}"
-            )
-        label = request.labels[0]
-        if label not in project.spec.labels:
-            raise InvalidArgument(
-                "labels", f"{label!r} is not in project {project.spec.project_id!r}'s label set"
-            )
+        if is_multi_label(project):
+            label = multi_label_answer(list(request.labels), project)
+        else:
+            if len(request.labels) != 1:
+                raise InvalidArgument(
+                    "labels", f"a single-label project takes exactly one label, got {len(request.labels)}"
+                )
+            label = request.labels[0]
+            if label not in project.spec.labels:
+                raise InvalidArgument(
+                    "labels", f"{label!r} is not in project {project.spec.project_id!r}'s label set"
+                )
         answered = self.queue.answer(request.lease_id, annotator, label)
         if answered.duplicate:
             lease = answered.lease or {}
@@ -147,12 +156,14 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         audit = task.reason == events_pb2.TASK_REASON_AUDIT
         review = task.reason == events_pb2.TASK_REASON_REVIEW
         leased_at = float(lease.get("leased_at", time.time()))
+        project = self.projects.get(project_id)
+        multi = is_multi_label(project)
         annotation = events_pb2.AnnotationSubmitted(
             task_id=task.task_id,
             item_id=task.ingested.item.item_id,
             project_id=project_id,
             annotator_id=annotator,
-            labels=[label],
+            labels=list(decode_labels(label)) if multi else [label],
             lease_id=lease_id,
             audit=audit,
             duration_ms=int((time.time() - leased_at) * 1000),
@@ -164,9 +175,11 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         if review:
             annotation.reviewed_labels.extend(task.review_of.labels)
             annotation.reviewed_annotators.extend(task.review_of.annotators)
-        verdict = majority(list(answers.values())) if answers else None
+        verdict = consensus(list(answers.values()), project) if answers else None
+        final_labels = verdict_labels(verdict, multi)
         if verdict is not None and not verdict.tie:
-            annotation.consensus_labels.append(verdict.label or "")
+            annotation.consensus_labels.extend(final_labels)
+            annotation.consensus_no_label = multi and not final_labels
         self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
         finalized = False
         tie = False
@@ -177,7 +190,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             elif not audit and not review:
                 final = events_pb2.LabelFinalized(
                     ingested=task.ingested,
-                    labels=[verdict.label or ""],
+                    labels=final_labels,
                     source=common_pb2.LABEL_SOURCE_HUMAN,
                     confidence=verdict.agreement,
                     model_name=task.prediction.model_name,
@@ -203,7 +216,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         self.queue.mark_produced(lease_id, project_id)
         if finalized and verdict is not None:
             self._count_agreement(task, answers, verdict.label or "")
-            if self.label_model is not None and not review:
+            if self.label_model is not None and not review and not multi:
                 self._learn(task, verdict.label or "")
         return finalized and not audit and not review
 
@@ -279,6 +292,39 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             oldest_age_s=stats.oldest_age_s,
             annotations=stats.annotations,
         )
+
+
+def multi_label_answer(labels: list[str], project: common_pb2.Project) -> str:
+    """A multi-label answer as the queue stores it (consensus.encode_labels): any subset of the
+    project's labels, none included; InvalidArgument names a label outside the set or repeated."""
+    for label in labels:
+        if label not in project.spec.labels:
+            raise InvalidArgument(
+                "labels", f"{label!r} is not in project {project.spec.project_id!r}'s label set"
+            )
+    if len(set(labels)) != len(labels):
+        raise InvalidArgument("labels", "a label is given twice")
+    return encode_labels(labels, list(project.spec.labels))
+
+
+def consensus(answers: list[str], project: common_pb2.Project) -> Verdict:
+    """The consensus of a task's stored answers: the majority label, or for a multi-label
+    project the per-label majority (its labels encoded as the queue stores answers, so agreement
+    with it is counted as exact agreement)."""
+    if not is_multi_label(project):
+        return majority(answers)
+    labels = list(project.spec.labels)
+    verdict = per_label_majority([decode_labels(a) for a in answers], labels)
+    if verdict.labels is None:
+        return Verdict(None, verdict.agreement, True)
+    return Verdict(encode_labels(verdict.labels, labels), verdict.agreement, False)
+
+
+def verdict_labels(verdict: Verdict | None, multi: bool) -> list[str]:
+    """The final label list of a verdict (empty on a tie or without one)."""
+    if verdict is None or verdict.tie:
+        return []
+    return list(decode_labels(verdict.label or "")) if multi else [verdict.label or ""]
 
 
 def describe_routing(annotation: events_pb2.AnnotationSubmitted, task: events_pb2.TaskRouted) -> None:

@@ -29,6 +29,25 @@ Statistics (README, "How thresholds are set"):
   bound of the precision admitted by the current threshold is below the target, and loosens when
   a lower threshold's lower bound meets it: precision then sits near the target, not far above.
 
+Multi-label projects (:func:`calibrate_label_bounds`, README "Multi-label thresholds"): each
+label gets an upper threshold ("on" is confident at or above it) and a lower one ("off" is
+confident at or below it), and an item is auto-labeled only when every label is confident. The
+promise is the exact-match precision of auto-labels (every label right). It is calibrated
+directly on that joint event, not assembled from per-label guarantees: per-label precisions on
+different subsets do not bound the precision of their intersection (conditioning on the other
+labels being confident can concentrate one label's errors). So the per-label pairs only shape the
+auto-label region, through one error budget ``delta`` shared by every label decision: at budget
+``delta`` each label's upper threshold is the lowest whose weighted "on" precision is at least
+``1 - delta`` (and its lower threshold likewise for "off"), so a label the model knows well gets
+wide confident zones and a hard label narrow ones. The union bound motivates the budgets tried
+(exact-match errors are at most the sum of the K labels' errors, so ``delta`` runs from
+``2 * (1 - target)`` down past ``(1 - target) / K`` to 0); the budget kept is the one whose region
+admits the most weight among those whose *joint* lower bound (the same weighted one-sided
+Clopper-Pearson bound as above, on "all labels right" over the items the region admits) meets the
+target. Choosing among a dozen regions on one sample is the same kind of choice the single-label
+threshold makes among all candidate thresholds. Thresholds between trainings do not move for
+multi-label projects (no :func:`move_threshold` analogue yet).
+
 Known approximations: a waiting task that a newer model auto-labels is withdrawn (rescore), so an
 item below the old threshold reached people with a probability slightly under the 1 it carries;
 and weights are trimmed (``max_weight`` in ``evaluation.calibrate``), which leans the estimate
@@ -50,8 +69,11 @@ from scipy.stats import beta
 
 __all__ = [
     "ADMIT_NOTHING",
+    "NEVER_OFF",
     "Calibration",
+    "LabelBounds",
     "ThresholdMove",
+    "calibrate_label_bounds",
     "calibrate_threshold",
     "coverage_at_precision",
     "expected_calibration_error",
@@ -63,6 +85,8 @@ __all__ = [
 
 #: The threshold that admits nothing (any value above 1 does; this is the one Labelloop writes).
 ADMIT_NOTHING = 1.01
+#: The lower threshold of a multi-label label whose "off" is never confident (below any probability).
+NEVER_OFF = -0.01
 
 
 def precision_lower_bound(
@@ -416,3 +440,121 @@ def coverage_at_precision(confidences: ArrayLike, correct: ArrayLike, target_pre
     curve = _precision_curve(conf, ok, w)
     reach = np.flatnonzero(curve.precision >= target_precision - 1e-9)
     return 0.0 if reach.size == 0 else float(curve.count[reach[-1]] / conf.size)
+
+
+@dataclass(frozen=True)
+class LabelBounds:
+    """The outcome of :func:`calibrate_label_bounds` for a multi-label project.
+
+    ``upper[label]``: "on" is auto-accepted at or above it (:data:`ADMIT_NOTHING`: never);
+    ``lower[label]``: "off" is auto-accepted at or below it (:data:`NEVER_OFF`: never);
+    ``budget``: the per-decision error budget that shaped them (None when nothing is admitted);
+    ``expected_coverage``: weighted share of the calibration items auto-labeled (every label
+    confident); ``precision`` / ``precision_lower_bound``: weighted exact-match precision of those
+    items and its one-sided lower bound; ``n``: calibration items.
+    """
+
+    upper: dict[str, float]
+    lower: dict[str, float]
+    budget: float | None = None
+    expected_coverage: float = 0.0
+    precision: float | None = None
+    precision_lower_bound: float | None = None
+    n: int = 0
+
+    @property
+    def admits_nothing(self) -> bool:
+        return all(u > 1.0 for u in self.upper.values()) and all(x < 0.0 for x in self.lower.values())
+
+
+def _lowest_at_precision(
+    conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArray[np.float64], level: float
+) -> float:
+    """The lowest threshold whose admitted items' weighted precision (point estimate) is at least
+    ``level``; :data:`ADMIT_NOTHING` when none is."""
+    if conf.size == 0:
+        return ADMIT_NOTHING
+    curve = _precision_curve(conf, ok, w)
+    reach = np.flatnonzero(curve.precision >= level - 1e-12)
+    return ADMIT_NOTHING if reach.size == 0 else float(curve.thresholds[int(reach[-1])])
+
+
+def _bounds_at(
+    probs: NDArray[np.float64], truth: NDArray[np.bool_], w: NDArray[np.float64], budget: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per label (columns), the upper and lower thresholds at per-decision error ``budget``."""
+    k = probs.shape[1]
+    upper = np.full(k, ADMIT_NOTHING)
+    lower = np.full(k, NEVER_OFF)
+    for j in range(k):
+        upper[j] = _lowest_at_precision(probs[:, j], truth[:, j], w, 1.0 - budget)
+        # "off" ranks items by -p (p <= lower  <=>  -p >= -lower), exact in floating point
+        off = _lowest_at_precision(-probs[:, j], ~truth[:, j], w, 1.0 - budget)
+        lower[j] = NEVER_OFF if off > 1.0 else -off
+    return upper, lower
+
+
+def calibrate_label_bounds(
+    probs: ArrayLike,
+    truth: ArrayLike,
+    labels: Sequence[str],
+    target_precision: float,
+    confidence_level: float = 0.95,
+    weights: ArrayLike | None = None,
+    min_samples: int = 50,
+) -> LabelBounds:
+    """Per-label upper and lower thresholds for a multi-label project whose auto-labels' weighted
+    exact-match precision meets ``target_precision`` with one-sided confidence ``confidence_level``
+    (module doc, "Multi-label projects").
+
+    ``probs`` is ``(n, K)``: each item's independent probability per label (held-out or
+    out-of-fold); ``truth`` ``(n, K)`` booleans: the human labels; ``weights`` the inverse
+    selection probabilities (1 when omitted). Fewer than ``min_samples`` items, or no budget whose
+    region meets the target: every label admits nothing.
+    """
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(truth, dtype=bool)
+    names = [str(x) for x in labels]
+    if p.ndim != 2 or p.shape != y.shape or p.shape[1] != len(names):
+        raise ValueError(f"probs {p.shape} and truth {y.shape} must both be (n, {len(names)})")
+    n = int(p.shape[0])
+    nothing = LabelBounds({x: ADMIT_NOTHING for x in names}, {x: NEVER_OFF for x in names}, n=n)
+    if n < max(1, min_samples):
+        return nothing
+    if not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError("probs must be probabilities in [0, 1]")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or w.min() <= 0.0:
+        raise ValueError("weights must be n positive, finite numbers (1 / selection probability)")
+    error = 1.0 - target_precision
+    k = len(names)
+    budgets = sorted(
+        {error * f for f in (2.0, 1.0, 0.5, 0.25)} | {error / k * f for f in (1.0, 0.5, 0.25)} | {0.0}
+    )
+    best: LabelBounds = nothing
+    for budget in sorted(budgets, reverse=True):
+        upper, lower = _bounds_at(p, y, w, budget)
+        on = p >= upper
+        off = p <= lower
+        admitted = np.all(on | off, axis=1)
+        if not admitted.any():
+            continue
+        right = np.all(on == y, axis=1)[admitted]
+        wa = w[admitted]
+        precision = float(np.sum(wa * right) / np.sum(wa))
+        n_eff = float(np.sum(wa) ** 2 / np.sum(wa * wa))
+        bound = float(precision_lower_bound(precision * n_eff, n_eff, confidence_level))
+        coverage = float(np.sum(wa) / np.sum(w))
+        if bound >= target_precision and coverage > best.expected_coverage:
+            best = LabelBounds(
+                {x: float(u) for x, u in zip(names, upper, strict=True)},
+                {x: float(v) for x, v in zip(names, lower, strict=True)},
+                budget,
+                coverage,
+                precision,
+                bound,
+                n,
+            )
+    return best
