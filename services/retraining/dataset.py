@@ -39,10 +39,23 @@ class HumanLabel:
 
     item_id: str
     text: str
-    label: str
+    label: str  # the label; for multi-label projects the label list joined by "|" ("" for none)
     weight: float = 1.0  # 1 / the probability routing sent this item to people
     annotators: tuple[str, ...] = ()  # who gave the label (a review excludes them)
     ingested: events_pb2.ItemIngested | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label list (multi-label projects; one label for single-label ones)."""
+        return tuple(self.label.split(LABELS_SEPARATOR)) if self.label else ()
+
+
+LABELS_SEPARATOR = "|"  # never in a label name (core/identifiers.py)
+
+
+def joined(labels: Sequence[str]) -> str:
+    """A label list as `HumanLabel.label` holds it: one label as itself, several joined by "|"."""
+    return LABELS_SEPARATOR.join(labels)
 
 
 @dataclass(frozen=True)
@@ -100,13 +113,15 @@ class LabeledSet:
             return self._add(
                 HumanLabel(item.item_id, model_input(item), answer[0], answer[1], answer[2], label.ingested)
             )
-        if label.source != common_pb2.LABEL_SOURCE_HUMAN or not label.labels:
+        # A human label lists one label (single-label projects) or any number, none included
+        # (multi-label projects: "no label applies" is an answer).
+        if label.source != common_pb2.LABEL_SOURCE_HUMAN:
             return None
         return self._add(
             HumanLabel(
                 item.item_id,
                 model_input(item),
-                label.labels[0],
+                joined(label.labels),
                 _weight(label.answer_probability),
                 tuple(label.annotators),
                 label.ingested,
@@ -116,9 +131,9 @@ class LabeledSet:
     def apply_audit(self, annotation: events_pb2.AnnotationSubmitted) -> str | None:
         """Record an audit's consensus (the annotation that completed an audit task). Returns the
         label when it adds a human label (its audited auto-label was seen), else None."""
-        if annotation.reason != events_pb2.TASK_REASON_AUDIT or not annotation.consensus_labels:
+        if annotation.reason != events_pb2.TASK_REASON_AUDIT or not _has_consensus(annotation):
             return None
-        label, weight = annotation.consensus_labels[0], _weight(annotation.answer_probability)
+        label, weight = joined(annotation.consensus_labels), _weight(annotation.answer_probability)
         annotators = (annotation.annotator_id,)
         with self._lock:
             ingested = self._audit_items.pop(annotation.item_id, None)
@@ -142,9 +157,9 @@ class LabeledSet:
             return False
         with self._lock:
             self._reviews.add(annotation.item_id)
-            if not annotation.consensus_labels:
+            if not _has_consensus(annotation):
                 return False
-            verdict = annotation.consensus_labels[0]
+            verdict = joined(annotation.consensus_labels)
             self._verdicts[annotation.item_id] = verdict
             entry = self._labels.get(annotation.item_id)
             if entry is None or entry.label == verdict:
@@ -187,6 +202,11 @@ class LabeledSet:
         train = tuple(x for x in values if not is_holdout(x.item_id, self.holdout_fraction))
         holdout = tuple(x for x in values if is_holdout(x.item_id, self.holdout_fraction))
         return Snapshot(train, holdout)
+
+
+def _has_consensus(annotation: events_pb2.AnnotationSubmitted) -> bool:
+    """True on the answer that completes a task (its consensus is set, possibly to no label)."""
+    return bool(annotation.consensus_labels) or annotation.consensus_no_label
 
 
 def _weight(answer_probability: float) -> float:

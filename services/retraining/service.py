@@ -33,7 +33,7 @@ from labelloop.core.answers import AnswerLedger, answer_of
 from labelloop.core.errors import DependencyUnavailable, FailedPrecondition, NotFound
 from labelloop.core.label_log import replay
 from labelloop.core.model_repository import ModelLoadError
-from labelloop.core.projects import ProjectStore
+from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.stream import Batch, EventProducer, now_timestamp
 from labelloop.core.thresholds import Threshold
 from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS, TASKS, item_key
@@ -50,6 +50,7 @@ from labelloop.retraining.evaluation import (
 )
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
 from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
+from labelloop.retraining.multilabel import train_multi_label
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
@@ -150,10 +151,11 @@ class RetrainingService:
         for annotation in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, ANNOTATIONS):
             if annotation.reason == events_pb2.TASK_REASON_REVIEW:
                 self.state(annotation.project_id).labeled.apply_review(annotation)
-            if annotation.reason == events_pb2.TASK_REASON_AUDIT and annotation.consensus_labels:
+            if annotation.reason == events_pb2.TASK_REASON_AUDIT:
                 state = self.state(annotation.project_id)
-                if state.labeled.apply_audit(annotation) is not None:
-                    state.trigger.record_labels([annotation.consensus_labels[0]])
+                added = state.labeled.apply_audit(annotation)
+                if added is not None:
+                    state.trigger.record_labels([added])
                     loaded += 1
         for project in self.projects.list():
             metrics.TARGET_PRECISION.labels(project.spec.project_id).set(project.spec.target_precision)
@@ -236,6 +238,8 @@ class RetrainingService:
         try:
             project = self.projects.get(project_id)
         except NotFound:
+            return
+        if is_multi_label(project):  # per-label thresholds move only with trainings (calibration.py)
             return
         state = self.state(project_id)
         with state.model_lock:
@@ -342,6 +346,8 @@ class RetrainingService:
         label_set = [str(x) for x in project.spec.labels]
         target = project.spec.target_precision
         metrics.TARGET_PRECISION.labels(pid).set(target)
+        if is_multi_label(project):
+            return train_multi_label(self, state, ticket, snapshot)
         model_name = project.spec.model_name
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
@@ -677,7 +683,12 @@ class RetrainingService:
             self.registry.delete_alias(pid, CHALLENGER)
         self.answers.reset(pid)
         published = Threshold(
-            threshold.threshold, dict(threshold.class_thresholds), triton_version, threshold.exploration_rate
+            threshold.threshold,
+            dict(threshold.class_thresholds),
+            triton_version,
+            threshold.exploration_rate,
+            dict(threshold.label_upper),
+            dict(threshold.label_lower),
         )
         family = record.tags.get("family", "")
         common = {"run_id": record.run_id, "family": family, "metrics": record.metrics}
@@ -781,6 +792,8 @@ class RetrainingService:
         if threshold is not None:
             event.threshold = threshold.threshold
             event.class_thresholds.update(threshold.class_thresholds)
+            event.label_upper_thresholds.update(threshold.label_upper)
+            event.label_lower_thresholds.update(threshold.label_lower)
         return event
 
     def _announce(self, *events: events_pb2.ModelEvent) -> None:

@@ -61,6 +61,25 @@ class SklearnPredictor:
         return out
 
 
+class MultiLabelPredictor:
+    """Family "sklearn-multilabel": a scikit-learn pipeline (text -> one-vs-rest classifier fit
+    on a label indicator matrix) saved with joblib. Its `predict_proba` columns are the labels of
+    labels.json in order, each the independent probability that the label applies (they do not
+    sum to 1)."""
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
+        import joblib
+
+        self.pipeline = joblib.load(version_dir / meta["artifacts"]["pipeline"])
+        self.width = len(meta["labels"])
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        probs = np.asarray(self.pipeline.predict_proba(texts), dtype=np.float32)
+        if probs.ndim != 2 or probs.shape[1] != self.width:
+            raise ValueError(f"pipeline gives {probs.shape} probabilities for {self.width} labels")
+        return probs
+
+
 class MinilmPredictor:
     """Family "minilm-head": a frozen sentence encoder (ONNX on onnxruntime) + a logistic head.
 
@@ -164,6 +183,7 @@ def _load_runtime(path: Path) -> Any:
 
 FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
     "sklearn": SklearnPredictor,
+    "sklearn-multilabel": MultiLabelPredictor,
     "minilm-head": MinilmPredictor,
     "minilm-encoder": EncoderPredictor,
     "cascade": CascadePredictor,
