@@ -2,7 +2,7 @@
 
 Used by `labelloop bench` and the end-to-end tests; `token` is its API token (an annotator's, or
 an admin's acting for `annotator_id`). `answer` maps a leased task to the label to
-submit (e.g. the hidden label, or `SimulatedAnnotator.answer(hidden)`); the loop runs until
+submit (a list of labels for a multi-label project) (e.g. the hidden label, or `SimulatedAnnotator.answer(hidden)`); the loop runs until
 `stop` is set, waiting `idle_wait_s` between polls of an empty queue.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -39,7 +39,7 @@ class AnnotatorClient(threading.Thread):
         target: str,
         project_id: str,
         annotator_id: str,
-        answer: Callable[[events_pb2.TaskRouted], str],
+        answer: Callable[[events_pb2.TaskRouted], str | Sequence[str]],
         stop: threading.Event,
         latency_ms: float = 0.0,
         idle_wait_s: float = 0.05,
@@ -73,12 +73,13 @@ class AnnotatorClient(threading.Thread):
             if not lease.has_task:
                 return False
             self.stats.leased += 1
-            label = self.answer(lease.task)
+            answer = self.answer(lease.task)
+            labels = [answer] if isinstance(answer, str) else list(answer)
             if self.latency_s:
                 self.stop_event.wait(self.latency_s)
             result = stub.SubmitAnnotation(
                 human_tasks_pb2.SubmitAnnotationRequest(
-                    lease_id=lease.lease_id, annotator_id=self.annotator_id, labels=[label]
+                    lease_id=lease.lease_id, annotator_id=self.annotator_id, labels=labels
                 ),
                 timeout=10,
             )

@@ -13,7 +13,9 @@ FORMATS = ("jsonl", "csv", "parquet")
 
 
 def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
-    """One exported row: the item, its final label and where the label came from."""
+    """One exported row: the item, its final label and where the label came from. `label` is the
+    label (several joined by "|", as for multi-label projects, which may also have none: "");
+    `labels` is the label list (a JSON array in CSV)."""
     item = label.ingested.item
     body = item.content.WhichOneof("body")
     return {
@@ -22,6 +24,7 @@ def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
         "text": item.content.text if body == "text" else "",
         "uri": item.content.media.uri if body == "media" else "",
         "label": label.labels[0] if len(label.labels) == 1 else "|".join(label.labels),
+        "labels": list(label.labels),
         "source": common_pb2.LabelSource.Name(label.source).removeprefix("LABEL_SOURCE_").lower(),
         "confidence": round(label.confidence, 6),
         "model_name": label.model_name,
@@ -43,7 +46,7 @@ def write_labels(labels: Iterable[events_pb2.LabelFinalized], out: Path, fmt: st
     if fmt == "jsonl":
         frame.to_json(out, orient="records", lines=True, force_ascii=False)
     elif fmt == "csv":
-        frame.to_csv(out, index=False)
+        frame.assign(labels=[json.dumps(row["labels"]) for row in rows]).to_csv(out, index=False)
     elif fmt == "parquet":
         frame.to_parquet(out, index=False)
     else:

@@ -58,3 +58,28 @@ def test_metrics_on_a_known_case() -> None:
     assert m["micro_f1"] == pytest.approx(4 / 6)
     with pytest.raises(ValueError):
         indicator([("weather",)], LABELS)
+
+
+def test_exports_carry_label_lists(tmp_path) -> None:
+    import pandas as pd
+
+    from labelloop.cli.export import write_labels
+    from labelloop.v1 import common_pb2, events_pb2
+
+    def final(item_id: str, labels: list[str]) -> events_pb2.LabelFinalized:
+        label = events_pb2.LabelFinalized(labels=labels, source=common_pb2.LABEL_SOURCE_HUMAN)
+        label.ingested.item.item_id = item_id
+        label.ingested.item.content.text = "t"
+        return label
+
+    labels = [final("1", ["sports", "tech"]), final("2", []), final("3", ["politics"])]
+    write_labels(labels, tmp_path / "l.jsonl", "jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["labels"]) for r in rows] == [
+        ("sports|tech", ["sports", "tech"]),
+        ("", []),
+        ("politics", ["politics"]),
+    ]
+    write_labels(labels, tmp_path / "l.csv", "csv")
+    frame = pd.read_csv(tmp_path / "l.csv", keep_default_na=False)
+    assert [json.loads(x) for x in frame["labels"]] == [["sports", "tech"], [], ["politics"]]

@@ -1,0 +1,275 @@
+"""Multi-label projects end to end on the real stack: three annotators per task decide each label
+by its own majority; then the whole loop: people label the first items, retraining trains a
+one-vs-rest model, Triton serves it with per-label thresholds, and later items are auto-labeled
+with label lists when every label is confident (the rest reach people with the uncertain labels
+marked). Each item has exactly one raw record on the labels topic."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+
+import pytest
+from running import PIPELINE, RunningServices
+from support import wait_until
+
+from labelloop.bench.annotator_client import AnnotatorClient
+from labelloop.core.label_log import label_records, replay
+from labelloop.core.stream import ensure_topics
+from labelloop.core.topics import ANNOTATIONS, MODELS
+from labelloop.v1 import common_pb2, events_pb2, ingest_pb2
+
+LABELS = ["sports", "politics", "tech"]
+VOCAB = {
+    "sports": [
+        "football",
+        "goal",
+        "match",
+        "league",
+        "striker",
+        "coach",
+        "stadium",
+        "tennis",
+        "final",
+        "referee",
+    ],
+    "politics": [
+        "election",
+        "senate",
+        "vote",
+        "minister",
+        "parliament",
+        "policy",
+        "campaign",
+        "ballot",
+        "party",
+        "law",
+    ],
+    "tech": [
+        "software",
+        "chip",
+        "computer",
+        "network",
+        "startup",
+        "cloud",
+        "robot",
+        "algorithm",
+        "server",
+        "code",
+    ],
+}
+FILLER = [
+    "the",
+    "a",
+    "today",
+    "report",
+    "people",
+    "city",
+    "week",
+    "said",
+    "new",
+    "after",
+    "more",
+    "year",
+    "some",
+]
+
+
+def synthetic(n: int, seed: int) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(id, text, labels): each label on with probability 0.4, its words in the text; ids do not
+    reveal the labels."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        on = tuple(label for label in LABELS if rng.random() < 0.4)
+        words = [w for label in on for w in rng.sample(VOCAB[label], 3)] + rng.sample(FILLER, 5)
+        rng.shuffle(words)
+        out.append((f"doc-{seed}-{i:04d}", " ".join(words), on))
+    return out
+
+
+def submit(services: RunningServices, project_id: str, records) -> None:
+    items = [
+        common_pb2.Item(item_id=i, project_id=project_id, content=common_pb2.Content(text=t))
+        for i, t, _ in records
+    ]
+    response = services.ingest().SubmitBatch(ingest_pb2.SubmitBatchRequest(items=items), timeout=30)
+    assert response.rejected == 0
+
+
+def annotators(services: RunningServices, project_id: str, answers, stop: threading.Event):
+    target = f"127.0.0.1:{services.grpc_ports['human_tasks']}"
+    clients = [
+        AnnotatorClient(target, project_id, name, answer, stop, token=services.token)
+        for name, answer in answers.items()
+    ]
+    for client in clients:
+        client.start()
+    return clients
+
+
+def one_record_each(services: RunningServices, project_id: str, ids: set[str]):
+    records = label_records(services.stack.bootstrap_servers, services.topic_prefix, project_id)
+    assert set(records) == ids
+    assert all(len(r) == 1 for r in records.values()), {k: len(v) for k, v in records.items() if len(v) > 1}
+    return {k: v[0] for k, v in records.items()}
+
+
+@pytest.fixture
+def services(stack, tmp_path, topic_prefix, redis_prefix):
+    running = RunningServices(
+        stack,
+        tmp_path,
+        topic_prefix,
+        redis_prefix,
+        extra_env={
+            "LABELLOOP_FIRST_MODEL_LABELS": "80",
+            "LABELLOOP_RETRAIN_EVERY_LABELS": "100000",
+            "LABELLOOP_HOLDOUT_FRACTION": "0.25",
+            "LABELLOOP_CALIBRATION_FOLDS": "3",
+            "LABELLOOP_FAILURE_BACKOFF_SECONDS": "1",
+        },
+    )
+    ensure_topics(stack.bootstrap_servers, topic_prefix)
+    yield running
+    running.stop()
+
+
+def test_three_annotators_decide_each_label_by_its_own_majority(services):
+    services.start(PIPELINE)
+    project_id = f"ml-{uuid.uuid4().hex[:8]}"
+    services.create_project(
+        project_id, LABELS, task_type=common_pb2.TASK_TYPE_MULTI_LABEL, annotators_per_task=3
+    )
+    records = synthetic(8, seed=1)
+    truth = {i: on for i, _, on in records}
+
+    def toggle(labels: tuple[str, ...], label: str) -> tuple[str, ...]:
+        return tuple(x for x in LABELS if (x in labels) != (x == label))
+
+    # Scripted disagreement: annotator b flips "tech", c flips "sports"; on every other item both
+    # also turn "politics" on, so there two of three outvote the first annotator.
+    def scripted_answer(name: str, item: str) -> tuple[str, ...]:
+        if name == "a":
+            return truth[item]
+        on = toggle(truth[item], "tech" if name == "b" else "sports")
+        return (*on, "politics") if int(item[-1]) % 2 == 0 and "politics" not in on else on
+
+    seen_marks: list[tuple[str, ...]] = []
+
+    def client(name: str):
+        def answer(task):
+            seen_marks.append(tuple(task.uncertain_labels))
+            return scripted_answer(name, task.ingested.item.item_id)
+
+        return answer
+
+    stop = threading.Event()
+    clients = annotators(services, project_id, {n: client(n) for n in "abc"}, stop)
+    try:
+        submit(services, project_id, records)
+        wait_until(
+            lambda: (
+                len(label_records(services.stack.bootstrap_servers, services.topic_prefix, project_id))
+                == len(records)
+            ),
+            120,
+            interval=0.5,
+            message=lambda: f"final labels missing; human_tasks log: {services.log('human_tasks')[-2000:]}",
+        )
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(10)
+
+    finals = one_record_each(services, project_id, set(truth))
+    for item_id, label in finals.items():
+        answers = [set(scripted_answer(n, item_id)) for n in "abc"]
+        expected = [x for x in LABELS if sum(x in a for a in answers) >= 2]
+        assert list(label.labels) == expected, item_id
+        assert label.source == common_pb2.LABEL_SOURCE_HUMAN
+        assert sorted(label.annotators) == ["a", "b", "c"]
+        assert label.confidence == pytest.approx(sum(a == set(expected) for a in answers) / 3)
+    # No model yet: every task marks every label as uncertain.
+    assert len(seen_marks) == 3 * len(records) and all(m == tuple(LABELS) for m in seen_marks)
+    # The scripted answers make both kinds of outcome: a majority against annotator a, and an
+    # agreed empty set or a split decided label by label.
+    assert any(list(v.labels) != list(truth[k]) for k, v in finals.items())
+    # Every answer is on `annotations`; one per task carries the consensus (empty: no_label).
+    events = [
+        a
+        for a in replay(services.stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS)
+        if a.project_id == project_id
+    ]
+    assert len(events) == 3 * len(records)
+    completing = [a for a in events if a.consensus_labels or a.consensus_no_label]
+    assert sorted(a.item_id for a in completing) == sorted(truth)
+    assert {a.item_id: list(a.consensus_labels) for a in completing} == {
+        k: list(v.labels) for k, v in finals.items()
+    }
+
+
+def test_the_loop_trains_one_vs_rest_and_auto_labels_label_lists(services):
+    services.start((*PIPELINE, "retraining"))
+    project_id = f"ml-{uuid.uuid4().hex[:8]}"
+    services.create_project(
+        project_id, LABELS, task_type=common_pb2.TASK_TYPE_MULTI_LABEL, target_precision=0.9
+    )
+    first, later = synthetic(120, seed=2), synthetic(300, seed=3)
+    truth = {i: on for i, _, on in first + later}
+    marks: dict[str, tuple[str, ...]] = {}
+
+    def perfect(task):
+        marks[task.ingested.item.item_id] = tuple(task.uncertain_labels)
+        return truth[task.ingested.item.item_id]
+
+    stop = threading.Event()
+    clients = annotators(services, project_id, {"p": perfect}, stop)
+    bootstrap, prefix = services.stack.bootstrap_servers, services.topic_prefix
+    try:
+        submit(services, project_id, first)
+
+        def promoted():
+            return [
+                e
+                for e in replay(bootstrap, prefix, MODELS)
+                if e.project_id == project_id and e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED
+            ]
+
+        events = wait_until(
+            promoted,
+            300,
+            interval=1.0,
+            message=lambda: f"no model promoted; retraining log: {services.log('retraining')[-3000:]}",
+        )
+        assert set(events[0].label_upper_thresholds) == set(LABELS)
+        assert set(events[0].label_lower_thresholds) == set(LABELS)
+        assert any(v <= 1.0 for v in events[0].label_upper_thresholds.values()), events[0]
+        submit(services, project_id, later)
+        wait_until(
+            lambda: len(label_records(bootstrap, prefix, project_id)) == len(truth),
+            180,
+            interval=0.5,
+            message=lambda: f"final labels missing; routing log: {services.log('routing')[-2000:]}",
+        )
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(10)
+
+    finals = one_record_each(services, project_id, set(truth))
+    auto = {k: v for k, v in finals.items() if v.source == common_pb2.LABEL_SOURCE_MODEL}
+    human = {k: v for k, v in finals.items() if v.source == common_pb2.LABEL_SOURCE_HUMAN}
+    assert len(auto) >= 30, f"only {len(auto)} of {len(later)} later items auto-labeled"
+    assert any(len(v.labels) >= 2 for v in auto.values()), "auto-labels carry label lists"
+    exact = sum(tuple(v.labels) == truth[k] for k, v in auto.items()) / len(auto)
+    assert exact >= 0.9, f"exact-match precision of auto-labels {exact:.3f}"
+    assert all(tuple(v.labels) == truth[k] for k, v in human.items())
+    assert all(v.model_version >= 1 for v in auto.values())
+    # Items people saw after the model served carry the uncertain labels only (never all when
+    # some label was decided), in the project's order.
+    later_ids = {i for i, _, _ in later}
+    served_marks = [marks[k] for k in human if k in later_ids and k in marks]
+    assert served_marks and all(list(m) == [x for x in LABELS if x in m] for m in served_marks)
+    assert any(0 < len(m) < len(LABELS) for m in served_marks), served_marks[:20]
