@@ -7,10 +7,11 @@ never says who the user is: every API call takes the identity from the sealed se
 API (JSON; POSTs must be `Content-Type: application/json`, a cross-site form cannot send that):
 - `POST /api/login {"token"}` -> WhoAmI; 200 {name, role, projects, undo_window_s} + cookie.
 - `POST /api/logout` -> 204, cookie cleared.  `GET /api/me` -> 200 as login, or 401.
-- `GET /api/projects` -> the person's projects with their labels and keys.
+- `GET /api/projects` -> the person's projects with their labels and keys, and `multi_label`.
 - `POST /api/projects/{p}/lease` -> 200 one leased task (tasks.task_view), 204 when the queue
   has nothing for this person.
-- `POST /api/answer {"lease_id", "label"}` -> 200 {finalized, duplicate}.
+- `POST /api/answer {"lease_id", "label"}` -> 200 {finalized, duplicate}; a multi-label
+  project's answer is `{"lease_id", "labels": [...]}` (the labels that apply, possibly none).
 - `POST /api/release {"lease_ids": [...]}` -> 200 {released, gone}: leases already ended
   (expired, answered) count as gone, not as errors, so a closing page can release blindly.
 - `GET /api/projects/{p}/stats` -> queue depth, leases, oldest age, answers.
@@ -209,7 +210,8 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
                 if exc.http.kind != "not_found":
                     raise
                 continue  # a token may name a project that is gone
-            out.append({"project_id": project_id, "labels": label_keys(labels)})
+            multi = await backend.is_multi_label(session.token, project_id)
+            out.append({"project_id": project_id, "labels": label_keys(labels), "multi_label": multi})
         return JSONResponse({"projects": out})
 
     async def lease(request: Request) -> Response:
@@ -218,7 +220,7 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
         leased = await backend.lease(session.token, project_id, session.name)
         if not leased.has_task:
             return Response(status_code=204)
-        view = task_view(leased)
+        view = task_view(leased, multi_label=await backend.is_multi_label(session.token, project_id))
         if "media" in view["content"]:
             view["content"]["media"]["url"] = links.link(project_id, view["content"]["media"]["uri"])
         return JSONResponse(view)
@@ -249,7 +251,15 @@ def create_app(settings: WebSettings, backend: Backend, health: Health | None = 
     async def answer(request: Request) -> Response:
         session = session_of(request)
         body = await json_body(request)
-        lease_id, label = string_field(body, "lease_id"), string_field(body, "label")
+        lease_id = string_field(body, "lease_id")
+        label: str | list[str]
+        if "labels" in body:  # a multi-label answer: a list of label names, possibly empty
+            chosen = body["labels"]
+            if not isinstance(chosen, list) or not all(isinstance(x, str) and x for x in chosen):
+                raise ApiError(422, "invalid", "labels: must be a list of non-empty strings")
+            label = chosen
+        else:
+            label = string_field(body, "label")
         # only a label for metrics: a project the session may use, never an arbitrary string
         claimed = body.get("project_id")
         project_id = claimed if isinstance(claimed, str) and session.may_use(claimed) else "unknown"

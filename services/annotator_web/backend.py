@@ -47,6 +47,7 @@ class Backend:
         self.tls = tls
         self._channels: list[grpc.aio.Channel] = []
         self._labels: dict[str, tuple[str, ...]] = {}  # project -> label set (never changes)
+        self._multi: dict[str, bool] = {}  # project -> multi-label (never changes)
 
     async def start(self) -> None:
         """Open the channels (inside the event loop that will use them)."""
@@ -86,11 +87,12 @@ class Backend:
         return await self._call("human-tasks", self.tasks.LeaseTask, request, token)
 
     async def submit(
-        self, token: str, lease_id: str, annotator: str, label: str
+        self, token: str, lease_id: str, annotator: str, label: str | list[str]
     ) -> human_tasks_pb2.SubmitAnnotationResponse:
-        """Answer a leased task (idempotent per lease)."""
+        """Answer a leased task (idempotent per lease): one label, or a multi-label project's
+        list of the labels that apply (possibly none)."""
         request = human_tasks_pb2.SubmitAnnotationRequest(
-            lease_id=lease_id, annotator_id=annotator, labels=[label]
+            lease_id=lease_id, annotator_id=annotator, labels=[label] if isinstance(label, str) else label
         )
         return await self._call("human-tasks", self.tasks.SubmitAnnotation, request, token)
 
@@ -124,4 +126,10 @@ class Backend:
         if project_id not in self._labels:
             project = await self.project(token, project_id)
             self._labels[project_id] = tuple(project.spec.labels)
+            self._multi[project_id] = project.spec.task_type == common_pb2.TASK_TYPE_MULTI_LABEL
         return self._labels[project_id]
+
+    async def is_multi_label(self, token: str, project_id: str) -> bool:
+        """True for a multi-label project (cached with its labels: a task type never changes)."""
+        await self.labels(token, project_id)
+        return self._multi[project_id]

@@ -42,7 +42,7 @@ def reason_name(reason: int) -> str:
     return name.removeprefix("TASK_REASON_").lower()
 
 
-def task_view(lease: human_tasks_pb2.LeaseTaskResponse) -> dict[str, Any]:
+def task_view(lease: human_tasks_pb2.LeaseTaskResponse, multi_label: bool = False) -> dict[str, Any]:
     """The JSON the page renders for one leased task."""
     task = lease.task
     item = task.ingested.item
@@ -57,7 +57,10 @@ def task_view(lease: human_tasks_pb2.LeaseTaskResponse) -> dict[str, Any]:
         if audit
         else [{"label": s.label, "probability": round(float(s.probability), 4)} for s in scores[:3]]
     )
-    suggestion = None if audit or not scores else scores[0].label
+    suggestion = None if audit or not scores or multi_label else scores[0].label
+    preselect_labels = (
+        [] if audit or not multi_label else [s.label for s in task.prediction.scores if s.probability >= 0.5]
+    )
     content: dict[str, Any]
     if item.content.WhichOneof("body") == "media":
         media = item.content.media
@@ -83,4 +86,7 @@ def task_view(lease: human_tasks_pb2.LeaseTaskResponse) -> dict[str, Any]:
             else None
         ),
         "annotators_required": task.annotators_required,
+        "multi_label": multi_label,
+        "preselect_labels": preselect_labels,
+        "uncertain_labels": list(task.uncertain_labels),
     }

@@ -24,6 +24,7 @@ from playwright import sync_api as playwright_api
 from running import RunningServices
 from support import REPO_ROOT, free_port, wait_until
 
+from labelloop.core import model_repository
 from labelloop.core.answers import Answer, AnswerLedger
 from labelloop.core.label_log import label_records, replay
 from labelloop.core.thresholds import Threshold, ThresholdStore
@@ -99,15 +100,33 @@ class WebApp:
         )
         return created.token
 
-    def project(self, texts: dict[str, str], annotators: int = 1, model=None, audit_all: bool = False) -> str:
+    def project(
+        self,
+        texts: dict[str, str],
+        annotators: int = 1,
+        model=None,
+        audit_all: bool = False,
+        multi_label_model=None,
+        threshold: Threshold | None = None,
+    ) -> str:
         """A new project with `texts` (item id -> text) ingested; returns its id once every item
         is waiting for people (no model yet, or `model` serving without a threshold: all go to
-        people; with `audit_all`, the model auto-labels everything and every item is audited)."""
+        people; with `audit_all`, the model auto-labels everything and every item is audited).
+        `multi_label_model` (retraining.multilabel.OvrModel) makes it a multi-label project served
+        by that model under `threshold`."""
         project_id = f"web-{uuid.uuid4().hex[:8]}"
-        spec = {"audit_rate": 1.0} if audit_all else {}
+        spec: dict = {"audit_rate": 1.0} if audit_all else {}
+        if multi_label_model is not None:
+            spec["task_type"] = common_pb2.TASK_TYPE_MULTI_LABEL
         self.services.create_project(project_id, LABELS, annotators_per_task=annotators, **spec)
         if model is not None:
             assert serve(self.services.stack, project_id, model, LABELS) == 1
+        if multi_label_model is not None:
+            multi_label_model.write_version(self.services.stack.model_repository, project_id, 1)
+            stack = self.services.stack
+            assert model_repository.load_and_wait(stack.triton_grpc_url, project_id, timeout=120) == 1
+        if threshold is not None:
+            ThresholdStore(self.services.redis, self.services.redis_prefix).set(project_id, threshold)
         if audit_all:
             thresholds = ThresholdStore(self.services.redis, self.services.redis_prefix)
             thresholds.set(project_id, Threshold(0.0, model_version=1))
@@ -615,3 +634,78 @@ def test_an_image_task_shows_its_image_and_only_people_of_its_project_can_fetch_
     assert anonymous.request.get(web.url + link).status == 401
     anonymous.close()
     assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_a_multi_label_task_toggles_labels_by_key_and_click_marks_the_uncertain_and_enter_submits(
+    web: WebApp, browser, tmp_path
+) -> None:
+    from labelloop.retraining.multilabel import OvrFamily
+
+    model = OvrFamily().fit(
+        ["shares and profits", "the election vote", "the football match", "a new phone chip"] * 3
+        + ["the football match and the election vote"] * 3,
+        [("business",), ("politics",), ("sports",), ("tech",)] * 3 + [("politics", "sports")] * 3,
+        LABELS,
+    )
+    # sports is always a confident "on", business and tech always a confident "off", politics
+    # never decided: the task reaches people with politics alone marked uncertain.
+    threshold = Threshold(
+        model_version=1,
+        label_upper={"sports": 0.0, "business": 1.01, "tech": 1.01, "politics": 1.01},
+        label_lower={"sports": -0.01, "business": 1.0, "tech": 1.0, "politics": -0.01},
+    )
+    project_id = web.project(
+        {"ml-0": "ml-0: the football match and the election vote"},
+        multi_label_model=model,
+        threshold=threshold,
+    )
+    page = new_page(browser, web)
+    log_in(page, web.token("mila", auth_pb2.ROLE_ANNOTATOR, [project_id]))
+    shown_item(page)
+    button = {label: page.locator(f'#labels button[data-label="{label}"]') for label in LABELS}
+
+    def pressed(label: str) -> bool:
+        return button[label].get_attribute("aria-pressed") == "true"
+
+    assert [label for label in LABELS if "uncertain" in (button[label].get_attribute("class") or "")] == [
+        "politics"
+    ]
+    assert button["politics"].inner_text().endswith("?")
+    assert "politics" in page.locator("#suggestion-text").inner_text()
+    assert page.locator("#accept-text").inner_text() == "Submit the labels that are on"
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    page.screenshot(path=str(ARTIFACTS / "multi-label-task.png"))
+    # A key toggles its label, and so does a click; nothing is sent yet.
+    before = pressed("tech")
+    page.keyboard.press(KEY["tech"])
+    assert pressed("tech") != before
+    button["tech"].click()
+    assert pressed("tech") == before
+    page.locator("#task").focus()  # Enter on a focused button would click it
+    for label in LABELS:
+        if pressed(label) != (label in ("sports", "politics")):
+            page.keyboard.press(KEY[label])
+    assert [label for label in LABELS if pressed(label)] == ["politics", "sports"]
+    assert web.annotations(project_id) == []
+    page.screenshot(path=str(ARTIFACTS / "multi-label-toggled.png"))
+    page.keyboard.press("Enter")
+    wait_until(
+        lambda: (
+            [(a.item_id, list(a.labels), a.annotator_id) for a in web.annotations(project_id)]
+            == [("ml-0", ["politics", "sports"], "mila")]
+        ),
+        30,
+        message=lambda: f"annotations: {[(a.item_id, list(a.labels)) for a in web.annotations(project_id)]}",
+    )
+    rows = wait_until(
+        lambda: (r := web.export(project_id, tmp_path / "ml.jsonl")) and r,
+        60,
+        message="the multi-label answer never became the label of record",
+    )
+    assert [(r["id"], r["label"], r["labels"], r["source"]) for r in rows] == [
+        ("ml-0", "politics|sports", ["politics", "sports"], "human")
+    ]
+    records = label_records(web.services.stack.bootstrap_servers, web.services.topic_prefix, project_id)
+    assert {k: len(v) for k, v in records.items()} == {"ml-0": 1}
+    assert page.errors == []  # type: ignore[attr-defined]
+    page.context.close()

@@ -13,15 +13,20 @@
 import { api, ApiFailure, onConnection } from "./api.js";
 
 /** @typedef {{label: string, key: string}} LabelKey */
-/** @typedef {{project_id: string, labels: LabelKey[]}} Project */
+/** @typedef {{project_id: string, labels: LabelKey[], multi_label?: boolean}} Project */
 /** @typedef {{label: string, probability: number}} Score */
 /**
  * @typedef {{lease_id: string, lease_expires_at: number, task_id: string, item_id: string,
  *   project_id: string, content: {text?: string, media?: {uri: string, content_type: string, url: string}},
  *   reason: string, reason_text: string, suggestion: string|null, preselect: string|null,
- *   top3: Score[], shown_at?: number}} Task
+ *   top3: Score[], shown_at?: number, multi_label?: boolean, preselect_labels?: string[],
+ *   uncertain_labels?: string[]}} Task
  */
-/** @typedef {{lease_id: string, label: string, project_id: string, item_id: string, held_at: number, seconds: number}} HeldAnswer */
+/**
+ * @typedef {{lease_id: string, label: string, labels?: string[], project_id: string, item_id: string,
+ *   held_at: number, seconds: number}} HeldAnswer
+ * `labels` is set for a multi-label answer (`label` then only describes it).
+ */
 
 const PENDING_KEY = "labelloop.pending";
 const LEASE_MARGIN_MS = 3000; // send a held answer this long before its lease would end
@@ -49,7 +54,13 @@ const state = {
   emptyTimer: undefined,
   /** @type {Map<string, string>} key -> label */
   keys: new Map(),
+  /** @type {Set<string>} multi-label projects: the labels turned on for the task shown */
+  toggled: new Set(),
 };
+
+function multiLabel() {
+  return !!(state.project && state.project.multi_label);
+}
 
 // ---------------------------------------------------------------- held answers (localStorage)
 
@@ -297,7 +308,13 @@ function render() {
     content.append(p);
   }
 
-  $("suggestion-text").textContent = task.suggestion
+  const multi = multiLabel();
+  $("suggestion-text").textContent = multi
+    ? "Turn on every label that applies (its key or a click), then Enter submits; none on means no label applies." +
+      (task.uncertain_labels && task.uncertain_labels.length
+        ? ` Marked ? (the model was unsure): ${task.uncertain_labels.join(", ")}.`
+        : "")
+    : task.suggestion
     ? `The model suggests “${task.suggestion}”: Enter accepts it.`
     : audit
       ? task.reason === "review"
@@ -323,6 +340,8 @@ function render() {
 
   const labels = $("labels");
   labels.replaceChildren();
+  state.toggled = new Set(multi ? task.preselect_labels || [] : []);
+  const uncertain = new Set(task.uncertain_labels || []);
   for (const { label, key } of state.project ? state.project.labels : []) {
     const button = document.createElement("button");
     button.type = "button";
@@ -334,6 +353,23 @@ function render() {
       button.setAttribute("aria-keyshortcuts", key);
     }
     button.append(label);
+    button.dataset.label = label;
+    if (multi) {
+      const unsure = uncertain.has(label);
+      if (unsure) {
+        button.classList.add("uncertain");
+        const mark = document.createElement("span");
+        mark.className = "mark";
+        mark.textContent = "?";
+        mark.setAttribute("aria-hidden", "true");
+        button.append(mark);
+      }
+      button.setAttribute("aria-label", `Toggle ${label}${key ? ` (key ${key})` : ""}${unsure ? ", the model was unsure" : ""}`);
+      button.setAttribute("aria-pressed", state.toggled.has(label) ? "true" : "false");
+      button.addEventListener("click", () => toggle(label));
+      labels.append(button);
+      continue;
+    }
     button.setAttribute("aria-label", `Answer ${label}${key ? ` (key ${key})` : ""}`);
     const chosen = task.preselect === label;
     button.setAttribute("aria-pressed", chosen ? "true" : "false");
@@ -341,7 +377,8 @@ function render() {
     button.addEventListener("click", () => answer(label));
     labels.append(button);
   }
-  /** @type {HTMLButtonElement} */ ($("accept")).disabled = !task.suggestion;
+  /** @type {HTMLButtonElement} */ ($("accept")).disabled = !multi && !task.suggestion;
+  $("accept-text").textContent = multi ? "Submit the labels that are on" : "Accept suggestion";
   $("task").focus();
   tick();
 }
@@ -359,15 +396,32 @@ function tick() {
 
 // ---------------------------------------------------------------- answering
 
-/** @param {string} label */
-function answer(label) {
+/** Multi-label projects: turn `label` on or off for the task shown. @param {string} label */
+function toggle(label) {
+  if (!state.tasks[0]) return;
+  if (state.toggled.has(label)) state.toggled.delete(label);
+  else state.toggled.add(label);
+  const button = document.querySelector(`#labels button[data-label="${CSS.escape(label)}"]`);
+  if (button) button.setAttribute("aria-pressed", state.toggled.has(label) ? "true" : "false");
+}
+
+/** Multi-label projects: answer with the labels turned on, in the project's order. */
+function answerToggled() {
+  const chosen = (state.project ? state.project.labels : []).map((l) => l.label).filter((l) => state.toggled.has(l));
+  answer(chosen.length ? chosen.join(", ") : "no label", chosen);
+}
+
+/** @param {string} label @param {string[]} [labels] a multi-label answer (then `label` describes it) */
+function answer(label, labels) {
   const task = state.tasks[0];
   if (!task || !state.me || !state.project) return;
   if (state.held) sendHeld(); // one answer is held at a time: the older one goes now
   const now = Date.now();
+  /** @type {HeldAnswer} */
   const held = {
     lease_id: task.lease_id,
     label,
+    labels,
     project_id: task.project_id,
     item_id: task.item_id,
     held_at: now,
@@ -406,7 +460,8 @@ function undo() {
   clearTimeout(held.timer);
   state.held = null;
   forgetAnswer(held.answer.lease_id);
-  held.task.preselect = held.answer.label;
+  if (held.answer.labels) held.task.preselect_labels = held.answer.labels;
+  else held.task.preselect = held.answer.label;
   state.tasks.unshift(held.task);
   renderedLease = "";
   showUndo();
@@ -427,7 +482,10 @@ function sendHeld(closing = false) {
 /** @param {HeldAnswer} a @param {boolean} [closing] */
 async function submit(a, closing = false) {
   try {
-    await api("POST", "/api/answer", { lease_id: a.lease_id, label: a.label, project_id: a.project_id }, {
+    const body = a.labels
+      ? { lease_id: a.lease_id, labels: a.labels, project_id: a.project_id }
+      : { lease_id: a.lease_id, label: a.label, project_id: a.project_id };
+    await api("POST", "/api/answer", body, {
       keepalive: closing,
       retry: !closing,
     });
@@ -469,6 +527,7 @@ function skip() {
 
 function accept() {
   const task = state.tasks[0];
+  if (task && multiLabel()) return answerToggled();
   if (task && task.suggestion) answer(task.suggestion);
   else if (task) say("This task has no suggestion to accept: choose a label.", "warn");
 }
@@ -545,7 +604,9 @@ function onKey(event) {
     skip();
     event.preventDefault();
   } else if (state.keys.has(event.key.toLowerCase()) && event.key.length === 1) {
-    answer(/** @type {string} */ (state.keys.get(event.key.toLowerCase())));
+    const label = /** @type {string} */ (state.keys.get(event.key.toLowerCase()));
+    if (multiLabel()) toggle(label);
+    else answer(label);
     event.preventDefault();
   }
 }
