@@ -181,13 +181,7 @@ class Trainer:
                     {
                         "family": best.family.name,
                         "human_labels": str(snapshot.size),
-                        "threshold": json.dumps(
-                            {
-                                "threshold": threshold.threshold,
-                                "class_thresholds": threshold.class_thresholds,
-                                "exploration_rate": threshold.exploration_rate,
-                            }
-                        ),
+                        "threshold": json.dumps(threshold.to_record()),
                         "metrics": json.dumps(best.metrics),
                         "dataset_fingerprint": snapshot.fingerprint(),
                         "decision": "",
