@@ -54,8 +54,8 @@ and weights are trimmed (``max_weight`` in ``evaluation.calibrate``), which lean
 toward the harder, unit-weight items: both err on the safe side.
 
 Convention shared with routing, the proto and the metrics: a threshold above 1 admits nothing.
-:data:`ADMIT_NOTHING` (1.01) is that threshold: finite, so it survives JSON, Redis, Prometheus and
-MLflow unchanged.
+:data:`ADMIT_NOTHING` is that threshold, the one sentinel `core/thresholds.NOTHING` (2.0): finite,
+so it survives JSON, Redis, Prometheus and MLflow unchanged.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import beta
+
+from labelloop.core.thresholds import NOTHING
 
 __all__ = [
     "ADMIT_NOTHING",
@@ -84,9 +86,9 @@ __all__ = [
 ]
 
 #: The threshold that admits nothing (any value above 1 does; this is the one Labelloop writes).
-ADMIT_NOTHING = 1.01
+ADMIT_NOTHING = NOTHING
 #: The lower threshold of a multi-label label whose "off" is never confident (below any probability).
-NEVER_OFF = -0.01
+NEVER_OFF = -1.0
 
 
 def precision_lower_bound(

@@ -12,9 +12,10 @@ right), ``hamming_loss`` (share of wrong label decisions), ``micro_f1``; the gat
 come from ``calibration.calibrate_label_bounds`` on out-of-fold and held-out probabilities,
 weighted as single-label calibration is.
 
-Called by the retraining service for projects whose task type is multi-label, from its training
-worker thread (one training per project at a time); it uses the service's registry, deployer and
-announcements, as the single-label training does.
+Called by `training.Trainer.train` for projects whose task type is multi-label, from the
+training worker thread (one training at a time); like the single-label training it registers the
+version and hands the gate's decision to the lifecycle (`lifecycle.ModelLifecycle.apply_gate`),
+which alone decides what serves and publishes the thresholds.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ from labelloop.retraining.calibration import (
 from labelloop.retraining.dataset import HumanLabel, Snapshot
 from labelloop.retraining.deploy import served_labels, triton_predict
 from labelloop.retraining.evaluation import gate
+from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.registry import CHAMPION
 from labelloop.v1 import events_pb2
 
 if TYPE_CHECKING:
-    from labelloop.retraining.service import ProjectState, RetrainingService
+    from labelloop.retraining.training import Trainer
     from labelloop.retraining.triggers import TrainingTicket
 
 __all__ = [
@@ -197,19 +199,8 @@ def out_of_fold(
     return probs, valid
 
 
-@dataclass
-class MultiLabelCandidate:
-    """What the service's gate and deploy steps read of a trained candidate."""
-
-    family: OvrFamily
-    model: OvrModel
-    metrics: dict[str, float]
-    holdout_probs: np.ndarray
-    fit_s: float
-
-
 def _calibrate(
-    service: RetrainingService,
+    trainer: Trainer,
     family: OvrFamily,
     snapshot: Snapshot,
     holdout_probs: np.ndarray,
@@ -217,23 +208,23 @@ def _calibrate(
     target: float,
 ) -> LabelBounds:
     train = list(snapshot.train)
-    oof, valid = out_of_fold(family, train, label_set, service.settings.calibration_folds)
+    oof, valid = out_of_fold(family, train, label_set, trainer.settings.calibration_folds)
     entries = [x for x, ok in zip(train, valid, strict=True) if ok] + list(snapshot.holdout)
     probs = np.concatenate([oof[valid], holdout_probs]) if snapshot.holdout else oof[valid]
     truth = indicator([x.labels for x in entries], label_set)
-    weights = np.minimum([x.weight for x in entries], service.settings.calibration_max_weight)
+    weights = np.minimum([x.weight for x in entries], trainer.settings.calibration_max_weight)
     return calibrate_label_bounds(
         probs,
         truth,
         label_set,
         target,
-        service.settings.confidence_level,
+        trainer.settings.confidence_level,
         weights=weights if entries else None,
     )
 
 
 def _champion_metrics(
-    service: RetrainingService,
+    trainer: Trainer,
     pid: str,
     model_name: str,
     texts: list[str],
@@ -241,13 +232,13 @@ def _champion_metrics(
     label_set: list[str],
 ) -> dict[str, float] | None:
     """The serving champion's metrics on the same held-out labels, asked of Triton."""
-    champion = service.registry.by_alias(pid, CHAMPION)
+    champion = trainer.registry.by_alias(pid, CHAMPION)
     if champion is None or not champion.triton_version:
         return None
     if not texts:
         return {}
-    probs = triton_predict(service.settings.triton_grpc_url, model_name, texts)
-    served = served_labels(service.deployer.repo, model_name, champion.triton_version)
+    probs = triton_predict(trainer.settings.triton_grpc_url, model_name, texts)
+    served = served_labels(trainer.lifecycle.repo, model_name, champion.triton_version)
     aligned = np.zeros((len(texts), len(label_set)))
     for j, label in enumerate(label_set):
         if label in served:
@@ -256,11 +247,11 @@ def _champion_metrics(
 
 
 def train_multi_label(
-    service: RetrainingService, state: ProjectState, ticket: TrainingTicket, snapshot: Snapshot
+    trainer: Trainer, pid: str, ticket: TrainingTicket, snapshot: Snapshot, label_offsets: str
 ) -> str:
-    """One training of a multi-label project (module doc). Returns the family name."""
-    pid = state.project_id
-    project = service.projects.get(pid)
+    """One training of a multi-label project (module doc). Returns the family name.
+    `label_offsets`: the labels-topic offsets handled so far (the data version)."""
+    project = trainer.projects.get(pid)
     label_set = [str(x) for x in project.spec.labels]
     target = project.spec.target_precision
     model_name = project.spec.model_name
@@ -271,14 +262,14 @@ def train_multi_label(
     hold_texts = [x.text for x in snapshot.holdout]
     hold_truth = indicator([x.labels for x in snapshot.holdout], label_set)
     tags = {"labelloop.project": pid, "labelloop.trigger": str(ticket.reason)}
-    with service.registry.run(pid, tags) as run_id:
+    with trainer.registry.run(pid, tags) as run_id:
         t0 = time.perf_counter()
         model = family.fit(train_texts, [x.labels for x in snapshot.train], label_set)
         fit_s = time.perf_counter() - t0
         holdout_probs = model.predict_proba(hold_texts)
         candidate_metrics = multi_label_metrics(holdout_probs, hold_truth)
         t0 = time.perf_counter()
-        bounds = _calibrate(service, family, snapshot, holdout_probs, label_set, target)
+        bounds = _calibrate(trainer, family, snapshot, holdout_probs, label_set, target)
         calibration_s = time.perf_counter() - t0
         candidate_metrics["calibrated_coverage"] = bounds.expected_coverage
         threshold = Threshold(
@@ -286,16 +277,16 @@ def train_multi_label(
             {},
             exploration_rate=exploration_rate(
                 snapshot.explored,
-                service.settings.exploration_rate,
-                service.settings.exploration_floor,
-                service.settings.exploration_wanted,
+                trainer.settings.exploration_rate,
+                trainer.settings.exploration_floor,
+                trainer.settings.exploration_wanted,
             ),
             label_upper=dict(bounds.upper),
             label_lower=dict(bounds.lower),
         )
-        champion_metrics = _champion_metrics(service, pid, model_name, hold_texts, hold_truth, label_set)
+        champion_metrics = _champion_metrics(trainer, pid, model_name, hold_texts, hold_truth, label_set)
         decision = gate(
-            candidate_metrics, champion_metrics, MULTI_LABEL_GATE_METRIC, service.settings.gate_margin
+            candidate_metrics, champion_metrics, MULTI_LABEL_GATE_METRIC, trainer.settings.gate_margin
         )
         params: dict[str, Any] = {
             "family": family.name,
@@ -307,8 +298,9 @@ def train_multi_label(
             "target_precision": target,
             "label_set": ",".join(label_set),
             "dataset_fingerprint": snapshot.fingerprint(),
+            "label_offsets": label_offsets,
             "gate_metric": MULTI_LABEL_GATE_METRIC,
-            "gate_margin": service.settings.gate_margin,
+            "gate_margin": trainer.settings.gate_margin,
             **{f"hp.{k}": v for k, v in model.params.items()},
         }
         run_metrics: dict[str, float] = dict(candidate_metrics)
@@ -327,35 +319,27 @@ def train_multi_label(
             run_metrics["calibrated_precision_lower_bound"] = bounds.precision_lower_bound
         if champion_metrics:
             run_metrics.update({f"champion.{k}": v for k, v in champion_metrics.items()})
-        service.registry.log(run_id, params, run_metrics)
-        service.registry.client.set_tag(run_id, "labelloop.gate", "promote" if decision.promote else "reject")
-        service.registry.client.set_tag(run_id, "labelloop.gate_reason", decision.reason)
-        candidate = MultiLabelCandidate(family, model, candidate_metrics, holdout_probs, fit_s)
+        trainer.registry.log(run_id, params, run_metrics)
+        trainer.registry.client.set_tag(run_id, "labelloop.gate", "promote" if decision.promote else "reject")
+        trainer.registry.client.set_tag(run_id, "labelloop.gate_reason", decision.reason)
         with tempfile.TemporaryDirectory(prefix="labelloop-train-") as tmp:
             version_dir = model.write_version(Path(tmp), model_name, 1)
-            version = service.registry.register(
+            version = trainer.registry.register(
                 pid,
                 run_id,
                 version_dir,
                 {
                     "family": family.name,
                     "human_labels": str(snapshot.size),
-                    "threshold": json.dumps(
-                        {
-                            "threshold": threshold.threshold,
-                            "class_thresholds": {},
-                            "exploration_rate": threshold.exploration_rate,
-                            "label_upper": threshold.label_upper,
-                            "label_lower": threshold.label_lower,
-                        }
-                    ),
+                    "threshold": json.dumps(threshold.to_record()),
                     "metrics": json.dumps(candidate_metrics),
                     "dataset_fingerprint": snapshot.fingerprint(),
                     "decision": "",
                 },
             )
-            service._announce(
-                service._event(
+            announce(
+                trainer.producer,
+                model_event(
                     pid,
                     events_pb2.MODEL_EVENT_KIND_TRAINED,
                     model_name,
@@ -364,14 +348,15 @@ def train_multi_label(
                     family=family.name,
                     metrics=candidate_metrics,
                     threshold=threshold,
-                )
+                ),
             )
-            service._apply_gate(
+            trainer.lifecycle.apply_gate(
                 pid,
                 model_name,
                 version,
                 run_id,
-                candidate,  # type: ignore[arg-type]
+                family.name,
+                candidate_metrics,
                 decision,
                 threshold,
                 version_dir,
