@@ -165,7 +165,14 @@ BUILTIN_DATASETS: dict[str, Callable[[int | None], list[Record]]] = {
     "spamassassin": _whole(load_spamassassin),
     "bbcnews": _whole(load_bbcnews),
     "fashion-mnist": lambda limit: load_fashion_mnist(limit),
+    "yeast": lambda limit: _load_yeast(limit),
 }
+
+
+def _load_yeast(limit: int | None) -> list[Record]:
+    from labelloop.datasets.multilabel import load_yeast  # imports this module
+
+    return load_yeast(limit)
 
 
 def load_builtin(name: str, limit: int | None = None) -> list[Record]:

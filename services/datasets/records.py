@@ -58,6 +58,7 @@ class Record(TypedDict):
     label: str
     metadata: NotRequired[dict[str, str]]
     media: NotRequired[MediaRecord]
+    labels: NotRequired[list[str]]  # multi-label datasets: the item's labels (`label` joins them with "|")
 
 
 def content_of(record: Record) -> common_pb2.Content:

@@ -5,6 +5,9 @@ The family is TF-IDF word 1-2-grams (as ``tfidf.py``) and one logistic regressio
 (``sklearn.multiclass.OneVsRestClassifier`` fit on the label indicator matrix): each label's
 probability is its own sigmoid, not a share of a softmax, so an item may carry any subset. It is
 served by the Triton python backend's "sklearn-multilabel" loader (``core/triton_model/model.py``).
+When every training text is a numeric vector (numbers separated by spaces, all of one length,
+as the built-in yeast dataset's items are), the TF-IDF step is replaced by reading the numbers
+(``numpy.loadtxt``, so Triton needs nothing but numpy and scikit-learn) and standardising them.
 
 Metrics on the held-out human labels, deciding each label at 0.5: ``exact_match`` (every label
 right), ``hamming_loss`` (share of wrong label decisions), ``micro_f1``; the gate compares
@@ -36,6 +39,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import KFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from labelloop.core import model_repository
 from labelloop.core.errors import FailedPrecondition
@@ -68,6 +72,22 @@ __all__ = [
 
 MULTI_LABEL_GATE_METRIC = "micro_f1"
 MULTI_LABEL_FAMILY = "sklearn-multilabel"  # the Triton loader (core/triton_model/model.py)
+
+
+def numeric_width(texts: Sequence[str]) -> int | None:
+    """The common length (at least 2) when every text is a vector of numbers separated by spaces,
+    else None."""
+    width: int | None = None
+    for text in texts:
+        parts = text.split()
+        try:
+            [float(x) for x in parts]
+        except ValueError:
+            return None
+        if len(parts) < 2 or (width is not None and len(parts) != width):
+            return None
+        width = len(parts)
+    return width
 
 
 def indicator(label_lists: Sequence[Sequence[str]], label_set: Sequence[str]) -> np.ndarray:
@@ -137,6 +157,7 @@ class OvrFamily:
     max_features: int = 200_000
     min_df: int = 2
     min_df_from: int = 200
+    vector_c: float = 1.0
 
     def fit(
         self, texts: Sequence[str], label_lists: Sequence[Sequence[str]], label_set: Sequence[str]
@@ -149,8 +170,15 @@ class OvrFamily:
             raise ValueError("need at least two items to train")
         y = indicator(label_lists, label_set).astype(np.int64)
         min_df = self.min_df if len(texts) >= self.min_df_from else 1
-        pipeline = Pipeline(
-            [
+        width = numeric_width(texts)
+        features: list[tuple[str, Any]]
+        if width is not None:
+            features = [
+                ("numbers", FunctionTransformer(np.loadtxt, kw_args={"ndmin": 2, "dtype": np.float64})),
+                ("scale", StandardScaler()),
+            ]
+        else:
+            features = [
                 (
                     "tfidf",
                     TfidfVectorizer(
@@ -160,23 +188,29 @@ class OvrFamily:
                         max_features=self.max_features,
                         dtype=np.float32,
                     ),
-                ),
-                ("ovr", OneVsRestClassifier(LogisticRegression(C=self.c, solver="liblinear"))),
+                )
             ]
+        c = self.vector_c if width is not None else self.c
+        pipeline = Pipeline(
+            [*features, ("ovr", OneVsRestClassifier(LogisticRegression(C=c, solver="liblinear")))]
         )
         with warnings.catch_warnings():
             # a label present in all (or no) training items: a constant predictor, as intended
             warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
             pipeline.fit(list(texts), y)
-        params: dict[str, Any] = {
-            "features": "tfidf word 1-2gram sublinear",
-            "classifier": "one-vs-rest logistic regression",
-            "max_features": self.max_features,
-            "min_df": min_df,
-            "C": self.c,
-            "vocabulary": len(pipeline.named_steps["tfidf"].vocabulary_),
-        }
+        params: dict[str, Any] = {"classifier": "one-vs-rest logistic regression", "C": c}
+        if width is not None:
+            params.update({"features": "numeric vector, standardised", "width": width})
+        else:
+            params.update(
+                {
+                    "features": "tfidf word 1-2gram sublinear",
+                    "max_features": self.max_features,
+                    "min_df": min_df,
+                    "vocabulary": len(pipeline.named_steps["tfidf"].vocabulary_),
+                }
+            )
         return OvrModel(pipeline=pipeline, label_set=[str(x) for x in label_set], params=params)
 
 

