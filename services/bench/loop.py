@@ -35,10 +35,11 @@ from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
 from labelloop.bench.final_labels import FinalLabelWatcher
+from labelloop.bench.multilabel import is_multi_label_stream, multi_label_reference_seeds, multi_label_summary
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
-from labelloop.core.label_log import duplicated, label_records, replay
+from labelloop.core.label_log import duplicated, label_records, latest_labels, replay
 from labelloop.core.rules import parse_rule_file, validate_rule
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, VOTES
@@ -270,15 +271,25 @@ def run_bench(
     records = load_dataset(config.data, config.limit)
     if not records:
         raise BenchError(f"{config.data}: no items")
-    label_set = labels_of(records)
+    multi = is_multi_label_stream(records)  # records with label lists (bench/multilabel.py)
+    if multi:
+        label_set = sorted({label for r in records for label in r.get("labels", [])})
+        if config.annotator_error > 0 or config.rules or config.chaos:
+            raise BenchError(
+                f"{config.data}: multi-label benches run with perfect people, no rules, no chaos"
+            )
+    else:
+        label_set = labels_of(records)
     if len(label_set) < 2:
         raise BenchError(f"{config.data}: need at least two distinct labels, found {label_set}")
     order = [r["id"] for r in records]
-    truth = {r["id"]: r["label"] for r in records}
-    say(f"dataset {config.data}: {len(records)} items, {len(label_set)} classes")
+    truth: dict[str, Any] = {r["id"]: (tuple(r.get("labels", [])) if multi else r["label"]) for r in records}
+    say(
+        f"dataset {config.data}: {len(records)} items, {len(label_set)} {'labels (multi-label)' if multi else 'classes'}"
+    )
     rules = load_rules(config.rules, label_set) if config.rules else []
 
-    reference = ReferenceRun(records, config) if config.reference else None
+    reference = ReferenceRun(records, config) if config.reference and not multi else None
     try:
         if config.manage_stack:
             ensure_stack(say)
@@ -302,6 +313,9 @@ def run_bench(
                         modality=common_pb2.MODALITY_IMAGE
                         if "media" in records[0]
                         else common_pb2.MODALITY_TEXT,
+                        task_type=common_pb2.TASK_TYPE_MULTI_LABEL
+                        if multi
+                        else common_pb2.TASK_TYPE_SINGLE_LABEL,
                         target_precision=config.target_precision,
                         annotators_per_task=config.annotators,
                         audit_rate=config.audit_rate,
@@ -320,7 +334,7 @@ def run_bench(
             chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
             try:
                 outcome = _stream(
-                    config, channel, admin, project_id, records, truth, label_set, watcher, progress
+                    config, channel, admin, project_id, records, truth, label_set, watcher, progress, multi
                 )
             finally:
                 if chaos is not None:  # restores a component it has down, then ends
@@ -340,6 +354,14 @@ def run_bench(
             for e in replay(config.kafka_bootstrap, config.topic_prefix, MODELS)
             if e.project_id == project_id
         ]
+        if multi:
+            multi_result = _multi_label_result(
+                config, project_id, order, truth, label_set, annotations, model_events, outcome, say
+            )
+            multi_result["wall_s"] = round(time.perf_counter() - started, 2)
+            config.report.parent.mkdir(parents=True, exist_ok=True)
+            config.report.write_text(json.dumps(multi_result, indent=2) + "\n")
+            return multi_result
         votes: dict[str, dict[str, str]] = {}
         for p in replay(config.kafka_bootstrap, config.topic_prefix, PREDICTIONS, project_id=project_id):
             votes[p.ingested.item.item_id] = {v.source: v.label for v in p.votes}  # the latest counts
@@ -402,6 +424,56 @@ def run_bench(
     return result
 
 
+def _multi_label_result(
+    config: BenchConfig,
+    project_id: str,
+    order: list[str],
+    truth: dict[str, Any],
+    label_set: list[str],
+    annotations: reports.AnnotationCount,
+    model_events: list[events_pb2.ModelEvent],
+    outcome: dict[str, Any],
+    say: Say,
+) -> dict[str, Any]:
+    """A multi-label run's report (bench/multilabel.py), from the raw labels topic."""
+    finals = latest_labels(config.kafka_bootstrap, config.topic_prefix, project_id)
+    result: dict[str, Any] = {
+        "dataset": config.data,
+        "project": project_id,
+        "task_type": "multi-label",
+        "labels": label_set,
+        **multi_label_summary(order, truth, finals, label_set, annotations),
+        "target_precision": config.target_precision,
+        "annotators": config.annotators,
+        "annotator_error": config.annotator_error,
+        "annotator_latency_ms": config.annotator_latency_ms,
+        "window": config.window,
+        "retrains": sum(e.kind == events_pb2.MODEL_EVENT_KIND_TRAINED for e in model_events),
+        "promotions": sum(e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED for e in model_events),
+        "audits_routed": outcome.get("audits_routed", 0),
+        "audits_unanswered": outcome.get("audits_unanswered", 0),
+        "wall_s": 0.0,
+        **config.extra,
+    }
+    if config.reference:
+        say("running the reference policy (extended to label lists)")
+        texts = {r_id: text for r_id, text in zip(order, _texts_of(config, order), strict=True)}
+        result["reference"] = multi_label_reference_seeds(
+            [texts[i] for i in order],
+            [list(truth[i]) for i in order],
+            label_set,
+            config.target_precision,
+            [config.seed + s for s in range(config.reference_seeds)],
+            say,
+        )
+    return result
+
+
+def _texts_of(config: BenchConfig, order: list[str]) -> list[str]:
+    by_id = {r["id"]: r["text"] for r in load_dataset(config.data, config.limit)}
+    return [by_id[i] for i in order]
+
+
 def _label_issues(
     config: BenchConfig,
     project_id: str,
@@ -456,25 +528,33 @@ def _stream(
     admin: admin_pb2_grpc.ProjectServiceStub,
     project_id: str,
     records: list[Any],
-    truth: dict[str, str],
+    truth: dict[str, Any],
     label_set: list[str],
     watcher: FinalLabelWatcher,
     progress: Callable[[dict[str, Any]], None] | None,
+    multi: bool = False,
 ) -> dict[str, Any]:
     """Submit the items and run the annotators until the labels topic holds a final label for
     every item; returns the submitter's state (`submits`: (ms before the call, ms after it, items
-    submitted once it returned) per SubmitBatch call)."""
+    submitted once it returned) per SubmitBatch call). `multi`: `truth` holds label lists, which
+    the (perfect) people answer as they are."""
     stop = threading.Event()
     people = [
         SimulatedAnnotator(f"sim-{i}", label_set, config.annotator_error, config.seed)
         for i in range(annotator_pool(config.annotators))
     ]
+
+    def answer_of(person: SimulatedAnnotator) -> Callable[[events_pb2.TaskRouted], Any]:
+        if multi:  # perfect people: the hidden label list as it is
+            return lambda task: truth[task.ingested.item.item_id]
+        return lambda task: person.answer(truth[task.ingested.item.item_id])
+
     clients = [
         AnnotatorClient(
             config.human_tasks_addr,
             project_id,
             person.annotator_id,
-            (lambda task, p=person: p.answer(truth[task.ingested.item.item_id])),
+            answer_of(person),
             stop,
             latency_ms=config.annotator_latency_ms,
             token=config.token,

@@ -387,7 +387,7 @@ def bench(
         str,
         typer.Option(
             help="JSONL with text and label (and optional id), or a built-in: 20newsgroups, spamassassin, "
-            "bbcnews, fashion-mnist (images, written to the media store)."
+            "bbcnews, fashion-mnist (images, written to the media store), yeast (multi-label)."
         ),
     ],
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
@@ -520,6 +520,7 @@ BENCH_RUNS = (
     ("bbcnews-noisy", "bbcnews", None, 3, 0.1),
     ("spamassassin-noisy", "spamassassin", None, 3, 0.1),
     ("fashion-mnist", "fashion-mnist", 3000, 1, 0.0),
+    ("yeast-multilabel", "yeast", None, 1, 0.0),  # multi-label (bench/multilabel.py)
 )
 
 
