@@ -273,3 +273,34 @@ def test_the_loop_trains_one_vs_rest_and_auto_labels_label_lists(services):
     served_marks = [marks[k] for k in human if k in later_ids and k in marks]
     assert served_marks and all(list(m) == [x for x in LABELS if x in m] for m in served_marks)
     assert any(0 < len(m) < len(LABELS) for m in served_marks), served_marks[:20]
+
+
+def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities(stack, tmp_path):
+    """The text pipeline and the numeric-vector one (yeast's items) load in Triton's python
+    backend and answer what the fitted pipeline answers in process."""
+    import numpy as np
+
+    from labelloop.core import model_repository
+    from labelloop.retraining.deploy import triton_predict
+    from labelloop.retraining.multilabel import OvrFamily
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 6))
+    vectors = [" ".join(f"{v:.5f}" for v in row) for row in x]
+    vector_labels = [[n for n, on in zip(LABELS, row[:3] > 0, strict=True) if on] for row in x]
+    records = synthetic(150, seed=4)
+    cases = {
+        "text": (
+            OvrFamily().fit([t for _, t, _ in records], [on for _, _, on in records], LABELS),
+            [t for _, t, _ in records[:20]],
+        ),
+        "vector": (OvrFamily().fit(vectors, vector_labels, LABELS), vectors[:20]),
+    }
+    for kind, (model, sample) in cases.items():
+        name = f"ml-{kind}-{uuid.uuid4().hex[:6]}"
+        model.write_version(stack.model_repository, name, 1)
+        assert model_repository.load_and_wait(stack.triton_grpc_url, name, timeout=120) == 1
+        served = triton_predict(stack.triton_grpc_url, name, sample)
+        assert served.shape == (20, 3)
+        np.testing.assert_allclose(served, model.predict_proba(sample), atol=1e-5)
+        assert not np.allclose(served.sum(axis=1), 1.0), f"{kind}: not a softmax"
