@@ -25,7 +25,6 @@ threshold is the lowest held-out confidence whose held-out items at or above it 
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -208,7 +207,3 @@ def multi_label_reference_seeds(
     out["seconds"] = round(time.perf_counter() - started, 1)
     say(f"reference policy (multi-label, {len(seeds)} seeds): human_fraction {out['human_fraction']:.3f}")
     return out
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
