@@ -7,6 +7,8 @@ marked). Each item has exactly one raw record on the labels topic."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -191,6 +193,25 @@ def test_three_annotators_decide_each_label_by_its_own_majority(services):
         assert label.source == common_pb2.LABEL_SOURCE_HUMAN
         assert sorted(label.annotators) == ["a", "b", "c"]
         assert label.confidence == pytest.approx(sum(a == set(expected) for a in answers) / 3)
+    # The CLI creates multi-label projects too, and lists them as such.
+    env = {
+        **services.processes["ingest"].env,
+        "LABELLOOP_INGEST_ADDR": f"127.0.0.1:{services.grpc_ports['ingest']}",
+        "LABELLOOP_TOKEN": services.token,
+        "COLUMNS": "250",  # rich's table: one line per project
+    }
+    cli = [sys.executable, "-m", "labelloop.cli.main", "project"]
+    other = f"ml-cli-{uuid.uuid4().hex[:6]}"
+    created = subprocess.run(
+        [*cli, "create", other, "--labels", "x,y,z", "--multi-label"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    listed = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert any(other in line and "multi-label" in line for line in listed.stdout.splitlines()), listed.stdout
     # No model yet: every task marks every label as uncertain.
     assert len(seen_marks) == 3 * len(records) and all(m == tuple(LABELS) for m in seen_marks)
     # The scripted answers make both kinds of outcome: a majority against annotator a, and an
