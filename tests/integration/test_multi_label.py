@@ -325,3 +325,51 @@ def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities
         assert served.shape == (20, 3)
         np.testing.assert_allclose(served, model.predict_proba(sample), atol=1e-5)
         assert not np.allclose(served.sum(axis=1), 1.0), f"{kind}: not a softmax"
+
+
+def test_the_bench_runs_a_multi_label_dataset_and_reports_against_the_extended_reference(
+    stack, services, tmp_path
+):
+    """`labelloop bench --data yeast` on the first items (all with LABELLOOP_TEST_YEAST_LIMIT=0;
+    LABELLOOP_TEST_YEAST_REPORT keeps the report): the report's numbers agree with the raw
+    topics, and the reference ran over its seeds."""
+    import json
+    import os
+    from pathlib import Path
+
+    from labelloop.bench.loop import BenchConfig, run_bench
+    from labelloop.core.label_log import latest_labels
+
+    services.start((*PIPELINE, "retraining"))
+    limit = int(os.environ.get("LABELLOOP_TEST_YEAST_LIMIT", "200")) or None
+    config = BenchConfig(
+        data="yeast",
+        limit=limit,
+        report=Path(os.environ.get("LABELLOOP_TEST_YEAST_REPORT", tmp_path / "yeast.json")),
+        ingest_addr=f"127.0.0.1:{services.grpc_ports['ingest']}",
+        human_tasks_addr=f"127.0.0.1:{services.grpc_ports['human_tasks']}",
+        kafka_bootstrap=stack.bootstrap_servers,
+        topic_prefix=services.topic_prefix,
+        manage_stack=False,
+        token=services.token,
+        stall_timeout_s=300,
+        reference_seeds=2 if limit else 5,
+        extra={"run": "yeast-multilabel"},
+    )
+    report = run_bench(config, say=lambda _line: None)
+    assert json.loads(config.report.read_text()) == report
+    n = report["items"]
+    finals = latest_labels(stack.bootstrap_servers, services.topic_prefix, report["project"])
+    assert len(finals) == n == (limit or 2417)
+    auto = sum(f.source == common_pb2.LABEL_SOURCE_MODEL for f in finals.values())
+    assert report["auto_labels"] == auto
+    assert report["human_fraction"] == pytest.approx(1 - auto / n)
+    assert report["human_effort"] >= report["human_fraction"]
+    for key in ("exact_match", "hamming_loss", "micro_f1"):
+        assert 0.0 <= report[key] <= 1.0
+    # perfect people: every human label is exactly right
+    human_wrong = report["exact_match"] < 1.0 and auto == 0
+    assert not human_wrong
+    ref = report["reference"]
+    assert len(ref["runs"]) == config.reference_seeds and 0 < ref["human_fraction"] <= 1
+    assert report["retrains"] >= 1
