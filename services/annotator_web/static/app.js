@@ -366,7 +366,12 @@ function render() {
       }
       button.setAttribute("aria-label", `Toggle ${label}${key ? ` (key ${key})` : ""}${unsure ? ", the model was unsure" : ""}`);
       button.setAttribute("aria-pressed", state.toggled.has(label) ? "true" : "false");
-      button.addEventListener("click", () => toggle(label));
+      button.addEventListener("click", (event) => {
+        toggle(label);
+        // a mouse click gives the keys back to the task (Enter submits); a key press on a
+        // focused button (detail 0) keeps the focus where the person is
+        if (event.detail > 0) $("task").focus();
+      });
       labels.append(button);
       continue;
     }
