@@ -24,6 +24,7 @@ which alone decides what serves and publishes the thresholds.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import warnings
@@ -69,6 +70,8 @@ __all__ = [
     "multi_label_metrics",
     "train_multi_label",
 ]
+
+log = logging.getLogger("retraining.multilabel")
 
 MULTI_LABEL_GATE_METRIC = "micro_f1"
 MULTI_LABEL_FAMILY = "sklearn-multilabel"  # the Triton loader (core/triton_model/model.py)
@@ -383,6 +386,16 @@ def train_multi_label(
                     metrics=candidate_metrics,
                     threshold=threshold,
                 ),
+            )
+            log.info(
+                "%s: registered version %d (%s) on %d labels, %s, coverage %.3f; gate: %s",
+                pid,
+                version,
+                family.name,
+                snapshot.size,
+                " ".join(f"{k}={v:.3f}" for k, v in sorted(candidate_metrics.items())),
+                bounds.expected_coverage,
+                decision.reason,
             )
             trainer.lifecycle.apply_gate(
                 pid,

@@ -327,8 +327,17 @@ def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities
         assert not np.allclose(served.sum(axis=1), 1.0), f"{kind}: not a softmax"
 
 
+@pytest.fixture
+def default_services(stack, tmp_path, topic_prefix, redis_prefix):
+    """The services with retraining's default trigger policy (as `make bench` runs them)."""
+    running = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
+    ensure_topics(stack.bootstrap_servers, topic_prefix)
+    yield running
+    running.stop()
+
+
 def test_the_bench_runs_a_multi_label_dataset_and_reports_against_the_extended_reference(
-    stack, services, tmp_path
+    stack, default_services, tmp_path
 ):
     """`labelloop bench --data yeast` on the first items (all with LABELLOOP_TEST_YEAST_LIMIT=0;
     LABELLOOP_TEST_YEAST_REPORT keeps the report): the report's numbers agree with the raw
@@ -340,6 +349,7 @@ def test_the_bench_runs_a_multi_label_dataset_and_reports_against_the_extended_r
     from labelloop.bench.loop import BenchConfig, run_bench
     from labelloop.core.label_log import latest_labels
 
+    services = default_services
     services.start((*PIPELINE, "retraining"))
     limit = int(os.environ.get("LABELLOOP_TEST_YEAST_LIMIT", "200")) or None
     config = BenchConfig(
@@ -372,4 +382,5 @@ def test_the_bench_runs_a_multi_label_dataset_and_reports_against_the_extended_r
     assert not human_wrong
     ref = report["reference"]
     assert len(ref["runs"]) == config.reference_seeds and 0 < ref["human_fraction"] <= 1
-    assert report["retrains"] >= 1
+    # the first model at 50 human labels, then one every 25 (and 20% growth) as people label
+    assert report["retrains"] >= 1, services.log("retraining")[-1500:]
