@@ -2,8 +2,10 @@
 
 A `Chaos` thread works through FAULTS in a random order (seeded), one fault at a time, each at a
 random moment of its share of the stream (fault i of n, counted from 1, once between i/(n+2) and
-(i+1)/(n+2) of the items have a final label, and never before the previous fault recovered; a
-fault whose moment comes after the last item's label is not injected, and reported so):
+(i+1)/(n+2) of the items have a final label, and never before the previous fault recovered). The
+bench holds its last items back until every fault was injected (`injected_all`), since recoveries
+let a backlog through that can outrun the plan; a fault whose moment still comes after the last
+item's label (a caller that does not hold back) is not injected, and reported so:
 
 - ``kill:<service>``: SIGKILL of the service's process group (no shutdown, no commit), then a
   restart, for ingest, inference, routing, human-tasks and retraining;
@@ -92,6 +94,12 @@ class Chaos:
     def done(self) -> bool:
         """Every fault was injected and has recovered (or the thread ended)."""
         return not self._thread.is_alive()
+
+    @property
+    def injected_all(self) -> bool:
+        """Every fault of the plan was injected (the last may still be recovering), or the
+        thread ended. The bench holds its last items back until then (bench/loop.py)."""
+        return len(self._results) >= len(self.plan) or not self._thread.is_alive()
 
     def results(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self._results]
