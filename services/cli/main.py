@@ -66,12 +66,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def rpc_error(exc: grpc.RpcError, what: str) -> typer.Exit:
+def rpc_error(exc: grpc.RpcError, what: str, invalid_exit: int = 1) -> typer.Exit:
+    """One line naming what failed and why; exit code 1, or ``invalid_exit`` for INVALID_ARGUMENT."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code == grpc.StatusCode.UNAVAILABLE:
         return fail(f"{what}: the service is unavailable ({details}). Is the stack up? Try `make up`.")
-    return fail(f"{what}: {code.name if code else 'error'}: {details}")
+    exit_code = invalid_exit if code == grpc.StatusCode.INVALID_ARGUMENT else 1
+    return fail(f"{what}: {code.name if code else 'error'}: {details}", exit_code)
 
 
 def api_token(s: CliSettings) -> str:
@@ -93,14 +95,16 @@ def ingest_channel(s: CliSettings) -> grpc.Channel:
 def project_create(
     project_id: Annotated[str, typer.Argument(help="Project id: lowercase letters, digits, '-', '_'.")],
     labels: Annotated[str, typer.Option(help="Comma-separated label set, e.g. 'ham,spam'.")],
-    modality: Annotated[str, typer.Option(help="text, image, audio or video.")] = "text",
+    modality: Annotated[
+        str, typer.Option(help="text or image (audio and video are refused until they have a model).")
+    ] = "text",
     target_precision: Annotated[float, typer.Option(help="Precision auto-labels must reach.")] = 0.95,
     annotators: Annotated[int, typer.Option(help="People per human task (majority vote).")] = 1,
     audit_rate: Annotated[float, typer.Option(help="Share of auto-labels also sent to people.")] = 0.02,
     model_name: Annotated[str, typer.Option(help="Triton model name (default: the project id).")] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
 ) -> None:
-    """Create a project."""
+    """Create a project (exit code 2 with one line when the server refuses its spec)."""
     if modality not in MODALITIES:
         raise fail(f"--modality {modality!r}: use one of {', '.join(MODALITIES)}", 2)
     spec = common_pb2.ProjectSpec(
@@ -120,7 +124,7 @@ def project_create(
                 admin_pb2.CreateProjectRequest(spec=spec), timeout=10
             )
         except grpc.RpcError as exc:
-            raise rpc_error(exc, f"creating project {project_id!r}") from None
+            raise rpc_error(exc, f"creating project {project_id!r}", invalid_exit=2) from None
     console.print(
         f"created project [bold]{project.spec.project_id}[/] with {len(project.spec.labels)} labels"
     )
