@@ -22,16 +22,18 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import access, metrics
-from labelloop.core.errors import InvalidArgument, LabelloopError
+from labelloop.core.errors import FailedPrecondition, InvalidArgument, LabelloopError
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.identifiers import check_lease_id
 from labelloop.core.label_model_store import LabelModelStore
+from labelloop.core.media import MediaStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, member_of, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
 from labelloop.core.topics import ANNOTATIONS, item_key
 from labelloop.human_tasks.agreement import AgreementStore, agreement_updates
 from labelloop.human_tasks.consensus import majority
+from labelloop.human_tasks.media import check_live_lease, read_task_media
 from labelloop.human_tasks.queue import TaskQueue, task_state
 from labelloop.human_tasks.regions import check_regions, decode_regions, encode_regions, regions_for_label
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
@@ -52,7 +54,7 @@ def caller_for_lease(lease: dict[str, str], requested_annotator: str) -> str:
 
 
 class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
-    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats. The annotator is the caller's
+    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats, GetTaskMedia. The annotator is the caller's
     token's (an admin may name one); a request's `annotator_id` naming someone else is refused."""
 
     def __init__(
@@ -63,7 +65,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         producer: EventProducer,
         label_model: LabelModelStore | None = None,
         agreement: AgreementStore | None = None,
+        media: MediaStore | None = None,
     ) -> None:
+        self.media = media
         self.queue = queue
         self.projects = projects
         self.writer = writer
@@ -291,6 +295,19 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         info = self.queue.lease_info(request.lease_id)
         self.queue.release(request.lease_id, caller_for_lease(info, request.annotator_id))
         return human_tasks_pb2.ReleaseTaskResponse()
+
+    def GetTaskMedia(
+        self, request: human_tasks_pb2.GetTaskMediaRequest, context: grpc.ServicerContext
+    ) -> human_tasks_pb2.TaskMedia:
+        if not request.lease_id:
+            raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(request.lease_id)
+        lease = self.queue.lease_info(request.lease_id)
+        check_live_lease(lease, caller_for_lease(lease, request.annotator_id))
+        state = task_state(self.queue, lease["project"], lease["task"])
+        if state is None or self.media is None:
+            raise FailedPrecondition("the task is finished or this service has no media root")
+        return read_task_media(self.media, state[0].ingested.item)
 
     def GetQueueStats(
         self, request: human_tasks_pb2.GetQueueStatsRequest, context: grpc.ServicerContext

@@ -84,3 +84,21 @@ class QueueStats(_message.Message):
     oldest_age_s: float
     annotations: int
     def __init__(self, project_id: _Optional[str] = ..., queued: _Optional[int] = ..., leased: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., annotations: _Optional[int] = ...) -> None: ...
+
+class GetTaskMediaRequest(_message.Message):
+    __slots__ = ("lease_id", "annotator_id")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    annotator_id: str
+    def __init__(self, lease_id: _Optional[str] = ..., annotator_id: _Optional[str] = ...) -> None: ...
+
+class TaskMedia(_message.Message):
+    __slots__ = ("data", "content_type", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    content_type: str
+    sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
