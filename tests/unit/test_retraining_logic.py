@@ -179,3 +179,15 @@ def test_settings_defaults_and_a_bad_value() -> None:
         "tfidf-lr",
         "minilm-head",
     )
+
+
+def test_a_threshold_record_round_trips_and_old_records_read_as_before() -> None:
+    from labelloop.core.thresholds import NOTHING, Threshold
+
+    t = Threshold(0.83, {"spam": 0.9}, 4, 0.02)
+    assert Threshold.from_record(t.to_record()) == t
+    assert Threshold.from_record(t.to_record(), model_version=7) == Threshold(0.83, {"spam": 0.9}, 7, 0.02)
+    # a version tag written before the exploration rate existed
+    assert Threshold.from_record({"threshold": 0.9, "class_thresholds": {}}) == Threshold(0.9)
+    # one sentinel: what calibration writes is what the stores default to
+    assert ADMIT_NOTHING == NOTHING == Threshold().threshold
