@@ -14,7 +14,7 @@ item's label (a caller that does not hold back) is not injected, and reported so
 
 Each fault's ``recovery_s`` runs from its start until the component is running and ready again
 and a final label newer than its restart has been read (or every item has one): the stream
-moves again. The faults act on the processes of a `labelloop.stack.LocalStack` (the one
+moves again (or, while the bench holds its last items back, every item sent has one). The faults act on the processes of a `labelloop.stack.LocalStack` (the one
 `make up` starts, or one the caller built); counting `lost` and `duplicates` is the bench's
 (from the raw labels topic, read_committed).
 """
@@ -79,6 +79,10 @@ class Chaos:
         self._results: list[FaultResult] = []
         self._began = 0.0
         self._thread = threading.Thread(target=self._run, name="labelloop-chaos", daemon=True)
+        #: True while the caller holds its items back and every item it sent has a final label:
+        #: then nothing can show the stream moving, and a fault counts as recovered once its
+        #: component is back (the held items, sent after the last fault, show the rest).
+        self.drained: Callable[[], bool] = lambda: False
 
     def start(self) -> None:
         self._began = time.monotonic()
@@ -132,7 +136,7 @@ class Chaos:
                 continue
             baseline = self.finals()
             while True:  # (a stopped chaos still records a recovery it sees now)
-                if self.finals() > baseline or self.finals() >= self.total:
+                if self.finals() > baseline or self.finals() >= self.total or self.drained():
                     result.recovery_s = round(time.monotonic() - started, 2)
                     break
                 if self._stop.wait(0.05):

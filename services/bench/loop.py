@@ -486,7 +486,15 @@ def _stream(
     ]
     for client in clients:
         client.start()
-    state: dict[str, Any] = {"submitted": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
+    state: dict[str, Any] = {
+        "submitted": 0,
+        "first_submit_ms": 0.0,
+        "submits": [],
+        "error": None,
+        "holding": False,
+    }
+    if chaos is not None:
+        chaos.drained = lambda: bool(state["holding"]) and watcher.count() >= state["submitted"]
     submitter = threading.Thread(
         target=_submit_all,
         args=(config, channel, project_id, records, state, watcher, stop, chaos),
@@ -505,7 +513,7 @@ def _stream(
             if final >= len(records):
                 _drain_audits(config, project_id, state, stop)
                 break
-            if final != last_final:
+            if final != last_final or state["holding"]:  # held back on purpose: not a stall
                 last_final, last_change = final, time.monotonic()
             elif time.monotonic() - last_change > config.stall_timeout_s:
                 raise BenchError(
@@ -608,8 +616,10 @@ def _submit_all(
     try:
         while start < len(records):
             if chaos is not None and start >= held_from:
+                state["holding"] = True
                 while not stop.is_set() and not chaos.injected_all:
                     stop.wait(0.2)
+                state["holding"] = False
             size = submission_size(start, watcher.count(), config.window, batch, len(records) - start)
             while not stop.is_set() and size == 0:
                 finalized = watcher.wait_beyond(start - config.window, 0.5)
