@@ -13,9 +13,10 @@ FORMATS = ("jsonl", "csv", "parquet")
 
 
 def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
-    """One exported row: the item, its final label and where the label came from. `label` is the
+    """One exported row: the item, its final label, where the label came from, and the spans and
+    boxes people marked (JSON text, so every format holds them the same way). `label` is the
     label (several joined by "|", as for multi-label projects, which may also have none: "");
-    `labels` is the label list (a JSON array in CSV)."""
+    `labels` is the label list, as a JSON array."""
     item = label.ingested.item
     body = item.content.WhichOneof("body")
     return {
@@ -24,7 +25,7 @@ def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
         "text": item.content.text if body == "text" else "",
         "uri": item.content.media.uri if body == "media" else "",
         "label": label.labels[0] if len(label.labels) == 1 else "|".join(label.labels),
-        "labels": list(label.labels),
+        "labels": json.dumps(list(label.labels)),  # the label list, as JSON text like the regions
         "source": common_pb2.LabelSource.Name(label.source).removeprefix("LABEL_SOURCE_").lower(),
         "confidence": round(label.confidence, 6),
         "model_name": label.model_name,
@@ -32,6 +33,11 @@ def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
         "annotators": ",".join(label.annotators),
         "finalized_at": label.finalized_at.ToJsonString() if label.HasField("finalized_at") else "",
         "metadata": json.dumps(dict(item.metadata), sort_keys=True),
+        # the final label's regions, as JSON lists (empty "[]" when none; see common.proto Span, Box)
+        "spans": json.dumps([{"start": s.start, "end": s.end, "label": s.label} for s in label.spans]),
+        "boxes": json.dumps(
+            [{"x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": b.label} for b in label.boxes]
+        ),
     }
 
 
@@ -46,7 +52,7 @@ def write_labels(labels: Iterable[events_pb2.LabelFinalized], out: Path, fmt: st
     if fmt == "jsonl":
         frame.to_json(out, orient="records", lines=True, force_ascii=False)
     elif fmt == "csv":
-        frame.assign(labels=[json.dumps(row["labels"]) for row in rows]).to_csv(out, index=False)
+        frame.to_csv(out, index=False)
     elif fmt == "parquet":
         frame.to_parquet(out, index=False)
     else:

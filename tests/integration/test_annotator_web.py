@@ -701,7 +701,7 @@ def test_a_multi_label_task_toggles_labels_by_key_and_click_marks_the_uncertain_
         60,
         message="the multi-label answer never became the label of record",
     )
-    assert [(r["id"], r["label"], r["labels"], r["source"]) for r in rows] == [
+    assert [(r["id"], r["label"], json.loads(r["labels"]), r["source"]) for r in rows] == [
         ("ml-0", "politics|sports", ["politics", "sports"], "human")
     ]
     records = label_records(web.services.stack.bootstrap_servers, web.services.topic_prefix, project_id)

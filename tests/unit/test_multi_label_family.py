@@ -75,7 +75,7 @@ def test_exports_carry_label_lists(tmp_path) -> None:
     labels = [final("1", ["sports", "tech"]), final("2", []), final("3", ["politics"])]
     write_labels(labels, tmp_path / "l.jsonl", "jsonl")
     rows = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
-    assert [(r["label"], r["labels"]) for r in rows] == [
+    assert [(r["label"], json.loads(r["labels"])) for r in rows] == [
         ("sports|tech", ["sports", "tech"]),
         ("", []),
         ("politics", ["politics"]),
