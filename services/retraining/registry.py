@@ -66,6 +66,7 @@ class VersionRecord:
             {k: float(v) for k, v in t.get("class_thresholds", {}).items()},
             model_version,
             float(t.get("exploration_rate", 0.0)),
+            int(t.get("sources_min_judged", 0)),
         )
 
     @property

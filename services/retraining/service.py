@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from labelloop.retraining.evaluation import (
 )
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
 from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
+from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
@@ -93,6 +94,7 @@ class RetrainingService:
         answers: AnswerLedger,
         families: list[ModelFamily],
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        posterior: PosteriorCalibration | None = None,
     ) -> None:
         if not families:
             raise ValueError("no model family available")
@@ -104,6 +106,7 @@ class RetrainingService:
         self.answers = answers
         self.families = families
         self.embed = embed  # texts -> shared-encoder embeddings (the store's), for cascade champions
+        self.posterior = posterior  # thresholds on the label model's posterior (retraining/posterior.py)
         self.policy = TriggerPolicy(
             first_model_labels=settings.first_model_labels,
             min_classes=settings.min_classes,
@@ -256,11 +259,12 @@ class RetrainingService:
             )
             if not move.moved:
                 return
-            moved = Threshold(
-                move.threshold,
-                {c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()},
-                current.model_version,
-                current.exploration_rate,
+            moved = replace(
+                current,
+                threshold=move.threshold,
+                class_thresholds={
+                    c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()
+                },
             )
             self.deployer.thresholds.set(project_id, moved)
             metrics.THRESHOLD.labels(project_id).set(moved.threshold)
@@ -364,12 +368,12 @@ class RetrainingService:
             # coverage at the target precision is what a family is for, and measured on all the
             # labels it is far less noisy than on the held-out fifth alone.
             t0 = time.perf_counter()
-            calibrated = [self._calibrate(c, snapshot, label_set, target) for c in candidates]
+            calibrated = [self._calibrate(c, snapshot, label_set, target, pid) for c in candidates]
             calibration_s = time.perf_counter() - t0
-            for c, (cal, _, _) in zip(candidates, calibrated, strict=True):
+            for c, (cal, _, _, _) in zip(candidates, calibrated, strict=True):
                 c.metrics["calibrated_coverage"] = cal.expected_coverage
             chosen = best_candidate([c.metrics for c in candidates], "calibrated_coverage", metric)
-            best, (calib, oof, valid) = candidates[chosen], calibrated[chosen]
+            best, (calib, oof, valid, sources_min_judged) = candidates[chosen], calibrated[chosen]
             issues = self._check_labels(state, snapshot, oof, valid, best.holdout_probs, label_set)
             threshold = Threshold(
                 calib.threshold,
@@ -380,6 +384,7 @@ class RetrainingService:
                     self.settings.exploration_floor,
                     self.settings.exploration_wanted,
                 ),
+                sources_min_judged=sources_min_judged,
             )
             champion = self.registry.by_alias(pid, CHAMPION)
             champion_metrics = self._champion_metrics(
@@ -415,6 +420,7 @@ class RetrainingService:
                     "calibration_explored": float(snapshot.explored),
                     "exploration_rate": threshold.exploration_rate,
                     "calibration_seconds": calibration_s,
+                    "calibration.sources_min_judged": float(sources_min_judged),
                 }
             )
             if champion_metrics:
@@ -439,6 +445,7 @@ class RetrainingService:
                                 "threshold": threshold.threshold,
                                 "class_thresholds": threshold.class_thresholds,
                                 "exploration_rate": threshold.exploration_rate,
+                                "sources_min_judged": threshold.sources_min_judged,
                             }
                         ),
                         "metrics": json.dumps(best.metrics),
@@ -474,12 +481,14 @@ class RetrainingService:
         return best.family.name
 
     def _calibrate(
-        self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float
-    ) -> tuple[Calibration, np.ndarray, np.ndarray]:
+        self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float, pid: str = ""
+    ) -> tuple[Calibration, np.ndarray, np.ndarray, int]:
         """The thresholds of `candidate`'s family (calibration.py): out-of-fold probabilities on
         the training labels and the candidate's own on the held-out ones, each label weighted by
-        the inverse of the probability routing gave it to people. With the out-of-fold
-        probabilities and which rows have one (the label checks read them)."""
+        the inverse of the probability routing gave it to people, turned into the label model's
+        posterior when the project's other sources voted (retraining/posterior.py). With the
+        out-of-fold probabilities and which rows have one (the label checks read them), and the
+        `sources_min_judged` the thresholds were calibrated with (0: the model's probabilities)."""
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
         oof, valid = out_of_fold_probs(
@@ -493,6 +502,11 @@ class RetrainingService:
         weights = [x.weight for x, ok in zip(snapshot.train, valid, strict=True) if ok] + [
             x.weight for x in snapshot.holdout
         ]
+        sources_min_judged = 0
+        if self.posterior is not None:
+            entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
+            sample = self.posterior.sample(pid, label_set, entries, probs)
+            probs, sources_min_judged = sample.probabilities, sample.sources_min_judged
         calibration = calibrate(
             probs,
             truth,
@@ -502,7 +516,7 @@ class RetrainingService:
             weights=weights,
             max_weight=self.settings.calibration_max_weight,
         )
-        return calibration, oof, valid
+        return calibration, oof, valid, sources_min_judged
 
     def _check_labels(
         self,
@@ -676,8 +690,8 @@ class RetrainingService:
         if challenger is not None and challenger.version == version:
             self.registry.delete_alias(pid, CHALLENGER)
         self.answers.reset(pid)
-        published = Threshold(
-            threshold.threshold, dict(threshold.class_thresholds), triton_version, threshold.exploration_rate
+        published = replace(
+            threshold, class_thresholds=dict(threshold.class_thresholds), model_version=triton_version
         )
         family = record.tags.get("family", "")
         common = {"run_id": record.run_id, "family": family, "metrics": record.metrics}
