@@ -16,17 +16,17 @@ import numpy as np
 from labelloop.core import grpc_server, health, stream
 from labelloop.core.answers import AnswerLedger
 from labelloop.core.label_model_store import LabelModelStore
-from labelloop.core.rules import RuleStore
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
+from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
 from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
-from labelloop.retraining.registry import Registry
 from labelloop.retraining.posterior import PosteriorCalibration
+from labelloop.retraining.registry import Registry
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import DEFAULT_FAMILIES, RetrainingSettings
 from labelloop.v1 import models_pb2_grpc
