@@ -27,6 +27,7 @@ from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
 from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import Registry
+from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import DEFAULT_FAMILIES, RetrainingSettings
 from labelloop.v1 import models_pb2_grpc
@@ -103,6 +104,7 @@ def main() -> None:
             RuleStore(client, settings.redis_key_prefix),
             settings.sources_min_judged,
         ),
+        ReviewLedger(client, settings.redis_key_prefix),
     )
     service.rebuild()
     server = grpc_server.build_server(

@@ -52,6 +52,7 @@ from labelloop.retraining.families import ModelFamily, TrainedModel, families_fo
 from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
 from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
+from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
 from labelloop.v1 import events_pb2
@@ -95,6 +96,7 @@ class RetrainingService:
         families: list[ModelFamily],
         embed: Callable[[list[str]], np.ndarray] | None = None,
         posterior: PosteriorCalibration | None = None,
+        reviews: ReviewLedger | None = None,
     ) -> None:
         if not families:
             raise ValueError("no model family available")
@@ -107,6 +109,7 @@ class RetrainingService:
         self.families = families
         self.embed = embed  # texts -> shared-encoder embeddings (the store's), for cascade champions
         self.posterior = posterior  # thresholds on the label model's posterior (retraining/posterior.py)
+        self.reviews = reviews  # items sent for review, across restarts (retraining/reviews.py)
         self.policy = TriggerPolicy(
             first_model_labels=settings.first_model_labels,
             min_classes=settings.min_classes,
@@ -543,7 +546,7 @@ class RetrainingService:
                 [HUMAN] * len(entries),  # the labeled set holds people's labels only (audits' too)
                 label_set,
                 [x.item_id for x in entries],
-                state.labeled.reviewed(),
+                state.labeled.reviewed() | (self.reviews.sent(pid) if self.reviews else set()),
                 self.settings.label_check_min_per_class,
                 self.settings.label_check_max_given_share,
             )
@@ -554,7 +557,13 @@ class RetrainingService:
         except Exception:  # the checks never stop a training; the next training checks again
             log.exception("%s: label checks failed; training without them", pid)
             return LabelIssues(0, (), (), ())
-        state.labeled.mark_sent_for_review([t.ingested.item.item_id for t in tasks])
+        sent = [t.ingested.item.item_id for t in tasks]
+        state.labeled.mark_sent_for_review(sent)
+        if self.reviews is not None:
+            try:
+                self.reviews.record(pid, sent)
+            except DependencyUnavailable:  # Redis down: sent again after a restart at worst
+                log.exception("%s: could not record the items sent for review", pid)
         metrics.LABEL_ISSUES.labels(pid, "human").inc(len(issues.flagged_human))
         metrics.LABEL_ISSUES.labels(pid, "auto").inc(len(issues.flagged_auto))
         metrics.LABEL_ISSUES.labels(pid, "reviews_sent").inc(len(tasks))
