@@ -21,6 +21,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,10 @@ log = logging.getLogger(__name__)
 def stricter(a: Threshold, b: Threshold) -> Threshold:
     """The threshold that admits only what both `a` and `b` admit (per class)."""
     classes = set(a.class_thresholds) | set(b.class_thresholds)
-    return Threshold(
-        max(a.threshold, b.threshold),
-        {c: max(a.for_label(c), b.for_label(c)) for c in classes},
-        a.model_version,
+    return replace(
+        a,
+        threshold=max(a.threshold, b.threshold),
+        class_thresholds={c: max(a.for_label(c), b.for_label(c)) for c in classes},
     )
 
 
@@ -180,7 +181,10 @@ class Deployer:
                 raise
             self.serving.set(project_id, version)
             metrics.SERVING_MODEL_VERSION.labels(project_id).set(version)
-            published = Threshold(threshold.threshold, dict(threshold.class_thresholds), version)
+            # every field of the calibrated record (exploration rate, what it was calibrated on)
+            published = replace(
+                threshold, class_thresholds=dict(threshold.class_thresholds), model_version=version
+            )
             self.thresholds.set(project_id, published)
             metrics.THRESHOLD.labels(project_id).set(published.threshold)
             return version

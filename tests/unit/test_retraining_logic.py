@@ -179,3 +179,38 @@ def test_settings_defaults_and_a_bad_value() -> None:
         "tfidf-lr",
         "minilm-head",
     )
+
+
+def test_a_deploy_publishes_every_field_of_the_calibrated_threshold(monkeypatch, tmp_path: Path) -> None:
+    """The record routing reads after a deploy keeps the exploration rate and what the threshold
+    was calibrated on (it used to keep only the thresholds: exploration never ran and routing
+    never learned a threshold was calibrated on the posterior)."""
+    from labelloop.retraining import deploy
+
+    published: list[Threshold] = []
+
+    class Thresholds:
+        def invalidate(self, project_id: str) -> None:
+            pass
+
+        def get(self, project_id: str) -> Threshold:
+            return Threshold()
+
+        def set(self, project_id: str, value: Threshold) -> None:
+            published.append(value)
+
+    class Serving:
+        def set(self, project_id: str, version: int) -> None:
+            pass
+
+    monkeypatch.setattr(deploy.model_repository, "next_version", lambda repo, name: 4)
+    monkeypatch.setattr(deploy.model_repository, "load_and_wait", lambda url, name, timeout: 4)
+    monkeypatch.setattr(deploy, "copy_version", lambda *args: tmp_path)
+    deployer = deploy.Deployer(tmp_path, "triton:1", Thresholds(), Serving())  # type: ignore[arg-type]
+    calibrated = Threshold(0.9, {"a": 0.95}, exploration_rate=0.02, sources_min_judged=5)
+    assert deployer.deploy("p", "m", tmp_path, calibrated) == 4
+    during, after = published
+    assert during.threshold == 2.0 and during.model_version == 0  # the stricter of old and new
+    assert after == Threshold(0.9, {"a": 0.95}, 4, 0.02, 5)
+    both = stricter(Threshold(0.8, {}, 3, 0.01, 5), Threshold(0.7, {}, 0, 0.02, 0))
+    assert (both.exploration_rate, both.sources_min_judged) == (0.01, 5)  # the serving one's
