@@ -55,8 +55,9 @@ class Progress:
 
 
 class ServingVersions:
-    """`<prefix>:serving_version:<project>`: the model version that last answered for a project
-    (set by inference when it changes, and by retraining on deploy)."""
+    """`<prefix>:serving_version:<project>`: the Triton version that serves a project. Its one
+    writer is retraining's model lifecycle (`retraining/lifecycle.py`: deploys, promotions,
+    rollbacks, the start-up reconciliation); the status APIs read it."""
 
     def __init__(self, client: redis.Redis, key_prefix: str) -> None:
         self.client = client

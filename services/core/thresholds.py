@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -44,6 +46,28 @@ class Threshold:
         """True when a top prediction of `label` with `probability` is auto-accepted."""
         return probability >= self.for_label(label)
 
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form (Redis, the MLflow version tag): the one writer of its shape."""
+        return {
+            "threshold": self.threshold,
+            "class_thresholds": dict(self.class_thresholds),
+            "model_version": self.model_version,
+            "exploration_rate": self.exploration_rate,
+            "sources_min_judged": self.sources_min_judged,
+        }
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any], model_version: int | None = None) -> Threshold:
+        """The one parser of `to_record`'s shape (fields added later default as they did
+        before they existed); `model_version` overrides the recorded one."""
+        return cls(
+            float(data.get("threshold", NOTHING)),
+            {str(k): float(v) for k, v in (data.get("class_thresholds") or {}).items()},
+            int(data.get("model_version", 0)) if model_version is None else model_version,
+            float(data.get("exploration_rate", 0.0)),
+            int(data.get("sources_min_judged", 0)),
+        )
+
 
 class ThresholdStore:
     """Reads and writes `<prefix>:threshold:<project>` (JSON)."""
@@ -66,30 +90,14 @@ class ThresholdStore:
             raw = self.client.get(self.keys("threshold", project_id))
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
-        value = Threshold()
-        if raw:
-            data = json.loads(raw)  # type: ignore[arg-type]
-            value = Threshold(
-                float(data["threshold"]),
-                {k: float(v) for k, v in data.get("class_thresholds", {}).items()},
-                int(data.get("model_version", 0)),
-                float(data.get("exploration_rate", 0.0)),
-                int(data.get("sources_min_judged", 0)),
-            )
+        value = Threshold.from_record(json.loads(raw)) if raw else Threshold()  # type: ignore[arg-type]
         with self._lock:
             self._cache[project_id] = (now, value)
         return value
 
     def set(self, project_id: str, value: Threshold) -> None:
         """Publish a new threshold; routing sees it within `cache_s`."""
-        data = {
-            "threshold": value.threshold,
-            "class_thresholds": value.class_thresholds,
-            "model_version": value.model_version,
-            "exploration_rate": value.exploration_rate,
-            "sources_min_judged": value.sources_min_judged,
-            "updated_at": time.time(),
-        }
+        data = {**value.to_record(), "updated_at": time.time()}
         try:
             self.client.set(self.keys("threshold", project_id), json.dumps(data))
         except redis.RedisError as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 from labelloop.core import health
-from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -36,7 +35,6 @@ def main() -> None:
     predictor = Predictor(
         ProjectStore(client, settings.redis_key_prefix),
         classifier,
-        ServingVersions(client, settings.redis_key_prefix),
         settings.max_batch_size,
         cascade,
         RuleStore(client, settings.redis_key_prefix),

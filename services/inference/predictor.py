@@ -11,7 +11,6 @@ import numpy as np
 from labelloop.core import metrics
 from labelloop.core.errors import NotFound, PoisonMessage
 from labelloop.core.media import model_input
-from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
 from labelloop.core.rules import RuleStore
 from labelloop.core.stream import Batch, Event, now_timestamp
@@ -37,7 +36,6 @@ class Predictor:
         self,
         projects: ProjectStore,
         classifier: TritonClassifier,
-        serving: ServingVersions,
         batch_size: int,
         cascade: EncoderStage | None = None,
         rules: RuleStore | None = None,
@@ -45,7 +43,6 @@ class Predictor:
         self.projects = projects
         self.rules = rules
         self.classifier = classifier
-        self.serving = serving
         self.batch_size = batch_size
         self.cascade = cascade
         self._last_version: dict[str, int] = {}
@@ -133,7 +130,7 @@ class Predictor:
             metrics.CASCADE_ITEMS.labels(project.spec.project_id, "fast").inc(len(events) - escalated)
         version = answer.model_version if answer else 0
         if self._last_version.get(project.spec.project_id) != version:
-            self.serving.set(project.spec.project_id, version)
+            # Only logged: what serves is the retraining lifecycle's record (ServingVersions).
             self._last_version[project.spec.project_id] = version
             log.info("project %s: serving version %s", project.spec.project_id, version or "none")
 

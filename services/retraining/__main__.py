@@ -25,11 +25,13 @@ from labelloop.core.topics import ANNOTATIONS, LABELS
 from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
+from labelloop.retraining.lifecycle import ModelLifecycle
 from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import Registry
 from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import DEFAULT_FAMILIES, RetrainingSettings
+from labelloop.retraining.training import Trainer
 from labelloop.v1 import models_pb2_grpc
 
 log = logging.getLogger("retraining")
@@ -82,21 +84,28 @@ def main() -> None:
     if any(hasattr(f, "with_store") for f in families):
         families, embed = _with_shared_encoder(families, client, settings, repo)
     deployer = Deployer(
-        repo,
-        settings.triton_grpc_url,
-        ThresholdStore(client, settings.redis_key_prefix, cache_s=0.0),
-        ServingVersions(client, settings.redis_key_prefix),
-        settings.load_timeout_s,
-        settings.fault_pause_writing_version_s,
+        repo, settings.triton_grpc_url, settings.load_timeout_s, settings.fault_pause_writing_version_s
     )
     producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "retraining")
-    service = RetrainingService(
+    projects = ProjectStore(client, settings.redis_key_prefix)
+    registry = Registry(settings.mlflow_tracking_uri, settings.topic_prefix)
+    answers = AnswerLedger(client, settings.redis_key_prefix)
+    lifecycle = ModelLifecycle(
         settings,
-        ProjectStore(client, settings.redis_key_prefix),
+        projects,
+        registry,
         deployer,
-        Registry(settings.mlflow_tracking_uri, settings.topic_prefix),
+        ThresholdStore(client, settings.redis_key_prefix, cache_s=0.0),
+        ServingVersions(client, settings.redis_key_prefix),
+        answers,
         producer,
-        AnswerLedger(client, settings.redis_key_prefix),
+    )
+    trainer = Trainer(
+        settings,
+        projects,
+        registry,
+        lifecycle,
+        producer,
         families,
         embed,
         PosteriorCalibration(
@@ -106,6 +115,7 @@ def main() -> None:
         ),
         ReviewLedger(client, settings.redis_key_prefix),
     )
+    service = RetrainingService(settings, projects, registry, lifecycle, trainer, answers)
     service.rebuild()
     server = grpc_server.build_server(
         "retraining",

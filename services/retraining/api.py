@@ -31,8 +31,8 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
         pid = _project(request)
         self.service.projects.get(pid)  # NOT_FOUND for an unknown project
         out = models_pb2.ListModelsResponse(
-            serving_triton_version=self.service.deployer.serving.get(pid),
-            threshold=self.service.deployer.current_threshold(pid).threshold,
+            serving_triton_version=self.service.lifecycle.serving_version(pid),
+            threshold=self.service.lifecycle.current_threshold(pid).threshold,
             training=self.service.is_training(pid),
         )
         for record in self.service.registry.versions(pid):
@@ -57,7 +57,7 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
         pid = _project(request)
         if request.version < 1:
             raise InvalidArgument("version", "must be a registered version number (>= 1)")
-        version, triton_version, threshold = self.service.promote(pid, int(request.version))
+        version, triton_version, threshold = self.service.lifecycle.promote(pid, int(request.version))
         return models_pb2.ModelActionResponse(
             version=version, triton_version=triton_version, threshold=threshold
         )
@@ -65,7 +65,7 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
     def RollbackModel(
         self, request: models_pb2.RollbackModelRequest, context: Any
     ) -> models_pb2.ModelActionResponse:
-        version, triton_version, threshold = self.service.rollback(_project(request))
+        version, triton_version, threshold = self.service.lifecycle.rollback(_project(request))
         return models_pb2.ModelActionResponse(
             version=version, triton_version=triton_version, threshold=threshold
         )

@@ -35,8 +35,8 @@ and weights are trimmed (``max_weight`` in ``evaluation.calibrate``), which lean
 toward the harder, unit-weight items: both err on the safe side.
 
 Convention shared with routing, the proto and the metrics: a threshold above 1 admits nothing.
-:data:`ADMIT_NOTHING` (1.01) is that threshold: finite, so it survives JSON, Redis, Prometheus and
-MLflow unchanged.
+:data:`ADMIT_NOTHING` is that threshold, the one sentinel `core/thresholds.NOTHING` (2.0): finite,
+so it survives JSON, Redis, Prometheus and MLflow unchanged.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import beta
+
+from labelloop.core.thresholds import NOTHING
 
 __all__ = [
     "ADMIT_NOTHING",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 #: The threshold that admits nothing (any value above 1 does; this is the one Labelloop writes).
-ADMIT_NOTHING = 1.01
+ADMIT_NOTHING = NOTHING
 
 
 def precision_lower_bound(

@@ -1,16 +1,12 @@
-"""Putting a model version in front of traffic, safely: the model repository, Triton, and the
-threshold routing applies.
+"""The mechanics of putting a model version in front of traffic: the model repository and
+Triton. No policy and no state of its own: `lifecycle.ModelLifecycle` decides what serves and
+under which threshold, and is the only writer of both; it calls `Deployer.install` between its
+threshold writes (the order is in lifecycle.py's docstring).
 
-Order of a deployment (`Deployer.deploy`):
-1. publish the *stricter* of the current and the new threshold (per class), so that during the
-   swap neither model is judged by a laxer threshold than its own;
-2. write the version into the repository (atomic: a hidden staging dir renamed to its number);
-3. `load_and_wait` until Triton serves it; on failure remove the version from disk (a Triton
-   restart cannot pick it up), reload the previous one, restore the old threshold, raise;
-4. record the serving version (Redis, metric), then publish the new threshold.
-
-A crash at any step leaves at worst the stricter threshold and an unannounced version on disk,
-which `reconcile_repository` removes at the next start (the champion in MLflow is the truth).
+`install` writes the version into the repository (atomic: a hidden staging dir renamed to its
+number) and waits until Triton serves it; on a load failure it removes the version from disk (a
+Triton restart cannot pick it up), reloads the previous one and raises. `reconcile` removes, at
+start, what a crash mid-deploy left on disk (the champion in MLflow is the truth).
 """
 
 from __future__ import annotations
@@ -27,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from labelloop.core import metrics, model_repository
+from labelloop.core import model_repository
 from labelloop.core.errors import DependencyUnavailable, PoisonMessage
 from labelloop.core.model_repository import ModelLoadError
-from labelloop.core.progress import ServingVersions
-from labelloop.core.thresholds import Threshold, ThresholdStore
+from labelloop.core.thresholds import Threshold
 
 __all__ = ["Deployer", "copy_version", "stricter", "triton_predict"]
 
@@ -119,21 +114,17 @@ def triton_predict(
 
 
 class Deployer:
-    """Deploys versions of each project's model, one deployment per model at a time."""
+    """Installs versions of each project's model, one installation per model at a time."""
 
     def __init__(
         self,
         repo: Path,
         triton_url: str,
-        thresholds: ThresholdStore,
-        serving: ServingVersions,
         load_timeout_s: float = 120.0,
         fault_pause_s: float = 0.0,
     ) -> None:
         self.repo = repo
         self.triton_url = triton_url
-        self.thresholds = thresholds
-        self.serving = serving
         self.load_timeout_s = load_timeout_s
         self.fault_pause_s = fault_pause_s
         self._locks: dict[str, threading.Lock] = {}
@@ -143,51 +134,31 @@ class Deployer:
         with self._guard:
             return self._locks.setdefault(model_name, threading.Lock())
 
-    def current_threshold(self, project_id: str) -> Threshold:
-        self.thresholds.invalidate(project_id)
-        return self.thresholds.get(project_id)
+    def install(self, model_name: str, source_dir: Path) -> int:
+        """Write `source_dir` as the next version of `model_name` and wait until Triton serves
+        it (caller holds `lock(model_name)`). Returns the Triton version. Raises ModelLoadError
+        or DependencyUnavailable with the version removed and the previous one still serving."""
+        version = model_repository.next_version(self.repo, model_name)
+        pause = None
+        if self.fault_pause_s > 0:
+            stop = threading.Event()
 
-    def deploy(self, project_id: str, model_name: str, source_dir: Path, threshold: Threshold) -> int:
-        """Serve `source_dir` as the next version of `model_name`, then publish `threshold`
-        (its model_version is set to the Triton version). Returns the Triton version.
-        Raises ModelLoadError (old version still serving, old threshold restored)."""
-        with self.lock(model_name):
-            old = self.current_threshold(project_id)
-            self.thresholds.set(project_id, stricter(old, threshold))
-            version = model_repository.next_version(self.repo, model_name)
-            pause = None
-            if self.fault_pause_s > 0:
-                stop = threading.Event()
+            def pause() -> None:
+                log.warning(
+                    "fault injection: pausing %.0fs while writing version %d", self.fault_pause_s, version
+                )
+                stop.wait(self.fault_pause_s)
 
-                def pause() -> None:
-                    log.warning(
-                        "fault injection: pausing %.0fs while writing version %d", self.fault_pause_s, version
-                    )
-                    stop.wait(self.fault_pause_s)
-
-            try:
-                copy_version(self.repo, model_name, version, source_dir, pause)
-            except BaseException:
-                self.thresholds.set(project_id, old)
-                raise
-            try:
-                served = model_repository.load_and_wait(self.triton_url, model_name, self.load_timeout_s)
-                if served != version:
-                    raise ModelLoadError(f"Triton serves version {served} of {model_name!r}, not {version}")
-            except (ModelLoadError, DependencyUnavailable) as exc:
-                self._undo(model_name, version)
-                self.thresholds.set(project_id, old)
-                log.warning("%s: version %d did not load: %s", model_name, version, exc)
-                raise
-            self.serving.set(project_id, version)
-            metrics.SERVING_MODEL_VERSION.labels(project_id).set(version)
-            # every field of the calibrated record (exploration rate, what it was calibrated on)
-            published = replace(
-                threshold, class_thresholds=dict(threshold.class_thresholds), model_version=version
-            )
-            self.thresholds.set(project_id, published)
-            metrics.THRESHOLD.labels(project_id).set(published.threshold)
-            return version
+        copy_version(self.repo, model_name, version, source_dir, pause)
+        try:
+            served = model_repository.load_and_wait(self.triton_url, model_name, self.load_timeout_s)
+            if served != version:
+                raise ModelLoadError(f"Triton serves version {served} of {model_name!r}, not {version}")
+        except (ModelLoadError, DependencyUnavailable) as exc:
+            self._undo(model_name, version)
+            log.warning("%s: version %d did not load: %s", model_name, version, exc)
+            raise
+        return version
 
     def _undo(self, model_name: str, version: int) -> None:
         with contextlib.suppress(Exception):

@@ -60,14 +60,7 @@ class VersionRecord:
 
     def serving_threshold(self, model_version: int = 0) -> Threshold:
         """The stored threshold as routing reads it, for Triton version `model_version`."""
-        t = self.threshold
-        return Threshold(
-            float(t["threshold"]),
-            {k: float(v) for k, v in t.get("class_thresholds", {}).items()},
-            model_version,
-            float(t.get("exploration_rate", 0.0)),
-            int(t.get("sources_min_judged", 0)),
-        )
+        return Threshold.from_record(self.threshold, model_version)
 
     @property
     def triton_version(self) -> int:

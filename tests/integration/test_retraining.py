@@ -340,6 +340,9 @@ def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(
     first = thresholds.get(project_id)
     assert first.model_version == 1 and first.threshold == pytest.approx(champion.threshold["threshold"])
     assert first.threshold <= 1.0, "200 clean SpamAssassin labels should admit confident items at 0.9"
+    # the training's exploration rate is served with its threshold (routing reads it from there)
+    assert first.exploration_rate == pytest.approx(champion.threshold["exploration_rate"])
+    assert first.exploration_rate > 0, "a young model's confident items are explored"
     assert kinds(model_events(stack, topic_prefix, project_id))[:3] == ["TRAINED", "DEPLOYED", "PROMOTED"]
 
     # On demand, on all 200 labels: promoted as version 2 (not worse on the same held-out labels).

@@ -71,11 +71,6 @@ class FakeEncoderStage:
         return self.probs
 
 
-class Serving:
-    def set(self, project_id: str, version: int) -> None:
-        pass
-
-
 def _batch(texts: list[str]) -> Batch:
     events = []
     for i, text in enumerate(texts):
@@ -86,7 +81,7 @@ def _batch(texts: list[str]) -> Batch:
 
 
 def _run(answer: Answer, stage: FakeEncoderStage | None) -> list[events_pb2.Prediction]:
-    predictor = Predictor(FakeProjects(), FakeClassifier(answer), Serving(), 64, stage)  # type: ignore[arg-type]
+    predictor = Predictor(FakeProjects(), FakeClassifier(answer), 64, stage)  # type: ignore[arg-type]
     batch = _batch(["sure", "unsure", "also unsure"])
     predictor(batch)
     assert [topic for topic, _, _ in batch.outputs] == [PREDICTIONS] * 3

@@ -181,11 +181,25 @@ def test_settings_defaults_and_a_bad_value() -> None:
     )
 
 
-def test_a_deploy_publishes_every_field_of_the_calibrated_threshold(monkeypatch, tmp_path: Path) -> None:
-    """The record routing reads after a deploy keeps the exploration rate and what the threshold
-    was calibrated on (it used to keep only the thresholds: exploration never ran and routing
-    never learned a threshold was calibrated on the posterior)."""
-    from labelloop.retraining import deploy
+def test_a_threshold_record_round_trips_and_old_records_read_as_before() -> None:
+    from labelloop.core.thresholds import NOTHING, Threshold
+
+    t = Threshold(0.83, {"spam": 0.9}, 4, 0.02)
+    assert Threshold.from_record(t.to_record()) == t
+    assert Threshold.from_record(t.to_record(), model_version=7) == Threshold(0.83, {"spam": 0.9}, 7, 0.02)
+    # a version tag written before the exploration rate existed
+    assert Threshold.from_record({"threshold": 0.9, "class_thresholds": {}}) == Threshold(0.9)
+    # one sentinel: what calibration writes is what the stores default to
+    assert ADMIT_NOTHING == NOTHING == Threshold().threshold
+
+
+def test_an_install_publishes_every_field_of_the_calibrated_threshold() -> None:
+    """What routing reads after a deploy keeps the exploration rate and what the threshold was
+    calibrated on (`sources_min_judged`: routing switches to the posterior only under it); the
+    stricter threshold during the swap keeps the serving one's."""
+    import threading
+
+    from labelloop.retraining.lifecycle import ModelLifecycle
 
     published: list[Threshold] = []
 
@@ -194,23 +208,26 @@ def test_a_deploy_publishes_every_field_of_the_calibrated_threshold(monkeypatch,
             pass
 
         def get(self, project_id: str) -> Threshold:
-            return Threshold()
+            return Threshold(0.97, {}, 3, 0.005, 0)
 
         def set(self, project_id: str, value: Threshold) -> None:
             published.append(value)
+
+    class Deployer:
+        def lock(self, model_name: str) -> threading.Lock:
+            return threading.Lock()
+
+        def install(self, model_name: str, source_dir: Path) -> int:
+            return 4
 
     class Serving:
         def set(self, project_id: str, version: int) -> None:
             pass
 
-    monkeypatch.setattr(deploy.model_repository, "next_version", lambda repo, name: 4)
-    monkeypatch.setattr(deploy.model_repository, "load_and_wait", lambda url, name, timeout: 4)
-    monkeypatch.setattr(deploy, "copy_version", lambda *args: tmp_path)
-    deployer = deploy.Deployer(tmp_path, "triton:1", Thresholds(), Serving())  # type: ignore[arg-type]
+    lifecycle = ModelLifecycle(None, None, None, Deployer(), Thresholds(), Serving(), None, None)  # type: ignore[arg-type]
     calibrated = Threshold(0.9, {"a": 0.95}, exploration_rate=0.02, sources_min_judged=5)
-    assert deployer.deploy("p", "m", tmp_path, calibrated) == 4
+    assert lifecycle._install("p", "m", Path("."), calibrated) == 4
     during, after = published
-    assert during.threshold == 2.0 and during.model_version == 0  # the stricter of old and new
+    assert during == Threshold(0.97, {"a": 0.97}, 3, 0.005, 0)  # the stricter, on the old basis
     assert after == Threshold(0.9, {"a": 0.95}, 4, 0.02, 5)
-    both = stricter(Threshold(0.8, {}, 3, 0.01, 5), Threshold(0.7, {}, 0, 0.02, 0))
-    assert (both.exploration_rate, both.sources_min_judged) == (0.01, 5)  # the serving one's
+    assert Threshold.from_record(after.to_record()) == after
