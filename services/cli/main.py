@@ -414,6 +414,12 @@ def bench(
     reference_seeds: Annotated[
         int, typer.Option(help="Seeds of the reference's random held-out split (mean and range).")
     ] = 5,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            help="Run the reference policy beside the loop (--no-reference: compare runs of the loop only)."
+        ),
+    ] = True,
     rules: Annotated[
         Path | None,
         typer.Option(help="A rule file (YAML, as `labelloop rules import`) for the bench's project."),
@@ -469,7 +475,7 @@ def bench(
         reference_seeds=reference_seeds,
         chaos=chaos,
         chaos_outage_s=chaos_outage_s,
-        reference=not chaos,  # the reference compares policies, not faults
+        reference=reference and not chaos,  # the reference compares policies, not faults
     )
     try:
         if throughput:
