@@ -256,19 +256,6 @@ class Trainer:
         weights = [x.weight for x, ok in zip(snapshot.train, valid, strict=True) if ok] + [
             x.weight for x in snapshot.holdout
         ]
-        sources_min_judged = 0
-        if self.posterior is not None:
-            entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
-            sample = self.posterior.sample(pid, label_set, entries, probs)
-            probs, sources_min_judged = sample.probabilities, sample.sources_min_judged
-            if sample.with_votes:
-                log.info(
-                    "%s: %s calibrated on the posterior (%d of %d labels with trusted votes)",
-                    pid,
-                    candidate.family.name,
-                    sample.with_votes,
-                    len(entries),
-                )
         calibration = calibrate(
             probs,
             truth,
@@ -278,6 +265,39 @@ class Trainer:
             weights=weights,
             max_weight=self.settings.calibration_max_weight,
         )
+        sources_min_judged = 0
+        if self.posterior is not None:
+            # The same sample as routing would see it on the label model's posterior; that
+            # calibration serves only where it admits more than the model's own (both hold the
+            # target on the same weighted sample: the choice is the family choice's, per source
+            # set), since sources whose errors follow the model's sharpen the posterior on the
+            # hard items and can leave its honest threshold stricter than the model's.
+            entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
+            sample = self.posterior.sample(pid, label_set, entries, probs)
+            if sample.sources_min_judged:
+                on_posterior = calibrate(
+                    sample.probabilities,
+                    truth,
+                    label_set,
+                    target,
+                    self.settings.confidence_level,
+                    weights=weights,
+                    max_weight=self.settings.calibration_max_weight,
+                )
+                chosen = on_posterior.expected_coverage > calibration.expected_coverage
+                log.info(
+                    "%s: %s on the posterior (%d of %d labels with trusted votes) admits %.3f, on the "
+                    "model %.3f: %s",
+                    pid,
+                    candidate.family.name,
+                    sample.with_votes,
+                    len(entries),
+                    on_posterior.expected_coverage,
+                    calibration.expected_coverage,
+                    "posterior" if chosen else "model",
+                )
+                if chosen:
+                    calibration, sources_min_judged = on_posterior, sample.sources_min_judged
         return calibration, oof, valid, sources_min_judged
 
     def _check_labels(
