@@ -245,9 +245,25 @@ def _chaos_report(config: BenchConfig, project_id: str, order: list[str], chaos:
     """`lost` (items without a final-label record) and `duplicates` (items with more than one),
     counted in the raw labels topic as the pipeline reads it (read_committed), and the faults."""
     records = label_records(config.kafka_bootstrap, config.topic_prefix, project_id)
+    twice = duplicated(records)
     return {
         "lost": sum(1 for item_id in order if item_id not in records),
-        "duplicates": len(duplicated(records)),
+        "duplicates": len(twice),
+        # what each duplicated item's records said (the first 20), to find where it came from
+        "duplicated_items": {
+            item_id: [
+                {
+                    "source": events_pb2.LabelSource.Name(r.source),
+                    "labels": list(r.labels),
+                    "model_version": r.model_version,
+                    "annotators": list(r.annotators),
+                    "audited": r.audited,
+                    "finalized_ms": r.finalized_at.ToMilliseconds(),
+                }
+                for r in records[item_id]
+            ]
+            for item_id in sorted(twice)[:20]
+        },
         "faults": chaos.results(),
         "faults_not_injected": chaos.not_injected(),
     }
@@ -335,7 +351,7 @@ def run_bench(
             chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
             try:
                 outcome = _stream(
-                    config, channel, admin, project_id, records, truth, label_set, watcher, progress
+                    config, channel, admin, project_id, records, truth, label_set, watcher, progress, chaos
                 )
             finally:
                 if chaos is not None:  # restores a component it has down, then ends
@@ -477,10 +493,13 @@ def _stream(
     label_set: list[str],
     watcher: FinalLabelWatcher,
     progress: Callable[[dict[str, Any]], None] | None,
+    chaos: Chaos | None = None,
 ) -> dict[str, Any]:
     """Submit the items and run the annotators until the labels topic holds a final label for
     every item; returns the submitter's state (`submits`: (ms before the call, ms after it, items
-    submitted once it returned) per SubmitBatch call)."""
+    submitted once it returned) per SubmitBatch call). With `chaos`, the last items wait until
+    every fault was injected, so that no fault is left out because the stream ended first, and
+    the held items show the last one's recovery."""
     stop = threading.Event()
     people = [
         SimulatedAnnotator(f"sim-{i}", label_set, config.annotator_error, config.seed)
@@ -500,9 +519,19 @@ def _stream(
     ]
     for client in clients:
         client.start()
-    state: dict[str, Any] = {"submitted": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
+    state: dict[str, Any] = {
+        "submitted": 0,
+        "first_submit_ms": 0.0,
+        "submits": [],
+        "error": None,
+        "holding": False,
+    }
+    if chaos is not None:
+        chaos.drained = lambda: bool(state["holding"]) and watcher.count() >= state["submitted"]
     submitter = threading.Thread(
-        target=_submit_all, args=(config, channel, project_id, records, state, watcher, stop), daemon=True
+        target=_submit_all,
+        args=(config, channel, project_id, records, state, watcher, stop, chaos),
+        daemon=True,
     )
     submitter.start()
     last_final, last_change, last_progress = -1, time.monotonic(), 0.0
@@ -517,7 +546,7 @@ def _stream(
             if final >= len(records):
                 _drain_audits(config, project_id, state, stop)
                 break
-            if final != last_final:
+            if final != last_final or state["holding"]:  # held back on purpose: not a stall
                 last_final, last_change = final, time.monotonic()
             elif time.monotonic() - last_change > config.stall_timeout_s:
                 raise BenchError(
@@ -609,13 +638,21 @@ def _submit_all(
     state: dict[str, Any],
     watcher: FinalLabelWatcher,
     stop: threading.Event,
+    chaos: Chaos | None = None,
 ) -> None:
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
     batch = 50 if config.rate is None else max(1, min(50, int(config.rate / 10) or 1))
     begin = time.monotonic()
     start = 0
+    # under chaos, the last 5% wait for the last fault (whose moment is before 10/11 of the stream)
+    held_from = len(records) - max(1, len(records) // 20) if chaos is not None else len(records)
     try:
         while start < len(records):
+            if chaos is not None and start >= held_from:
+                state["holding"] = True
+                while not stop.is_set() and not chaos.injected_all:
+                    stop.wait(0.2)
+                state["holding"] = False
             size = submission_size(start, watcher.count(), config.window, batch, len(records) - start)
             while not stop.is_set() and size == 0:
                 finalized = watcher.wait_beyond(start - config.window, 0.5)
