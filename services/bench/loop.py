@@ -35,6 +35,7 @@ from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
 from labelloop.bench.final_labels import FinalLabelWatcher
+from labelloop.bench.llm import BenchLlm, LlmOptions
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
@@ -104,6 +105,7 @@ class BenchConfig:
     reference_cache: Path | None = field(default_factory=default_reference_cache)
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     rules: Path | None = None  # a rule file (labelloop.core.rules) added to the bench's project
+    llm: LlmOptions = field(default_factory=LlmOptions)  # the LLM source and its endpoint (bench/llm.py)
     chaos: bool = False  # inject faults into the local stack during the stream (bench/chaos.py)
     chaos_outage_s: float = 30.0  # how long Triton and MLflow are down
     chaos_stack: Any = None  # the LocalStack to inject faults into (default: `make up`'s)
@@ -293,13 +295,26 @@ def run_bench(
     truth = {r["id"]: r["label"] for r in records}
     say(f"dataset {config.data}: {len(records)} items, {len(label_set)} classes")
     rules = load_rules(config.rules, label_set) if config.rules else []
+    if config.llm.enabled:
+        problem = config.llm.check()
+        if problem is None and not config.manage_stack:
+            problem = "--llm-url / --llm-sim-accuracy start the LLM source on the bench's own stack"
+        if problem is None and "media" in records[0]:
+            problem = "the LLM source asks about text items only"
+        if problem is not None:
+            raise BenchError(problem)
 
     reference = ReferenceRun(records, config) if config.reference else None
     try:
         if config.manage_stack:
             ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
+        llm: BenchLlm | None = None
         with contextlib.ExitStack() as resources:
+            if config.llm.enabled:
+                truth_by_text = {content_of(r).text: r["label"] for r in records}
+                llm = resources.enter_context(BenchLlm(config.llm, truth_by_text, config.seed))
+                say(f"LLM source: {llm.source} at {llm.server.url if llm.server else config.llm.url}")
             try:
                 # before the project exists: it starts at the labels topic's end offsets
                 watcher = resources.enter_context(
@@ -344,6 +359,7 @@ def run_bench(
                     chaos.join()
             finals = watcher.finals()
             label_events = watcher.events
+            llm_report = llm.report(project_id) if llm is not None else None
         say("collecting people's answers from Kafka")
         answers = [
             a
@@ -395,6 +411,7 @@ def run_bench(
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             "sources": reports.source_stats(votes, truth),
+            **({"llm": llm_report} if llm_report is not None else {}),
             **(
                 {"label_issues": _label_issues(config, project_id, truth, finals, answers, model_events)}
                 if config.annotator_error > 0

@@ -452,9 +452,30 @@ def bench(
     reference_seeds: Annotated[
         int, typer.Option(help="Seeds of the reference's random held-out split (mean and range).")
     ] = 5,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            help="Run the reference policy beside the loop (--no-reference: compare runs of the loop only)."
+        ),
+    ] = True,
     rules: Annotated[
         Path | None,
         typer.Option(help="A rule file (YAML, as `labelloop rules import`) for the bench's project."),
+    ] = None,
+    llm_url: Annotated[
+        str,
+        typer.Option(
+            help="An OpenAI-compatible endpoint's base URL: the bench runs the LLM source against it."
+        ),
+    ] = "",
+    llm_model: Annotated[str, typer.Option(help="With --llm-url: the model name sent to the endpoint.")] = "",
+    llm_sim_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            help="Start a simulated endpoint (part of the simulation harness, like the simulated people) "
+            "that answers the hidden label with this probability, else a random wrong one; run the LLM "
+            "source against it."
+        ),
     ] = None,
     chaos: Annotated[
         bool,
@@ -470,6 +491,7 @@ def bench(
     ] = 30.0,
 ) -> None:
     """Run the whole loop on a labeled dataset with its labels hidden; write a report (and plot)."""
+    from labelloop.bench.llm import LlmOptions
     from labelloop.bench.loop import BenchConfig, BenchError, run_bench
 
     s = settings()
@@ -486,11 +508,12 @@ def bench(
         window=window,
         stall_timeout_s=stall_timeout,
         rules=rules,
+        llm=LlmOptions(llm_url, llm_model, llm_sim_accuracy),
         **_stack_of(s),
         reference_seeds=reference_seeds,
         chaos=chaos,
         chaos_outage_s=chaos_outage_s,
-        reference=not chaos,  # the reference compares policies, not faults
+        reference=reference and not chaos,  # the reference compares policies, not faults
     )
     try:
         if throughput:
@@ -503,6 +526,8 @@ def bench(
             with live:
                 result = run_bench(config, say=console.print, progress=update)
             console.print(summary_table(result))
+            if result.get("sources") or result.get("llm"):
+                console.print(sources_summary(result))
             if chaos:
                 console.print(chaos_summary(result))
     except BenchError as exc:
@@ -515,6 +540,25 @@ def bench(
             raise fail(str(exc), 2 if isinstance(exc, DatasetError | FileNotFoundError) else 1) from None
         raise
     console.print(f"report: {report}" + (f"   plot: {plot}" if plot else ""))
+
+
+def sources_summary(result: dict[str, Any]) -> str:
+    """The label sources of a bench report (rules, the LLM), as lines: votes, coverage of the
+    stream and accuracy against the hidden labels; the LLM source's calls, failures and tokens."""
+    lines = ["sources (against the hidden labels):"]
+    for source, row in result.get("sources", {}).items():
+        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        lines.append(
+            f"  {source:<28} votes {row['votes']:>6}  coverage {row['coverage']:.3f}  accuracy {accuracy}"
+        )
+    llm = result.get("llm")
+    if llm:
+        tokens = ", ".join(f"{k} {v}" for k, v in sorted(llm["tokens"].items())) or "none"
+        lines.append(
+            f"  {llm['source']}: {llm['calls']} calls, {llm['failures']} failed "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(llm['calls_by_outcome'].items()))}); tokens: {tokens}"
+        )
+    return "\n".join(lines)
 
 
 def chaos_summary(result: dict[str, Any]) -> str:
@@ -557,14 +601,21 @@ def _retire_bench_model(project_id: str) -> None:
         console.print(f"[dim]{project_id}: its model left the local Triton and repository[/]")
 
 
-BENCH_RUNS = (
-    # name, dataset, limit, annotators, annotator error
-    ("bbcnews", "bbcnews", None, 1, 0.0),
-    ("spamassassin", "spamassassin", None, 1, 0.0),
-    ("20newsgroups", "20newsgroups", 6000, 1, 0.0),
-    ("bbcnews-noisy", "bbcnews", None, 3, 0.1),
-    ("spamassassin-noisy", "spamassassin", None, 3, 0.1),
-    ("fashion-mnist", "fashion-mnist", 3000, 1, 0.0),
+RULES_20NG = Path(__file__).resolve().parents[1] / "datasets" / "rules" / "20newsgroups.yaml"
+LLM_SIM_ACCURACY = 0.85  # `make bench`'s simulated LLM endpoint (issue 14's target: about 85% right)
+
+BENCH_RUNS: tuple[tuple[str, str, int | None, int, float, dict[str, Any]], ...] = (
+    # name, dataset, limit, annotators, annotator error, other BenchConfig fields
+    ("bbcnews", "bbcnews", None, 1, 0.0, {}),
+    ("spamassassin", "spamassassin", None, 1, 0.0, {}),
+    ("20newsgroups", "20newsgroups", 6000, 1, 0.0, {}),
+    # the other sources, each against the same 3,000 posts without them
+    ("20newsgroups-3000", "20newsgroups", 3000, 1, 0.0, {}),
+    ("20newsgroups-rules", "20newsgroups", 3000, 1, 0.0, {"rules": RULES_20NG}),
+    ("20newsgroups-llm", "20newsgroups", 3000, 1, 0.0, {"llm_sim_accuracy": LLM_SIM_ACCURACY}),
+    ("bbcnews-noisy", "bbcnews", None, 3, 0.1, {}),
+    ("spamassassin-noisy", "spamassassin", None, 3, 0.1, {}),
+    ("fashion-mnist", "fashion-mnist", 3000, 1, 0.0, {}),
 )
 
 
@@ -580,15 +631,19 @@ def bench_all(
     import platform
 
     from labelloop.bench import report as reports
+    from labelloop.bench.llm import LlmOptions
     from labelloop.bench.loop import BenchConfig, run_bench
     from labelloop.bench.throughput import run_throughput
 
     s = settings()
     wanted = {name.strip() for name in only.split(",") if name.strip()}
     rows: list[dict[str, Any]] = []
-    for name, data, limit, annotators, error in BENCH_RUNS:
+    for name, data, limit, annotators, error, others in BENCH_RUNS:
         if wanted and name not in wanted:
             continue
+        options = dict(others)
+        if "llm_sim_accuracy" in options:
+            options["llm"] = LlmOptions(sim_accuracy=options.pop("llm_sim_accuracy"))
         console.print(f"[bold]== {name}[/]")
         config = BenchConfig(
             data=data,
@@ -598,6 +653,7 @@ def bench_all(
             annotators=annotators,
             annotator_error=error,
             **_stack_of(s),
+            **options,
             extra={"run": name},
         )
         rows.append(run_bench(config, say=console.print))

@@ -4,7 +4,9 @@ every prediction (cached for a second).
 
 Until a project has a calibrated threshold, `NOTHING` (2.0, above any probability) applies, so
 every item goes to people. The record also carries the exploration rate: the share of items
-above the threshold that routing sends to people anyway (see retraining/calibration.py).
+above the threshold that routing sends to people anyway (see retraining/calibration.py), and
+what the threshold was calibrated on (`sources_min_judged`: the model's probabilities, or the
+label model's posterior with the other sources' votes).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class Threshold:
     class_thresholds: dict[str, float] = field(default_factory=dict)
     model_version: int = 0
     exploration_rate: float = 0.0  # share of admitted items sent to people instead
+    sources_min_judged: int = 0
+    """0: calibrated on the model's probabilities, and routing compares those. N > 0: calibrated
+    on the label model's posterior counting the sources with at least N votes checked by people
+    (retraining/posterior.py), so routing compares that posterior, with the same N."""
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""
@@ -47,6 +53,7 @@ class Threshold:
             "class_thresholds": dict(self.class_thresholds),
             "model_version": self.model_version,
             "exploration_rate": self.exploration_rate,
+            "sources_min_judged": self.sources_min_judged,
         }
 
     @classmethod
@@ -58,6 +65,7 @@ class Threshold:
             {str(k): float(v) for k, v in (data.get("class_thresholds") or {}).items()},
             int(data.get("model_version", 0)) if model_version is None else model_version,
             float(data.get("exploration_rate", 0.0)),
+            int(data.get("sources_min_judged", 0)),
         )
 
 

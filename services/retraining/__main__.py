@@ -15,8 +15,10 @@ import numpy as np
 
 from labelloop.core import grpc_server, health, stream
 from labelloop.core.answers import AnswerLedger
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
+from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
@@ -24,7 +26,9 @@ from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
 from labelloop.retraining.lifecycle import ModelLifecycle
+from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import Registry
+from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import DEFAULT_FAMILIES, RetrainingSettings
 from labelloop.retraining.training import Trainer
@@ -96,7 +100,21 @@ def main() -> None:
         answers,
         producer,
     )
-    trainer = Trainer(settings, projects, registry, lifecycle, producer, families, embed)
+    trainer = Trainer(
+        settings,
+        projects,
+        registry,
+        lifecycle,
+        producer,
+        families,
+        embed,
+        PosteriorCalibration(
+            LabelModelStore(client, settings.redis_key_prefix),
+            RuleStore(client, settings.redis_key_prefix),
+            settings.sources_min_judged,
+        ),
+        ReviewLedger(client, settings.redis_key_prefix),
+    )
     service = RetrainingService(settings, projects, registry, lifecycle, trainer, answers)
     service.rebuild()
     server = grpc_server.build_server(

@@ -17,6 +17,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ log = logging.getLogger(__name__)
 def stricter(a: Threshold, b: Threshold) -> Threshold:
     """The threshold that admits only what both `a` and `b` admit (per class)."""
     classes = set(a.class_thresholds) | set(b.class_thresholds)
-    return Threshold(
-        max(a.threshold, b.threshold),
-        {c: max(a.for_label(c), b.for_label(c)) for c in classes},
-        a.model_version,
+    return replace(
+        a,
+        threshold=max(a.threshold, b.threshold),
+        class_thresholds={c: max(a.for_label(c), b.for_label(c)) for c in classes},
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from labelloop.core import metrics, model_repository
@@ -165,11 +166,12 @@ class ModelLifecycle:
             )
             if not move.moved:
                 return
-            moved = Threshold(
-                move.threshold,
-                {c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()},
-                current.model_version,
-                current.exploration_rate,
+            moved = replace(
+                current,
+                threshold=move.threshold,
+                class_thresholds={
+                    c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()
+                },
             )
             self._publish(pid, moved)
             log.warning("%s: %s", pid, move.reason)
@@ -314,8 +316,8 @@ class ModelLifecycle:
         if challenger is not None and challenger.version == version:
             self.registry.delete_alias(pid, CHALLENGER)
         self.answers.reset(pid)
-        published = Threshold(
-            threshold.threshold, dict(threshold.class_thresholds), triton_version, threshold.exploration_rate
+        published = replace(
+            threshold, class_thresholds=dict(threshold.class_thresholds), model_version=triton_version
         )
         common = {"run_id": record.run_id, "family": record.tags.get("family", ""), "metrics": record.metrics}
         announce(
@@ -352,10 +354,9 @@ class ModelLifecycle:
                 raise
             self._serving.set(pid, version)
             metrics.SERVING_MODEL_VERSION.labels(pid).set(version)
+            # every field of the calibrated record (exploration, what it was calibrated on)
             self._publish(
                 pid,
-                Threshold(
-                    threshold.threshold, dict(threshold.class_thresholds), version, threshold.exploration_rate
-                ),
+                replace(threshold, class_thresholds=dict(threshold.class_thresholds), model_version=version),
             )
             return version

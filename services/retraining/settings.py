@@ -57,6 +57,10 @@ class RetrainingSettings(CommonSettings):
     label_check_max_given_share: float = setting(0.75, positive)
     # Exploration: share of confident items sent to people anyway, while the project holds fewer
     # than `exploration_wanted` such labels; then falling as wanted / held, down to the floor.
+    sources_min_judged: int = setting(5, non_negative)
+    """With sources besides the model (rules, an LLM): calibrate thresholds on the label model's
+    posterior, counting sources with at least this many votes checked by people, and so switch
+    routing to it (retraining/posterior.py). 0: always calibrate on the model's probabilities."""
     exploration_rate: float = setting(0.02, _fraction)
     exploration_floor: float = setting(0.005, _fraction)
     exploration_wanted: int = setting(50, positive)
