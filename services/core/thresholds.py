@@ -31,6 +31,9 @@ class Threshold:
     class_thresholds: dict[str, float] = field(default_factory=dict)
     model_version: int = 0
     exploration_rate: float = 0.0  # share of admitted items sent to people instead
+    # The serving version is the zero-shot prior (retraining/zero_shot.py): routing orders
+    # people's work by its classes (routing/decisions.prior_priority) instead of its margin.
+    prior: bool = False
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""
@@ -47,6 +50,7 @@ class Threshold:
             "class_thresholds": dict(self.class_thresholds),
             "model_version": self.model_version,
             "exploration_rate": self.exploration_rate,
+            **({"prior": True} if self.prior else {}),
         }
 
     @classmethod
@@ -58,6 +62,7 @@ class Threshold:
             {str(k): float(v) for k, v in (data.get("class_thresholds") or {}).items()},
             int(data.get("model_version", 0)) if model_version is None else model_version,
             float(data.get("exploration_rate", 0.0)),
+            bool(data.get("prior", False)),
         )
 
 

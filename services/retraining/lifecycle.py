@@ -170,6 +170,7 @@ class ModelLifecycle:
                 {c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()},
                 current.model_version,
                 current.exploration_rate,
+                current.prior,
             )
             self._publish(pid, moved)
             log.warning("%s: %s", pid, move.reason)
@@ -315,7 +316,11 @@ class ModelLifecycle:
             self.registry.delete_alias(pid, CHALLENGER)
         self.answers.reset(pid)
         published = Threshold(
-            threshold.threshold, dict(threshold.class_thresholds), triton_version, threshold.exploration_rate
+            threshold.threshold,
+            dict(threshold.class_thresholds),
+            triton_version,
+            threshold.exploration_rate,
+            threshold.prior,
         )
         common = {"run_id": record.run_id, "family": record.tags.get("family", ""), "metrics": record.metrics}
         announce(
@@ -355,7 +360,11 @@ class ModelLifecycle:
             self._publish(
                 pid,
                 Threshold(
-                    threshold.threshold, dict(threshold.class_thresholds), version, threshold.exploration_rate
+                    threshold.threshold,
+                    dict(threshold.class_thresholds),
+                    version,
+                    threshold.exploration_rate,
+                    threshold.prior,
                 ),
             )
             return version

@@ -253,7 +253,7 @@ class Trainer:
         label_set = [str(x) for x in project.spec.labels]
         model = prior.build(label_set, dict(project.spec.label_descriptions))
         model_name = project.spec.model_name
-        threshold = Threshold(exploration_rate=0.0)  # admits nothing until answers confirm it
+        threshold = Threshold(exploration_rate=0.0, prior=True)  # admits nothing until answers confirm it
         decision = GateDecision(True, "zero-shot prior: no champion yet")
         tags = {"labelloop.project": pid, "labelloop.trigger": "zero_shot"}
         with self.registry.run(pid, tags) as run_id:

@@ -14,9 +14,10 @@ from labelloop.core.label_model import combined_scores
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch, now_timestamp
-from labelloop.core.thresholds import ThresholdStore
+from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, item_key
 from labelloop.routing.decisions import Decision, decide
+from labelloop.routing.prior_order import PriorRanks
 from labelloop.v1 import common_pb2, events_pb2
 
 
@@ -37,6 +38,7 @@ class Router:
         audit_seed: str,
         label_model: LabelModelStore | None = None,
         label_model_min_judged: int = 0,
+        prior_ranks: PriorRanks | None = None,
     ) -> None:
         self.projects = projects
         self.thresholds = thresholds
@@ -44,6 +46,7 @@ class Router:
         self.audit_seed = audit_seed
         self.label_model = label_model
         self.label_model_min_judged = label_model_min_judged
+        self.prior_ranks = prior_ranks  # the zero-shot prior's order of people's work (None: margin)
 
     def _combined(
         self, prediction: events_pb2.Prediction, project: common_pb2.Project
@@ -90,7 +93,9 @@ class Router:
             prediction = self._combined(prediction, project)
             threshold = self.thresholds.get(project.spec.project_id)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
-            decision = decide(prediction, project, threshold, self.audit_seed)
+            decision = decide(
+                prediction, project, threshold, self.audit_seed, self._prior_rank(prediction, threshold)
+            )
             label = None
             if decision.auto_label is not None:
                 label = events_pb2.LabelFinalized(
@@ -149,6 +154,18 @@ class Router:
                     if decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
                         metrics.ROUTING_DECISIONS.labels(project_id, "exploration").inc()
                 self._emit_task(batch, prediction, project, decision, decision.task_reason, at)
+
+    def _prior_rank(self, prediction: events_pb2.Prediction, threshold: Threshold) -> int | None:
+        """The zero-shot prior's class rank of a new item it does not admit (None otherwise)."""
+        if self.prior_ranks is None or not threshold.prior or not len(prediction.scores):
+            return None
+        if prediction.ingested.HasField("rescore"):
+            return None
+        top = max(prediction.scores, key=lambda s: s.probability)
+        if threshold.admits(top.label, top.probability):
+            return None
+        item = prediction.ingested.item
+        return self.prior_ranks.next(item.project_id, prediction.model_version, top.label)
 
     @staticmethod
     def _emit_task(

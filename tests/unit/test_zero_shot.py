@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from labelloop.core import model_repository
+from labelloop.core.thresholds import Threshold
 from labelloop.retraining.triggers import RetrainTrigger, TriggerPolicy, TriggerReason
 from labelloop.retraining.zero_shot import (
     BAR,
@@ -23,7 +24,8 @@ from labelloop.retraining.zero_shot import (
     label_text,
     prototype_head,
 )
-from labelloop.v1 import common_pb2
+from labelloop.routing.decisions import decide, margin_priority, prior_priority
+from labelloop.v1 import common_pb2, events_pb2
 
 MODEL_PY = Path(__file__).resolve().parents[2] / "services" / "core" / "triton_model" / "model.py"
 
@@ -214,3 +216,37 @@ def test_the_trigger_ignores_a_prior_once_it_has_a_model() -> None:
     trigger.model_served(0)
     trigger.record_labels(["a", "b"] * 30)  # 40 replayed into the model, 20 new
     assert trigger.new_labels == 20 and trigger.due() is None
+
+
+def _prediction(probs: list[float]) -> events_pb2.Prediction:
+    p = events_pb2.Prediction()
+    p.ingested.item.item_id = "1"
+    for label, prob in zip("abc", probs, strict=True):
+        p.scores.add(label=label, probability=prob)
+    return p
+
+
+PROJECT = common_pb2.Project(spec=common_pb2.ProjectSpec(project_id="p", labels=["a", "b", "c"]))
+
+
+def test_the_prior_orders_people_by_class_rounds_then_confidence() -> None:
+    # Every item of rank 0 (first of its class) before any of rank 1, confident first within a rank.
+    ranked = sorted(
+        [(r, c) for r in (0, 1, 2) for c in (0.34, 0.6, 0.99)],
+        key=lambda rc: -prior_priority(*rc),
+    )
+    assert [r for r, _ in ranked[:3]] == [0, 0, 0] and [r for r, _ in ranked[3:6]] == [1, 1, 1]
+    assert [c for _, c in ranked[:3]] == [0.99, 0.6, 0.34]
+    assert prior_priority(0, 1.0) == 1.0 and prior_priority(1, 0.0) == 0.25
+
+
+def test_routing_uses_the_prior_order_only_under_the_priors_threshold() -> None:
+    probs = [0.7, 0.2, 0.1]
+    prior = Threshold(prior=True)
+    under_prior = decide(_prediction(probs), PROJECT, prior, "s", class_rank=2)
+    assert under_prior.task_reason == events_pb2.TASK_REASON_UNCERTAIN
+    assert under_prior.priority == pytest.approx(prior_priority(2, 0.7))
+    trained = decide(_prediction(probs), PROJECT, Threshold(), "s", class_rank=2)
+    assert trained.priority == pytest.approx(margin_priority(probs))
+    assert Threshold.from_record(prior.to_record()) == prior
+    assert "prior" not in Threshold().to_record()  # records of trained models keep their shape
