@@ -34,6 +34,7 @@ from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
+from labelloop.bench.cold_start import cold_start
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
@@ -379,6 +380,7 @@ def run_bench(
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             "sources": reports.source_stats(votes, truth),
+            "cold_start": cold_start(truth, finals, model_events),
             **(
                 {"label_issues": _label_issues(config, project_id, truth, finals, answers, model_events)}
                 if config.annotator_error > 0
