@@ -250,3 +250,61 @@ def test_routing_uses_the_prior_order_only_under_the_priors_threshold() -> None:
     assert trained.priority == pytest.approx(margin_priority(probs))
     assert Threshold.from_record(prior.to_record()) == prior
     assert "prior" not in Threshold().to_record()  # records of trained models keep their shape
+
+
+class FakeRanks:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int, str], int] = {}
+
+    def next(self, project_id: str, version: int, label: str) -> int:
+        key = (project_id, version, label)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key] - 1
+
+
+class PriorThresholds:
+    def __init__(self, prior: bool) -> None:
+        self.prior = prior
+
+    def get(self, project_id: str) -> Threshold:
+        return Threshold(model_version=3, prior=self.prior)
+
+    def invalidate(self, project_id: str) -> None:
+        pass
+
+
+class AllToPeople:
+    def claim(self, claims, emit):  # type: ignore[no-untyped-def]
+        from labelloop.core.final_labels import Outcome
+
+        return [Outcome.NEW for _ in claims]
+
+
+def _routed_priorities(prior: bool, probs: list[list[float]]) -> list[float]:
+    from labelloop.core.stream import Batch, Event
+    from labelloop.core.topics import PREDICTIONS
+    from labelloop.routing.router import Router
+
+    events = []
+    for n, row in enumerate(probs):
+        p = _prediction(row)
+        p.ingested.item.item_id = f"i{n}"
+        p.ingested.item.project_id = "p"
+        p.model_version = 3
+        events.append(Event(PREDICTIONS, p, f"p/i{n}".encode(), 0, n, b"", 0))
+    batch = Batch(events=events)
+
+    class Projects:
+        def get(self, project_id: str) -> common_pb2.Project:
+            return PROJECT
+
+    Router(Projects(), PriorThresholds(prior), AllToPeople(), "s", prior_ranks=FakeRanks())(batch)  # type: ignore[arg-type]
+    return [message.priority for _topic, _key, message in batch.outputs]
+
+
+def test_the_router_ranks_the_priors_items_per_predicted_class() -> None:
+    probs = [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.2, 0.7, 0.1], [0.9, 0.05, 0.05]]
+    assert _routed_priorities(True, probs) == pytest.approx(
+        [prior_priority(0, 0.6), prior_priority(1, 0.5), prior_priority(0, 0.7), prior_priority(2, 0.9)]
+    )
+    assert _routed_priorities(False, probs) == pytest.approx([margin_priority(p) for p in probs])
