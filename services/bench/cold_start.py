@@ -12,15 +12,43 @@ before the first trained model, read from the project's `models` events and fina
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from labelloop.bench.report import HUMAN, MODEL, FinalLabel
-from labelloop.v1 import events_pb2
+from labelloop.v1 import admin_pb2, events_pb2
 
-__all__ = ["PRIOR_FAMILY", "cold_start"]
+__all__ = ["PRIOR_FAMILY", "cold_start", "prior_wait_default", "wait_for_prior"]
 
 PRIOR_FAMILY = "zero-shot"
+PRIOR_WAIT_S = 120.0
+
+
+def prior_wait_default() -> float:
+    """How long a bench waits, after creating its text project, for the zero-shot prior to serve
+    before streaming: :data:`PRIOR_WAIT_S` unless `LABELLOOP_ZERO_SHOT` (the bench's environment,
+    which the stack it starts inherits) turns the prior off, then 0."""
+    value = os.environ.get("LABELLOOP_ZERO_SHOT", "true").strip().lower()
+    return 0.0 if value in ("false", "0", "no", "off") else PRIOR_WAIT_S
+
+
+def wait_for_prior(admin: Any, project_id: str, timeout_s: float, say: Callable[[str], None]) -> float:
+    """Wait until a model version serves `project_id` (the prior, before any label) or
+    `timeout_s` passes; returns the seconds waited. A real project's first items come some time
+    after its creation; a bench that streams at once would measure the minute it takes to build
+    and load the prior, not the prior."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        status = admin.GetProjectStatus(admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=10)
+        if status.serving_version > 0:
+            waited = time.monotonic() - started
+            say(f"project {project_id}: the zero-shot prior serves (after {waited:.1f}s)")
+            return waited
+        time.sleep(0.5)
+    say(f"project {project_id}: no prior served after {timeout_s:.0f}s; streaming anyway")
+    return time.monotonic() - started
 
 
 def cold_start(

@@ -34,7 +34,7 @@ from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
-from labelloop.bench.cold_start import cold_start
+from labelloop.bench.cold_start import cold_start, prior_wait_default, wait_for_prior
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
@@ -109,6 +109,8 @@ class BenchConfig:
     chaos_outage_s: float = 30.0  # how long Triton and MLflow are down
     chaos_stack: Any = None  # the LocalStack to inject faults into (default: `make up`'s)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Before streaming a text project, wait this long for the zero-shot prior to serve (0: don't).
+    prior_wait_s: float = field(default_factory=prior_wait_default)
 
 
 def api_token(config: BenchConfig) -> str:
@@ -316,6 +318,8 @@ def run_bench(
                 for rule in rules:
                     rule_api.AddRule(rules_pb2.AddRuleRequest(project_id=project_id, rule=rule), timeout=30)
                 say(f"project {project_id}: {len(rules)} rules from {config.rules}")
+            if config.prior_wait_s > 0 and "media" not in records[0]:
+                wait_for_prior(admin, project_id, config.prior_wait_s, say)
             watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
             chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
