@@ -2,8 +2,10 @@
 
 A `Chaos` thread works through FAULTS in a random order (seeded), one fault at a time, each at a
 random moment of its share of the stream (fault i of n, counted from 1, once between i/(n+2) and
-(i+1)/(n+2) of the items have a final label, and never before the previous fault recovered; a
-fault whose moment comes after the last item's label is not injected, and reported so):
+(i+1)/(n+2) of the items have a final label, and never before the previous fault recovered). The
+bench holds its last items back until every fault was injected (`injected_all`), since recoveries
+let a backlog through that can outrun the plan; a fault whose moment still comes after the last
+item's label (a caller that does not hold back) is not injected, and reported so:
 
 - ``kill:<service>``: SIGKILL of the service's process group (no shutdown, no commit), then a
   restart, for ingest, inference, routing, human-tasks and retraining;
@@ -12,7 +14,7 @@ fault whose moment comes after the last item's label is not injected, and report
 
 Each fault's ``recovery_s`` runs from its start until the component is running and ready again
 and a final label newer than its restart has been read (or every item has one): the stream
-moves again. The faults act on the processes of a `labelloop.stack.LocalStack` (the one
+moves again (or, while the bench holds its last items back, every item sent has one). The faults act on the processes of a `labelloop.stack.LocalStack` (the one
 `make up` starts, or one the caller built); counting `lost` and `duplicates` is the bench's
 (from the raw labels topic, read_committed).
 """
@@ -77,6 +79,10 @@ class Chaos:
         self._results: list[FaultResult] = []
         self._began = 0.0
         self._thread = threading.Thread(target=self._run, name="labelloop-chaos", daemon=True)
+        #: True while the caller holds its items back and every item it sent has a final label:
+        #: then nothing can show the stream moving, and a fault counts as recovered once its
+        #: component is back (the held items, sent after the last fault, show the rest).
+        self.drained: Callable[[], bool] = lambda: False
 
     def start(self) -> None:
         self._began = time.monotonic()
@@ -92,6 +98,12 @@ class Chaos:
     def done(self) -> bool:
         """Every fault was injected and has recovered (or the thread ended)."""
         return not self._thread.is_alive()
+
+    @property
+    def injected_all(self) -> bool:
+        """Every fault of the plan was injected (the last may still be recovering), or the
+        thread ended. The bench holds its last items back until then (bench/loop.py)."""
+        return len(self._results) >= len(self.plan) or not self._thread.is_alive()
 
     def results(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self._results]
@@ -124,7 +136,7 @@ class Chaos:
                 continue
             baseline = self.finals()
             while True:  # (a stopped chaos still records a recovery it sees now)
-                if self.finals() > baseline or self.finals() >= self.total:
+                if self.finals() > baseline or self.finals() >= self.total or self.drained():
                     result.recovery_s = round(time.monotonic() - started, 2)
                     break
                 if self._stop.wait(0.05):

@@ -325,7 +325,7 @@ def run_bench(
             chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
             try:
                 outcome = _stream(
-                    config, channel, admin, project_id, records, truth, label_set, watcher, progress
+                    config, channel, admin, project_id, records, truth, label_set, watcher, progress, chaos
                 )
             finally:
                 if chaos is not None:  # restores a component it has down, then ends
@@ -466,10 +466,13 @@ def _stream(
     label_set: list[str],
     watcher: FinalLabelWatcher,
     progress: Callable[[dict[str, Any]], None] | None,
+    chaos: Chaos | None = None,
 ) -> dict[str, Any]:
     """Submit the items and run the annotators until the labels topic holds a final label for
     every item; returns the submitter's state (`submits`: (ms before the call, ms after it, items
-    submitted once it returned) per SubmitBatch call)."""
+    submitted once it returned) per SubmitBatch call). With `chaos`, the last items wait until
+    every fault was injected, so that no fault is left out because the stream ended first, and
+    the held items show the last one's recovery."""
     stop = threading.Event()
     people = [
         SimulatedAnnotator(f"sim-{i}", label_set, config.annotator_error, config.seed)
@@ -489,9 +492,19 @@ def _stream(
     ]
     for client in clients:
         client.start()
-    state: dict[str, Any] = {"submitted": 0, "first_submit_ms": 0.0, "submits": [], "error": None}
+    state: dict[str, Any] = {
+        "submitted": 0,
+        "first_submit_ms": 0.0,
+        "submits": [],
+        "error": None,
+        "holding": False,
+    }
+    if chaos is not None:
+        chaos.drained = lambda: bool(state["holding"]) and watcher.count() >= state["submitted"]
     submitter = threading.Thread(
-        target=_submit_all, args=(config, channel, project_id, records, state, watcher, stop), daemon=True
+        target=_submit_all,
+        args=(config, channel, project_id, records, state, watcher, stop, chaos),
+        daemon=True,
     )
     submitter.start()
     last_final, last_change, last_progress = -1, time.monotonic(), 0.0
@@ -506,7 +519,7 @@ def _stream(
             if final >= len(records):
                 _drain_audits(config, project_id, state, stop)
                 break
-            if final != last_final:
+            if final != last_final or state["holding"]:  # held back on purpose: not a stall
                 last_final, last_change = final, time.monotonic()
             elif time.monotonic() - last_change > config.stall_timeout_s:
                 raise BenchError(
@@ -598,13 +611,21 @@ def _submit_all(
     state: dict[str, Any],
     watcher: FinalLabelWatcher,
     stop: threading.Event,
+    chaos: Chaos | None = None,
 ) -> None:
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
     batch = 50 if config.rate is None else max(1, min(50, int(config.rate / 10) or 1))
     begin = time.monotonic()
     start = 0
+    # under chaos, the last 5% wait for the last fault (whose moment is before 10/11 of the stream)
+    held_from = len(records) - max(1, len(records) // 20) if chaos is not None else len(records)
     try:
         while start < len(records):
+            if chaos is not None and start >= held_from:
+                state["holding"] = True
+                while not stop.is_set() and not chaos.injected_all:
+                    stop.wait(0.2)
+                state["holding"] = False
             size = submission_size(start, watcher.count(), config.window, batch, len(records) - start)
             while not stop.is_set() and size == 0:
                 finalized = watcher.wait_beyond(start - config.window, 0.5)

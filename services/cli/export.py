@@ -13,7 +13,8 @@ FORMATS = ("jsonl", "csv", "parquet")
 
 
 def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
-    """One exported row: the item, its final label and where the label came from."""
+    """One exported row: the item, its final label, where the label came from, and the spans and
+    boxes people marked (JSON text, so every format holds them the same way)."""
     item = label.ingested.item
     body = item.content.WhichOneof("body")
     return {
@@ -29,6 +30,11 @@ def label_row(label: events_pb2.LabelFinalized) -> dict[str, Any]:
         "annotators": ",".join(label.annotators),
         "finalized_at": label.finalized_at.ToJsonString() if label.HasField("finalized_at") else "",
         "metadata": json.dumps(dict(item.metadata), sort_keys=True),
+        # the final label's regions, as JSON lists (empty "[]" when none; see common.proto Span, Box)
+        "spans": json.dumps([{"start": s.start, "end": s.end, "label": s.label} for s in label.spans]),
+        "boxes": json.dumps(
+            [{"x": b.x, "y": b.y, "w": b.w, "h": b.h, "label": b.label} for b in label.boxes]
+        ),
     }
 
 

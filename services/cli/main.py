@@ -67,12 +67,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def rpc_error(exc: grpc.RpcError, what: str) -> typer.Exit:
+def rpc_error(exc: grpc.RpcError, what: str, invalid_exit: int = 1) -> typer.Exit:
+    """One line naming what failed and why; exit code 1, or ``invalid_exit`` for INVALID_ARGUMENT."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code == grpc.StatusCode.UNAVAILABLE:
         return fail(f"{what}: the service is unavailable ({details}). Is the stack up? Try `make up`.")
-    return fail(f"{what}: {code.name if code else 'error'}: {details}")
+    exit_code = invalid_exit if code == grpc.StatusCode.INVALID_ARGUMENT else 1
+    return fail(f"{what}: {code.name if code else 'error'}: {details}", exit_code)
 
 
 def api_token(s: CliSettings) -> str:
@@ -94,7 +96,9 @@ def ingest_channel(s: CliSettings) -> grpc.Channel:
 def project_create(
     project_id: Annotated[str, typer.Argument(help="Project id: lowercase letters, digits, '-', '_'.")],
     labels: Annotated[str, typer.Option(help="Comma-separated label set, e.g. 'ham,spam'.")],
-    modality: Annotated[str, typer.Option(help="text, image, audio or video.")] = "text",
+    modality: Annotated[
+        str, typer.Option(help="text or image (audio and video are refused until they have a model).")
+    ] = "text",
     target_precision: Annotated[float, typer.Option(help="Precision auto-labels must reach.")] = 0.95,
     annotators: Annotated[int, typer.Option(help="People per human task (majority vote).")] = 1,
     audit_rate: Annotated[float, typer.Option(help="Share of auto-labels also sent to people.")] = 0.02,
@@ -108,7 +112,7 @@ def project_create(
         ),
     ] = None,
 ) -> None:
-    """Create a project."""
+    """Create a project (exit code 2 with one line when the server refuses its spec)."""
     if modality not in MODALITIES:
         raise fail(f"--modality {modality!r}: use one of {', '.join(MODALITIES)}", 2)
     label_descriptions: dict[str, str] = {}
@@ -135,7 +139,7 @@ def project_create(
                 admin_pb2.CreateProjectRequest(spec=spec), timeout=10
             )
         except grpc.RpcError as exc:
-            raise rpc_error(exc, f"creating project {project_id!r}") from None
+            raise rpc_error(exc, f"creating project {project_id!r}", invalid_exit=2) from None
     console.print(
         f"created project [bold]{project.spec.project_id}[/] with {len(project.spec.labels)} labels"
     )
@@ -200,33 +204,55 @@ def project_list() -> None:
 @app.command("import")
 def import_file(
     file: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="JSONL or CSV: text, optional id and label, other fields as metadata; or a folder of "
             "images (one subfolder per label, or none), copied into the media store."
         ),
-    ],
-    project: Annotated[str, typer.Option(help="The project to import into.")],
+    ] = None,
+    project: Annotated[str, typer.Option(help="The project to import into.")] = "",
+    media_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--list",
+            help="A CSV or JSONL list of images: 'path' (relative to the list's folder, or absolute), "
+            "optional 'item_id', other columns as metadata ('label' is ignored). Bad rows are "
+            "reported and skipped; exit code 2 when any row was rejected.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Items per SubmitBatch call.")] = 500,
 ) -> None:
-    """Import items from a file or an image folder through the ingest API, with a progress bar and
-    a summary. A folder's images are first copied into the media store ($LABELLOOP_MEDIA_ROOT)."""
+    """Import items from a file, an image folder or a list of images through the ingest API, with a
+    progress bar and a summary. Images are first copied into the media store ($LABELLOOP_MEDIA_ROOT)."""
     from labelloop.core.errors import InvalidArgument
     from labelloop.core.media import MediaStore
     from labelloop.datasets.files import load_file
     from labelloop.datasets.images import load_image_folder
+    from labelloop.datasets.media_lists import load_media_list
     from labelloop.datasets.records import DatasetError, content_of
 
+    if (file is None) == (media_list is None):
+        raise fail("give a FILE or folder, or --list FILE, not both", 2)
+    if not project:
+        raise fail("--project is required", 2)
+    source = file if file is not None else media_list
+    assert source is not None
     s = settings()
+    problems: list[str] = []  # rows of a list that were rejected, before or by ingest
+    lines: list[int] | None = None
     try:
-        if file.is_dir():
-            records = load_image_folder(file, MediaStore(s.media_root))
+        if media_list is not None:
+            listed = load_media_list(media_list, MediaStore(s.media_root))
+            records, lines, problems = listed.records, listed.lines, listed.problems
+            if listed.has_label:
+                console.print(f"{media_list}: the 'label' column is ignored (items carry no label)")
+        elif source.is_dir():
+            records = load_image_folder(source, MediaStore(s.media_root))
         else:
-            records = load_file(file, require_label=False)
+            records = load_file(source, require_label=False)
     except (DatasetError, FileNotFoundError, InvalidArgument) as exc:
         raise fail(str(exc), 2) from None
     accepted = duplicates = rejected = 0
-    problems: list[str] = []
     started = time.perf_counter()
     with (
         ingest_channel(s) as channel,
@@ -254,19 +280,31 @@ def import_file(
                     functools.partial(stub.SubmitBatch, request, timeout=60)
                 )
             except grpc.RpcError as exc:
-                raise rpc_error(exc, f"importing {file} (after {start} items)") from None
+                raise rpc_error(exc, f"importing {source} (after {start} items)") from None
             accepted += response.accepted
             duplicates += response.duplicates
             rejected += response.rejected
             for result in response.results:
-                if result.status == ingest_pb2.SUBMIT_STATUS_REJECTED and len(problems) < 10:
-                    problems.append(f"  item {start + result.index + 1}: {result.error_message}")
+                if result.status != ingest_pb2.SUBMIT_STATUS_REJECTED:
+                    continue
+                n = start + result.index
+                if lines is not None:
+                    problems.append(f"{source}:{lines[n]}: {result.error_message}")
+                elif len(problems) < 10:
+                    problems.append(f"  item {n + 1}: {result.error_message}")
             bar.advance(task, len(chunk))
     seconds = time.perf_counter() - started
+    skipped = len(problems) - rejected if lines is not None else 0
     console.print(
-        f"imported {file}: {accepted} accepted, {duplicates} duplicates, {rejected} rejected "
+        f"imported {source}: {accepted} accepted, {duplicates} duplicates, {rejected + skipped} rejected "
         f"in {seconds:.1f}s ({len(records) / max(seconds, 1e-9):.0f} items/s)"
     )
+    if lines is not None:
+        for line in problems:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+        if problems:
+            raise typer.Exit(2)
+        return
     for line in problems:
         console.print(line)
     if rejected and not accepted:

@@ -109,6 +109,7 @@ RULES: dict[str, Rule] = {
     f"{_PKG}HumanTaskService/GetQueueStats": Rule(_ANNOTATORS, _one("project_id")),
     f"{_PKG}HumanTaskService/SubmitAnnotation": Rule(_ANNOTATORS),
     f"{_PKG}HumanTaskService/ReleaseTask": Rule(_ANNOTATORS),
+    f"{_PKG}HumanTaskService/GetTaskMedia": Rule(_ANNOTATORS),
     # rules: admins manage them; the project's clients and annotators may read them
     f"{_PKG}RuleService/AddRule": Rule(frozenset(), _one("project_id")),
     f"{_PKG}RuleService/RemoveRule": Rule(frozenset(), _one("project_id")),

@@ -24,6 +24,9 @@ DEFAULT_AUDIT_RATE = 0.02
 MAX_LABELS = 1000
 MAX_LABEL_DESCRIPTION = 1000
 """Characters of one label's description (`ProjectSpec.label_descriptions`)."""
+#: The modalities that have a model path (a family that trains them, inference that reads them):
+#: a project of another modality is refused at creation instead of dead-lettering every item.
+MODEL_MODALITIES = {common_pb2.MODALITY_TEXT: "text", common_pb2.MODALITY_IMAGE: "image"}
 
 
 def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
@@ -33,6 +36,14 @@ def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
     check_project_id(out.project_id, "spec.project_id")
     if out.modality == common_pb2.MODALITY_UNSPECIFIED:
         out.modality = common_pb2.MODALITY_TEXT
+    if out.modality not in MODEL_MODALITIES:
+        known = out.modality in common_pb2.Modality.values()
+        name = common_pb2.Modality.Name(out.modality).removeprefix("MODALITY_").lower() if known else "?"
+        raise InvalidArgument(
+            "spec.modality",
+            f"{name} ({out.modality}) has no model path yet (no family trains it, inference cannot read it); "
+            f"supported: {', '.join(MODEL_MODALITIES.values())}",
+        )
     if out.task_type == common_pb2.TASK_TYPE_UNSPECIFIED:
         out.task_type = common_pb2.TASK_TYPE_SINGLE_LABEL
     if out.task_type == common_pb2.TASK_TYPE_MULTI_LABEL:

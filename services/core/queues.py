@@ -9,6 +9,8 @@ Per project `p` (all under the key prefix):
 - `leases:p`     sorted set lease id -> expiry (epoch s): leases in flight;
 - `task:p:<m>`   hash: the task payload and its consensus state;
 - `task_who:p:<m>`, `task_answers:p:<m>`: who has leased it, and the answers so far;
+- `task_regions:p:<m>` hash annotator -> the spans and boxes of their answer (only answers that
+  marked any; human_tasks/regions.py);
 - `lease:<id>`   hash: one lease's holder, task and outcome;
 - `answers_unproduced:p` sorted set lease id -> answer time: answers recorded whose events are not
   yet produced (the human-tasks upkeep publishes them);
@@ -69,6 +71,9 @@ class QueueKeys:
 
     def answers(self, project_id: str, member: str) -> str:
         return self.k("task_answers", project_id, member)
+
+    def regions(self, project_id: str, member: str) -> str:
+        return self.k("task_regions", project_id, member)
 
     def lease(self, lease_id: str) -> str:
         return self.k("lease", lease_id)

@@ -11,6 +11,7 @@ import threading
 from labelloop.core import grpc_server, stream
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.label_model_store import LabelModelStore
+from labelloop.core.media import MediaStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.topics import MODELS, TASKS
@@ -40,6 +41,7 @@ def main() -> None:
         api_producer,
         LabelModelStore(client, settings.redis_key_prefix),
         AgreementStore(client, settings.redis_key_prefix),
+        MediaStore(settings.media_root, settings.max_media_bytes),
     )
     server = grpc_server.build_server(
         "human_tasks",

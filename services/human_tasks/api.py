@@ -22,17 +22,20 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelloop.core import access, metrics
-from labelloop.core.errors import InvalidArgument, LabelloopError
+from labelloop.core.errors import FailedPrecondition, InvalidArgument, LabelloopError
 from labelloop.core.final_labels import FinalLabelWriter
 from labelloop.core.identifiers import check_lease_id
 from labelloop.core.label_model_store import LabelModelStore
+from labelloop.core.media import MediaStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.queues import QueueKeys, member_of, read_stats
 from labelloop.core.stream import EventProducer, now_timestamp
 from labelloop.core.topics import ANNOTATIONS, item_key
 from labelloop.human_tasks.agreement import AgreementStore, agreement_updates
 from labelloop.human_tasks.consensus import majority
+from labelloop.human_tasks.media import check_live_lease, read_task_media
 from labelloop.human_tasks.queue import TaskQueue, task_state
+from labelloop.human_tasks.regions import check_regions, decode_regions, encode_regions, regions_for_label
 from labelloop.v1 import common_pb2, events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ def caller_for_lease(lease: dict[str, str], requested_annotator: str) -> str:
 
 
 class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
-    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats. The annotator is the caller's
+    """LeaseTask, SubmitAnnotation, ReleaseTask, GetQueueStats, GetTaskMedia. The annotator is the caller's
     token's (an admin may name one); a request's `annotator_id` naming someone else is refused."""
 
     def __init__(
@@ -62,7 +65,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         producer: EventProducer,
         label_model: LabelModelStore | None = None,
         agreement: AgreementStore | None = None,
+        media: MediaStore | None = None,
     ) -> None:
+        self.media = media
         self.queue = queue
         self.projects = projects
         self.writer = writer
@@ -102,7 +107,8 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             raise InvalidArgument(
                 "labels", f"{label!r} is not in project {project.spec.project_id!r}'s label set"
             )
-        answered = self.queue.answer(request.lease_id, annotator, label)
+        regions = self._checked_regions(request, info, project)
+        answered = self.queue.answer(request.lease_id, annotator, label, regions)
         if answered.duplicate:
             lease = answered.lease or {}
             if lease.get("label") and lease.get("label") != label:
@@ -113,8 +119,24 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             if lease.get("produced") != "1" and self.queue.take_over(request.lease_id):
                 self._redo(request.lease_id, self.queue.lease_info(request.lease_id))
             return human_tasks_pb2.SubmitAnnotationResponse(duplicate=True)
+        info = {**info, "regions": regions}  # as the lease record now holds it (a redo reads it there)
         finalized = self._produce(request.lease_id, answered.task, annotator, label, answered.answers, info)
         return human_tasks_pb2.SubmitAnnotationResponse(finalized=finalized)
+
+    def _checked_regions(
+        self,
+        request: human_tasks_pb2.SubmitAnnotationRequest,
+        lease: dict[str, str],
+        project: common_pb2.Project,
+    ) -> str:
+        """The answer's spans and boxes, checked against the leased item and the project's label
+        set (InvalidArgument naming the field), in their stored form; "" when there are none."""
+        if not request.spans and not request.boxes:
+            return ""
+        state = task_state(self.queue, lease["project"], lease["task"])
+        if state is not None:  # else the task is finished: the answer is a duplicate or stale
+            check_regions(request.spans, request.boxes, state[0].ingested.item, project.spec.labels)
+        return encode_regions(request.spans, request.boxes)
 
     def _produce(
         self,
@@ -158,6 +180,9 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             duration_ms=int((time.time() - leased_at) * 1000),
             annotated_at=now_timestamp(),
         )
+        spans, boxes = decode_regions(lease.get("regions"))
+        annotation.spans.extend(spans)
+        annotation.boxes.extend(boxes)
         describe_routing(annotation, task)
         if audit and annotation.predicted_label:
             annotation.audited_labels.append(annotation.predicted_label)
@@ -186,6 +211,11 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                     finalized_at=now_timestamp(),
                     answer_probability=task.answer_probability or 1.0,
                 )
+                spans, boxes = regions_for_label(
+                    answers, self.queue.task_regions(project_id, member_of(task)), verdict.label or ""
+                )
+                final.spans.extend(spans)
+                final.boxes.extend(boxes)
                 published = [final]
                 if not self.writer.finalize(published, self.producer.send, over_people=True)[0].publish:
                     published = []  # already published (a retry), or another label came first
@@ -265,6 +295,19 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         info = self.queue.lease_info(request.lease_id)
         self.queue.release(request.lease_id, caller_for_lease(info, request.annotator_id))
         return human_tasks_pb2.ReleaseTaskResponse()
+
+    def GetTaskMedia(
+        self, request: human_tasks_pb2.GetTaskMediaRequest, context: grpc.ServicerContext
+    ) -> human_tasks_pb2.TaskMedia:
+        if not request.lease_id:
+            raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(request.lease_id)
+        lease = self.queue.lease_info(request.lease_id)
+        check_live_lease(lease, caller_for_lease(lease, request.annotator_id))
+        state = task_state(self.queue, lease["project"], lease["task"])
+        if state is None or self.media is None:
+            raise FailedPrecondition("the task is finished or this service has no media root")
+        return read_task_media(self.media, state[0].ingested.item)
 
     def GetQueueStats(
         self, request: human_tasks_pb2.GetQueueStatsRequest, context: grpc.ServicerContext

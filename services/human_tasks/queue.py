@@ -104,7 +104,8 @@ return 1
 """
 
 _ANSWER = """
--- KEYS: leases, unproduced ; ARGV: prefix, lease_id, annotator, label, now, record ttl, produce hold
+-- KEYS: leases, unproduced ; ARGV: prefix, lease_id, annotator, label, now, record ttl, produce hold,
+-- regions (the answer's spans and boxes, human_tasks/regions.py; '' when none)
 local lk = ARGV[1] .. ':lease:' .. ARGV[2]
 local status = redis.call('HGET', lk, 'status')
 if not status then return {'unknown'} end
@@ -120,6 +121,10 @@ local ak = ARGV[1] .. ':task_answers:' .. project .. ':' .. id
 redis.call('HSET', lk, 'status', 'answered', 'label', ARGV[4], 'answered_at', ARGV[5],
   'producing_until', tonumber(ARGV[5]) + tonumber(ARGV[7]))
 redis.call('EXPIRE', lk, tonumber(ARGV[6]))
+if ARGV[8] ~= '' then
+  redis.call('HSET', lk, 'regions', ARGV[8])
+  redis.call('HSET', ARGV[1] .. ':task_regions:' .. project .. ':' .. id, ARGV[3], ARGV[8])
+end
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 redis.call('HINCRBY', tk, 'active', -1)
@@ -368,9 +373,10 @@ class TaskQueue:
     def _lease_project(self, lease_id: str) -> str:
         return self.lease_info(lease_id)["project"]
 
-    def answer(self, lease_id: str, annotator_id: str, label: str) -> Answered:
-        """Record an answer under a live lease. Raises FailedPrecondition for an unknown, foreign or
-        expired lease; a repeated answer under the same lease returns `duplicate=True`."""
+    def answer(self, lease_id: str, annotator_id: str, label: str, regions: str = "") -> Answered:
+        """Record an answer under a live lease, with its stored spans and boxes (`regions`, from
+        regions.encode_regions) in the same script. Raises FailedPrecondition for an unknown,
+        foreign or expired lease; a repeated answer under the same lease returns `duplicate=True`."""
         info = self.lease_info(lease_id)
         try:
             result = self._answer(
@@ -383,6 +389,7 @@ class TaskQueue:
                     time.time(),
                     LEASE_RECORD_TTL_S,
                     PRODUCE_HOLD_S,
+                    regions,
                 ],
             )
         except redis.RedisError as exc:
@@ -426,12 +433,22 @@ class TaskQueue:
                 self.keys.task(project_id, member),
                 self.keys.who(project_id, member),
                 self.keys.answers(project_id, member),
+                self.keys.regions(project_id, member),
             )
             pipe.zrem(self.keys.queue(project_id), member)
             pipe.zrem(self.keys.queued_at(project_id), member)
             pipe.execute()
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
+
+    def task_regions(self, project_id: str, member: str) -> dict[str, str]:
+        """The stored spans and boxes of a live task's answers: annotator -> regions (answers that
+        marked none are absent)."""
+        try:
+            raw = self.client.hgetall(self.keys.regions(project_id, member))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        return {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
 
     def take_over(self, lease_id: str) -> bool:
         """Claim the production of an answered lease's events that were never marked produced,

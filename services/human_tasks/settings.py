@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labelloop.core.media import DEFAULT_MEDIA_ROOT
 from labelloop.core.settings import CommonSettings, non_negative, port, positive, setting
 
 
@@ -22,3 +23,7 @@ class HumanTasksSettings(CommonSettings):
     # its opinion; those it auto-labels are withdrawn from people (0: never).
     rescore_limit: int = setting(1000, non_negative)
     lease_scan: int = setting(200, positive)  # how deep LeaseTask looks for a task the annotator has not seen
+    # GetTaskMedia reads leased tasks' media here, up to this many bytes per file (below gRPC's
+    # default 4 MiB receive limit of clients, so they need no option for it).
+    media_root: str = setting(DEFAULT_MEDIA_ROOT)
+    max_media_bytes: int = setting(4_000_000, positive)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 #: (project modality, item content) pairs that have a model: inline text, and images by reference
-#: (the model reads the URI; core/media.py `model_input`). Others go to the dead-letter topic.
+#: (the model reads the URI; core/media.py `model_input`). Others go to the dead-letter topic (projects
+#: of other modalities are refused at creation: core/projects.py `MODEL_MODALITIES`).
 MODEL_PATHS = {(common_pb2.MODALITY_TEXT, "text"), (common_pb2.MODALITY_IMAGE, "media")}
 
 

@@ -88,6 +88,30 @@ class ClassScore(_message.Message):
     probability: float
     def __init__(self, label: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
+class Span(_message.Message):
+    __slots__ = ("start", "end", "label")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    label: str
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+
+class Box(_message.Message):
+    __slots__ = ("x", "y", "w", "h", "label")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    W_FIELD_NUMBER: _ClassVar[int]
+    H_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., w: _Optional[float] = ..., h: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
+
 class ProjectSpec(_message.Message):
     __slots__ = ("project_id", "modality", "task_type", "labels", "target_precision", "annotators_per_task", "audit_rate", "model_name", "description", "label_descriptions")
     class LabelDescriptionsEntry(_message.Message):

@@ -167,7 +167,7 @@ class Withdrawal(_message.Message):
     def __init__(self, label: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
-    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels", "reviewed_labels", "reviewed_annotators")
+    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels", "reviewed_labels", "reviewed_annotators", "spans", "boxes")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,8 @@ class AnnotationSubmitted(_message.Message):
     CONSENSUS_LABELS_FIELD_NUMBER: _ClassVar[int]
     REVIEWED_LABELS_FIELD_NUMBER: _ClassVar[int]
     REVIEWED_ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     item_id: str
     project_id: str
@@ -204,10 +206,12 @@ class AnnotationSubmitted(_message.Message):
     consensus_labels: _containers.RepeatedScalarFieldContainer[str]
     reviewed_labels: _containers.RepeatedScalarFieldContainer[str]
     reviewed_annotators: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ..., reviewed_labels: _Optional[_Iterable[str]] = ..., reviewed_annotators: _Optional[_Iterable[str]] = ...) -> None: ...
+    spans: _containers.RepeatedCompositeFieldContainer[_common_pb2.Span]
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Box]
+    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ..., reviewed_labels: _Optional[_Iterable[str]] = ..., reviewed_annotators: _Optional[_Iterable[str]] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ...) -> None: ...
 
 class LabelFinalized(_message.Message):
-    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited")
+    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited", "spans", "boxes")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +223,8 @@ class LabelFinalized(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     AUDITED_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
     labels: _containers.RepeatedScalarFieldContainer[str]
     source: _common_pb2.LabelSource
@@ -230,7 +236,9 @@ class LabelFinalized(_message.Message):
     threshold: float
     answer_probability: float
     audited: bool
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ..., answer_probability: _Optional[float] = ..., audited: _Optional[bool] = ...) -> None: ...
+    spans: _containers.RepeatedCompositeFieldContainer[_common_pb2.Span]
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Box]
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ..., answer_probability: _Optional[float] = ..., audited: _Optional[bool] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
     __slots__ = ("project_id", "kind", "model_name", "model_version", "family", "mlflow_run_id", "metrics", "threshold", "class_thresholds", "reason", "at")

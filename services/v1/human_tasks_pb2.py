@@ -23,32 +23,37 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from labelloop.v1 import common_pb2 as labelloop_dot_v1_dot_common__pb2
 from labelloop.v1 import events_pb2 as labelloop_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elabelloop/v1/human_tasks.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19labelloop/v1/events.proto\"<\n\x10LeaseTaskRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\"\x95\x01\n\x11LeaseTaskResponse\x12\x10\n\x08has_task\x18\x01 \x01(\x08\x12&\n\x04task\x18\x02 \x01(\x0b\x32\x18.labelloop.v1.TaskRouted\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x17SubmitAnnotationRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\"@\n\x18SubmitAnnotationResponse\x12\x11\n\tfinalized\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"<\n\x12ReleaseTaskRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\"\x15\n\x13ReleaseTaskResponse\"*\n\x14GetQueueStatsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"k\n\nQueueStats\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x0e\n\x06leased\x18\x03 \x01(\x03\x12\x14\n\x0coldest_age_s\x18\x04 \x01(\x01\x12\x13\n\x0b\x61nnotations\x18\x05 \x01(\x03\x32\xe6\x02\n\x10HumanTaskService\x12L\n\tLeaseTask\x12\x1e.labelloop.v1.LeaseTaskRequest\x1a\x1f.labelloop.v1.LeaseTaskResponse\x12\x61\n\x10SubmitAnnotation\x12%.labelloop.v1.SubmitAnnotationRequest\x1a&.labelloop.v1.SubmitAnnotationResponse\x12R\n\x0bReleaseTask\x12 .labelloop.v1.ReleaseTaskRequest\x1a!.labelloop.v1.ReleaseTaskResponse\x12M\n\rGetQueueStats\x12\".labelloop.v1.GetQueueStatsRequest\x1a\x18.labelloop.v1.QueueStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elabelloop/v1/human_tasks.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19labelloop/v1/common.proto\x1a\x19labelloop/v1/events.proto\"<\n\x10LeaseTaskRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\"\x95\x01\n\x11LeaseTaskResponse\x12\x10\n\x08has_task\x18\x01 \x01(\x08\x12&\n\x04task\x18\x02 \x01(\x0b\x32\x18.labelloop.v1.TaskRouted\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x17SubmitAnnotationRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12!\n\x05spans\x18\x04 \x03(\x0b\x32\x12.labelloop.v1.Span\x12 \n\x05\x62oxes\x18\x05 \x03(\x0b\x32\x11.labelloop.v1.Box\"@\n\x18SubmitAnnotationResponse\x12\x11\n\tfinalized\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"<\n\x12ReleaseTaskRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\"\x15\n\x13ReleaseTaskResponse\"*\n\x14GetQueueStatsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"k\n\nQueueStats\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x0e\n\x06leased\x18\x03 \x01(\x03\x12\x14\n\x0coldest_age_s\x18\x04 \x01(\x01\x12\x13\n\x0b\x61nnotations\x18\x05 \x01(\x03\"=\n\x13GetTaskMediaRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\"?\n\tTaskMedia\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t2\xb2\x03\n\x10HumanTaskService\x12L\n\tLeaseTask\x12\x1e.labelloop.v1.LeaseTaskRequest\x1a\x1f.labelloop.v1.LeaseTaskResponse\x12\x61\n\x10SubmitAnnotation\x12%.labelloop.v1.SubmitAnnotationRequest\x1a&.labelloop.v1.SubmitAnnotationResponse\x12R\n\x0bReleaseTask\x12 .labelloop.v1.ReleaseTaskRequest\x1a!.labelloop.v1.ReleaseTaskResponse\x12M\n\rGetQueueStats\x12\".labelloop.v1.GetQueueStatsRequest\x1a\x18.labelloop.v1.QueueStats\x12J\n\x0cGetTaskMedia\x12!.labelloop.v1.GetTaskMediaRequest\x1a\x17.labelloop.v1.TaskMediab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'labelloop.v1.human_tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEASETASKREQUEST']._serialized_start=108
-  _globals['_LEASETASKREQUEST']._serialized_end=168
-  _globals['_LEASETASKRESPONSE']._serialized_start=171
-  _globals['_LEASETASKRESPONSE']._serialized_end=320
-  _globals['_SUBMITANNOTATIONREQUEST']._serialized_start=322
-  _globals['_SUBMITANNOTATIONREQUEST']._serialized_end=403
-  _globals['_SUBMITANNOTATIONRESPONSE']._serialized_start=405
-  _globals['_SUBMITANNOTATIONRESPONSE']._serialized_end=469
-  _globals['_RELEASETASKREQUEST']._serialized_start=471
-  _globals['_RELEASETASKREQUEST']._serialized_end=531
-  _globals['_RELEASETASKRESPONSE']._serialized_start=533
-  _globals['_RELEASETASKRESPONSE']._serialized_end=554
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=556
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=598
-  _globals['_QUEUESTATS']._serialized_start=600
-  _globals['_QUEUESTATS']._serialized_end=707
-  _globals['_HUMANTASKSERVICE']._serialized_start=710
-  _globals['_HUMANTASKSERVICE']._serialized_end=1068
+  _globals['_LEASETASKREQUEST']._serialized_start=135
+  _globals['_LEASETASKREQUEST']._serialized_end=195
+  _globals['_LEASETASKRESPONSE']._serialized_start=198
+  _globals['_LEASETASKRESPONSE']._serialized_end=347
+  _globals['_SUBMITANNOTATIONREQUEST']._serialized_start=350
+  _globals['_SUBMITANNOTATIONREQUEST']._serialized_end=500
+  _globals['_SUBMITANNOTATIONRESPONSE']._serialized_start=502
+  _globals['_SUBMITANNOTATIONRESPONSE']._serialized_end=566
+  _globals['_RELEASETASKREQUEST']._serialized_start=568
+  _globals['_RELEASETASKREQUEST']._serialized_end=628
+  _globals['_RELEASETASKRESPONSE']._serialized_start=630
+  _globals['_RELEASETASKRESPONSE']._serialized_end=651
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=653
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=695
+  _globals['_QUEUESTATS']._serialized_start=697
+  _globals['_QUEUESTATS']._serialized_end=804
+  _globals['_GETTASKMEDIAREQUEST']._serialized_start=806
+  _globals['_GETTASKMEDIAREQUEST']._serialized_end=867
+  _globals['_TASKMEDIA']._serialized_start=869
+  _globals['_TASKMEDIA']._serialized_end=932
+  _globals['_HUMANTASKSERVICE']._serialized_start=935
+  _globals['_HUMANTASKSERVICE']._serialized_end=1369
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,11 @@ class HumanTaskServiceStub:
                 request_serializer=labelloop_dot_v1_dot_human__tasks__pb2.GetQueueStatsRequest.SerializeToString,
                 response_deserializer=labelloop_dot_v1_dot_human__tasks__pb2.QueueStats.FromString,
                 _registered_method=True)
+        self.GetTaskMedia = channel.unary_unary(
+                '/labelloop.v1.HumanTaskService/GetTaskMedia',
+                request_serializer=labelloop_dot_v1_dot_human__tasks__pb2.GetTaskMediaRequest.SerializeToString,
+                response_deserializer=labelloop_dot_v1_dot_human__tasks__pb2.TaskMedia.FromString,
+                _registered_method=True)
 
 
 class HumanTaskServiceServicer:
@@ -91,6 +96,17 @@ class HumanTaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTaskMedia(self, request, context):
+        """The bytes of a leased task's media (its image), for the annotator holding the lease, while
+        it is live. Another project's annotator: PERMISSION_DENIED; an unknown, expired, answered or
+        someone else's lease, an item without media, or a file over the size cap
+        (LABELLOOP_MAX_MEDIA_BYTES of human-tasks) or no longer matching its SHA-256:
+        FAILED_PRECONDITION; a file gone from the media root: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HumanTaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +129,11 @@ def add_HumanTaskServiceServicer_to_server(servicer, server):
                     servicer.GetQueueStats,
                     request_deserializer=labelloop_dot_v1_dot_human__tasks__pb2.GetQueueStatsRequest.FromString,
                     response_serializer=labelloop_dot_v1_dot_human__tasks__pb2.QueueStats.SerializeToString,
+            ),
+            'GetTaskMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskMedia,
+                    request_deserializer=labelloop_dot_v1_dot_human__tasks__pb2.GetTaskMediaRequest.FromString,
+                    response_serializer=labelloop_dot_v1_dot_human__tasks__pb2.TaskMedia.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +245,33 @@ class HumanTaskService:
             '/labelloop.v1.HumanTaskService/GetQueueStats',
             labelloop_dot_v1_dot_human__tasks__pb2.GetQueueStatsRequest.SerializeToString,
             labelloop_dot_v1_dot_human__tasks__pb2.QueueStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelloop.v1.HumanTaskService/GetTaskMedia',
+            labelloop_dot_v1_dot_human__tasks__pb2.GetTaskMediaRequest.SerializeToString,
+            labelloop_dot_v1_dot_human__tasks__pb2.TaskMedia.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,13 @@ class HumanTaskServiceStub:
     """Give a leased task back to the queue unanswered."""
     GetQueueStats: _grpc.UnaryUnaryMultiCallable[_human_tasks_pb2.GetQueueStatsRequest, _human_tasks_pb2.QueueStats]
     """Queue depth and age for a project."""
+    GetTaskMedia: _grpc.UnaryUnaryMultiCallable[_human_tasks_pb2.GetTaskMediaRequest, _human_tasks_pb2.TaskMedia]
+    """The bytes of a leased task's media (its image), for the annotator holding the lease, while
+    it is live. Another project's annotator: PERMISSION_DENIED; an unknown, expired, answered or
+    someone else's lease, an item without media, or a file over the size cap
+    (LABELLOOP_MAX_MEDIA_BYTES of human-tasks) or no longer matching its SHA-256:
+    FAILED_PRECONDITION; a file gone from the media root: NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class HumanTaskServiceAsyncStub(HumanTaskServiceStub):
@@ -63,6 +70,13 @@ class HumanTaskServiceAsyncStub(HumanTaskServiceStub):
     """Give a leased task back to the queue unanswered."""
     GetQueueStats: _aio.UnaryUnaryMultiCallable[_human_tasks_pb2.GetQueueStatsRequest, _human_tasks_pb2.QueueStats]  # type: ignore[assignment]
     """Queue depth and age for a project."""
+    GetTaskMedia: _aio.UnaryUnaryMultiCallable[_human_tasks_pb2.GetTaskMediaRequest, _human_tasks_pb2.TaskMedia]  # type: ignore[assignment]
+    """The bytes of a leased task's media (its image), for the annotator holding the lease, while
+    it is live. Another project's annotator: PERMISSION_DENIED; an unknown, expired, answered or
+    someone else's lease, an item without media, or a file over the size cap
+    (LABELLOOP_MAX_MEDIA_BYTES of human-tasks) or no longer matching its SHA-256:
+    FAILED_PRECONDITION; a file gone from the media root: NOT_FOUND.
+    """
 
 class HumanTaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """Per-project priority queues of human work, with leases."""
@@ -102,5 +116,18 @@ class HumanTaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_human_tasks_pb2.QueueStats, _abc.Awaitable[_human_tasks_pb2.QueueStats]]:
         """Queue depth and age for a project."""
+
+    @_abc_1.abstractmethod
+    def GetTaskMedia(
+        self,
+        request: _human_tasks_pb2.GetTaskMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_human_tasks_pb2.TaskMedia, _abc.Awaitable[_human_tasks_pb2.TaskMedia]]:
+        """The bytes of a leased task's media (its image), for the annotator holding the lease, while
+        it is live. Another project's annotator: PERMISSION_DENIED; an unknown, expired, answered or
+        someone else's lease, an item without media, or a file over the size cap
+        (LABELLOOP_MAX_MEDIA_BYTES of human-tasks) or no longer matching its SHA-256:
+        FAILED_PRECONDITION; a file gone from the media root: NOT_FOUND.
+        """
 
 def add_HumanTaskServiceServicer_to_server(servicer: HumanTaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

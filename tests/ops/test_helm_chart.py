@@ -349,7 +349,7 @@ def test_triton_gpu_toggle_and_shared_model_repository(helm: str, rendered: dict
         v["persistentVolumeClaim"]["claimName"]
         for pod in (cpu, retraining)
         for v in pod["volumes"]
-        if "persistentVolumeClaim" in v
+        if v["name"] == "model-repository"  # (the media volume: test_media_volume.py)
     }
     assert claims == {"labelloop-model-repository"}
     pvc = by_kind(manifests(rendered[("default", version)]), "PersistentVolumeClaim")[
@@ -363,7 +363,7 @@ def test_triton_gpu_toggle_and_shared_model_repository(helm: str, rendered: dict
         v["persistentVolumeClaim"]["claimName"]
         for pod in (cpu, retraining)
         for v in pod["volumes"]
-        if "persistentVolumeClaim" in v
+        if v["name"] == "model-repository"
     } == {"models-on-s3"}
 
 

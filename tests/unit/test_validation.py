@@ -77,6 +77,15 @@ def test_an_explicit_zero_audit_rate_is_kept() -> None:
             common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], annotators_per_task=-1),
             "spec.annotators_per_task",
         ),
+        (
+            common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], modality=common_pb2.MODALITY_AUDIO),
+            "spec.modality",
+        ),
+        (
+            common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], modality=common_pb2.MODALITY_VIDEO),
+            "spec.modality",
+        ),
+        (common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], modality=42), "spec.modality"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_specs_name_the_field(spec: common_pb2.ProjectSpec, field: str) -> None:

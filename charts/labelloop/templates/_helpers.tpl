@@ -91,6 +91,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-model-repository" (include "labelloop.fullname" .)) .Values.modelRepository.existingClaim }}
 {{- end }}
 
+{{/* The media root (LABELLOOP_MEDIA_ROOT): media.root, else file:///media on the media volume. */}}
+{{- define "labelloop.mediaRoot" -}}
+{{- default "file:///media" .Values.media.root }}
+{{- end }}
+
+{{/* "true" when media lives on the shared volume (no media.root given), else "". */}}
+{{- define "labelloop.mediaOnVolume" -}}
+{{- if not .Values.media.root }}true{{ end }}
+{{- end }}
+
+{{- define "labelloop.mediaClaim" -}}
+{{- default (printf "%s-media" (include "labelloop.fullname" .)) .Values.media.existingClaim }}
+{{- end }}
+
 {{/* Environment of a Labelloop service; call with (dict "root" $ "svc" $svc). */}}
 {{- define "labelloop.env" -}}
 {{- $root := .root }}
@@ -169,6 +183,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "labelloop.mlflowUri" $root | quote }}
 - name: LABELLOOP_MODEL_REPOSITORY
   value: /models
+- name: LABELLOOP_MEDIA_ROOT
+  value: {{ include "labelloop.mediaRoot" $root | quote }}
 - name: LABELLOOP_LOG_LEVEL
   value: {{ $root.Values.config.logLevel | quote }}
 {{- with .svc.grpcPort }}
