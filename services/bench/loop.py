@@ -246,9 +246,25 @@ def _chaos_report(config: BenchConfig, project_id: str, order: list[str], chaos:
     """`lost` (items without a final-label record) and `duplicates` (items with more than one),
     counted in the raw labels topic as the pipeline reads it (read_committed), and the faults."""
     records = label_records(config.kafka_bootstrap, config.topic_prefix, project_id)
+    twice = duplicated(records)
     return {
         "lost": sum(1 for item_id in order if item_id not in records),
-        "duplicates": len(duplicated(records)),
+        "duplicates": len(twice),
+        # what each duplicated item's records said (the first 20), to find where it came from
+        "duplicated_items": {
+            item_id: [
+                {
+                    "source": events_pb2.LabelSource.Name(r.source),
+                    "labels": list(r.labels),
+                    "model_version": r.model_version,
+                    "annotators": list(r.annotators),
+                    "audited": r.audited,
+                    "finalized_ms": r.finalized_at.ToMilliseconds(),
+                }
+                for r in records[item_id]
+            ]
+            for item_id in sorted(twice)[:20]
+        },
         "faults": chaos.results(),
         "faults_not_injected": chaos.not_injected(),
     }

@@ -33,7 +33,13 @@ def main() -> None:
     runtime.prepare_kafka(settings)
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
-    api_producer = stream.EventProducer(settings.kafka_bootstrap, settings.topic_prefix, "human_tasks")
+    # an answer's events are published in one transaction (api.HumanTaskApi._publishing)
+    api_producer = stream.EventProducer(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        "human_tasks",
+        transactional_id=settings.transactional_id("human_tasks.answers"),
+    )
     api = HumanTaskApi(
         queue,
         projects,

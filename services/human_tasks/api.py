@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -74,6 +76,28 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         self.producer = producer
         self.label_model = label_model
         self.agreement = agreement
+        self._publish_lock = threading.Lock()  # one open transaction at a time
+
+    @contextlib.contextmanager
+    def _publishing(self) -> Iterator[None]:
+        """Publish the events sent inside together. With a transactional producer, in one Kafka
+        transaction: an attempt that fails (Kafka down past the timeout) is aborted, so its
+        records, even if they reach the log later, are never read, and the retry's are the only
+        ones (a flushed idempotent producer could deliver a timed-out record after the retry
+        published it again: two final labels). Else sent and flushed."""
+        if not self.producer.transactional:
+            yield
+            self.producer.flush()
+            return
+        with self._publish_lock:
+            self.producer.begin()
+            try:
+                yield
+                self.producer.commit([], None)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.producer.abort()
+                raise
 
     def LeaseTask(
         self, request: human_tasks_pb2.LeaseTaskRequest, context: grpc.ServicerContext
@@ -192,37 +216,37 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         verdict = majority(list(answers.values())) if answers else None
         if verdict is not None and not verdict.tie:
             annotation.consensus_labels.append(verdict.label or "")
-        self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
         finalized = False
         tie = False
         published: list[events_pb2.LabelFinalized] = []
-        if verdict is not None:
-            if verdict.tie:
-                tie = True
-            elif not audit and not review:
-                final = events_pb2.LabelFinalized(
-                    ingested=task.ingested,
-                    labels=[verdict.label or ""],
-                    source=common_pb2.LABEL_SOURCE_HUMAN,
-                    confidence=verdict.agreement,
-                    model_name=task.prediction.model_name,
-                    model_version=task.prediction.model_version,
-                    annotators=sorted(answers),
-                    finalized_at=now_timestamp(),
-                    answer_probability=task.answer_probability or 1.0,
-                )
-                spans, boxes = regions_for_label(
-                    answers, self.queue.task_regions(project_id, member_of(task)), verdict.label or ""
-                )
-                final.spans.extend(spans)
-                final.boxes.extend(boxes)
-                published = [final]
-                if not self.writer.finalize(published, self.producer.send, over_people=True)[0].publish:
-                    published = []  # already published (a retry), or another label came first
-                finalized = True
-            else:
-                finalized = True
-        self.producer.flush()
+        with self._publishing():
+            self.producer.send(ANNOTATIONS, item_key(project_id, task.ingested.item.item_id), annotation)
+            if verdict is not None:
+                if verdict.tie:
+                    tie = True
+                elif not audit and not review:
+                    final = events_pb2.LabelFinalized(
+                        ingested=task.ingested,
+                        labels=[verdict.label or ""],
+                        source=common_pb2.LABEL_SOURCE_HUMAN,
+                        confidence=verdict.agreement,
+                        model_name=task.prediction.model_name,
+                        model_version=task.prediction.model_version,
+                        annotators=sorted(answers),
+                        finalized_at=now_timestamp(),
+                        answer_probability=task.answer_probability or 1.0,
+                    )
+                    spans, boxes = regions_for_label(
+                        answers, self.queue.task_regions(project_id, member_of(task)), verdict.label or ""
+                    )
+                    final.spans.extend(spans)
+                    final.boxes.extend(boxes)
+                    published = [final]
+                    if not self.writer.finalize(published, self.producer.send, over_people=True)[0].publish:
+                        published = []  # already published (a retry), or another label came first
+                    finalized = True
+                else:
+                    finalized = True
         metrics.ANNOTATIONS.labels(project_id).inc()
         self.queue.client.incr(self.queue.keys.annotations(project_id))
         if tie:

@@ -58,6 +58,6 @@ def test_chaos_loses_nothing_and_labels_each_item_once(stack, services, tmp_path
     assert set(faults) == set(FAULTS)
     failed = {name: f["error"] for name, f in faults.items() if f["error"] or f["recovery_s"] is None}
     assert not failed, f"faults that did not recover: {failed}"
-    assert (report["lost"], report["duplicates"]) == (0, 0)
+    assert (report["lost"], report["duplicates"]) == (0, 0), report["duplicated_items"]
     labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, report["project"])
     assert len(labels) == ITEMS, "counted again from the raw topic: one record per item"

@@ -217,6 +217,8 @@ def test_progress_counts_each_item_once_by_its_one_source(loop: Loop) -> None:
 class KafkaDown:
     """A producer whose flush fails, as EventProducer.flush does when Kafka is down."""
 
+    transactional = False
+
     def send(self, *_args, **_kwargs) -> None:
         pass
 
@@ -277,6 +279,56 @@ def test_a_repeat_submit_while_the_first_is_producing_publishes_nothing(loop: Lo
     labels = one_record_each(loop)
     assert labels["r"].source == common_pb2.LABEL_SOURCE_HUMAN and list(labels["r"].labels) == ["spam"]
     assert loop.queue.unproduced(PROJECT, time.time() + 1) == []
+
+
+class FailsOnceAfterSending(FinalLabelWriter):
+    """The fence, failing once after the label was handed to the producer: as a publication
+    that times out while Kafka is down, whose records may still reach the log later."""
+
+    failed = False
+
+    def finalize(self, decisions, send, **kwargs):  # type: ignore[no-untyped-def,override]
+        outcome = super().finalize(decisions, send, **kwargs)
+        if not self.failed:
+            self.failed = True
+            raise DependencyUnavailable("kafka", "events not acknowledged in 30s (simulated)")
+        return outcome
+
+
+def test_a_publication_that_failed_after_sending_is_never_read_beside_its_retry(loop: Loop) -> None:
+    """An answer's events go out in one Kafka transaction: the failed attempt is aborted, so
+    its records, already handed to the producer, are never read; the retry's are the only ones.
+    (Flushed by an idempotent producer, the first attempt's label reached the log with the
+    retry's: two final labels for one item.)"""
+    loop.send(PREDICTIONS, key("t"), prediction("t", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    producer = stream.EventProducer(
+        loop.stack.bootstrap_servers,  # type: ignore[attr-defined]
+        loop.prefix,
+        "human_tasks-api",
+        transactional_id=f"{loop.prefix}.human_tasks.answers.test",
+    )
+    writer = FailsOnceAfterSending(loop.queue.client, loop.queue.prefix)
+    api = HumanTaskApi(loop.queue, loop.api.projects, writer, producer)
+    lease = loop.queue.lease(PROJECT, "ann-1")
+    assert lease is not None
+    request = human_tasks_pb2.SubmitAnnotationRequest(
+        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
+    )
+    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    try:
+        with pytest.raises(DependencyUnavailable):
+            api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+        assert api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]  # the retry
+    finally:
+        access.reset_current(caller)
+        producer.close()
+    labels = one_record_each(loop)
+    assert list(labels["t"].labels) == ["spam"]
+    annotations = replay(loop.stack.bootstrap_servers, loop.prefix, ANNOTATIONS)  # type: ignore[attr-defined]
+    assert [a.item_id for a in annotations] == ["t"], "one annotation record"
+    # (aborting also purges what had not left the producer yet: the raw topic may hold the
+    # first attempt's records, marked aborted, or not at all; readers see the retry's alone)
 
 
 def test_a_redis_error_that_is_not_an_outage_does_not_stop_the_upkeep(loop: Loop) -> None:
