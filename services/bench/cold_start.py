@@ -26,12 +26,21 @@ PRIOR_FAMILY = "zero-shot"
 PRIOR_WAIT_S = 120.0
 
 
+ENCODER_FAMILIES = ("cascade", "minilm-head")
+
+
 def prior_wait_default() -> float:
-    """How long a bench waits, after creating its text project, for the zero-shot prior to serve
-    before streaming: :data:`PRIOR_WAIT_S` unless `LABELLOOP_ZERO_SHOT` (the bench's environment,
-    which the stack it starts inherits) turns the prior off, then 0."""
+    """How long `labelloop bench` waits, after creating its text project, for the zero-shot
+    prior to serve before streaming: :data:`PRIOR_WAIT_S`, or 0 when the environment (the CLI's,
+    which the stack it starts inherits) has no prior: `LABELLOOP_ZERO_SHOT` false, or
+    `LABELLOOP_FAMILIES` without an encoder family."""
     value = os.environ.get("LABELLOOP_ZERO_SHOT", "true").strip().lower()
-    return 0.0 if value in ("false", "0", "no", "off") else PRIOR_WAIT_S
+    families = os.environ.get("LABELLOOP_FAMILIES")
+    if value in ("false", "0", "no", "off"):
+        return 0.0
+    if families is not None and not any(f.strip() in ENCODER_FAMILIES for f in families.split(",")):
+        return 0.0
+    return PRIOR_WAIT_S
 
 
 def wait_for_prior(admin: Any, project_id: str, timeout_s: float, say: Callable[[str], None]) -> float:

@@ -34,7 +34,7 @@ from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
-from labelloop.bench.cold_start import cold_start, prior_wait_default, wait_for_prior
+from labelloop.bench.cold_start import cold_start, wait_for_prior
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
@@ -109,8 +109,9 @@ class BenchConfig:
     chaos_outage_s: float = 30.0  # how long Triton and MLflow are down
     chaos_stack: Any = None  # the LocalStack to inject faults into (default: `make up`'s)
     extra: dict[str, Any] = field(default_factory=dict)
-    # Before streaming a text project, wait this long for the zero-shot prior to serve (0: don't).
-    prior_wait_s: float = field(default_factory=prior_wait_default)
+    # Before streaming a text project, wait this long for the zero-shot prior to serve (0: don't;
+    # the CLI sets `bench/cold_start.prior_wait_default()`).
+    prior_wait_s: float = 0.0
 
 
 def api_token(config: BenchConfig) -> str:

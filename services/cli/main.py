@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
+from labelloop.bench.cold_start import prior_wait_default
 from labelloop.cli.annotator_commands import annotators as annotators_command
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.rule_commands import rules_app
@@ -587,6 +588,7 @@ def _stack_of(s: CliSettings) -> dict[str, Any]:
         "token_file": s.token_file,
         "kafka_bootstrap": s.kafka_bootstrap,
         "topic_prefix": s.topic_prefix,
+        "prior_wait_s": prior_wait_default(),  # the zero-shot prior, where the stack has one
     }
 
 

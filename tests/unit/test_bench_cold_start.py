@@ -52,3 +52,17 @@ def test_without_a_prior() -> None:
     assert (
         section["human_labels_to_first_trained_model"] == 1 and section["first_trained_family"] == "tfidf-lr"
     )
+
+
+def test_the_cli_waits_for_a_prior_only_where_the_stack_has_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from labelloop.bench.cold_start import PRIOR_WAIT_S, prior_wait_default
+
+    monkeypatch.delenv("LABELLOOP_ZERO_SHOT", raising=False)
+    monkeypatch.delenv("LABELLOOP_FAMILIES", raising=False)
+    assert prior_wait_default() == PRIOR_WAIT_S
+    monkeypatch.setenv("LABELLOOP_FAMILIES", "tfidf-lr,image-lr")
+    assert prior_wait_default() == 0.0
+    monkeypatch.setenv("LABELLOOP_FAMILIES", "tfidf-lr, cascade")
+    assert prior_wait_default() == PRIOR_WAIT_S
+    monkeypatch.setenv("LABELLOOP_ZERO_SHOT", "false")
+    assert prior_wait_default() == 0.0
