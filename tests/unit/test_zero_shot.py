@@ -308,3 +308,54 @@ def test_the_router_ranks_the_priors_items_per_predicted_class() -> None:
         [prior_priority(0, 0.6), prior_priority(1, 0.5), prior_priority(0, 0.7), prior_priority(2, 0.9)]
     )
     assert _routed_priorities(False, probs) == pytest.approx([margin_priority(p) for p in probs])
+
+
+class DictStore:
+    """The embedding store's contract (embed: stored rows read, missing ones encoded and stored)."""
+
+    dim = 2
+
+    def __init__(self) -> None:
+        self.rows: dict[str, np.ndarray] = {}
+
+    def embed(self, texts, encode):  # type: ignore[no-untyped-def]
+        missing = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        if missing:
+            for text, row in zip(missing, encode(missing), strict=True):
+                self.rows[text] = row
+        return np.stack([self.rows[t] for t in texts])
+
+
+class FlakyEncoder:
+    """Encodes until `fail_after` requests, then times out once."""
+
+    def __init__(self, fail_after: int) -> None:
+        self.fail_after = fail_after
+        self.encoded: list[str] = []
+
+    def embed(self, model: str, texts, batch_size: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        from labelloop.core.errors import DependencyUnavailable
+
+        if self.fail_after == 0:
+            self.fail_after = -1
+            raise DependencyUnavailable("triton", "Deadline Exceeded")
+        self.fail_after -= 1
+        self.encoded.extend(texts)
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+
+def test_a_batch_that_outlasts_a_timeout_progresses_on_redelivery() -> None:
+    # Every item escalates under the prior: a big batch is encoded and stored a group at a time,
+    # so a timeout midway keeps what was stored and the redelivery encodes only the rest.
+    from labelloop.core.errors import DependencyUnavailable
+    from labelloop.inference.cascade import GROUP_CHUNKS, EncoderStage
+
+    texts = [f"t{i}" for i in range(10)]
+    encoder = FlakyEncoder(fail_after=1)
+    stage = EncoderStage(encoder, None, "p", "enc", batch_size=2)  # type: ignore[arg-type]
+    store = DictStore()
+    with pytest.raises(DependencyUnavailable):
+        stage._embeddings(store, texts)  # type: ignore[arg-type]
+    assert encoder.encoded == texts[: 2 * GROUP_CHUNKS]
+    assert stage._embeddings(store, texts).shape == (10, 2)  # type: ignore[arg-type]
+    assert sorted(encoder.encoded) == sorted(texts)  # each text encoded once
