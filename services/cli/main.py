@@ -592,6 +592,18 @@ def _stack_of(s: CliSettings) -> dict[str, Any]:
     }
 
 
+def _retire_bench_model(project_id: str) -> None:
+    """After a run of `make bench`: its throwaway project's model leaves the local Triton and
+    its repository (labels, runs and registry stay), so that each run does not add models that
+    Triton loads at every start (the chaos run restarts it; 25 models took over 120 s)."""
+    from labelloop.core.model_repository import retire
+    from labelloop.stack import LocalStack, StackSettings
+
+    stack = LocalStack(load(StackSettings), say=None)
+    if retire(stack.model_repository, settings().triton_grpc_url, project_id):
+        console.print(f"[dim]{project_id}: its model left the local Triton and repository[/]")
+
+
 BENCH_RUNS = (
     # name, dataset, limit, annotators, annotator error
     ("bbcnews", "bbcnews", None, 1, 0.0),
@@ -636,6 +648,7 @@ def bench_all(
             extra={"run": name},
         )
         rows.append(run_bench(config, say=console.print))
+        _retire_bench_model(rows[-1]["project"])
     name, data, limit = CHAOS_RUN
     if not wanted or name in wanted:
         console.print(f"[bold]== {name}[/]")
@@ -653,6 +666,7 @@ def bench_all(
             extra={"run": name},
         )
         chaotic = run_bench(config, say=console.print)
+        _retire_bench_model(chaotic["project"])
         rows.append(chaotic)
         console.print(chaos_summary(chaotic))
     throughput: dict[str, Any] | None = None
