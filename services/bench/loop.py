@@ -34,6 +34,7 @@ from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
+from labelloop.bench.cold_start import cold_start, wait_for_prior
 from labelloop.bench.final_labels import FinalLabelWatcher
 from labelloop.bench.llm import BenchLlm, LlmOptions
 from labelloop.core import grpc_client
@@ -110,6 +111,9 @@ class BenchConfig:
     chaos_outage_s: float = 30.0  # how long Triton and MLflow are down
     chaos_stack: Any = None  # the LocalStack to inject faults into (default: `make up`'s)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Before streaming a text project, wait this long for the zero-shot prior to serve (0: don't;
+    # the CLI sets `bench/cold_start.prior_wait_default()`).
+    prior_wait_s: float = 0.0
 
 
 def api_token(config: BenchConfig) -> str:
@@ -346,6 +350,8 @@ def run_bench(
                 for rule in rules:
                     rule_api.AddRule(rules_pb2.AddRuleRequest(project_id=project_id, rule=rule), timeout=30)
                 say(f"project {project_id}: {len(rules)} rules from {config.rules}")
+            if config.prior_wait_s > 0 and "media" not in records[0]:
+                wait_for_prior(admin, project_id, config.prior_wait_s, say)
             watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
             chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
@@ -412,6 +418,7 @@ def run_bench(
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             "sources": reports.source_stats(votes, truth),
             **({"llm": llm_report} if llm_report is not None else {}),
+            "cold_start": cold_start(truth, finals, model_events),
             **(
                 {"label_issues": _label_issues(config, project_id, truth, finals, answers, model_events)}
                 if config.annotator_error > 0

@@ -21,8 +21,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
+from labelloop.bench.cold_start import prior_wait_default
 from labelloop.cli.annotator_commands import annotators as annotators_command
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.rule_commands import rules_app
@@ -103,10 +105,23 @@ def project_create(
     audit_rate: Annotated[float, typer.Option(help="Share of auto-labels also sent to people.")] = 0.02,
     model_name: Annotated[str, typer.Option(help="Triton model name (default: the project id).")] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    describe: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LABEL=TEXT: what a label means (repeatable); the zero-shot prior reads "
+            "'label: text' before the first human label."
+        ),
+    ] = None,
 ) -> None:
     """Create a project (exit code 2 with one line when the server refuses its spec)."""
     if modality not in MODALITIES:
         raise fail(f"--modality {modality!r}: use one of {', '.join(MODALITIES)}", 2)
+    label_descriptions: dict[str, str] = {}
+    for entry in describe or []:
+        label, sep, text = entry.partition("=")
+        if not sep or not label.strip():
+            raise fail(f"--describe {entry!r}: use LABEL=TEXT", 2)
+        label_descriptions[label.strip()] = text.strip()
     spec = common_pb2.ProjectSpec(
         project_id=project_id,
         modality=MODALITIES[modality],
@@ -116,6 +131,7 @@ def project_create(
         audit_rate=audit_rate,
         model_name=model_name,
         description=description,
+        label_descriptions=label_descriptions,
     )
     s = settings()
     with ingest_channel(s) as channel:
@@ -128,6 +144,36 @@ def project_create(
     console.print(
         f"created project [bold]{project.spec.project_id}[/] with {len(project.spec.labels)} labels"
     )
+
+
+@project_app.command("show")
+def project_show(
+    project_id: Annotated[str, typer.Argument(help="The project id.")],
+) -> None:
+    """Show a project's spec, its labels' descriptions included."""
+    s = settings()
+    with ingest_channel(s) as channel:
+        try:
+            project = admin_pb2_grpc.ProjectServiceStub(channel).GetProject(
+                admin_pb2.GetProjectRequest(project_id=project_id), timeout=10
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"reading project {project_id!r}") from None
+    spec = project.spec
+    console.print(f"project [bold]{spec.project_id}[/]")
+    console.print(
+        f"  modality          {common_pb2.Modality.Name(spec.modality).removeprefix('MODALITY_').lower()}"
+    )
+    console.print(f"  target precision  {spec.target_precision:.2f}")
+    console.print(f"  annotators        {spec.annotators_per_task}")
+    console.print(f"  audit rate        {spec.audit_rate:.3f}")
+    console.print(f"  model             {spec.model_name}")
+    if spec.description:
+        console.print(f"  description       {spec.description}", markup=False)
+    table = Table("label", "description")
+    for label in spec.labels:
+        table.add_row(Text(label), Text(spec.label_descriptions.get(label, "")))
+    console.print(table)
 
 
 @project_app.command("list")
@@ -586,6 +632,7 @@ def _stack_of(s: CliSettings) -> dict[str, Any]:
         "token_file": s.token_file,
         "kafka_bootstrap": s.kafka_bootstrap,
         "topic_prefix": s.topic_prefix,
+        "prior_wait_s": prior_wait_default(),  # the zero-shot prior, where the stack has one
     }
 
 

@@ -37,6 +37,9 @@ class Threshold:
     """0: calibrated on the model's probabilities, and routing compares those. N > 0: calibrated
     on the label model's posterior counting the sources with at least N votes checked by people
     (retraining/posterior.py), so routing compares that posterior, with the same N."""
+    # The serving version is the zero-shot prior (retraining/zero_shot.py): routing orders
+    # people's work by its classes (routing/decisions.prior_priority) instead of its margin.
+    prior: bool = False
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""
@@ -54,6 +57,7 @@ class Threshold:
             "model_version": self.model_version,
             "exploration_rate": self.exploration_rate,
             "sources_min_judged": self.sources_min_judged,
+            **({"prior": True} if self.prior else {}),
         }
 
     @classmethod
@@ -66,6 +70,7 @@ class Threshold:
             int(data.get("model_version", 0)) if model_version is None else model_version,
             float(data.get("exploration_rate", 0.0)),
             int(data.get("sources_min_judged", 0)),
+            bool(data.get("prior", False)),
         )
 
 

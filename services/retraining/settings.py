@@ -70,6 +70,13 @@ class RetrainingSettings(CommonSettings):
     # out, with a warning, where the encoder is not built. minilm-head (the encoder for every item)
     # pays on a GPU Triton. image-lr (HOG + pixels, PCA, logistic regression): image projects only.
     families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
+    # Cold start (retraining/zero_shot.py): a text project with no champion serves a zero-shot
+    # prior built from its label names (and descriptions) until its first trained model. Acts
+    # only where the encoder runs (an encoder family among `families`, e.g. the default cascade);
+    # false: no prior (items wait as NO_MODEL tasks in arrival order). `zero_shot_temperature` is
+    # the T of softmax(cos(item, label) / T).
+    zero_shot: bool = setting(True)
+    zero_shot_temperature: float = setting(0.05, positive)
     media_root: str = setting(DEFAULT_MEDIA_ROOT)
     """Where image items' files are read from to train (the root ingest checks them under);
     image models record it and read the same files when served."""

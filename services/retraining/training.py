@@ -29,7 +29,14 @@ from labelloop.core.topics import TASKS, item_key
 from labelloop.retraining.calibration import Calibration, exploration_rate
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import served_labels, triton_predict
-from labelloop.retraining.evaluation import best_candidate, calibrate, evaluate, gate, out_of_fold_probs
+from labelloop.retraining.evaluation import (
+    GateDecision,
+    best_candidate,
+    calibrate,
+    evaluate,
+    gate,
+    out_of_fold_probs,
+)
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
 from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
 from labelloop.retraining.lifecycle import ModelLifecycle
@@ -39,7 +46,9 @@ from labelloop.retraining.registry import CHAMPION, Registry, VersionRecord
 from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import TrainingTicket
-from labelloop.v1 import events_pb2
+from labelloop.retraining.zero_shot import FAMILY_NAME as PRIOR_FAMILY
+from labelloop.retraining.zero_shot import ZeroShotPrior, is_prior
+from labelloop.v1 import common_pb2, events_pb2
 
 __all__ = ["Candidate", "Trainer"]
 
@@ -136,10 +145,15 @@ class Trainer:
                 sources_min_judged=sources_min_judged,
             )
             champion = self.registry.by_alias(pid, CHAMPION)
-            champion_metrics = self._champion_metrics(
-                champion, model_name, hold_texts, hold_labels, label_set, target
-            )
-            decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
+            champion_metrics = None
+            if champion is not None and is_prior(champion.tags.get("family")):
+                # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.
+                decision = GateDecision(True, "replaces the zero-shot prior (never compared)")
+            else:
+                champion_metrics = self._champion_metrics(
+                    champion, model_name, hold_texts, hold_labels, label_set, target
+                )
+                decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
             params: dict[str, Any] = {
                 "family": best.family.name,
                 "families_tried": ",".join(c.family.name for c in candidates),
@@ -233,6 +247,52 @@ class Trainer:
                     self.registry.log(run_id, {}, {"seconds_to_serving": serving_s})
                     log.info("%s: version %d serving %.1fs after its trigger", pid, version, serving_s)
         return best.family.name
+
+    def serve_prior(self, pid: str, prior: ZeroShotPrior) -> bool:
+        """Build the zero-shot prior of `pid` (retraining/zero_shot.py), log and register it in
+        MLflow (family `zero-shot`, `human_labels` 0) and hand it to the lifecycle to serve with
+        the threshold that admits nothing and exploration 0. Does nothing (False) when the
+        project already has a champion or is not a text project. True when the prior serves."""
+        project = self.projects.get(pid)
+        if project.spec.modality != common_pb2.MODALITY_TEXT:
+            return False
+        if self.registry.by_alias(pid, CHAMPION) is not None:
+            return False
+        label_set = [str(x) for x in project.spec.labels]
+        model = prior.build(label_set, dict(project.spec.label_descriptions))
+        model_name = project.spec.model_name
+        threshold = Threshold(exploration_rate=0.0, prior=True)  # admits nothing until answers confirm it
+        decision = GateDecision(True, "zero-shot prior: no champion yet")
+        tags = {"labelloop.project": pid, "labelloop.trigger": "zero_shot"}
+        with self.registry.run(pid, tags) as run_id:
+            params: dict[str, Any] = {
+                **model.params,
+                "human_labels": 0,
+                "label_set": ",".join(label_set),
+                "label_texts": " | ".join(model.label_texts),
+                "target_precision": project.spec.target_precision,
+            }
+            self.registry.log(run_id, params, {"threshold": threshold.threshold})
+            self.registry.client.set_tag(run_id, "labelloop.gate", "promote")
+            self.registry.client.set_tag(run_id, "labelloop.gate_reason", decision.reason)
+            with tempfile.TemporaryDirectory(prefix="labelloop-prior-") as tmp:
+                version_dir = model.write_version(Path(tmp), model_name, 1)
+                version = self.registry.register(
+                    pid,
+                    run_id,
+                    version_dir,
+                    {
+                        "family": PRIOR_FAMILY,
+                        "human_labels": "0",
+                        "threshold": json.dumps(threshold.to_record()),
+                        "metrics": "{}",
+                        "decision": "",
+                    },
+                )
+                log.info("%s: registered the zero-shot prior as version %d", pid, version)
+                return self.lifecycle.apply_gate(
+                    pid, model_name, version, run_id, PRIOR_FAMILY, {}, decision, threshold, version_dir
+                )
 
     def _calibrate(
         self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float, pid: str = ""

@@ -12,6 +12,7 @@ from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import MODELS, PREDICTIONS, VOTES
+from labelloop.routing.prior_order import PriorRanks
 from labelloop.routing.router import Router
 from labelloop.routing.settings import RoutingSettings
 
@@ -30,6 +31,7 @@ def main() -> None:
         settings.audit_seed,
         LabelModelStore(client, settings.redis_key_prefix),
         settings.label_model_min_judged,
+        PriorRanks(client, settings.redis_key_prefix),
     )
     processor = runtime.processor(settings, [PREDICTIONS, MODELS, VOTES], router)
     processor.run()

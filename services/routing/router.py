@@ -24,6 +24,7 @@ from labelloop.core.stream import Batch, now_timestamp
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, VOTES, item_key
 from labelloop.routing.decisions import Decision, decide
+from labelloop.routing.prior_order import PriorRanks
 from labelloop.v1 import common_pb2, events_pb2
 
 
@@ -44,6 +45,7 @@ class Router:
         audit_seed: str,
         label_model: LabelModelStore | None = None,
         label_model_min_judged: int = 0,
+        prior_ranks: PriorRanks | None = None,
     ) -> None:
         self.projects = projects
         self.thresholds = thresholds
@@ -51,6 +53,7 @@ class Router:
         self.audit_seed = audit_seed
         self.label_model = label_model
         self.label_model_min_judged = label_model_min_judged
+        self.prior_ranks = prior_ranks  # the zero-shot prior's order of people's work (None: margin)
 
     def _combined(
         self, prediction: events_pb2.Prediction, project: common_pb2.Project, threshold: Threshold
@@ -102,7 +105,9 @@ class Router:
             threshold = self.thresholds.get(project.spec.project_id)
             prediction = self._combined(prediction, project, threshold)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
-            decision = decide(prediction, project, threshold, self.audit_seed)
+            decision = decide(
+                prediction, project, threshold, self.audit_seed, self._prior_rank(prediction, threshold)
+            )
             label = None
             if decision.auto_label is not None:
                 label = events_pb2.LabelFinalized(
@@ -207,6 +212,18 @@ class Router:
             withdraw=events_pb2.Withdrawal(label=label),
         )
         batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
+
+    def _prior_rank(self, prediction: events_pb2.Prediction, threshold: Threshold) -> int | None:
+        """The zero-shot prior's class rank of a new item it does not admit (None otherwise)."""
+        if self.prior_ranks is None or not threshold.prior or not len(prediction.scores):
+            return None
+        if prediction.ingested.HasField("rescore"):
+            return None
+        top = max(prediction.scores, key=lambda s: s.probability)
+        if threshold.admits(top.label, top.probability):
+            return None
+        item = prediction.ingested.item
+        return self.prior_ranks.next(item.project_id, prediction.model_version, top.label)
 
     @staticmethod
     def _emit_task(
