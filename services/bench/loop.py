@@ -34,7 +34,9 @@ from labelloop.bench import report as reports
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.annotators import SimulatedAnnotator
 from labelloop.bench.chaos import Chaos
+from labelloop.bench.cold_start import cold_start, wait_for_prior
 from labelloop.bench.final_labels import FinalLabelWatcher
+from labelloop.bench.llm import BenchLlm, LlmOptions
 from labelloop.bench.multilabel import is_multi_label_stream, multi_label_reference_seeds, multi_label_summary
 from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
@@ -105,10 +107,14 @@ class BenchConfig:
     reference_cache: Path | None = field(default_factory=default_reference_cache)
     manage_stack: bool = True  # bring up the local stack (`make up`) when it is not running
     rules: Path | None = None  # a rule file (labelloop.core.rules) added to the bench's project
+    llm: LlmOptions = field(default_factory=LlmOptions)  # the LLM source and its endpoint (bench/llm.py)
     chaos: bool = False  # inject faults into the local stack during the stream (bench/chaos.py)
     chaos_outage_s: float = 30.0  # how long Triton and MLflow are down
     chaos_stack: Any = None  # the LocalStack to inject faults into (default: `make up`'s)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Before streaming a text project, wait this long for the zero-shot prior to serve (0: don't;
+    # the CLI sets `bench/cold_start.prior_wait_default()`).
+    prior_wait_s: float = 0.0
 
 
 def api_token(config: BenchConfig) -> str:
@@ -304,13 +310,26 @@ def run_bench(
         f"dataset {config.data}: {len(records)} items, {len(label_set)} {'labels (multi-label)' if multi else 'classes'}"
     )
     rules = load_rules(config.rules, label_set) if config.rules else []
+    if config.llm.enabled:
+        problem = config.llm.check()
+        if problem is None and not config.manage_stack:
+            problem = "--llm-url / --llm-sim-accuracy start the LLM source on the bench's own stack"
+        if problem is None and "media" in records[0]:
+            problem = "the LLM source asks about text items only"
+        if problem is not None:
+            raise BenchError(problem)
 
     reference = ReferenceRun(records, config) if config.reference and not multi else None
     try:
         if config.manage_stack:
             ensure_stack(say)
         project_id = f"bench-{''.join(c for c in Path(str(config.data)).stem.lower() if c.isalnum())[:20]}-{uuid.uuid4().hex[:6]}"
+        llm: BenchLlm | None = None
         with contextlib.ExitStack() as resources:
+            if config.llm.enabled:
+                truth_by_text = {content_of(r).text: r["label"] for r in records}
+                llm = resources.enter_context(BenchLlm(config.llm, truth_by_text, config.seed))
+                say(f"LLM source: {llm.source} at {llm.server.url if llm.server else config.llm.url}")
             try:
                 # before the project exists: it starts at the labels topic's end offsets
                 watcher = resources.enter_context(
@@ -345,6 +364,8 @@ def run_bench(
                 for rule in rules:
                     rule_api.AddRule(rules_pb2.AddRuleRequest(project_id=project_id, rule=rule), timeout=30)
                 say(f"project {project_id}: {len(rules)} rules from {config.rules}")
+            if config.prior_wait_s > 0 and "media" not in records[0]:
+                wait_for_prior(admin, project_id, config.prior_wait_s, say)
             watcher.watch(project_id)
             say(f"project {project_id}: streaming through {config.ingest_addr}")
             chaos = _chaos(config, watcher, len(records), say) if config.chaos else None
@@ -368,6 +389,7 @@ def run_bench(
                     chaos.join()
             finals = watcher.finals()
             label_events = watcher.events
+            llm_report = llm.report(project_id) if llm is not None else None
         say("collecting people's answers from Kafka")
         answers = [
             a
@@ -427,6 +449,8 @@ def run_bench(
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             "sources": reports.source_stats(votes, truth),
+            **({"llm": llm_report} if llm_report is not None else {}),
+            "cold_start": cold_start(truth, finals, model_events),
             **(
                 {"label_issues": _label_issues(config, project_id, truth, finals, answers, model_events)}
                 if config.annotator_error > 0

@@ -43,6 +43,7 @@ class FinalLabel:
     source: int
     ingested_ms: float
     finalized_ms: float
+    model_version: int = 0  # the Triton version of a model's label (0 for people's)
 
 
 def from_event(event: events_pb2.LabelFinalized) -> FinalLabel:
@@ -53,6 +54,7 @@ def from_event(event: events_pb2.LabelFinalized) -> FinalLabel:
         source=event.source,
         ingested_ms=event.ingested.ingested_at.ToMilliseconds(),
         finalized_ms=event.finalized_at.ToMilliseconds(),
+        model_version=event.model_version,
     )
 
 

@@ -21,8 +21,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
+from labelloop.bench.cold_start import prior_wait_default
 from labelloop.cli.annotator_commands import annotators as annotators_command
 from labelloop.cli.model_commands import model_app
 from labelloop.cli.rule_commands import rules_app
@@ -103,6 +105,13 @@ def project_create(
     audit_rate: Annotated[float, typer.Option(help="Share of auto-labels also sent to people.")] = 0.02,
     model_name: Annotated[str, typer.Option(help="Triton model name (default: the project id).")] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    describe: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LABEL=TEXT: what a label means (repeatable); the zero-shot prior reads "
+            "'label: text' before the first human label."
+        ),
+    ] = None,
     multi_label: Annotated[
         bool, typer.Option("--multi-label", help="Items may carry any subset of the labels (text).")
     ] = False,
@@ -110,6 +119,12 @@ def project_create(
     """Create a project (exit code 2 with one line when the server refuses its spec)."""
     if modality not in MODALITIES:
         raise fail(f"--modality {modality!r}: use one of {', '.join(MODALITIES)}", 2)
+    label_descriptions: dict[str, str] = {}
+    for entry in describe or []:
+        label, sep, text = entry.partition("=")
+        if not sep or not label.strip():
+            raise fail(f"--describe {entry!r}: use LABEL=TEXT", 2)
+        label_descriptions[label.strip()] = text.strip()
     spec = common_pb2.ProjectSpec(
         project_id=project_id,
         modality=MODALITIES[modality],
@@ -120,6 +135,7 @@ def project_create(
         audit_rate=audit_rate,
         model_name=model_name,
         description=description,
+        label_descriptions=label_descriptions,
     )
     s = settings()
     with ingest_channel(s) as channel:
@@ -132,6 +148,36 @@ def project_create(
     console.print(
         f"created project [bold]{project.spec.project_id}[/] with {len(project.spec.labels)} labels"
     )
+
+
+@project_app.command("show")
+def project_show(
+    project_id: Annotated[str, typer.Argument(help="The project id.")],
+) -> None:
+    """Show a project's spec, its labels' descriptions included."""
+    s = settings()
+    with ingest_channel(s) as channel:
+        try:
+            project = admin_pb2_grpc.ProjectServiceStub(channel).GetProject(
+                admin_pb2.GetProjectRequest(project_id=project_id), timeout=10
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"reading project {project_id!r}") from None
+    spec = project.spec
+    console.print(f"project [bold]{spec.project_id}[/]")
+    console.print(
+        f"  modality          {common_pb2.Modality.Name(spec.modality).removeprefix('MODALITY_').lower()}"
+    )
+    console.print(f"  target precision  {spec.target_precision:.2f}")
+    console.print(f"  annotators        {spec.annotators_per_task}")
+    console.print(f"  audit rate        {spec.audit_rate:.3f}")
+    console.print(f"  model             {spec.model_name}")
+    if spec.description:
+        console.print(f"  description       {spec.description}", markup=False)
+    table = Table("label", "description")
+    for label in spec.labels:
+        table.add_row(Text(label), Text(spec.label_descriptions.get(label, "")))
+    console.print(table)
 
 
 @project_app.command("list")
@@ -457,9 +503,30 @@ def bench(
     reference_seeds: Annotated[
         int, typer.Option(help="Seeds of the reference's random held-out split (mean and range).")
     ] = 5,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            help="Run the reference policy beside the loop (--no-reference: compare runs of the loop only)."
+        ),
+    ] = True,
     rules: Annotated[
         Path | None,
         typer.Option(help="A rule file (YAML, as `labelloop rules import`) for the bench's project."),
+    ] = None,
+    llm_url: Annotated[
+        str,
+        typer.Option(
+            help="An OpenAI-compatible endpoint's base URL: the bench runs the LLM source against it."
+        ),
+    ] = "",
+    llm_model: Annotated[str, typer.Option(help="With --llm-url: the model name sent to the endpoint.")] = "",
+    llm_sim_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            help="Start a simulated endpoint (part of the simulation harness, like the simulated people) "
+            "that answers the hidden label with this probability, else a random wrong one; run the LLM "
+            "source against it."
+        ),
     ] = None,
     chaos: Annotated[
         bool,
@@ -475,6 +542,7 @@ def bench(
     ] = 30.0,
 ) -> None:
     """Run the whole loop on a labeled dataset with its labels hidden; write a report (and plot)."""
+    from labelloop.bench.llm import LlmOptions
     from labelloop.bench.loop import BenchConfig, BenchError, run_bench
 
     s = settings()
@@ -491,11 +559,12 @@ def bench(
         window=window,
         stall_timeout_s=stall_timeout,
         rules=rules,
+        llm=LlmOptions(llm_url, llm_model, llm_sim_accuracy),
         **_stack_of(s),
         reference_seeds=reference_seeds,
         chaos=chaos,
         chaos_outage_s=chaos_outage_s,
-        reference=not chaos,  # the reference compares policies, not faults
+        reference=reference and not chaos,  # the reference compares policies, not faults
     )
     try:
         if throughput:
@@ -508,6 +577,8 @@ def bench(
             with live:
                 result = run_bench(config, say=console.print, progress=update)
             console.print(summary_table(result))
+            if result.get("sources") or result.get("llm"):
+                console.print(sources_summary(result))
             if chaos:
                 console.print(chaos_summary(result))
     except BenchError as exc:
@@ -520,6 +591,25 @@ def bench(
             raise fail(str(exc), 2 if isinstance(exc, DatasetError | FileNotFoundError) else 1) from None
         raise
     console.print(f"report: {report}" + (f"   plot: {plot}" if plot else ""))
+
+
+def sources_summary(result: dict[str, Any]) -> str:
+    """The label sources of a bench report (rules, the LLM), as lines: votes, coverage of the
+    stream and accuracy against the hidden labels; the LLM source's calls, failures and tokens."""
+    lines = ["sources (against the hidden labels):"]
+    for source, row in result.get("sources", {}).items():
+        accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        lines.append(
+            f"  {source:<28} votes {row['votes']:>6}  coverage {row['coverage']:.3f}  accuracy {accuracy}"
+        )
+    llm = result.get("llm")
+    if llm:
+        tokens = ", ".join(f"{k} {v}" for k, v in sorted(llm["tokens"].items())) or "none"
+        lines.append(
+            f"  {llm['source']}: {llm['calls']} calls, {llm['failures']} failed "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(llm['calls_by_outcome'].items()))}); tokens: {tokens}"
+        )
+    return "\n".join(lines)
 
 
 def chaos_summary(result: dict[str, Any]) -> str:
@@ -547,18 +637,38 @@ def _stack_of(s: CliSettings) -> dict[str, Any]:
         "token_file": s.token_file,
         "kafka_bootstrap": s.kafka_bootstrap,
         "topic_prefix": s.topic_prefix,
+        "prior_wait_s": prior_wait_default(),  # the zero-shot prior, where the stack has one
     }
 
 
-BENCH_RUNS = (
-    # name, dataset, limit, annotators, annotator error
-    ("bbcnews", "bbcnews", None, 1, 0.0),
-    ("spamassassin", "spamassassin", None, 1, 0.0),
-    ("20newsgroups", "20newsgroups", 6000, 1, 0.0),
-    ("bbcnews-noisy", "bbcnews", None, 3, 0.1),
-    ("spamassassin-noisy", "spamassassin", None, 3, 0.1),
-    ("fashion-mnist", "fashion-mnist", 3000, 1, 0.0),
-    ("yeast-multilabel", "yeast", None, 1, 0.0),  # multi-label (bench/multilabel.py)
+def _retire_bench_model(project_id: str) -> None:
+    """After a run of `make bench`: its throwaway project's model leaves the local Triton and
+    its repository (labels, runs and registry stay), so that each run does not add models that
+    Triton loads at every start (the chaos run restarts it; 25 models took over 120 s)."""
+    from labelloop.core.model_repository import retire
+    from labelloop.stack import LocalStack, StackSettings
+
+    stack = LocalStack(load(StackSettings), say=None)
+    if retire(stack.model_repository, settings().triton_grpc_url, project_id):
+        console.print(f"[dim]{project_id}: its model left the local Triton and repository[/]")
+
+
+RULES_20NG = Path(__file__).resolve().parents[1] / "datasets" / "rules" / "20newsgroups.yaml"
+LLM_SIM_ACCURACY = 0.85  # `make bench`'s simulated LLM endpoint (issue 14's target: about 85% right)
+
+BENCH_RUNS: tuple[tuple[str, str, int | None, int, float, dict[str, Any]], ...] = (
+    # name, dataset, limit, annotators, annotator error, other BenchConfig fields
+    ("bbcnews", "bbcnews", None, 1, 0.0, {}),
+    ("spamassassin", "spamassassin", None, 1, 0.0, {}),
+    ("20newsgroups", "20newsgroups", 6000, 1, 0.0, {}),
+    # the other sources, each against the same 3,000 posts without them
+    ("20newsgroups-3000", "20newsgroups", 3000, 1, 0.0, {}),
+    ("20newsgroups-rules", "20newsgroups", 3000, 1, 0.0, {"rules": RULES_20NG}),
+    ("20newsgroups-llm", "20newsgroups", 3000, 1, 0.0, {"llm_sim_accuracy": LLM_SIM_ACCURACY}),
+    ("bbcnews-noisy", "bbcnews", None, 3, 0.1, {}),
+    ("spamassassin-noisy", "spamassassin", None, 3, 0.1, {}),
+    ("fashion-mnist", "fashion-mnist", 3000, 1, 0.0, {}),
+    ("yeast-multilabel", "yeast", None, 1, 0.0, {}),  # multi-label (bench/multilabel.py)
 )
 
 
@@ -574,15 +684,19 @@ def bench_all(
     import platform
 
     from labelloop.bench import report as reports
+    from labelloop.bench.llm import LlmOptions
     from labelloop.bench.loop import BenchConfig, run_bench
     from labelloop.bench.throughput import run_throughput
 
     s = settings()
     wanted = {name.strip() for name in only.split(",") if name.strip()}
     rows: list[dict[str, Any]] = []
-    for name, data, limit, annotators, error in BENCH_RUNS:
+    for name, data, limit, annotators, error, others in BENCH_RUNS:
         if wanted and name not in wanted:
             continue
+        options = dict(others)
+        if "llm_sim_accuracy" in options:
+            options["llm"] = LlmOptions(sim_accuracy=options.pop("llm_sim_accuracy"))
         console.print(f"[bold]== {name}[/]")
         config = BenchConfig(
             data=data,
@@ -592,9 +706,11 @@ def bench_all(
             annotators=annotators,
             annotator_error=error,
             **_stack_of(s),
+            **options,
             extra={"run": name},
         )
         rows.append(run_bench(config, say=console.print))
+        _retire_bench_model(rows[-1]["project"])
     name, data, limit = CHAOS_RUN
     if not wanted or name in wanted:
         console.print(f"[bold]== {name}[/]")
@@ -612,6 +728,7 @@ def bench_all(
             extra={"run": name},
         )
         chaotic = run_bench(config, say=console.print)
+        _retire_bench_model(chaotic["project"])
         rows.append(chaotic)
         console.print(chaos_summary(chaotic))
     throughput: dict[str, Any] | None = None

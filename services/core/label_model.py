@@ -197,11 +197,65 @@ def combined_scores(
     sources with at least `min_judged` votes checked by people (an untried rule must not push
     items over the threshold on the prior alone); None when no such source voted, so the
     model's probabilities stay the input (projects without rules route exactly as before)."""
-    trusted = {
-        source: label
-        for source, label in votes.items()
-        if source != MODEL_SOURCE and model.judged(source) >= max(min_judged, 1)
-    }
+    trusted = trusted_votes(model, votes, min_judged)
     if not trusted or not len(model_probabilities):
         return None
     return [float(p) for p in model.posterior(trusted, model_probabilities)]
+
+
+def trusted_votes(model: LabelModel, votes: Mapping[str, str], min_judged: int) -> dict[str, str]:
+    """The votes routing counts: of sources other than the model, on a label of the project,
+    with at least `min_judged` (and at least one) votes checked by people."""
+    return {
+        source: label
+        for source, label in votes.items()
+        if source != MODEL_SOURCE and label in model.index and model.judged(source) >= max(min_judged, 1)
+    }
+
+
+def held_out_posteriors(
+    model: LabelModel,
+    probabilities: np.ndarray,
+    votes: Sequence[Mapping[str, str]],
+    truth: Sequence[str],
+    min_judged: int,
+) -> tuple[np.ndarray, int]:
+    """The posterior routing would compute for each row of a calibration sample (retraining's
+    out-of-fold model probabilities, `probabilities` [n, k], each item's recorded `votes` and its
+    human label in `truth`), with the item's own answer left out of the confusion counts: `model`
+    learned from the same human labels, and counting an item's own (vote, label) pair would
+    explain its very mistakes (a rule's one wrong vote for label b on an item of label a is all
+    the evidence `theta[a, b]` has) and make the posterior look sharper, and so the threshold
+    laxer, than it is on new items. Leave-one-out removes one count of (label, vote) per voting
+    source (none below zero: an item never counted stays as it is). Rows with no trusted vote
+    keep their probabilities exactly. Returns the posteriors and how many rows changed."""
+    out = np.array(probabilities, dtype=float, copy=True)
+    if out.ndim != 2 or out.shape[1] != model.k:
+        raise ValueError(f"probabilities of shape {out.shape} for {model.k} labels")
+    if not (len(votes) == len(truth) == out.shape[0]):
+        raise ValueError("probabilities, votes and truth must have one row per item")
+    prior = np.stack([model._prior_row(y) for y in range(model.k)])
+    empty = np.zeros((model.k, model.k + 1))
+    changed = 0
+    for i, (cast, label) in enumerate(zip(votes, truth, strict=True)):
+        trusted = trusted_votes(model, cast, min_judged)
+        if not trusted:
+            continue
+        truth_index = model.index.get(label)
+        log_post = np.log(np.clip(out[i], 1e-12, None))
+        for source, voted in trusted.items():
+            counts = model.counts.get(source, empty)
+            column = model.index[voted]
+            numerator = counts[:, column] + prior[:, column]
+            denominator = counts.sum(axis=1) + prior.sum(axis=1)
+            if truth_index is not None and counts[truth_index, column] >= 1:
+                numerator = numerator.copy()
+                denominator = denominator.copy()
+                numerator[truth_index] -= 1
+                denominator[truth_index] -= 1
+            log_post = log_post + np.log(numerator / denominator)
+        log_post -= log_post.max()
+        post = np.exp(log_post)
+        out[i] = post / post.sum()
+        changed += 1
+    return out, changed

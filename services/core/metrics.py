@@ -102,7 +102,8 @@ LLM_TOKENS = Counter(
 # --- routing ---------------------------------------------------------------------------------
 ROUTING_DECISIONS = Counter(
     "labelloop_routing_decisions",
-    "Routing decisions per prediction: auto (auto-labeled) or human; audit counts audit tasks and "
+    "Routing decisions per prediction: auto (auto-labeled) or human; audit counts audit tasks, "
+    "auto_after_vote the waiting tasks a late vote (the LLM's) auto-labels (withdrawn if untouched), and "
     "exploration the human ones drawn above the threshold (also counted as human).",
     ["project", "decision"],
 )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -35,6 +36,8 @@ from typing import Any
 
 from labelloop.core.errors import AlreadyExists, DependencyUnavailable, LabelloopError, NotFound
 from labelloop.core.identifiers import MODEL_NAME, MODEL_NAME_RULE
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.py"
@@ -282,6 +285,26 @@ def remove_version(repo: Path | str, model_name: str, version: int) -> None:
     doomed = directory / f"{TMP_PREFIX}removed-{version}-{os.getpid()}-{time.monotonic_ns()}"
     os.rename(path, doomed)
     shutil.rmtree(doomed)
+
+
+def retire(repo: Path | str, triton_grpc_url: str, model_name: str) -> bool:
+    """Unload `model_name` from Triton and delete it from the repository (every version), so
+    that Triton does not load it again at its next start. True when there was one. Triton being
+    unreachable is no error (it loads from the repository, where the model is gone)."""
+    import tritonclient.grpc as grpcclient
+
+    directory = model_dir(repo, model_name)
+    if not directory.is_dir():
+        return False
+    client = grpcclient.InferenceServerClient(triton_grpc_url)
+    try:
+        client.unload_model(model_name)
+    except Exception as exc:  # not loaded, or Triton down: the files go anyway
+        log.info("unloading %s: %s", model_name, exc)
+    finally:
+        client.close()
+    shutil.rmtree(directory, ignore_errors=True)
+    return True
 
 
 def load_and_wait(triton_grpc_url: str, model_name: str, timeout: float = 120.0) -> int:

@@ -22,6 +22,8 @@ DEFAULT_TARGET_PRECISION = 0.95
 DEFAULT_ANNOTATORS = 1
 DEFAULT_AUDIT_RATE = 0.02
 MAX_LABELS = 1000
+MAX_LABEL_DESCRIPTION = 1000
+"""Characters of one label's description (`ProjectSpec.label_descriptions`)."""
 #: The modalities that have a model path (a family that trains them, inference that reads them):
 #: a project of another modality is refused at creation instead of dead-lettering every item.
 MODEL_MODALITIES = {common_pb2.MODALITY_TEXT: "text", common_pb2.MODALITY_IMAGE: "image"}
@@ -65,6 +67,20 @@ def normalize_spec(spec: common_pb2.ProjectSpec) -> common_pb2.ProjectSpec:
         raise InvalidArgument("spec.labels", "labels must be distinct")
     if not 2 <= len(labels) <= MAX_LABELS:
         raise InvalidArgument("spec.labels", f"need between 2 and {MAX_LABELS} labels, got {len(labels)}")
+    for label, text in sorted(out.label_descriptions.items()):
+        if label not in labels:
+            raise InvalidArgument(
+                f"spec.label_descriptions[{label!r}]", f"{label!r} is not a label of the project"
+            )
+        if len(text) > MAX_LABEL_DESCRIPTION:
+            raise InvalidArgument(
+                f"spec.label_descriptions[{label!r}]",
+                f"at most {MAX_LABEL_DESCRIPTION} characters, got {len(text)}",
+            )
+        if any(ord(c) < 32 and c not in "\t\n" for c in text):
+            raise InvalidArgument(f"spec.label_descriptions[{label!r}]", "control characters are not allowed")
+        if not text.strip():
+            del out.label_descriptions[label]  # an empty description is no description
     if out.target_precision == 0:
         out.target_precision = DEFAULT_TARGET_PRECISION
     if not 0 < out.target_precision <= 1:

@@ -4,7 +4,9 @@ every prediction (cached for a second).
 
 Until a project has a calibrated threshold, `NOTHING` (2.0, above any probability) applies, so
 every item goes to people. The record also carries the exploration rate: the share of items
-above the threshold that routing sends to people anyway (see retraining/calibration.py).
+above the threshold that routing sends to people anyway (see retraining/calibration.py), and
+what the threshold was calibrated on (`sources_min_judged`: the model's probabilities, or the
+label model's posterior with the other sources' votes).
 
 Multi-label projects use `label_upper` / `label_lower` instead of the global threshold: per label,
 a probability at or above its upper threshold is a confident "on", at or below its lower one a
@@ -35,6 +37,13 @@ class Threshold:
     class_thresholds: dict[str, float] = field(default_factory=dict)
     model_version: int = 0
     exploration_rate: float = 0.0  # share of admitted items sent to people instead
+    sources_min_judged: int = 0
+    """0: calibrated on the model's probabilities, and routing compares those. N > 0: calibrated
+    on the label model's posterior counting the sources with at least N votes checked by people
+    (retraining/posterior.py), so routing compares that posterior, with the same N."""
+    # The serving version is the zero-shot prior (retraining/zero_shot.py): routing orders
+    # people's work by its classes (routing/decisions.prior_priority) instead of its margin.
+    prior: bool = False
     label_upper: dict[str, float] = field(default_factory=dict)  # multi-label: "on" at or above
     label_lower: dict[str, float] = field(default_factory=dict)  # multi-label: "off" at or below
 
@@ -53,6 +62,8 @@ class Threshold:
             "class_thresholds": dict(self.class_thresholds),
             "model_version": self.model_version,
             "exploration_rate": self.exploration_rate,
+            "sources_min_judged": self.sources_min_judged,
+            **({"prior": True} if self.prior else {}),
             "label_upper": dict(self.label_upper),
             "label_lower": dict(self.label_lower),
         }
@@ -66,8 +77,10 @@ class Threshold:
             {str(k): float(v) for k, v in (data.get("class_thresholds") or {}).items()},
             int(data.get("model_version", 0)) if model_version is None else model_version,
             float(data.get("exploration_rate", 0.0)),
-            {str(k): float(v) for k, v in (data.get("label_upper") or {}).items()},
-            {str(k): float(v) for k, v in (data.get("label_lower") or {}).items()},
+            int(data.get("sources_min_judged", 0)),
+            bool(data.get("prior", False)),
+            label_upper={str(k): float(v) for k, v in (data.get("label_upper") or {}).items()},
+            label_lower={str(k): float(v) for k, v in (data.get("label_lower") or {}).items()},
         )
 
 

@@ -27,6 +27,9 @@ from labelloop.core.triton_client import ModelMissing, TritonClassifier
 
 log = logging.getLogger(__name__)
 
+GROUP_CHUNKS = 2
+"""Encoder requests (of `batch_size` texts) sent together before their embeddings are stored."""
+
 
 class EncoderStage:
     """Embeddings of escalated texts and the model's answer on them (see module doc)."""
@@ -60,6 +63,21 @@ class EncoderStage:
             log.info("cascade: embeddings of encoder %s (%s)", encoder, self.encoder_model)
         return self._store
 
+    def _embeddings(self, store: EmbeddingStore, texts: Sequence[str]) -> np.ndarray:
+        """The texts' embeddings, encoded and stored :data:`GROUP_CHUNKS` requests at a time, so
+        a batch whose encoding outlasts one request's timeout (every item escalates while the
+        zero-shot prior serves, and a loaded CPU encodes 10-20 posts/s) still progresses: the
+        groups stored before a timeout are read back when the batch is redelivered."""
+        group = self.batch_size * GROUP_CHUNKS
+        parts = [
+            store.embed(
+                texts[i : i + group],
+                lambda fresh: self.classifier.embed(self.encoder_model, fresh, self.batch_size),
+            )
+            for i in range(0, len(texts), group)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, store.dim), dtype=np.float32)
+
     def answer(self, model_name: str, version: int, texts: Sequence[str]) -> np.ndarray | None:
         """The encoder-stage probabilities of `model_name` version `version` for `texts`, or None
         when that cannot be had now (no encoder served, or the version was swapped out): the
@@ -68,9 +86,7 @@ class EncoderStage:
         if store is None:
             return None
         try:
-            embeddings = store.embed(
-                texts, lambda fresh: self.classifier.embed(self.encoder_model, fresh, self.batch_size)
-            )
+            embeddings = self._embeddings(store, texts)
             return self.classifier.predict_embedded(model_name, version, texts, embeddings, self.batch_size)
         except ModelMissing as exc:
             log.info("cascade: %s unavailable (%s); the fast answer stands", model_name, exc)

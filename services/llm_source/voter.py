@@ -6,7 +6,9 @@ none. The questions of a batch run concurrently (the client bounds how many); an
 question fails, or whose answer is unusable, simply gets no vote and stays with people. Each
 question is bounded by the client's timeout and retries, so a slow or down endpoint delays this
 consumer only: it is not on the path from items to labels. Each vote is also stashed for the
-label model, which learns the LLM's accuracy when people decide the item.
+label model, which learns the LLM's accuracy when people decide the item. Each vote carries the
+prediction it was asked about, so routing can route the item again with the vote counted (and
+withdraw its waiting task when the posterior now clears the threshold).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class LlmVoter:
                     item_id=item.item_id,
                     vote=events_pb2.SourceVote(source=self.source, label=answer.label),
                     cast_at=now_timestamp(),
+                    prediction=event.message,  # routing routes the item again with the vote
                 ),
             )
 

@@ -15,8 +15,10 @@ import numpy as np
 
 from labelloop.core import grpc_server, health, stream
 from labelloop.core.answers import AnswerLedger
+from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.progress import ServingVersions
 from labelloop.core.projects import ProjectStore
+from labelloop.core.rules import RuleStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, LABELS
@@ -24,10 +26,13 @@ from labelloop.retraining.api import ModelApi
 from labelloop.retraining.deploy import Deployer
 from labelloop.retraining.families import ModelFamily, available_families, with_embedding_store
 from labelloop.retraining.lifecycle import ModelLifecycle
+from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import Registry
+from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.service import RetrainingService
 from labelloop.retraining.settings import DEFAULT_FAMILIES, RetrainingSettings
 from labelloop.retraining.training import Trainer
+from labelloop.retraining.zero_shot import ZeroShotPrior
 from labelloop.v1 import models_pb2_grpc
 
 log = logging.getLogger("retraining")
@@ -49,6 +54,21 @@ def _with_shared_encoder(
         "embedding store of encoder %s; Triton serves the shared encoder as %s", encoder.encoder_id, name
     )
     return with_embedding_store(families, store), lambda texts: encoder.embed(texts, store)
+
+
+def _zero_shot_prior(settings: RetrainingSettings) -> ZeroShotPrior:
+    """The zero-shot prior on the shared encoder (label texts are embedded in this process's
+    cache only: they are not items, so the embedding store does not keep them)."""
+    from labelloop.retraining.encoder import shared_encoder
+
+    encoder = shared_encoder()
+    log.info("zero-shot prior on for new text projects (T=%s)", settings.zero_shot_temperature)
+    return ZeroShotPrior(
+        lambda texts: encoder.embed(texts),
+        encoder.encoder_id,
+        encoder.encoder.dim,
+        settings.zero_shot_temperature,
+    )
 
 
 def main() -> None:
@@ -77,8 +97,11 @@ def main() -> None:
     repo = Path(settings.model_repository)
     repo.mkdir(parents=True, exist_ok=True)
     embed = None
+    prior = None
     if any(hasattr(f, "with_store") for f in families):
         families, embed = _with_shared_encoder(families, client, settings, repo)
+        if settings.zero_shot:
+            prior = _zero_shot_prior(settings)
     deployer = Deployer(
         repo, settings.triton_grpc_url, settings.load_timeout_s, settings.fault_pause_writing_version_s
     )
@@ -96,8 +119,22 @@ def main() -> None:
         answers,
         producer,
     )
-    trainer = Trainer(settings, projects, registry, lifecycle, producer, families, embed)
-    service = RetrainingService(settings, projects, registry, lifecycle, trainer, answers)
+    trainer = Trainer(
+        settings,
+        projects,
+        registry,
+        lifecycle,
+        producer,
+        families,
+        embed,
+        PosteriorCalibration(
+            LabelModelStore(client, settings.redis_key_prefix),
+            RuleStore(client, settings.redis_key_prefix),
+            settings.sources_min_judged,
+        ),
+        ReviewLedger(client, settings.redis_key_prefix),
+    )
+    service = RetrainingService(settings, projects, registry, lifecycle, trainer, answers, prior)
     service.rebuild()
     server = grpc_server.build_server(
         "retraining",

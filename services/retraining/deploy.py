@@ -17,6 +17,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,10 @@ def stricter(a: Threshold, b: Threshold) -> Threshold:
     projects per label and side: a label missing from either is never confident)."""
     classes = set(a.class_thresholds) | set(b.class_thresholds)
     labels = set(a.label_upper) & set(b.label_upper)
-    return Threshold(
-        max(a.threshold, b.threshold),
-        {c: max(a.for_label(c), b.for_label(c)) for c in classes},
-        a.model_version,
+    return replace(
+        a,
+        threshold=max(a.threshold, b.threshold),
+        class_thresholds={c: max(a.for_label(c), b.for_label(c)) for c in classes},
         label_upper={x: max(a.label_upper[x], b.label_upper[x]) for x in labels},
         label_lower={x: min(a.label_lower.get(x, -1.0), b.label_lower.get(x, -1.0)) for x in labels},
     )

@@ -168,11 +168,12 @@ class ModelLifecycle:
             )
             if not move.moved:
                 return
-            moved = Threshold(
-                move.threshold,
-                {c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()},
-                current.model_version,
-                current.exploration_rate,
+            moved = replace(
+                current,
+                threshold=move.threshold,
+                class_thresholds={
+                    c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()
+                },
             )
             self._publish(pid, moved)
             log.warning("%s: %s", pid, move.reason)
@@ -317,7 +318,9 @@ class ModelLifecycle:
         if challenger is not None and challenger.version == version:
             self.registry.delete_alias(pid, CHALLENGER)
         self.answers.reset(pid)
-        published = replace(threshold, model_version=triton_version)
+        published = replace(
+            threshold, class_thresholds=dict(threshold.class_thresholds), model_version=triton_version
+        )
         common = {"run_id": record.run_id, "family": record.tags.get("family", ""), "metrics": record.metrics}
         announce(
             self.producer,
@@ -353,5 +356,9 @@ class ModelLifecycle:
                 raise
             self._serving.set(pid, version)
             metrics.SERVING_MODEL_VERSION.labels(pid).set(version)
-            self._publish(pid, replace(threshold, model_version=version))
+            # every field of the calibrated record (exploration, what it was calibrated on)
+            self._publish(
+                pid,
+                replace(threshold, class_thresholds=dict(threshold.class_thresholds), model_version=version),
+            )
             return version

@@ -39,6 +39,7 @@ from labelloop.retraining.registry import CHAMPION, Registry
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.training import Trainer
 from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
+from labelloop.retraining.zero_shot import PriorScan, ZeroShotPrior
 from labelloop.v1 import events_pb2
 
 __all__ = ["RetrainingService"]
@@ -67,8 +68,11 @@ class RetrainingService:
         lifecycle: ModelLifecycle,
         trainer: Trainer,
         answers: AnswerLedger,
+        prior: ZeroShotPrior | None = None,
     ) -> None:
         self.settings = settings
+        self.prior = prior  # the zero-shot prior for projects without a champion (None: off)
+        self._priors = PriorScan(settings.failure_backoff_seconds)
         self.projects = projects
         self.registry = registry
         self.lifecycle = lifecycle
@@ -171,7 +175,11 @@ class RetrainingService:
         self.schedule()
 
     def schedule(self) -> None:
-        """Start every training that is due (called after each batch and when idle)."""
+        """Start every training that is due, and the zero-shot prior of new text projects
+        (called after each batch and when idle)."""
+        if self.prior is not None:
+            for pid in self._priors.due(self.projects):
+                self.executor.submit(self._serve_prior, pid)
         with self._states_lock:
             states = list(self.states.values())
         for state in states:
@@ -182,6 +190,21 @@ class RetrainingService:
                 snapshot = state.labeled.snapshot()
             log.info("%s: training (%s) on %d human labels", state.project_id, ticket.reason, snapshot.size)
             self.executor.submit(self._training, state, ticket, snapshot)
+
+    def _serve_prior(self, pid: str) -> None:
+        """In the worker: serve `pid`'s zero-shot prior unless it has a champion by now; the
+        trigger then counts from the prior's 0 human labels."""
+        assert self.prior is not None
+        try:
+            served = self.trainer.serve_prior(pid, self.prior)
+        except Exception:
+            log.exception("%s: the zero-shot prior failed; retrying later", pid)
+            self._priors.failed(pid)
+            return
+        if served:
+            state = self.state(pid)
+            with state.lock:
+                state.trigger.model_served(0)
 
     def _label_offsets(self) -> str:
         """The labels-topic offsets handled so far (JSON partition -> offset): the data version

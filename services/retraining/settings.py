@@ -57,6 +57,10 @@ class RetrainingSettings(CommonSettings):
     label_check_max_given_share: float = setting(0.75, positive)
     # Exploration: share of confident items sent to people anyway, while the project holds fewer
     # than `exploration_wanted` such labels; then falling as wanted / held, down to the floor.
+    sources_min_judged: int = setting(5, non_negative)
+    """With sources besides the model (rules, an LLM): calibrate thresholds on the label model's
+    posterior, counting sources with at least this many votes checked by people, and so switch
+    routing to it (retraining/posterior.py). 0: always calibrate on the model's probabilities."""
     exploration_rate: float = setting(0.02, _fraction)
     exploration_floor: float = setting(0.005, _fraction)
     exploration_wanted: int = setting(50, positive)
@@ -66,6 +70,13 @@ class RetrainingSettings(CommonSettings):
     # out, with a warning, where the encoder is not built. minilm-head (the encoder for every item)
     # pays on a GPU Triton. image-lr (HOG + pixels, PCA, logistic regression): image projects only.
     families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
+    # Cold start (retraining/zero_shot.py): a text project with no champion serves a zero-shot
+    # prior built from its label names (and descriptions) until its first trained model. Acts
+    # only where the encoder runs (an encoder family among `families`, e.g. the default cascade);
+    # false: no prior (items wait as NO_MODEL tasks in arrival order). `zero_shot_temperature` is
+    # the T of softmax(cos(item, label) / T).
+    zero_shot: bool = setting(True)
+    zero_shot_temperature: float = setting(0.05, positive)
     media_root: str = setting(DEFAULT_MEDIA_ROOT)
     """Where image items' files are read from to train (the root ingest checks them under);
     image models record it and read the same files when served."""

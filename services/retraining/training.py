@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from labelloop.core import metrics
-from labelloop.core.errors import FailedPrecondition
+from labelloop.core.errors import DependencyUnavailable, FailedPrecondition
 from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.stream import EventProducer
 from labelloop.core.thresholds import Threshold
@@ -29,16 +29,27 @@ from labelloop.core.topics import TASKS, item_key
 from labelloop.retraining.calibration import Calibration, exploration_rate
 from labelloop.retraining.dataset import LabeledSet, Snapshot
 from labelloop.retraining.deploy import served_labels, triton_predict
-from labelloop.retraining.evaluation import best_candidate, calibrate, evaluate, gate, out_of_fold_probs
+from labelloop.retraining.evaluation import (
+    GateDecision,
+    best_candidate,
+    calibrate,
+    evaluate,
+    gate,
+    out_of_fold_probs,
+)
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
 from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
 from labelloop.retraining.lifecycle import ModelLifecycle
 from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.multilabel import train_multi_label
+from labelloop.retraining.posterior import PosteriorCalibration
 from labelloop.retraining.registry import CHAMPION, Registry, VersionRecord
+from labelloop.retraining.reviews import ReviewLedger
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.triggers import TrainingTicket
-from labelloop.v1 import events_pb2
+from labelloop.retraining.zero_shot import FAMILY_NAME as PRIOR_FAMILY
+from labelloop.retraining.zero_shot import ZeroShotPrior, is_prior
+from labelloop.v1 import common_pb2, events_pb2
 
 __all__ = ["Candidate", "Trainer"]
 
@@ -68,6 +79,8 @@ class Trainer:
         producer: EventProducer,
         families: list[ModelFamily],
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        posterior: PosteriorCalibration | None = None,
+        reviews: ReviewLedger | None = None,
     ) -> None:
         if not families:
             raise ValueError("no model family available")
@@ -78,6 +91,8 @@ class Trainer:
         self.producer = producer  # review tasks and TRAINED events (outside the loop's transaction)
         self.families = families
         self.embed = embed  # texts -> shared-encoder embeddings (the store's), for cascade champions
+        self.posterior = posterior  # thresholds on the label model's posterior (retraining/posterior.py)
+        self.reviews = reviews  # items sent for review, across restarts (retraining/reviews.py)
 
     def train(
         self, pid: str, labeled: LabeledSet, ticket: TrainingTicket, snapshot: Snapshot, label_offsets: str
@@ -114,12 +129,12 @@ class Trainer:
             # coverage at the target precision is what a family is for, and measured on all the
             # labels it is far less noisy than on the held-out fifth alone.
             t0 = time.perf_counter()
-            calibrated = [self._calibrate(c, snapshot, label_set, target) for c in candidates]
+            calibrated = [self._calibrate(c, snapshot, label_set, target, pid) for c in candidates]
             calibration_s = time.perf_counter() - t0
-            for c, (cal, _, _) in zip(candidates, calibrated, strict=True):
+            for c, (cal, _, _, _) in zip(candidates, calibrated, strict=True):
                 c.metrics["calibrated_coverage"] = cal.expected_coverage
             chosen = best_candidate([c.metrics for c in candidates], "calibrated_coverage", metric)
-            best, (calib, oof, valid) = candidates[chosen], calibrated[chosen]
+            best, (calib, oof, valid, sources_min_judged) = candidates[chosen], calibrated[chosen]
             issues = self._check_labels(pid, labeled, snapshot, oof, valid, best.holdout_probs, label_set)
             threshold = Threshold(
                 calib.threshold,
@@ -130,12 +145,18 @@ class Trainer:
                     self.settings.exploration_floor,
                     self.settings.exploration_wanted,
                 ),
+                sources_min_judged=sources_min_judged,
             )
             champion = self.registry.by_alias(pid, CHAMPION)
-            champion_metrics = self._champion_metrics(
-                champion, model_name, hold_texts, hold_labels, label_set, target
-            )
-            decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
+            champion_metrics = None
+            if champion is not None and is_prior(champion.tags.get("family")):
+                # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.
+                decision = GateDecision(True, "replaces the zero-shot prior (never compared)")
+            else:
+                champion_metrics = self._champion_metrics(
+                    champion, model_name, hold_texts, hold_labels, label_set, target
+                )
+                decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
             params: dict[str, Any] = {
                 "family": best.family.name,
                 "families_tried": ",".join(c.family.name for c in candidates),
@@ -165,6 +186,7 @@ class Trainer:
                     "calibration_explored": float(snapshot.explored),
                     "exploration_rate": threshold.exploration_rate,
                     "calibration_seconds": calibration_s,
+                    "calibration.sources_min_judged": float(sources_min_judged),
                 }
             )
             if champion_metrics:
@@ -229,13 +251,61 @@ class Trainer:
                     log.info("%s: version %d serving %.1fs after its trigger", pid, version, serving_s)
         return best.family.name
 
+    def serve_prior(self, pid: str, prior: ZeroShotPrior) -> bool:
+        """Build the zero-shot prior of `pid` (retraining/zero_shot.py), log and register it in
+        MLflow (family `zero-shot`, `human_labels` 0) and hand it to the lifecycle to serve with
+        the threshold that admits nothing and exploration 0. Does nothing (False) when the
+        project already has a champion or is not a text project. True when the prior serves."""
+        project = self.projects.get(pid)
+        if project.spec.modality != common_pb2.MODALITY_TEXT:
+            return False
+        if self.registry.by_alias(pid, CHAMPION) is not None:
+            return False
+        label_set = [str(x) for x in project.spec.labels]
+        model = prior.build(label_set, dict(project.spec.label_descriptions))
+        model_name = project.spec.model_name
+        threshold = Threshold(exploration_rate=0.0, prior=True)  # admits nothing until answers confirm it
+        decision = GateDecision(True, "zero-shot prior: no champion yet")
+        tags = {"labelloop.project": pid, "labelloop.trigger": "zero_shot"}
+        with self.registry.run(pid, tags) as run_id:
+            params: dict[str, Any] = {
+                **model.params,
+                "human_labels": 0,
+                "label_set": ",".join(label_set),
+                "label_texts": " | ".join(model.label_texts),
+                "target_precision": project.spec.target_precision,
+            }
+            self.registry.log(run_id, params, {"threshold": threshold.threshold})
+            self.registry.client.set_tag(run_id, "labelloop.gate", "promote")
+            self.registry.client.set_tag(run_id, "labelloop.gate_reason", decision.reason)
+            with tempfile.TemporaryDirectory(prefix="labelloop-prior-") as tmp:
+                version_dir = model.write_version(Path(tmp), model_name, 1)
+                version = self.registry.register(
+                    pid,
+                    run_id,
+                    version_dir,
+                    {
+                        "family": PRIOR_FAMILY,
+                        "human_labels": "0",
+                        "threshold": json.dumps(threshold.to_record()),
+                        "metrics": "{}",
+                        "decision": "",
+                    },
+                )
+                log.info("%s: registered the zero-shot prior as version %d", pid, version)
+                return self.lifecycle.apply_gate(
+                    pid, model_name, version, run_id, PRIOR_FAMILY, {}, decision, threshold, version_dir
+                )
+
     def _calibrate(
-        self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float
-    ) -> tuple[Calibration, np.ndarray, np.ndarray]:
+        self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float, pid: str = ""
+    ) -> tuple[Calibration, np.ndarray, np.ndarray, int]:
         """The thresholds of `candidate`'s family (calibration.py): out-of-fold probabilities on
         the training labels and the candidate's own on the held-out ones, each label weighted by
-        the inverse of the probability routing gave it to people. With the out-of-fold
-        probabilities and which rows have one (the label checks read them)."""
+        the inverse of the probability routing gave it to people, turned into the label model's
+        posterior when the project's other sources voted (retraining/posterior.py). With the
+        out-of-fold probabilities and which rows have one (the label checks read them), and the
+        `sources_min_judged` the thresholds were calibrated with (0: the model's probabilities)."""
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
         oof, valid = out_of_fold_probs(
@@ -258,7 +328,40 @@ class Trainer:
             weights=weights,
             max_weight=self.settings.calibration_max_weight,
         )
-        return calibration, oof, valid
+        sources_min_judged = 0
+        if self.posterior is not None:
+            # The same sample as routing would see it on the label model's posterior; that
+            # calibration serves only where it admits more than the model's own (both hold the
+            # target on the same weighted sample: the choice is the family choice's, per source
+            # set), since sources whose errors follow the model's sharpen the posterior on the
+            # hard items and can leave its honest threshold stricter than the model's.
+            entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
+            sample = self.posterior.sample(pid, label_set, entries, probs)
+            if sample.sources_min_judged:
+                on_posterior = calibrate(
+                    sample.probabilities,
+                    truth,
+                    label_set,
+                    target,
+                    self.settings.confidence_level,
+                    weights=weights,
+                    max_weight=self.settings.calibration_max_weight,
+                )
+                chosen = on_posterior.expected_coverage > calibration.expected_coverage
+                log.info(
+                    "%s: %s on the posterior (%d of %d labels with trusted votes) admits %.3f, on the "
+                    "model %.3f: %s",
+                    pid,
+                    candidate.family.name,
+                    sample.with_votes,
+                    len(entries),
+                    on_posterior.expected_coverage,
+                    calibration.expected_coverage,
+                    "posterior" if chosen else "model",
+                )
+                if chosen:
+                    calibration, sources_min_judged = on_posterior, sample.sources_min_judged
+        return calibration, oof, valid, sources_min_judged
 
     def _check_labels(
         self,
@@ -285,7 +388,7 @@ class Trainer:
                 [HUMAN] * len(entries),  # the labeled set holds people's labels only (audits' too)
                 label_set,
                 [x.item_id for x in entries],
-                labeled.reviewed(),
+                labeled.reviewed() | (self.reviews.sent(pid) if self.reviews else set()),
                 self.settings.label_check_min_per_class,
                 self.settings.label_check_max_given_share,
             )
@@ -296,7 +399,13 @@ class Trainer:
         except Exception:  # the checks never stop a training; the next training checks again
             log.exception("%s: label checks failed; training without them", pid)
             return LabelIssues(0, (), (), ())
-        labeled.mark_sent_for_review([t.ingested.item.item_id for t in tasks])
+        sent = [t.ingested.item.item_id for t in tasks]
+        labeled.mark_sent_for_review(sent)
+        if self.reviews is not None:
+            try:
+                self.reviews.record(pid, sent)
+            except DependencyUnavailable:  # Redis down: sent again after a restart at worst
+                log.exception("%s: could not record the items sent for review", pid)
         metrics.LABEL_ISSUES.labels(pid, "human").inc(len(issues.flagged_human))
         metrics.LABEL_ISSUES.labels(pid, "auto").inc(len(issues.flagged_auto))
         metrics.LABEL_ISSUES.labels(pid, "reviews_sent").inc(len(tasks))

@@ -129,6 +129,18 @@ class RetrainTrigger:
             self._labels += 1
             self._classes.add(label)
 
+    def model_served(self, labels_in_model: int) -> None:
+        """A model this trigger did not train serves now, trained on `labels_in_model` human
+        labels (the zero-shot prior: 0). Without a model yet, the trigger then counts as a
+        restart with that model would (``labels_in_model`` at construction): the next training is
+        due after the regular number of new labels, counted from `labels_in_model`. Ignored once
+        the trigger has a model."""
+        if self._has_model:
+            return
+        self._has_model = True
+        self._labels_at_last_start = labels_in_model
+        self._last_start = self._clock()
+
     def request(self) -> None:
         """An on-demand training (`labelloop model retrain`): due as soon as it can train."""
         self._requested = True

@@ -1,5 +1,6 @@
 """`python -m labelloop.routing`: consumes `predictions` (and `models`), produces auto labels to
-`labels` and human work to `tasks`. Env: the `LABELLOOP_*` variables of RoutingSettings."""
+`labels` and human work to `tasks`; consumes `votes` to route an item again when a late vote
+(the LLM's) counts. Env: the `LABELLOOP_*` variables of RoutingSettings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
 from labelloop.core.thresholds import ThresholdStore
-from labelloop.core.topics import MODELS, PREDICTIONS
+from labelloop.core.topics import MODELS, PREDICTIONS, VOTES
+from labelloop.routing.prior_order import PriorRanks
 from labelloop.routing.router import Router
 from labelloop.routing.settings import RoutingSettings
 
@@ -27,10 +29,11 @@ def main() -> None:
         ThresholdStore(client, settings.redis_key_prefix),
         FinalLabelWriter(client, settings.redis_key_prefix),
         settings.audit_seed,
-        LabelModelStore(client, settings.redis_key_prefix) if settings.label_model_min_judged else None,
+        LabelModelStore(client, settings.redis_key_prefix),
         settings.label_model_min_judged,
+        PriorRanks(client, settings.redis_key_prefix),
     )
-    processor = runtime.processor(settings, [PREDICTIONS, MODELS], router)
+    processor = runtime.processor(settings, [PREDICTIONS, MODELS, VOTES], router)
     processor.run()
     processor.producer.close()
     log.info("routing stopped after %d events", processor.processed)

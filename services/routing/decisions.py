@@ -6,7 +6,9 @@
   (reason EXPLORATION) and no auto label; else `u < exploration_rate + audit_rate`: an auto label
   (source MODEL) and an audit task; else the auto label alone.
 - Otherwise: a human task (reason UNCERTAIN) with priority 1 - (top1 - top2): the smallest
-  margin first (uncertainty sampling).
+  margin first (uncertainty sampling). While the serving version is the zero-shot prior
+  (`threshold.prior`), the priority is `prior_priority` instead: the prior's least-seen classes
+  first, so the first trained model sees every class sooner.
 Multi-label projects (`decide_labels`): each label's probability is its own decision: "on" when
 at or above the label's upper threshold, "off" when at or below its lower one, else uncertain (a
 label without calibrated thresholds is always uncertain). Only when every label is decided does
@@ -55,6 +57,24 @@ def margin_priority(probabilities: list[float]) -> float:
     return 1.0 - (ordered[0] - second)
 
 
+def prior_priority(class_rank: int, confidence: float) -> float:
+    """The priority of an item the zero-shot prior sends to people: `(1 + confidence) / 2 /
+    (1 + class_rank)`, where `class_rank` counts the project's earlier items the prior gave the
+    same top label (routing/prior_order.py). The first item of each class the prior sees comes
+    before the second of any class, and so on (a round over the classes), the most confident
+    first within a round.
+
+    Why not the prior's margin: measured offline (all-MiniLM-L6-v2 embeddings, a logistic
+    head trained on the first 25 / 50 labels picked from a window of 100 waiting items, accuracy
+    on the rest of the first 800 items), picking the prior's smallest margin gave 0.48 / 0.78 on
+    BBC News and 0.21 / 0.36 on 20 Newsgroups against 0.82 / 0.84 and 0.25 / 0.37 in arrival
+    order: the prior is least sure of the items hardest to learn from. Picking its least-seen
+    class, most confident first, gave 0.83 / 0.91 and 0.37 / 0.49 (19 of 20 classes in the first
+    25 labels against 14). A static priority approximates that pick (ranks are counted when
+    routed, not when answered)."""
+    return (1.0 + min(1.0, max(0.0, confidence))) / 2.0 / (1.0 + max(0, class_rank))
+
+
 def audit_draw(item_id: str, seed: str) -> float:
     """A uniform number in [0, 1) fixed by the item id (and the seed)."""
     digest = hashlib.blake2b(f"{seed}:{item_id}".encode(), digest_size=8).digest()
@@ -62,9 +82,14 @@ def audit_draw(item_id: str, seed: str) -> float:
 
 
 def decide(
-    prediction: events_pb2.Prediction, project: common_pb2.Project, threshold: Threshold, audit_seed: str
+    prediction: events_pb2.Prediction,
+    project: common_pb2.Project,
+    threshold: Threshold,
+    audit_seed: str,
+    class_rank: int | None = None,
 ) -> Decision:
-    """The decision for `prediction` under `threshold` (see module doc)."""
+    """The decision for `prediction` under `threshold` (see module doc); `class_rank` is the
+    prior's rank of the item's top label (`prior_priority`), given when `threshold.prior`."""
     if prediction.no_model or not prediction.scores:
         return Decision(None, 0.0, events_pb2.TASK_REASON_NO_MODEL, 1.0)
     probabilities = [s.probability for s in prediction.scores]
@@ -80,6 +105,8 @@ def decide(
             return Decision(None, confidence, events_pb2.TASK_REASON_EXPLORATION, priority, answered)
         reason = events_pb2.TASK_REASON_AUDIT if u < answered else events_pb2.TASK_REASON_UNSPECIFIED
         return Decision(label, confidence, reason, priority, answered)
+    if threshold.prior and class_rank is not None:
+        priority = prior_priority(class_rank, confidence)
     return Decision(None, confidence, events_pb2.TASK_REASON_UNCERTAIN, priority)
 
 

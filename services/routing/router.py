@@ -1,7 +1,14 @@
 """The routing handler: predictions in; auto labels to `labels`, human work to `tasks`, and
 withdrawals of waiting tasks that a newer model auto-labels (rescores, see human_tasks/handler.py).
-Opt-in (`LABELLOOP_LABEL_MODEL_MIN_JUDGED`): items rules voted on are routed on the label model's
-posterior instead of the model's probabilities."""
+
+Under a threshold calibrated on the label model's posterior (`Threshold.sources_min_judged` > 0,
+set by retraining/posterior.py once a project has other sources), items other sources voted on
+are routed on that posterior instead of the model's probabilities. A vote cast after routing
+decided (the LLM source's, on `votes`, carrying the prediction it was asked about) routes the
+item again with the vote counted: when the posterior now clears the threshold, the waiting task
+is withdrawn with the auto-label (human-tasks publishes it only if nobody has started the task).
+`LABELLOOP_LABEL_MODEL_MIN_JUDGED` (opt-in, not calibrated) forces posterior routing under any
+threshold."""
 
 from __future__ import annotations
 
@@ -14,9 +21,10 @@ from labelloop.core.label_model import combined_scores
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.stream import Batch, now_timestamp
-from labelloop.core.thresholds import ThresholdStore
-from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, item_key
+from labelloop.core.thresholds import Threshold, ThresholdStore
+from labelloop.core.topics import MODELS, PREDICTIONS, TASKS, VOTES, item_key
 from labelloop.routing.decisions import Decision, decide, decide_labels
+from labelloop.routing.prior_order import PriorRanks
 from labelloop.v1 import common_pb2, events_pb2
 
 
@@ -37,6 +45,7 @@ class Router:
         audit_seed: str,
         label_model: LabelModelStore | None = None,
         label_model_min_judged: int = 0,
+        prior_ranks: PriorRanks | None = None,
     ) -> None:
         self.projects = projects
         self.thresholds = thresholds
@@ -44,13 +53,18 @@ class Router:
         self.audit_seed = audit_seed
         self.label_model = label_model
         self.label_model_min_judged = label_model_min_judged
+        self.prior_ranks = prior_ranks  # the zero-shot prior's order of people's work (None: margin)
 
     def _combined(
-        self, prediction: events_pb2.Prediction, project: common_pb2.Project
+        self, prediction: events_pb2.Prediction, project: common_pb2.Project, threshold: Threshold
     ) -> events_pb2.Prediction:
         """The prediction with its scores replaced by the label model's posterior when trusted
-        sources voted on the item (see `label_model.combined_scores`); else unchanged."""
-        if self.label_model is None or not len(prediction.votes) or not len(prediction.scores):
+        sources voted on the item (see `label_model.combined_scores`) and `threshold` was
+        calibrated on it (or the opt-in setting forces it); else unchanged."""
+        min_judged = threshold.sources_min_judged or self.label_model_min_judged
+        if min_judged <= 0 or self.label_model is None:
+            return prediction
+        if not len(prediction.votes) or not len(prediction.scores):
             return prediction
         if is_multi_label(project):  # rules vote one label; the label model is single-label
             return prediction
@@ -59,9 +73,7 @@ class Router:
             return prediction
         model = self.label_model.cached(project.spec.project_id, labels)
         votes = {v.source: v.label for v in prediction.votes}
-        posterior = combined_scores(
-            model, votes, [s.probability for s in prediction.scores], self.label_model_min_judged
-        )
+        posterior = combined_scores(model, votes, [s.probability for s in prediction.scores], min_judged)
         if posterior is None:
             return prediction
         out = events_pb2.Prediction()
@@ -78,6 +90,9 @@ class Router:
             if event.topic is MODELS:
                 self.thresholds.invalidate(event.message.project_id)
                 continue
+            if event.topic is VOTES:
+                self._route_again(batch, event.message, at)
+                continue
             if event.topic is not PREDICTIONS:
                 continue
             prediction: events_pb2.Prediction = event.message
@@ -89,12 +104,16 @@ class Router:
                     event, PoisonMessage("UnknownProject", f"project {item.project_id!r} does not exist")
                 )
                 continue
-            prediction = self._combined(prediction, project)
             threshold = self.thresholds.get(project.spec.project_id)
+            prediction = self._combined(prediction, project, threshold)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
             multi = is_multi_label(project)
-            decide_for = decide_labels if multi else decide
-            decision = decide_for(prediction, project, threshold, self.audit_seed)
+            if multi:
+                decision = decide_labels(prediction, project, threshold, self.audit_seed)
+            else:
+                decision = decide(
+                    prediction, project, threshold, self.audit_seed, self._prior_rank(prediction, threshold)
+                )
             label = None
             accepted = decision.accepted
             if accepted is not None:
@@ -154,6 +173,64 @@ class Router:
                     if decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
                         metrics.ROUTING_DECISIONS.labels(project_id, "exploration").inc()
                 self._emit_task(batch, prediction, project, decision, decision.task_reason, at)
+
+    def _route_again(self, batch: Batch, cast: events_pb2.VoteCast, at: Timestamp) -> None:
+        """A vote cast after routing decided: decide again on the prediction it carries with the
+        vote added; when that auto-labels the item, withdraw its waiting task with the label (an
+        item routing auto-labeled before, or whose task people started, keeps its label: the
+        withdrawal finds no untouched task). Exploration keeps its share of such items with
+        people, as for any item; they are not audited (as for rescored items)."""
+        if not cast.HasField("prediction") or cast.prediction.ingested.HasField("rescore"):
+            return
+        item = cast.prediction.ingested.item
+        try:
+            project = self.projects.get(item.project_id)
+        except NotFound:
+            return  # the project was deleted since; its prediction was dead-lettered
+        threshold = self.thresholds.get(item.project_id)
+        if not (threshold.sources_min_judged or self.label_model_min_judged):
+            return
+        prediction = events_pb2.Prediction()
+        prediction.CopyFrom(cast.prediction)
+        if all(v.source != cast.vote.source for v in prediction.votes):
+            prediction.votes.append(cast.vote)
+        combined = self._combined(prediction, project, threshold)
+        if combined is prediction:
+            return
+        decision = decide(combined, project, threshold, self.audit_seed)
+        if decision.auto_label is None:
+            return
+        label = events_pb2.LabelFinalized(
+            ingested=combined.ingested,
+            labels=[decision.auto_label],
+            source=common_pb2.LABEL_SOURCE_MODEL,
+            confidence=decision.confidence,
+            model_name=combined.model_name,
+            model_version=combined.model_version,
+            finalized_at=at,
+            threshold=threshold.for_label(decision.auto_label),
+        )
+        metrics.ROUTING_DECISIONS.labels(item.project_id, "auto_after_vote").inc()
+        withdrawal = events_pb2.TaskRouted(
+            task_id=item.item_id,
+            ingested=combined.ingested,
+            prediction=combined,
+            routed_at=at,
+            withdraw=events_pb2.Withdrawal(label=label),
+        )
+        batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
+
+    def _prior_rank(self, prediction: events_pb2.Prediction, threshold: Threshold) -> int | None:
+        """The zero-shot prior's class rank of a new item it does not admit (None otherwise)."""
+        if self.prior_ranks is None or not threshold.prior or not len(prediction.scores):
+            return None
+        if prediction.ingested.HasField("rescore"):
+            return None
+        top = max(prediction.scores, key=lambda s: s.probability)
+        if threshold.admits(top.label, top.probability):
+            return None
+        item = prediction.ingested.item
+        return self.prior_ranks.next(item.project_id, prediction.model_version, top.label)
 
     @staticmethod
     def _emit_task(

@@ -14,5 +14,6 @@ class RoutingSettings(CommonSettings):
     metrics_port: int = setting(9103, port)
     audit_seed: str = setting("labelloop-audit")  # salts the audit sampling hash
     label_model_min_judged: int = setting(0, non_negative)
-    """0: route on the model's probabilities (default). N > 0: for items rules voted on, route on
-    the label model's posterior, counting the sources with at least N votes checked by people."""
+    """0 (default): route on the label model's posterior only under a threshold calibrated on it
+    (retraining's `LABELLOOP_SOURCES_MIN_JUDGED`). N > 0 forces it under any threshold, counting
+    the sources with at least N votes checked by people (not calibrated: for trials)."""

@@ -29,7 +29,7 @@ from labelloop.stack.mlflow_server import MlflowServer
 from labelloop.stack.process import ManagedProcess, ProcessStatus, StackError, StartResult
 from labelloop.stack.redis_server import RedisServer
 from labelloop.stack.secrets import stack_secret
-from labelloop.stack.services import SERVICES, ServiceSpec
+from labelloop.stack.services import LLM_SOURCE, SERVICES, ServiceSpec
 from labelloop.stack.settings import StackSettings
 from labelloop.stack.triton_server import TritonServer
 
@@ -94,6 +94,8 @@ class LocalStack:
         self.services: list[ServiceProcess] = [
             self._service(spec) for spec in (SERVICES if services is None else services)
         ]
+        # started on demand (the bench's LLM source), stopped by `down` when running
+        self.optional: list[ServiceProcess] = [self._service(LLM_SOURCE)] if services is None else []
         self._say = say
         self._say_lock = threading.Lock()
 
@@ -221,7 +223,7 @@ class LocalStack:
         Returns only when no process of any component is left (SIGTERM, SIGKILL after
         `stop_timeout_s`); pid files are removed; data and logs are kept.
         """
-        stopped = [s.name for s in reversed(self.services) if s.process.stop()]
+        stopped = [s.name for s in [*self.optional, *reversed(self.services)] if s.process.stop()]
         with ThreadPoolExecutor(max_workers=max(1, len(self.infrastructure))) as pool:
             outcomes = list(pool.map(lambda c: (c.name, c.process.stop()), reversed(self.infrastructure)))
         stopped += [name for name, was_running in outcomes if was_running]

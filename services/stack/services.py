@@ -32,6 +32,10 @@ class ServiceSpec:
     ports: tuple[int, ...] = ()
     ready: Callable[[Mapping[str, str]], ReadyCheck] | None = None
 
+    def with_env(self, env: Mapping[str, str]) -> ServiceSpec:
+        """The same service with `env` added to its variables."""
+        return ServiceSpec(self.name, self.module, self.args, {**self.env, **env}, self.ports, self.ready)
+
 
 def http_ready(metrics_port: int) -> Callable[[Mapping[str, str]], ReadyCheck]:
     """Readiness: the service's `/readyz` answers 200 (all its dependencies are up)."""
@@ -75,3 +79,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
 default ports (gRPC: ingest 50051 with the admin API, human_tasks 50052, retraining 50053 with
 the model API; metrics and health: 9101-9106; the annotator web app on 127.0.0.1:8080, or
 `LABELLOOP_WEB_PORT`)."""
+
+LLM_SOURCE = _spec("llm_source", 9107)
+"""The LLM source (metrics 9107): not in `SERVICES`, since it needs an endpoint
+(`LABELLOOP_LLM_BASE_URL`, `LABELLOOP_LLM_MODEL`); `labelloop bench --llm-url/--llm-sim-accuracy`
+starts it (bench/llm.py), and `make down` stops it when it runs."""

@@ -113,7 +113,14 @@ class Box(_message.Message):
     def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., w: _Optional[float] = ..., h: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class ProjectSpec(_message.Message):
-    __slots__ = ("project_id", "modality", "task_type", "labels", "target_precision", "annotators_per_task", "audit_rate", "model_name", "description")
+    __slots__ = ("project_id", "modality", "task_type", "labels", "target_precision", "annotators_per_task", "audit_rate", "model_name", "description", "label_descriptions")
+    class LabelDescriptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +130,7 @@ class ProjectSpec(_message.Message):
     AUDIT_RATE_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_DESCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     modality: Modality
     task_type: TaskType
@@ -132,7 +140,8 @@ class ProjectSpec(_message.Message):
     audit_rate: float
     model_name: str
     description: str
-    def __init__(self, project_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., task_type: _Optional[_Union[TaskType, str]] = ..., labels: _Optional[_Iterable[str]] = ..., target_precision: _Optional[float] = ..., annotators_per_task: _Optional[int] = ..., audit_rate: _Optional[float] = ..., model_name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    label_descriptions: _containers.ScalarMap[str, str]
+    def __init__(self, project_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., task_type: _Optional[_Union[TaskType, str]] = ..., labels: _Optional[_Iterable[str]] = ..., target_precision: _Optional[float] = ..., annotators_per_task: _Optional[int] = ..., audit_rate: _Optional[float] = ..., model_name: _Optional[str] = ..., description: _Optional[str] = ..., label_descriptions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Project(_message.Message):
     __slots__ = ("spec", "created_at")

@@ -111,16 +111,18 @@ class SourceVote(_message.Message):
     def __init__(self, source: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class VoteCast(_message.Message):
-    __slots__ = ("project_id", "item_id", "vote", "cast_at")
+    __slots__ = ("project_id", "item_id", "vote", "cast_at", "prediction")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     VOTE_FIELD_NUMBER: _ClassVar[int]
     CAST_AT_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     item_id: str
     vote: SourceVote
     cast_at: _timestamp_pb2.Timestamp
-    def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    prediction: Prediction
+    def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
     __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of", "uncertain_labels")

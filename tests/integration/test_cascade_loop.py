@@ -26,6 +26,7 @@ ENV = {
     "LABELLOOP_FIRST_MODEL_LABELS": "60",
     "LABELLOOP_RETRAIN_EVERY_LABELS": "100000",
     "LABELLOOP_CALIBRATION_FOLDS": "2",
+    "LABELLOOP_ZERO_SHOT": "false",  # the first version must be the trained cascade (no prior)
 }
 
 

@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from running import RunningServices
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from support import free_port, wait_until
 
+from labelloop.bench.llm_sim import ChatServer, SimulatedLlm, completion
 from labelloop.core import redis_store
 from labelloop.core.label_log import replay
 from labelloop.core.label_model_store import LabelModelStore
@@ -94,32 +92,11 @@ def endpoint() -> Iterator[Endpoint]:
             )
         if kind == "body":
             return Response(value, media_type="application/json")
-        content = json.dumps({"label": value}) if kind == "label" else value
-        return JSONResponse(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55},
-            }
-        )
+        return completion(json.dumps({"label": value}) if kind == "label" else value, 50, 5)
 
-    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, message="the test endpoint started")
-    state.url = f"http://127.0.0.1:{port}/v1"
-    yield state
-    server.should_exit = True
-    thread.join(10)
+    with ChatServer(completions) as server:  # the bench's simulated endpoint's server
+        state.url = server.url
+        yield state
 
 
 def client(endpoint: Endpoint, script: list[tuple[str, Any]], **config: Any) -> tuple[LlmClient, list[float]]:
@@ -306,3 +283,17 @@ def test_the_llm_source_service_votes_on_the_items_it_asks_about(endpoint: Endpo
     finally:
         llm_source.stop()
         services.stop()
+
+
+def test_the_client_against_the_benchs_simulated_endpoint() -> None:
+    """The bench's simulated LLM over real HTTP: the client's questions reach it as Chat
+    Completions requests and its answers come back as labels, right about as often as set."""
+    truth = {f"post {i} about {label}": label for i, label in enumerate(["tech", "sports", "politics"] * 100)}
+    sim = SimulatedLlm(truth, 0.8, seed=3)
+    with ChatServer(sim.handle) as server:
+        llm = LlmClient(LlmConfig(server.url, "simulated", timeout_s=5.0, max_retries=0))
+        answers = [llm.ask("p", ["tech", "sports", "politics"], text) for text in truth]
+    assert all(a.outcome == "answered" and a.prompt_tokens > 0 for a in answers)
+    right = sum(a.label == y for a, y in zip(answers, truth.values(), strict=True))
+    assert sim.asked == 300 and sim.right == right
+    assert 0.7 < right / 300 < 0.9

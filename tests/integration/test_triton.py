@@ -128,6 +128,22 @@ def test_batched_infer_returns_one_distribution_per_text(
     assert config["max_batch_size"] == 256 and config["output"][0]["dims"] == [str(len(LABELS))]
 
 
+def test_a_retired_model_leaves_triton_and_the_repository(
+    stack: LocalStack,
+    client: grpcclient.InferenceServerClient,
+    model_name: str,
+    pipelines: tuple[Pipeline, Pipeline],
+) -> None:
+    """What `make bench` does with each run's throwaway model (Triton loads every model of the
+    repository at its start)."""
+    repo.write_sklearn_version(stack.model_repository, model_name, 1, pipelines[0], LABELS)
+    assert repo.load_and_wait(stack.triton_grpc_url, model_name) == 1
+    assert repo.retire(stack.model_repository, stack.triton_grpc_url, model_name)
+    assert not (stack.model_repository / model_name).exists()
+    assert not client.is_model_ready(model_name)
+    assert not repo.retire(stack.model_repository, stack.triton_grpc_url, model_name), "nothing left"
+
+
 def test_version_swap_under_load_fails_no_call(
     stack: LocalStack,
     client: grpcclient.InferenceServerClient,

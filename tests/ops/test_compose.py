@@ -185,3 +185,17 @@ def test_redis_password_and_admin_token_come_from_env_file() -> None:
         assert environment["LABELLOOP_ADMIN_TOKEN"] == env["LABELLOOP_ADMIN_TOKEN"], name
         assert "@" not in environment["LABELLOOP_REDIS_URL"], f"{name}: no password in the Redis URL"
     assert len(env["LABELLOOP_ADMIN_TOKEN"]) >= 16, "the services refuse a shorter admin token"
+
+
+def test_the_llm_source_is_an_opt_in_profile_with_its_endpoint_from_the_env_file() -> None:
+    service = compose_model()["services"]["llm-source"]
+    assert service["profiles"] == ["llm"]  # `docker compose up` alone does not start it
+    assert service["command"] == ["python", "-m", "labelloop.llm_source"]
+    assert (REPO / "services" / "llm_source").is_dir()
+    env = service["environment"]
+    assert env["LABELLOOP_METRICS_PORT"] == "9107"
+    assert "http://127.0.0.1:9107/readyz" in " ".join(service["healthcheck"]["test"])
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["llm-source"]["environment"]
+    assert raw["LABELLOOP_LLM_API_KEY"] == "${LLM_API_KEY}"  # from .env, never written in the file
+    assert {"LLM_BASE_URL", "LLM_MODEL", "LLM_API_KEY"} <= set(env_file())
+    assert service["depends_on"]["kafka"]["condition"] == "service_healthy"

@@ -437,3 +437,47 @@ def test_the_annotator_web_app_trusts_the_grpc_apis_ca_when_tls_is_on(helm: str)
         "volumeMounts"
     ]
     assert {"name": "grpc-tls", "secret": {"secretName": "labelloop-grpc-tls"}} in pod["volumes"]
+
+
+def test_the_llm_source_is_off_by_default_and_takes_its_api_key_from_a_secret(
+    helm: str, kubeconform: str, rendered: dict
+) -> None:
+    version = KUBERNETES_VERSIONS[-1]
+    for values in VALUES_FILES:
+        assert "labelloop-llm-source" not in by_kind(manifests(rendered[(values, version)]), "Deployment")
+    text = helm_template(
+        helm,
+        None,
+        version,
+        "services.llmSource.enabled=true",
+        "services.llmSource.llm.baseUrl=https://llm.internal/v1",
+        "services.llmSource.llm.model=small-instruct",
+        "services.llmSource.llm.apiKey.existingSecret=labelloop-llm",
+    )
+    docs = manifests(text)
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    pod = by_kind(docs, "Deployment")["labelloop-llm-source"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "labelloop.llm_source"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LABELLOOP_LLM_BASE_URL"]["value"] == "https://llm.internal/v1"
+    assert env["LABELLOOP_LLM_MODEL"]["value"] == "small-instruct"
+    assert env["LABELLOOP_LLM_ASK"]["value"] == "uncertain"
+    assert env["LABELLOOP_METRICS_PORT"]["value"] == "9107"
+    assert env["LABELLOOP_LLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "labelloop-llm",
+        "key": "api-key",
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    redis_policy = by_kind(docs, "NetworkPolicy")["labelloop-redis"]
+    allowed = redis_policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][1]["values"]
+    assert "llm-source" in allowed  # it reaches Redis (budget, stashed votes) and Kafka
+    schema_dir = require_file(K8S_SCHEMAS / f"v{version}-standalone-strict", f"Kubernetes {version} schemas")
+    location = str(schema_dir.parent) + (
+        "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/"
+        "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    )
+    cmd = [kubeconform, "-strict", "-summary", "-kubernetes-version", version]
+    cmd += ["-schema-location", location, "-skip", ",".join(CRD_KINDS), "-"]
+    result = run(cmd, input=text)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -103,6 +103,8 @@ def test_the_handler_votes_for_usable_answers_only() -> None:
         ("1", "llm:tiny", "politics"),
         ("3", "llm:tiny", "sports"),
     ]
+    # each vote carries the prediction it was asked about: routing routes the item again with it
+    assert [v.prediction.ingested.item.item_id for v in votes] == ["1", "3"]  # type: ignore[union-attr]
     assert [(e.offset, p.error_type) for e, p in batch.poisoned] == [(4, "UnknownProject")]
 
 

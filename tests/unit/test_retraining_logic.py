@@ -191,3 +191,81 @@ def test_a_threshold_record_round_trips_and_old_records_read_as_before() -> None
     assert Threshold.from_record({"threshold": 0.9, "class_thresholds": {}}) == Threshold(0.9)
     # one sentinel: what calibration writes is what the stores default to
     assert ADMIT_NOTHING == NOTHING == Threshold().threshold
+
+
+def test_an_install_publishes_every_field_of_the_calibrated_threshold() -> None:
+    """What routing reads after a deploy keeps the exploration rate and what the threshold was
+    calibrated on (`sources_min_judged`: routing switches to the posterior only under it); the
+    stricter threshold during the swap keeps the serving one's."""
+    import threading
+
+    from labelloop.retraining.lifecycle import ModelLifecycle
+
+    published: list[Threshold] = []
+
+    class Thresholds:
+        def invalidate(self, project_id: str) -> None:
+            pass
+
+        def get(self, project_id: str) -> Threshold:
+            return Threshold(0.97, {}, 3, 0.005, 0)
+
+        def set(self, project_id: str, value: Threshold) -> None:
+            published.append(value)
+
+    class Deployer:
+        def lock(self, model_name: str) -> threading.Lock:
+            return threading.Lock()
+
+        def install(self, model_name: str, source_dir: Path) -> int:
+            return 4
+
+    class Serving:
+        def set(self, project_id: str, version: int) -> None:
+            pass
+
+    lifecycle = ModelLifecycle(None, None, None, Deployer(), Thresholds(), Serving(), None, None)  # type: ignore[arg-type]
+    calibrated = Threshold(0.9, {"a": 0.95}, exploration_rate=0.02, sources_min_judged=5)
+    assert lifecycle._install("p", "m", Path("."), calibrated) == 4
+    during, after = published
+    assert during == Threshold(0.97, {"a": 0.97}, 3, 0.005, 0)  # the stricter, on the old basis
+    assert after == Threshold(0.9, {"a": 0.95}, 4, 0.02, 5)
+    assert Threshold.from_record(after.to_record()) == after
+
+
+def test_thresholds_go_on_the_posterior_only_where_it_admits_more_than_the_model() -> None:
+    """Trainer._calibrate calibrates the model's probabilities and, when the project's sources
+    voted, the posterior of the same sample; the posterior's thresholds serve (and the record
+    says so) only when they admit more at the target."""
+    from labelloop.retraining.dataset import HumanLabel, Snapshot
+    from labelloop.retraining.posterior import PosteriorSample
+    from labelloop.retraining.training import Candidate, Trainer
+
+    labels = ["sport", "tech"]
+    x, _ = texts(160, seed=3)
+    y = list(np.random.default_rng(4).choice(labels, 160))  # labels the words do not predict
+    snapshot = Snapshot(
+        tuple(HumanLabel(f"i{n}", t, lab) for n, (t, lab) in enumerate(zip(x, y, strict=True))), ()
+    )
+    model = TFIDF_FAMILY.fit(x, y, labels)
+    candidate = Candidate(TFIDF_FAMILY, model, {}, np.zeros((0, 2)), 0.0)
+
+    class Posterior:
+        def __init__(self, sharp: bool) -> None:
+            self.sharp = sharp
+
+        def sample(self, pid, label_set, entries, probs):  # type: ignore[no-untyped-def]
+            truth = np.asarray([label_set.index(e.label) for e in entries])
+            right = np.eye(2)[truth] * 0.98 + 0.01
+            wrong = np.eye(2)[1 - truth] * 0.98 + 0.01
+            return PosteriorSample(right if self.sharp else wrong, 5, len(entries))
+
+    settings = load(RetrainingSettings, environ={})
+    for sharp, basis in ((True, 5), (False, 0)):
+        trainer = Trainer(settings, None, None, None, None, [TFIDF_FAMILY], posterior=Posterior(sharp))  # type: ignore[arg-type]
+        calibration, _, _, sources_min_judged = trainer._calibrate(candidate, snapshot, labels, 0.95, "p")
+        assert sources_min_judged == basis
+        if sharp:
+            assert calibration.expected_coverage > 0.9
+    plain = Trainer(settings, None, None, None, None, [TFIDF_FAMILY])  # type: ignore[arg-type]
+    assert plain._calibrate(candidate, snapshot, labels, 0.95, "p")[3] == 0

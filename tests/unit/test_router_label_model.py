@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from labelloop.core.label_model import LabelModel, combined_scores
 from labelloop.core.stream import Batch, Event
 from labelloop.core.thresholds import Threshold
-from labelloop.core.topics import LABELS, PREDICTIONS, TASKS
+from labelloop.core.topics import LABELS, PREDICTIONS, TASKS, VOTES
 from labelloop.routing.router import Router
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -119,3 +119,59 @@ def test_the_router_routes_on_the_posterior_only_when_trusted_sources_voted() ->
     assert label.confidence > 0.9  # type: ignore[union-attr]
     untried = Router(Projects(), Thresholds(), Progress(), "seed", Store(trained(5, 0)), 30)  # type: ignore[arg-type]
     assert routed(untried, batch(True)) == [("task", uncertain)]
+
+
+@dataclass
+class CalibratedThresholds:
+    """A threshold retraining calibrated on the posterior (sources with at least 30 judged votes)."""
+
+    sources_min_judged: int = 30
+
+    def get(self, project_id: str) -> Threshold:
+        return Threshold(threshold=0.9, sources_min_judged=self.sources_min_judged)
+
+    def invalidate(self, project_id: str) -> None:
+        pass
+
+
+def test_a_threshold_calibrated_on_the_posterior_switches_routing_to_it_by_default() -> None:
+    uncertain = str(events_pb2.TASK_REASON_UNCERTAIN)
+    router = Router(Projects(), CalibratedThresholds(), Progress(), "seed", Store(trained(45, 5)))  # type: ignore[arg-type]
+    assert routed(router, batch(True, False)) == [("label", "sports"), ("task", uncertain)]
+    on_model = Router(Projects(), CalibratedThresholds(0), Progress(), "seed", Store(trained(45, 5)))  # type: ignore[arg-type]
+    assert routed(on_model, batch(True, False)) == [("task", uncertain), ("task", uncertain)]
+
+
+def late_vote(label: str, source: str = "llm:m") -> Batch:
+    prediction = batch(False).events[0].message
+    prediction.ingested.item.content.text = "a text"
+    cast = events_pb2.VoteCast(
+        project_id="p",
+        item_id="0",
+        vote=events_pb2.SourceVote(source=source, label=label),
+        prediction=prediction,
+    )
+    return Batch([Event(VOTES, cast, b"k", 0, 0, b"", 0)])
+
+
+def test_a_late_vote_that_clears_the_threshold_withdraws_the_waiting_task_with_its_label() -> None:
+    router = Router(Projects(), CalibratedThresholds(), Progress(), "seed", Store(trained(45, 5, "llm:m")))  # type: ignore[arg-type]
+    b = late_vote("sports")
+    router(b)
+    [(topic, _, withdrawal)] = b.outputs
+    assert topic is TASKS and withdrawal.HasField("withdraw")  # type: ignore[union-attr]
+    label = withdrawal.withdraw.label  # type: ignore[union-attr]
+    assert list(label.labels) == ["sports"] and label.confidence > 0.9
+    assert label.source == common_pb2.LABEL_SOURCE_MODEL
+    assert [v.source for v in withdrawal.prediction.votes] == ["llm:m"]  # type: ignore[union-attr]
+    # A vote for the other label, an untried source, or a threshold on the model: the task stays.
+    for quiet, b in (
+        (router, late_vote("politics")),
+        (router, late_vote("sports", "llm:new")),
+        (
+            Router(Projects(), CalibratedThresholds(0), Progress(), "seed", Store(trained(45, 5, "llm:m"))),  # type: ignore[arg-type]
+            late_vote("sports"),
+        ),
+    ):
+        quiet(b)
+        assert b.outputs == []

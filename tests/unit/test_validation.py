@@ -94,6 +94,33 @@ def test_bad_specs_name_the_field(spec: common_pb2.ProjectSpec, field: str) -> N
     assert info.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("descriptions", "field"),
+    [
+        ({"c": "not a label"}, "spec.label_descriptions['c']"),
+        ({"a": "x" * 1001}, "spec.label_descriptions['a']"),
+        ({"b": "bell\x07"}, "spec.label_descriptions['b']"),
+    ],
+)
+def test_bad_label_descriptions_name_the_label(descriptions: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        normalize_spec(
+            common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], label_descriptions=descriptions)
+        )
+    assert info.value.field == field
+
+
+def test_label_descriptions_are_kept_and_blank_ones_dropped() -> None:
+    spec = normalize_spec(
+        common_pb2.ProjectSpec(
+            project_id="p",
+            labels=["a", "b"],
+            label_descriptions={"a": "x" * 1000, "b": "  "},
+        )
+    )
+    assert dict(spec.label_descriptions) == {"a": "x" * 1000}
+
+
 def test_metadata_is_measured_in_bytes() -> None:
     it = item()
     it.metadata["note"] = "é" * 60  # 60 characters, 120 bytes

@@ -215,6 +215,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with .svc.llm }}
+- name: LABELLOOP_LLM_BASE_URL
+  value: {{ .baseUrl | quote }}
+- name: LABELLOOP_LLM_MODEL
+  value: {{ .model | quote }}
+- name: LABELLOOP_LLM_ASK
+  value: {{ .ask | quote }}
+- name: LABELLOOP_LLM_CALLS_PER_HOUR
+  value: {{ .callsPerHour | quote }}
+{{- if .apiKey.existingSecret }}
+- name: LABELLOOP_LLM_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .apiKey.existingSecret }}
+      key: {{ .apiKey.key }}
+{{- end }}
+{{- end }}
 {{- if and .svc.sessionSecret .svc.sessionSecret.existingSecret }}
 - name: LABELLOOP_SESSION_SECRET
   valueFrom:
