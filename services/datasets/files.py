@@ -20,6 +20,7 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from labelloop.datasets.records import DatasetError, Record
 
@@ -121,22 +122,29 @@ def _jsonl_rows(path: Path) -> Iterator[_Row]:
             yield line_no, fields, metadata
 
 
+def csv_header(path: Path, reader: Any, required: str) -> tuple[list[str], list[str]]:
+    """The column names of a CSV file's header row, as written and lowercased; DatasetError
+    naming the file and line when it is missing, unreadable, lacks `required` or repeats one."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DatasetError(f"{path}: empty file (expected a header row with a {required!r} column)") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}:{reader.line_num or 1}: bad CSV ({exc})") from None
+    names = [name.strip() for name in header]
+    lowered = [name.lower() for name in names]
+    if required not in lowered:
+        raise DatasetError(f"{path}:1: the header has no {required!r} column (columns: {', '.join(names)})")
+    for name in set(lowered):
+        if name and lowered.count(name) > 1:
+            raise DatasetError(f"{path}:1: column {name!r} appears more than once in the header")
+    return names, lowered
+
+
 def _csv_rows(path: Path, delimiter: str) -> Iterator[_Row]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetError(f"{path}: empty file (expected a header row with a 'text' column)") from None
-        except csv.Error as exc:
-            raise DatasetError(f"{path}:{reader.line_num}: bad CSV ({exc})") from None
-        names = [name.strip() for name in header]
-        lowered = [name.lower() for name in names]
-        if "text" not in lowered:
-            raise DatasetError(f"{path}:1: the header has no 'text' column (columns: {', '.join(names)})")
-        for name in set(lowered):
-            if name and lowered.count(name) > 1:
-                raise DatasetError(f"{path}:1: column {name!r} appears more than once in the header")
+        names, lowered = csv_header(path, reader, "text")
         while True:
             start = reader.line_num + 1
             try:

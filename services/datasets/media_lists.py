@@ -28,6 +28,7 @@ from pathlib import Path
 
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.media import MediaStore
+from labelloop.datasets.files import csv_header
 from labelloop.datasets.records import DatasetError, Record
 
 __all__ = ["MediaList", "load_media_list"]
@@ -161,19 +162,7 @@ def _meta(value: object) -> str:
 def _csv_rows(path: Path) -> Iterator[_Row]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetError(f"{path}: empty file (expected a header row with a 'path' column)") from None
-        except csv.Error as exc:
-            raise DatasetError(f"{path}:1: bad CSV ({exc})") from None
-        names = [name.strip() for name in header]
-        lowered = [name.lower() for name in names]
-        if "path" not in lowered:
-            raise DatasetError(f"{path}:1: the header has no 'path' column (columns: {', '.join(names)})")
-        for name in set(lowered):
-            if name and lowered.count(name) > 1:
-                raise DatasetError(f"{path}:1: column {name!r} appears more than once in the header")
+        names, lowered = csv_header(path, reader, "path")
         while True:
             start = reader.line_num + 1
             try:
