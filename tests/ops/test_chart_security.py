@@ -202,3 +202,19 @@ def test_mlflow_basic_auth_credentials_come_from_one_secret(helm: str) -> None:
             "args"
         ]
     )
+
+
+def test_the_llm_source_reaches_kafka_and_redis_only_when_enabled(helm: str) -> None:
+    def policies(*sets: str) -> dict[str, dict]:
+        args = [helm, "template", "labelloop", str(CHART), "--namespace", "labelloop"]
+        for value in sets:
+            args += ["--set", value]
+        result = run(args)
+        assert result.returncode == 0, result.stderr
+        return by_kind(manifests(result.stdout), "NetworkPolicy")
+
+    off = policies()
+    assert "llm-source" not in allowed_components(off["labelloop-kafka"], 9092)  # type: ignore[operator]
+    on = policies("services.llmSource.enabled=true", "services.llmSource.llm.baseUrl=http://llm:8000/v1")
+    assert "llm-source" in allowed_components(on["labelloop-kafka"], 9092)  # type: ignore[operator]
+    assert "llm-source" in allowed_components(on["labelloop-redis"], 6379)  # type: ignore[operator]
