@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from running import PIPELINE, RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.core.label_log import label_records, replay
@@ -347,7 +347,6 @@ def test_the_bench_runs_a_multi_label_dataset_and_reports_against_the_extended_r
     from pathlib import Path
 
     from labelloop.bench.loop import BenchConfig, run_bench
-    from labelloop.core.label_log import latest_labels
 
     services = default_services
     services.start((*PIPELINE, "retraining"))
@@ -369,7 +368,8 @@ def test_the_bench_runs_a_multi_label_dataset_and_reports_against_the_extended_r
     report = run_bench(config, say=lambda _line: None)
     assert json.loads(config.report.read_text()) == report
     n = report["items"]
-    finals = latest_labels(stack.bootstrap_servers, services.topic_prefix, report["project"])
+    # raw records: one final label per item, not a last-wins view
+    finals = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, report["project"])
     assert len(finals) == n == (limit or 2417)
     auto = sum(f.source == common_pb2.LABEL_SOURCE_MODEL for f in finals.values())
     assert report["auto_labels"] == auto
