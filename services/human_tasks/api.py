@@ -119,14 +119,19 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
             has_task=True, task=lease.task, lease_id=lease.lease_id, lease_expires_at=expires
         )
 
+    def _leased(self, lease_id: str, annotator_id: str) -> tuple[dict[str, str], str]:
+        """The lease record of `lease_id` and the annotator the caller acts as for it
+        (InvalidArgument for an empty or malformed id; the access errors of caller_for_lease)."""
+        if not lease_id:
+            raise InvalidArgument("lease_id", "is empty")
+        check_lease_id(lease_id)
+        info = self.queue.lease_info(lease_id)
+        return info, caller_for_lease(info, annotator_id)
+
     def SubmitAnnotation(
         self, request: human_tasks_pb2.SubmitAnnotationRequest, context: grpc.ServicerContext
     ) -> human_tasks_pb2.SubmitAnnotationResponse:
-        if not request.lease_id:
-            raise InvalidArgument("lease_id", "is empty")
-        check_lease_id(request.lease_id)
-        info = self.queue.lease_info(request.lease_id)
-        annotator = caller_for_lease(info, request.annotator_id)
+        info, annotator = self._leased(request.lease_id, request.annotator_id)
         project = self.projects.get(info["project"])
         if is_multi_label(project):
             label = multi_label_answer(list(request.labels), project)
@@ -326,21 +331,15 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
     def ReleaseTask(
         self, request: human_tasks_pb2.ReleaseTaskRequest, context: grpc.ServicerContext
     ) -> human_tasks_pb2.ReleaseTaskResponse:
-        if not request.lease_id:
-            raise InvalidArgument("lease_id", "is empty")
-        check_lease_id(request.lease_id)
-        info = self.queue.lease_info(request.lease_id)
-        self.queue.release(request.lease_id, caller_for_lease(info, request.annotator_id))
+        _, annotator = self._leased(request.lease_id, request.annotator_id)
+        self.queue.release(request.lease_id, annotator)
         return human_tasks_pb2.ReleaseTaskResponse()
 
     def GetTaskMedia(
         self, request: human_tasks_pb2.GetTaskMediaRequest, context: grpc.ServicerContext
     ) -> human_tasks_pb2.TaskMedia:
-        if not request.lease_id:
-            raise InvalidArgument("lease_id", "is empty")
-        check_lease_id(request.lease_id)
-        lease = self.queue.lease_info(request.lease_id)
-        check_live_lease(lease, caller_for_lease(lease, request.annotator_id))
+        lease, annotator = self._leased(request.lease_id, request.annotator_id)
+        check_live_lease(lease, annotator)
         state = task_state(self.queue, lease["project"], lease["task"])
         if state is None or self.media is None:
             raise FailedPrecondition("the task is finished or this service has no media root")
