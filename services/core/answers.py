@@ -2,7 +2,8 @@
 moves its threshold between trainings (retraining/calibration.move_threshold). Retraining writes
 it; ingest reads the audits in it for ProjectStatus (audited precision against the target).
 
-`<prefix>:answers:<project>` is a hash: item id -> "model_version|confidence|correct|weight|audit",
+`<prefix>:answers:<project>` is a hash: item id ->
+"model_version|confidence|correct|weight|audit|predicted_label",
 written when a task's consensus is reached (the annotation carrying `consensus_labels`). Keyed by
 item, so a redelivered annotation counts once, and the sample survives a restart. Only answers to
 tasks routed by the model version now serving are kept; `reset` runs when another version starts
@@ -32,16 +33,21 @@ class Answer:
     correct: bool
     weight: float
     audit: bool
+    predicted_label: str = ""  # the model's top label (whose class threshold applied); "" unknown
 
     def encode(self) -> str:
         return (
             f"{self.model_version}|{self.confidence!r}|{int(self.correct)}|{self.weight!r}|{int(self.audit)}"
+            f"|{self.predicted_label}"
         )
 
     @staticmethod
     def decode(raw: str) -> Answer:
-        version, confidence, correct, weight, audit = raw.split("|")
-        return Answer(int(version), float(confidence), correct == "1", float(weight), audit == "1")
+        # the label is last and may itself hold "|"; answers written before it have five fields
+        version, confidence, correct, weight, audit, *label = raw.split("|", 5)
+        return Answer(
+            int(version), float(confidence), correct == "1", float(weight), audit == "1", "".join(label)
+        )
 
 
 def answer_of(annotation: events_pb2.AnnotationSubmitted) -> Answer | None:
@@ -57,6 +63,7 @@ def answer_of(annotation: events_pb2.AnnotationSubmitted) -> Answer | None:
         correct=annotation.predicted_label in annotation.consensus_labels,
         weight=weight,
         audit=annotation.reason == events_pb2.TASK_REASON_AUDIT,
+        predicted_label=annotation.predicted_label,
     )
 
 
@@ -67,6 +74,7 @@ class AnswerSample:
     confidences: np.ndarray
     correct: np.ndarray
     weights: np.ndarray
+    predicted_labels: list[str]  # each answer's top label ("" when unknown: the global threshold)
     audits_agreeing: int
     audits: int
 
@@ -97,6 +105,7 @@ class AnswerLedger:
             confidences=np.array([a.confidence for a in answers], dtype=np.float64),
             correct=np.array([a.correct for a in answers], dtype=bool),
             weights=np.array([a.weight for a in answers], dtype=np.float64),
+            predicted_labels=[a.predicted_label for a in answers],
             audits_agreeing=sum(1 for a in audits if a.correct),
             audits=len(audits),
         )

@@ -28,6 +28,8 @@ Statistics (README, "How thresholds are set"):
   weighted sample of that model's confidences. :func:`move_threshold` tightens when the upper
   bound of the precision admitted by the current threshold is below the target, and loosens when
   a lower threshold's lower bound meets it: precision then sits near the target, not far above.
+  A move shifts the global and every per-class threshold by one step, so it is judged on each
+  answer's margin over the threshold that applied to it (its class's, else the global one).
 
 Multi-label projects (:func:`calibrate_label_bounds`, README "Multi-label thresholds"): each
 label gets an upper threshold ("on" is confident at or above it) and a lower one ("off" is
@@ -287,34 +289,34 @@ def calibrate_threshold(
 
 @dataclass(frozen=True)
 class ThresholdMove:
-    """The outcome of :func:`move_threshold`: the global threshold from now on, the step from the
-    current one (negative: looser), and why."""
+    """The outcome of :func:`move_threshold`: the global threshold from now on, the direction
+    (+1 tightened, -1 loosened, 0 kept), why, and the ``step`` every class threshold takes.
+
+    ``step`` is the shift the sample was judged on (the move is evaluated on each answer's margin
+    over the threshold that applied to it, so class thresholds move by the same step as the global
+    one); ``None`` when every threshold goes to :data:`ADMIT_NOTHING` (the answers say the model is
+    not to be trusted at any threshold)."""
 
     threshold: float
     direction: int  # +1 tightened, -1 loosened, 0 kept
-    precision: float | None  # weighted precision admitted by the current threshold
+    precision: float | None  # weighted precision admitted by the current thresholds
     bound: float | None  # the bound that decided (upper when tightening, else lower)
     reason: str
+    step: float | None = 0.0
 
     @property
     def moved(self) -> bool:
         return self.direction != 0
 
-    def shift(self, other: float, current: float) -> float:
-        """Apply this move to a per-class threshold that stood beside the global ``current``.
-
-        Tightening raises it by the same step (at most to 1); loosening lowers it by the same
-        step, but never below the new global threshold unless it already was. A class threshold
-        that admits nothing stays so (its own items said so), and so does every class threshold
-        when the global one leaves admit-nothing (no step to take) or goes to it (all do)."""
-        if self.threshold > 1.0:
-            return ADMIT_NOTHING
-        if other > 1.0 or current > 1.0:
+    def shift(self, other: float) -> float:
+        """Apply this move to a per-class threshold: the same step as the global one, within
+        [0, 1]. A class threshold that admits nothing stays so (its own items said so), and every
+        one goes to admit-nothing with the global one when the model is not to be trusted."""
+        if other > 1.0:
             return other
-        step = self.threshold - current
-        if step >= 0.0:
-            return float(min(1.0, other + step))
-        return float(max(other + step, min(other, self.threshold)))
+        if self.step is None:
+            return ADMIT_NOTHING
+        return float(min(1.0, max(0.0, other + self.step)))
 
 
 def move_threshold(
@@ -326,45 +328,70 @@ def move_threshold(
     confidence_level: float = 0.9,
     min_effective: float = 20.0,
     shrink: float = 0.5,
+    item_thresholds: ArrayLike | None = None,
 ) -> ThresholdMove:
-    """Move the serving model's global threshold from people's answers, tighter or looser.
+    """Move the serving model's thresholds from people's answers, tighter or looser.
 
     ``confidences``/``correct``/``weights`` describe items the serving model routed and people
     answered (its top probability at routing time, whether it matched the people's label, and
-    ``1 / pi``). Rules, each needing an effective sample (Kish) of at least ``min_effective``
-    among the items concerned:
+    ``1 / pi``). ``item_thresholds[i]`` is the threshold that applies to item ``i`` now (its
+    predicted class's own, else the global ``current_threshold``; the default for all). A move is
+    one step ``d`` added to every threshold, so it is judged on each answer's margin over its own
+    threshold: the items a step ``d`` admits are those with ``confidence - threshold >= d``. (Judged
+    against the global threshold alone, an answer below its class threshold, routed to people as
+    uncertain, would count as admitted: with class thresholds above the global one that reads as
+    low precision and tightens for nothing.) Answers whose class admits nothing are left out.
+
+    Rules, each needing an effective sample (Kish) of at least ``min_effective`` among the items
+    concerned:
 
     * **Tighten** when the one-sided upper bound at ``confidence_level`` of the weighted precision
-      of the items the current threshold admits is below the target: the data say precision is
-      too low, not just noise. The new threshold is the lowest safe one in the sample when one
-      lies above the current threshold; else the current moves ``shrink`` of the way to 1; when
-      even a threshold of 1 cannot be trusted (the admitted precision is below half the target),
-      :data:`ADMIT_NOTHING`.
-    * **Loosen** when a threshold below the current one has a lower bound at
-      ``confidence_level`` that meets the target: the lowest such threshold.
+      of the items the current thresholds admit is below the target: the data say precision is
+      too low, not just noise. The step is to the lowest safe margin in the sample when one lies
+      above 0; else the global threshold moves ``shrink`` of the way to 1; when even a threshold of
+      1 cannot be trusted (the admitted precision is below half the target), every threshold goes
+      to :data:`ADMIT_NOTHING`.
+    * **Loosen** when a step below 0 has a lower bound at ``confidence_level`` that meets the
+      target: the largest such step.
     * Otherwise keep it.
 
-    A threshold that admits nothing may loosen (to the lowest safe threshold) but never tighten.
+    A global threshold that admits nothing may loosen (to the lowest safe confidence; class
+    thresholds stay) but never tightens.
     """
     if not 0.0 < shrink <= 1.0:
         raise ValueError(f"shrink must be in (0, 1], got {shrink}")
     conf, ok, w = _as_arrays(confidences, correct, weights)
     if conf.size == 0:
         return ThresholdMove(current_threshold, 0, None, None, "no answers yet")
+    nothing = current_threshold > 1.0
+    if item_thresholds is not None and not nothing:
+        own = np.asarray(item_thresholds, dtype=np.float64).ravel()
+        if own.shape != conf.shape:
+            raise ValueError(f"item_thresholds has {own.size} items, confidences {conf.size}")
+        admissible = own <= 1.0
+        # Each answer on the global threshold's scale: admitted by a step d iff this >= current + d.
+        conf, ok, w = conf[admissible] - own[admissible] + current_threshold, ok[admissible], w[admissible]
+        if conf.size == 0:
+            return ThresholdMove(
+                current_threshold, 0, None, None, "no answers of classes that admit anything"
+            )
     curve = _precision_curve(conf, ok, w)
-    here = curve.at(current_threshold) if current_threshold <= 1.0 else None
+    here = None if nothing else curve.at(current_threshold)
     precision = None if here is None else float(curve.precision[here])
     if here is not None and curve.n_eff[here] >= min_effective:
         upper = float(curve.upper(confidence_level)[here])
         if upper < target_precision:
             lower = curve.lower(confidence_level)
             safe = np.flatnonzero((lower >= target_precision) & (curve.thresholds > current_threshold))
+            step: float | None
             if safe.size:
-                new = float(curve.thresholds[int(safe[-1])])
+                step = float(curve.thresholds[int(safe[-1])]) - current_threshold
+                new = min(1.0, current_threshold + step)
             elif (precision is not None and precision < target_precision / 2) or current_threshold >= 1.0:
-                new = ADMIT_NOTHING
+                new, step = ADMIT_NOTHING, None
             else:
                 new = min(1.0, current_threshold + shrink * (1.0 - current_threshold))
+                step = new - current_threshold
             return ThresholdMove(
                 new,
                 1,
@@ -373,6 +400,7 @@ def move_threshold(
                 f"precision {precision:.3f} at threshold {current_threshold:.4f} (upper bound {upper:.3f}, "
                 f"{curve.n_eff[here]:.0f} effective answers) is below the target {target_precision}: "
                 f"threshold -> {new:.4f}",
+                step,
             )
     lower = curve.lower(confidence_level)
     looser = np.flatnonzero(
@@ -380,7 +408,8 @@ def move_threshold(
     )
     if looser.size:
         i = int(looser[-1])
-        new = float(curve.thresholds[i])
+        new = max(0.0, float(curve.thresholds[i]))
+        loosen_step = 0.0 if nothing else float(curve.thresholds[i]) - current_threshold
         return ThresholdMove(
             new,
             -1,
@@ -389,6 +418,7 @@ def move_threshold(
             f"precision {curve.precision[i]:.3f} at threshold {new:.4f} (lower bound {lower[i]:.3f}, "
             f"{curve.n_eff[i]:.0f} effective answers) meets the target {target_precision}: "
             f"threshold {current_threshold:.4f} -> {new:.4f}",
+            loosen_step,
         )
     return ThresholdMove(
         current_threshold, 0, precision, None, f"consistent with the target {target_precision}"

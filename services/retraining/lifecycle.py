@@ -165,15 +165,14 @@ class ModelLifecycle:
                 weights=sample.weights,
                 confidence_level=self.settings.move_confidence_level,
                 min_effective=self.settings.min_effective_answers,
+                item_thresholds=[current.for_label(x) for x in sample.predicted_labels],
             )
             if not move.moved:
                 return
             moved = replace(
                 current,
                 threshold=move.threshold,
-                class_thresholds={
-                    c: move.shift(t, current.threshold) for c, t in current.class_thresholds.items()
-                },
+                class_thresholds={c: move.shift(t) for c, t in current.class_thresholds.items()},
             )
             self._publish(pid, moved)
             log.warning("%s: %s", pid, move.reason)

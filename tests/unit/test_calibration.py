@@ -246,17 +246,48 @@ def test_move_shifts_class_thresholds_by_the_same_step() -> None:
     move = move_threshold(0.8, np.linspace(0.6, 1.0, 200), np.ones(200, dtype=bool), 0.95)
     assert move.direction == -1
     step = move.threshold - 0.8
-    assert move.shift(0.9, 0.8) == pytest.approx(0.9 + step)
-    # Loosening never takes a class threshold below the new global one, unless it already was.
-    assert move.shift(0.6, 0.8) == pytest.approx(max(0.6 + step, min(0.6, move.threshold)))
-    assert move.shift(0.3, 0.8) == 0.3  # already looser than the new global one: it stays
-    assert move.shift(ADMIT_NOTHING, 0.8) == ADMIT_NOTHING
+    assert move.step == pytest.approx(step)
+    assert move.shift(0.9) == pytest.approx(0.9 + step)
+    assert move.shift(0.6) == pytest.approx(0.6 + step)
+    assert move.shift(0.1) == 0.0  # never below 0
+    assert move.shift(ADMIT_NOTHING) == ADMIT_NOTHING
     # Leaving admit-nothing sets the global threshold only: class thresholds had no step to take.
     from_nothing = move_threshold(ADMIT_NOTHING, np.linspace(0.6, 1.0, 200), np.ones(200, dtype=bool), 0.95)
     assert from_nothing.direction == -1
-    assert from_nothing.shift(0.1, ADMIT_NOTHING) == 0.1
+    assert from_nothing.shift(0.1) == 0.1
     tighter = move_threshold(0.7, np.linspace(0.7, 1.0, 40), np.arange(40) % 4 == 0, 0.95)
-    assert tighter.shift(0.2, 0.7) == ADMIT_NOTHING
+    assert tighter.threshold == ADMIT_NOTHING and tighter.shift(0.2) == ADMIT_NOTHING
+
+
+def test_move_judges_each_answer_against_its_own_class_threshold() -> None:
+    # Global threshold 0.6; both classes have their own, 0.75 ("a") and 0.65 ("b"), as routing
+    # applies them. Answers of "a" between 0.6 and 0.75 went to people as uncertain (weight 1)
+    # and are right only 70% of the time; at or above their class threshold 60 were audited
+    # (weight 5), all right.
+    rng = np.random.default_rng(11)
+    unsure = rng.uniform(0.6, 0.75, 150)
+    sure_a = rng.uniform(0.75, 1.0, 30)
+    sure_b = rng.uniform(0.65, 1.0, 30)
+    conf = np.concatenate([unsure, sure_a, sure_b])
+    ok = np.concatenate([np.arange(150) % 10 < 7, np.ones(60, dtype=bool)])
+    w = np.concatenate([np.ones(150), np.full(60, 5.0)])
+    own = np.concatenate([np.full(180, 0.75), np.full(30, 0.65)])
+    # Against the global threshold alone the uncertain answers look admitted: a spurious tightening.
+    assert move_threshold(0.6, conf, ok, 0.95, weights=w).direction == 1
+    # Against their own thresholds, what is admitted is 99% right: no tightening.
+    move = move_threshold(0.6, conf, ok, 0.95, weights=w, item_thresholds=own)
+    assert move.direction != 1
+    # A tightening on the margins moves every class threshold by the same step.
+    bad = ok.copy()
+    bad[150:] = np.arange(60) % 5 != 0  # 80% right above the class thresholds
+    tight = move_threshold(0.6, conf, bad, 0.95, weights=w, item_thresholds=own)
+    assert tight.direction == 1 and tight.step is not None and tight.step > 0
+    assert tight.threshold == pytest.approx(0.6 + tight.step)
+    assert tight.shift(0.75) == pytest.approx(min(1.0, 0.75 + tight.step))
+    # A class that admits nothing is left out of the sample.
+    nothing = np.concatenate([np.full(180, ADMIT_NOTHING), np.full(30, 0.65)])
+    only_b = move_threshold(0.6, conf, bad, 0.95, weights=w, item_thresholds=nothing)
+    assert only_b.precision == pytest.approx(bad[180:].mean())
 
 
 def test_exploration_rate_falls_as_the_sample_grows() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from labelloop.core.answers import answer_of
+from labelloop.core.answers import Answer, answer_of
 from labelloop.retraining.dataset import LabeledSet
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -80,6 +82,13 @@ def test_answer_of_reads_only_completed_tasks_of_a_model() -> None:
     answer = answer_of(audit_answer("x", "a", predicted="a"))
     assert answer is not None
     assert (answer.correct, answer.audit, answer.weight, answer.model_version) == (True, True, 25.0, 3)
+    # Its predicted label (whose class threshold applied) survives the Redis form, "|" and all;
+    # an answer stored before the label was kept reads as "" (the global threshold).
+    assert answer.predicted_label == "a"
+    assert Answer.decode(answer.encode()) == answer
+    piped = replace(answer, predicted_label="x|y")
+    assert Answer.decode(piped.encode()) == piped
+    assert Answer.decode("3|0.9|1|25.0|1").predicted_label == ""
     wrong = answer_of(audit_answer("x", "b", predicted="a"))
     assert wrong is not None and not wrong.correct
     incomplete = audit_answer("x", "a")
