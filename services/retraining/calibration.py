@@ -250,7 +250,12 @@ def calibrate_threshold(
 
     With ``predicted_labels`` (each item's top class), each class predicted for at least
     ``min_class_samples`` items gets its own threshold by the same rule on its items only; a class
-    whose own items admit nothing gets :data:`ADMIT_NOTHING`.
+    whose own items admit nothing gets :data:`ADMIT_NOTHING`. The global threshold then serves
+    the other classes only, so it is set on their items when they number at least
+    ``min_samples`` (else on all items): the classes people label most are the hard ones, and a
+    global threshold set on all items would hold the easy classes to their precision. Each group
+    of admitted items (a class with its own threshold, the rest) meets the bound, so their union
+    does too.
     """
     if not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
@@ -263,11 +268,11 @@ def calibrate_threshold(
     threshold, precision, lower = _lowest_safe_threshold(conf, ok, w, target_precision, confidence_level)
 
     class_thresholds: dict[str, float] = {}
-    admitted = conf >= threshold
     if predicted_labels is not None:
         predicted = np.asarray(list(predicted_labels), dtype=object)
         if predicted.shape != conf.shape:
             raise ValueError(f"predicted_labels has {predicted.size} items, confidences {n}")
+        rest = np.ones(n, dtype=bool)
         for label in sorted(set(predicted.tolist())):
             mask = predicted == label
             if int(mask.sum()) < min_class_samples:
@@ -276,6 +281,17 @@ def calibrate_threshold(
                 conf[mask], ok[mask], w[mask], target_precision, confidence_level
             )
             class_thresholds[str(label)] = class_threshold
+            rest &= ~mask
+        # The global threshold serves the classes without their own: calibrate it on their items
+        # when there are enough, not on a sample the hard classes (the most labeled) dominate.
+        if class_thresholds and int(rest.sum()) >= max(1, min_samples):
+            threshold, precision, lower = _lowest_safe_threshold(
+                conf[rest], ok[rest], w[rest], target_precision, confidence_level
+            )
+    admitted = conf >= threshold
+    if class_thresholds:
+        for label, class_threshold in class_thresholds.items():
+            mask = predicted == label
             admitted[mask] = conf[mask] >= class_threshold
     return Calibration(
         threshold=threshold,

@@ -116,22 +116,28 @@ def test_answers_tighten_a_threshold_that_admits_too_much(stack, services, topic
 
     moved = wait_until(settled, 90, interval=0.5, message="no move")
     threshold = store.get(project_id)
-    assert 0.85 <= threshold.threshold <= 0.95, threshold
+    # Tightened from 0.6 toward where the items are right (at 0.9 and above); each answer is
+    # judged against its own class's threshold, so the step is the one "spam" at 0.7 needs too.
+    assert 0.75 <= threshold.threshold <= 0.95, threshold
     assert threshold.model_version == MODEL_VERSION
     # The class threshold moved by the same steps (the answers may arrive in more than one batch,
-    # so more than one move: up to at most 1, then down by a loosening's step).
+    # so more than one move), within [0, 1].
     expected, current = 0.7, 0.6
     for event in moved:
-        step = event.threshold - current
-        expected = (
-            min(1.0, expected + step) if step >= 0 else max(expected + step, min(expected, event.threshold))
-        )
+        expected = min(1.0, max(0.0, expected + event.threshold - current))
         current = event.threshold
     assert threshold.class_thresholds["spam"] == pytest.approx(expected)
     assert moved[-1].threshold == pytest.approx(threshold.threshold)
     assert "below the target" in moved[0].reason
-    admitted = confidences >= threshold.threshold
-    assert correct[admitted].mean() >= 0.95
+    # What the moved thresholds admit, each item against its class's, is more precise than what
+    # the first ones did (later batches may tighten further: the test stops at the first settle).
+    def admitted_precision(served: Threshold) -> float:
+        own = np.array([served.for_label(LABELS[i % 2]) for i in range(len(confidences))])
+        return float(correct[confidences >= own].mean())
+
+    first = Threshold(0.6, {"spam": 0.7}, MODEL_VERSION)
+    assert admitted_precision(first) < 0.85
+    assert admitted_precision(threshold) >= admitted_precision(first) + 0.05
 
 
 def test_answers_loosen_a_threshold_far_stricter_than_the_target(stack, services, topic_prefix):

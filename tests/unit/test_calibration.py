@@ -112,6 +112,35 @@ def test_per_class_thresholds_where_data_allows() -> None:
     assert ok_easy[easy].mean() >= 0.9
 
 
+def test_the_global_threshold_is_set_on_the_classes_without_their_own() -> None:
+    # People labeled mostly a hard class (it has its own threshold); three easy classes have
+    # 30 labels each, all right from 0.6 up. The global threshold serves the easy
+    # ones, so it is set on their 90 items, not on a sample the hard class dominates.
+    rng = np.random.default_rng(12)
+    conf_hard = rng.uniform(0.5, 1.0, 600)
+    ok_hard = rng.random(600) < conf_hard - 0.15
+    conf_easy = rng.uniform(0.6, 1.0, 90)
+    ok_easy = np.ones(90, dtype=bool)
+    conf = np.concatenate([conf_hard, conf_easy])
+    ok = np.concatenate([ok_hard, ok_easy])
+    predicted = ["hard"] * 600 + ["a", "b", "c"] * 30
+    cal = calibrate_threshold(conf, ok, 0.95, predicted_labels=predicted, min_class_samples=100)
+    assert set(cal.class_thresholds) == {"hard"}
+    on_all = calibrate_threshold(conf, ok, 0.95)
+    assert cal.threshold < on_all.threshold
+    assert cal.threshold <= 0.7
+    assert ok_easy[conf_easy >= cal.threshold].mean() >= 0.95
+    # Too few items of the other classes (fewer than min_samples): the global one is set on all.
+    few = calibrate_threshold(
+        conf[:630], ok[:630], 0.95, predicted_labels=predicted[:630], min_class_samples=100
+    )
+    assert few.threshold == on_all_of(conf[:630], ok[:630])
+
+
+def on_all_of(conf: np.ndarray, ok: np.ndarray) -> float:
+    return calibrate_threshold(conf, ok, 0.95).threshold
+
+
 def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         calibrate_threshold([0.5, 0.6], [True], 0.95)

@@ -4,6 +4,7 @@ family choice, calibration data, the deploy-time threshold rule, version copies,
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from labelloop.core import model_repository
 from labelloop.core.settings import SettingsError, load
 from labelloop.core.thresholds import Threshold
 from labelloop.retraining.calibration import ADMIT_NOTHING
+from labelloop.retraining.cascade import CASCADE_FAMILY
 from labelloop.retraining.dataset import LabeledSet, is_holdout
 from labelloop.retraining.deploy import copy_version, stricter
 from labelloop.retraining.evaluation import best_candidate, calibrate, evaluate, gate, out_of_fold_probs
@@ -80,6 +82,21 @@ def test_tfidf_family_columns_follow_the_label_set() -> None:
     with pytest.raises(ValueError, match="two distinct"):
         TFIDF_FAMILY.fit(x[:3], ["tech"] * 3, ["tech", "sport"])
     assert available_families()[0].name == "tfidf-lr"
+
+
+def test_a_repeated_tfidf_fit_is_answered_from_the_recent_fits() -> None:
+    # The cascade's first stage fits what the tfidf-lr candidate just fitted (same data, folds).
+    x, y = texts(60, seed=7)
+    first = TFIDF_FAMILY.fit(x, y, ["tech", "sport"])
+    again = CASCADE_FAMILY.fast.fit(list(x), list(y), ["tech", "sport"])
+    assert again.pipeline is first.pipeline and again is not first
+    np.testing.assert_array_equal(again.predict_proba(x), first.predict_proba(x))
+    # Other data, other labels, another label order or other hyper-parameters: a new fit.
+    assert TFIDF_FAMILY.fit(x[:-1], y[:-1], ["tech", "sport"]).pipeline is not first.pipeline
+    flipped = ["sport" if v == "tech" else "tech" for v in y]
+    assert TFIDF_FAMILY.fit(x, flipped, ["tech", "sport"]).pipeline is not first.pipeline
+    assert TFIDF_FAMILY.fit(x, y, ["sport", "tech"]).pipeline is not first.pipeline
+    assert replace(TFIDF_FAMILY, c=1.0).fit(x, y, ["tech", "sport"]).pipeline is not first.pipeline
 
 
 def test_tfidf_version_is_written_with_the_project_label_set(tmp_path: Path) -> None:
