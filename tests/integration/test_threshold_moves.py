@@ -129,6 +129,7 @@ def test_answers_tighten_a_threshold_that_admits_too_much(stack, services, topic
     assert threshold.class_thresholds["spam"] == pytest.approx(expected)
     assert moved[-1].threshold == pytest.approx(threshold.threshold)
     assert "below the target" in moved[0].reason
+
     # What the moved thresholds admit, each item against its class's, is more precise than what
     # the first ones did (later batches may tighten further: the test stops at the first settle).
     def admitted_precision(served: Threshold) -> float:
