@@ -117,6 +117,15 @@ class Trainer:
         families = families_for(self.families, project.spec.modality)
         if not families:
             raise FailedPrecondition(f"no model family trains {pid!r}'s modality here")
+        # The champion is scored first: it is the one step that needs Triton, so a champion that
+        # is not served there fails the training before the fits, not after minutes of them.
+        champion = self.registry.by_alias(pid, CHAMPION)
+        replaces_prior = champion is not None and is_prior(champion.tags.get("family"))
+        champion_metrics = (
+            None
+            if replaces_prior
+            else self._champion_metrics(champion, model_name, hold_texts, hold_labels, label_set, target)
+        )
         tags = {"labelloop.project": pid, "labelloop.trigger": str(ticket.reason)}
         with self.registry.run(pid, tags) as run_id:
             candidates = [
@@ -147,15 +156,10 @@ class Trainer:
                 ),
                 sources_min_judged=sources_min_judged,
             )
-            champion = self.registry.by_alias(pid, CHAMPION)
-            champion_metrics = None
-            if champion is not None and is_prior(champion.tags.get("family")):
+            if replaces_prior:
                 # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.
                 decision = GateDecision(True, "replaces the zero-shot prior (never compared)")
             else:
-                champion_metrics = self._champion_metrics(
-                    champion, model_name, hold_texts, hold_labels, label_set, target
-                )
                 decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
             params: dict[str, Any] = {
                 "family": best.family.name,

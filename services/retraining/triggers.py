@@ -23,7 +23,10 @@ Policy (defaults in :class:`TriggerPolicy`):
   cover ``min_classes`` classes, since a classifier needs two), even without new labels;
 - **one at a time**: while a training runs nothing is due and :meth:`RetrainTrigger.start` raises;
 - **after a failure**: the labels are not consumed, but the next attempt waits
-  ``failure_backoff_seconds`` (60 s) so a broken training does not loop hot.
+  ``failure_backoff_seconds`` (60 s), doubled after each failure in a row up to
+  ``failure_backoff_max_seconds`` (1 hour), so a broken training does not loop hot (a project
+  whose champion left Triton failed every 30 s, each attempt a whole training, and held the one
+  training worker from the projects that could train).
 
 "Since the last training started" counts labels and time from the snapshot the last successful
 training was started on: labels that arrived while it ran count toward the next one.
@@ -74,6 +77,7 @@ class TriggerPolicy:
     retrain_growth: float = 0.2
     retrain_every_seconds: float = 600.0
     failure_backoff_seconds: float = 60.0
+    failure_backoff_max_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.first_model_labels < 1 or self.retrain_every_labels < 1:
@@ -118,6 +122,7 @@ class RetrainTrigger:
         self._labels_at_last_start = labels_in_model or 0
         self._last_start = clock()
         self._retry_after: float | None = None
+        self._failures = 0  # in a row
         self._requested = False
         self._running: TrainingTicket | None = None
         self._sequence = 0
@@ -221,7 +226,21 @@ class RetrainTrigger:
             self._labels_at_last_start = ticket.labels_seen
             self._last_start = ticket.started_at
             self._retry_after = None
+            self._failures = 0
         else:
             if ticket.reason is TriggerReason.ON_DEMAND:
                 self._requested = True
-            self._retry_after = self._clock() + self.policy.failure_backoff_seconds
+            self._failures += 1
+            self._retry_after = self._clock() + self.retry_delay
+
+    @property
+    def retry_delay(self) -> float:
+        """How long the next attempt waits after the failures in a row so far (0 after none):
+        ``failure_backoff_seconds`` doubled per failure beyond the first, at most
+        ``failure_backoff_max_seconds``."""
+        if self._failures == 0:
+            return 0.0
+        base = self.policy.failure_backoff_seconds
+        return float(
+            min(max(base, self.policy.failure_backoff_max_seconds), base * 2.0 ** min(self._failures - 1, 60))
+        )

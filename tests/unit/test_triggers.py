@@ -140,6 +140,27 @@ def test_failure_keeps_labels_and_backs_off() -> None:
     assert trigger.due() is TriggerReason.COLD_START
 
 
+def test_failures_in_a_row_back_off_exponentially_up_to_the_cap() -> None:
+    policy = TriggerPolicy(first_model_labels=2, failure_backoff_seconds=30, failure_backoff_max_seconds=200)
+    trigger, clock = make(policy)
+    trigger.record_labels(["a", "b"])
+    waits = []
+    for _ in range(5):
+        ticket = trigger.start()
+        trigger.finish(ticket, succeeded=False)
+        waits.append(trigger.retry_delay)
+        clock.now += trigger.retry_delay - 1
+        assert trigger.due() is None  # not a second early
+        clock.now += 1
+        assert trigger.due() is TriggerReason.COLD_START
+    assert waits == [30, 60, 120, 200, 200]
+    # A success ends the run of failures: the next failure waits the base delay again.
+    trigger.finish(trigger.start(), succeeded=True)
+    trigger.record_labels(["a"] * 25)
+    trigger.finish(trigger.start(), succeeded=False)
+    assert trigger.retry_delay == 30
+
+
 def test_failed_on_demand_is_retried() -> None:
     trigger, clock = make(TriggerPolicy(first_model_labels=2, failure_backoff_seconds=5), labels_in_model=0)
     trigger.record_labels(["a", "b"])
