@@ -380,10 +380,17 @@ def move_threshold(
     if conf.size == 0:
         return ThresholdMove(current_threshold, 0, None, None, "no answers yet")
     nothing = current_threshold > 1.0
-    if item_thresholds is not None and not nothing:
+    if item_thresholds is not None:
         own = np.asarray(item_thresholds, dtype=np.float64).ravel()
         if own.shape != conf.shape:
             raise ValueError(f"item_thresholds has {own.size} items, confidences {conf.size}")
+    if item_thresholds is not None and nothing:
+        # Only the global threshold may loosen, and only for the items it governs: not the answers
+        # of classes whose own threshold admits (their good answers say nothing of the others).
+        conf, ok, w = conf[own > 1.0], ok[own > 1.0], w[own > 1.0]
+        if conf.size == 0:
+            return ThresholdMove(current_threshold, 0, None, None, "no answers of classes that admit nothing")
+    elif item_thresholds is not None:
         admissible = own <= 1.0
         # Each answer on the global threshold's scale: admitted by a step d iff this >= current + d.
         conf, ok, w = conf[admissible] - own[admissible] + current_threshold, ok[admissible], w[admissible]

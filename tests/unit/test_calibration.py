@@ -317,6 +317,12 @@ def test_move_judges_each_answer_against_its_own_class_threshold() -> None:
     nothing = np.concatenate([np.full(180, ADMIT_NOTHING), np.full(30, 0.65)])
     only_b = move_threshold(0.6, conf, bad, 0.95, weights=w, item_thresholds=nothing)
     assert only_b.precision == pytest.approx(bad[180:].mean())
+    # A global threshold that admits nothing loosens on the answers it governs only: the good
+    # answers of a class whose own threshold admits do not loosen it.
+    governed = np.concatenate([np.full(150, ADMIT_NOTHING), np.full(60, 0.7)])
+    unsure_only = move_threshold(ADMIT_NOTHING, conf, ok, 0.95, weights=w, item_thresholds=governed)
+    assert not unsure_only.moved  # 150 answers right 70% of the time
+    assert move_threshold(ADMIT_NOTHING, conf[150:], ok[150:], 0.95, weights=w[150:]).moved
 
 
 def test_exploration_rate_falls_as_the_sample_grows() -> None:
