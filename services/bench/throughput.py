@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 
 from labelloop.bench import report as reports
+from labelloop.bench.cold_start import PRIOR_WAIT_S, prior_wait_default, wait_for_prior
 from labelloop.bench.loop import BenchConfig, BenchError, Say, api_token, ensure_stack
 from labelloop.core import grpc_client, model_repository, redis_store
 from labelloop.core.label_log import replay
@@ -66,10 +67,18 @@ def run_throughput(config: BenchConfig, say: Say = print) -> dict[str, Any]:
             ),
             timeout=30,
         )
-        model_repository.write_sklearn_version(stack.model_repository, project_id, 1, pipeline, label_set)
-        model_repository.load_and_wait(common.triton_grpc_url, project_id)
+        if prior_wait_default() > 0:
+            # Retraining serves a new text project the zero-shot prior (admitting nothing). Let
+            # it land first, then serve this model as the newer version with its threshold at 0:
+            # pinned before it, they were replaced by the prior and nothing was auto-labeled.
+            wait_for_prior(admin_pb2_grpc.ProjectServiceStub(channel), project_id, PRIOR_WAIT_S, say)
+        version = model_repository.next_version(stack.model_repository, project_id)
+        model_repository.write_sklearn_version(
+            stack.model_repository, project_id, version, pipeline, label_set
+        )
+        served = model_repository.load_and_wait(common.triton_grpc_url, project_id)
         client = redis_store.connect(common.redis_url, password=common.redis_secret())
-        ThresholdStore(client, common.redis_key_prefix).set(project_id, Threshold(0.0, model_version=1))
+        ThresholdStore(client, common.redis_key_prefix).set(project_id, Threshold(0.0, model_version=served))
         progress = Progress(client, common.redis_key_prefix)
 
         say(f"phase 1: {len(records)} items as fast as ingest takes them")
