@@ -263,7 +263,7 @@ def test_the_loop_learns_from_people_and_auto_labels_more_as_the_stream_goes_on(
         assert served == [champion.triton_version]
         served_threshold = ThresholdStore(services.redis, redis_prefix, cache_s=0).get(project_id)
         # something is admitted: by the global threshold or by a class's own
-        assert min(served_threshold.threshold, *served_threshold.class_thresholds.values()) <= 1.0
+        assert min([served_threshold.threshold, *served_threshold.class_thresholds.values()]) <= 1.0
 
         labels = one_label_per_item(stack.bootstrap_servers, topic_prefix, project_id)
         assert set(labels) == set(truth)
