@@ -46,6 +46,15 @@ class Threshold:
     prior: bool = False
     label_upper: dict[str, float] = field(default_factory=dict)  # multi-label: "on" at or above
     label_lower: dict[str, float] = field(default_factory=dict)  # multi-label: "off" at or below
+    answers_at_move: int = 0
+    """How many answers to this version's tasks were held when its thresholds last moved (0: not
+    moved since it started serving). The next move waits for new ones (`awaits_answers`)."""
+
+    def awaits_answers(self, answers: int, needed: int) -> bool:
+        """True while fewer than `needed` answers arrived since the last move: a sample that has
+        moved the thresholds once does not move them again (a tightening that found no safe
+        margin would otherwise step halfway to 1 on every batch, on the same evidence)."""
+        return self.answers_at_move > 0 and answers < self.answers_at_move + needed
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""
@@ -66,6 +75,7 @@ class Threshold:
             **({"prior": True} if self.prior else {}),
             "label_upper": dict(self.label_upper),
             "label_lower": dict(self.label_lower),
+            **({"answers_at_move": self.answers_at_move} if self.answers_at_move else {}),
         }
 
     @classmethod
@@ -81,6 +91,7 @@ class Threshold:
             bool(data.get("prior", False)),
             label_upper={str(k): float(v) for k, v in (data.get("label_upper") or {}).items()},
             label_lower={str(k): float(v) for k, v in (data.get("label_lower") or {}).items()},
+            answers_at_move=int(data.get("answers_at_move", 0)),
         )
 
 

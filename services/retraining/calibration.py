@@ -23,6 +23,13 @@ Statistics (README, "How thresholds are set"):
   is taken with ``p * n_eff`` successes in ``n_eff`` trials (Korn & Graubard's approximation for
   weighted proportions). With all weights 1 this is the exact Clopper-Pearson bound. The
   threshold is the lowest ``t`` whose lower bound at ``confidence_level`` meets the target.
+* **Per class.** A class predicted for enough calibration items gets its own threshold; the
+  global one serves the rest. Either each group (a class, the rest) meets the bound on its own
+  items, or every group takes the lowest threshold whose point precision reaches one common level
+  ``q >= target`` and the union of what they admit meets the bound; whichever admits more is kept
+  (:func:`calibrate_threshold`). The promise is the precision of all auto-labels, and the second
+  way lets a class with few items admit what is as good as the rest (each class still meets the
+  target as a point estimate).
 * **Moving both ways.** Between trainings, the answers people give to the serving model's tasks
   (uncertain items with ``pi = 1``; audits and exploration items with their rates) form a fresh
   weighted sample of that model's confidences. :func:`move_threshold` tightens when the upper
@@ -53,7 +60,10 @@ multi-label projects (no :func:`move_threshold` analogue yet).
 Known approximations: a waiting task that a newer model auto-labels is withdrawn (rescore), so an
 item below the old threshold reached people with a probability slightly under the 1 it carries;
 and weights are trimmed (``max_weight`` in ``evaluation.calibrate``), which leans the estimate
-toward the harder, unit-weight items: both err on the safe side.
+toward the harder, unit-weight items: both err on the safe side. Choosing the lowest safe threshold, and
+the common level among about twenty, on the same sample that checks them is optimistic by the
+selection, as any threshold chosen on its own sample is: the bound's margin absorbs it (measured:
+the table of the README's Benchmarks).
 
 Convention shared with routing, the proto and the metrics: a threshold above 1 admits nothing.
 :data:`ADMIT_NOTHING` is that threshold, the one sentinel `core/thresholds.NOTHING` (2.0): finite,
@@ -130,8 +140,9 @@ class Calibration:
     ``class_thresholds`` holds a threshold for each predicted class with enough held-out items of
     its own, overriding the global one for items predicted as that class (see :meth:`threshold_for`);
     ``expected_coverage`` is the share of the calibration items that these thresholds admit;
-    ``precision`` and ``precision_lower_bound`` are the point estimate and lower bound of the
-    precision of the items the global threshold admits (``None`` when it admits nothing);
+    ``precision`` and ``precision_lower_bound`` are the point estimate and lower bound that
+    decided: of the items the global threshold admits, or of all admitted items when one
+    precision level for every class was kept (``None`` when nothing is admitted);
     ``n`` is the number of calibration items.
     """
 
@@ -249,13 +260,22 @@ def calibrate_threshold(
     perfect model needs at least 59 items at or above a threshold.
 
     With ``predicted_labels`` (each item's top class), each class predicted for at least
-    ``min_class_samples`` items gets its own threshold by the same rule on its items only; a class
-    whose own items admit nothing gets :data:`ADMIT_NOTHING`. The global threshold then serves
-    the other classes only, so it is set on their items when they number at least
-    ``min_samples`` (else on all items): the classes people label most are the hard ones, and a
-    global threshold set on all items would hold the easy classes to their precision. Each group
-    of admitted items (a class with its own threshold, the rest) meets the bound, so their union
-    does too.
+    ``min_class_samples`` items gets its own threshold, and the global threshold serves the other
+    classes only (set on their items when they number at least ``min_samples``, else on all): the
+    classes people label most are the hard ones, and a global threshold set on all items would
+    hold the easy classes to their precision. Two ways of setting these groups' thresholds are
+    compared, and the one that admits the most weight is kept:
+
+    * **each group on its own bound**: the rule above on the group's items alone (a group whose
+      items admit nothing gets :data:`ADMIT_NOTHING`); each group meets the bound, so their union
+      does;
+    * **one precision level for every group** (:func:`_pooled_thresholds`): for a level ``q``
+      from 1 down to the target, each group's threshold is the lowest whose weighted point
+      precision on its items is at least ``q``, and the level kept is the lowest whose union of
+      admitted items has its lower bound at or above the target. The promise is the precision of
+      all auto-labels; a small class need not prove it alone (its few items give a wide bound and
+      admit nothing) when its admitted items are as good as the rest's, and every class still
+      meets the target as a point estimate.
     """
     if not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
@@ -266,41 +286,137 @@ def calibrate_threshold(
     if n < max(1, min_samples):
         return Calibration(threshold=ADMIT_NOTHING, n=n)
     threshold, precision, lower = _lowest_safe_threshold(conf, ok, w, target_precision, confidence_level)
-
-    class_thresholds: dict[str, float] = {}
-    if predicted_labels is not None:
-        predicted = np.asarray(list(predicted_labels), dtype=object)
-        if predicted.shape != conf.shape:
-            raise ValueError(f"predicted_labels has {predicted.size} items, confidences {n}")
-        rest = np.ones(n, dtype=bool)
-        for label in sorted(set(predicted.tolist())):
-            mask = predicted == label
-            if int(mask.sum()) < min_class_samples:
-                continue
-            class_threshold, _, _ = _lowest_safe_threshold(
-                conf[mask], ok[mask], w[mask], target_precision, confidence_level
-            )
-            class_thresholds[str(label)] = class_threshold
-            rest &= ~mask
-        # The global threshold serves the classes without their own: calibrate it on their items
-        # when there are enough, not on a sample the hard classes (the most labeled) dominate.
-        if class_thresholds and int(rest.sum()) >= max(1, min_samples):
-            threshold, precision, lower = _lowest_safe_threshold(
-                conf[rest], ok[rest], w[rest], target_precision, confidence_level
-            )
-    admitted = conf >= threshold
-    if class_thresholds:
-        for label, class_threshold in class_thresholds.items():
-            mask = predicted == label
-            admitted[mask] = conf[mask] >= class_threshold
+    if predicted_labels is None:
+        admitted = conf >= threshold
+        return Calibration(
+            threshold=threshold,
+            expected_coverage=float(w[admitted].sum() / w.sum()),
+            precision=precision,
+            precision_lower_bound=lower,
+            n=n,
+        )
+    predicted = np.asarray(list(predicted_labels), dtype=object)
+    if predicted.shape != conf.shape:
+        raise ValueError(f"predicted_labels has {predicted.size} items, confidences {n}")
+    groups = {
+        str(label): predicted == label
+        for label in sorted(set(predicted.tolist()))
+        if int((predicted == label).sum()) >= min_class_samples
+    }
+    rest = np.ones(n, dtype=bool)
+    for mask in groups.values():
+        rest &= ~mask
+    # The global threshold serves the classes without their own: calibrate it on their items when
+    # there are enough, not on a sample the hard classes (the most labeled) dominate.
+    rest_is_own = bool(groups) and int(rest.sum()) >= max(1, min_samples)
+    if rest_is_own:
+        threshold, precision, lower = _lowest_safe_threshold(
+            conf[rest], ok[rest], w[rest], target_precision, confidence_level
+        )
+    class_thresholds = {
+        label: _lowest_safe_threshold(conf[mask], ok[mask], w[mask], target_precision, confidence_level)[0]
+        for label, mask in groups.items()
+    }
+    best = _Choice(
+        threshold, class_thresholds, _admitted(conf, predicted, threshold, class_thresholds), precision, lower
+    )
+    if groups:
+        pooled = _pooled_thresholds(
+            conf,
+            ok,
+            w,
+            predicted,
+            groups,
+            rest if rest_is_own else None,
+            threshold,
+            target_precision,
+            confidence_level,
+        )
+        if pooled is not None and w[pooled.admitted].sum() > w[best.admitted].sum():
+            best = pooled
     return Calibration(
-        threshold=threshold,
-        class_thresholds=class_thresholds,
-        expected_coverage=float(w[admitted].sum() / w.sum()),
-        precision=precision,
-        precision_lower_bound=lower,
+        threshold=best.threshold,
+        class_thresholds=best.class_thresholds,
+        expected_coverage=float(w[best.admitted].sum() / w.sum()),
+        precision=best.precision,
+        precision_lower_bound=best.lower,
         n=n,
     )
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """Thresholds for every group, the items they admit, and the precision that decided."""
+
+    threshold: float
+    class_thresholds: dict[str, float]
+    admitted: NDArray[np.bool_]
+    precision: float | None
+    lower: float | None
+
+
+def _admitted(
+    conf: NDArray[np.float64],
+    predicted: NDArray[np.object_],
+    threshold: float,
+    class_thresholds: dict[str, float],
+) -> NDArray[np.bool_]:
+    applied = np.asarray([class_thresholds.get(str(p), threshold) for p in predicted], dtype=np.float64)
+    return conf >= applied
+
+
+def _lowest_at_precision_level(
+    conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArray[np.float64], level: float
+) -> float:
+    """The lowest threshold whose weighted point precision is at least ``level``."""
+    if conf.size == 0:
+        return ADMIT_NOTHING
+    curve = _precision_curve(conf, ok, w)
+    good = np.flatnonzero(curve.precision >= level)
+    return ADMIT_NOTHING if good.size == 0 else float(curve.thresholds[int(good[-1])])
+
+
+#: The precision levels :func:`_pooled_thresholds` tries, from 1 down to the target, in this step.
+POOLED_LEVEL_STEP = 0.0025
+
+
+def _pooled_thresholds(
+    conf: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    w: NDArray[np.float64],
+    predicted: NDArray[np.object_],
+    groups: dict[str, NDArray[np.bool_]],
+    rest: NDArray[np.bool_] | None,
+    rest_threshold: float,
+    target: float,
+    confidence_level: float,
+) -> _Choice | None:
+    """One precision level ``q`` for every group (:func:`calibrate_threshold`): the lowest ``q``
+    from 1 down to ``target`` whose union of admitted items has a weighted lower bound (Kish
+    effective size, one-sided Clopper-Pearson at ``confidence_level``) at or above the target.
+    ``rest`` (the items of the classes without their own threshold) is a group too; when it is
+    ``None`` (too few such items) they keep ``rest_threshold``. None when no level qualifies."""
+    best: _Choice | None = None
+    for level in np.arange(1.0, target - 1e-9, -POOLED_LEVEL_STEP):
+        class_thresholds = {
+            label: _lowest_at_precision_level(conf[mask], ok[mask], w[mask], float(level))
+            for label, mask in groups.items()
+        }
+        threshold = (
+            rest_threshold
+            if rest is None
+            else _lowest_at_precision_level(conf[rest], ok[rest], w[rest], float(level))
+        )
+        admitted = _admitted(conf, predicted, threshold, class_thresholds)
+        if not admitted.any():
+            continue
+        wa = w[admitted]
+        precision = float((wa * ok[admitted]).sum() / wa.sum())
+        n_eff = float(wa.sum() ** 2 / (wa * wa).sum())
+        lower = float(precision_lower_bound(precision * n_eff, n_eff, confidence_level))
+        if lower >= target and (best is None or wa.sum() > w[best.admitted].sum()):
+            best = _Choice(threshold, class_thresholds, admitted, precision, lower)
+    return best
 
 
 @dataclass(frozen=True)

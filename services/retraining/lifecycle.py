@@ -157,6 +157,9 @@ class ModelLifecycle:
             sample = self.answers.sample(pid, current.model_version)
             if sample.audits:
                 metrics.AUDITED_PRECISION.labels(pid).set(sample.audits_agreeing / sample.audits)
+            answered = len(sample.confidences)
+            if current.awaits_answers(answered, int(self.settings.min_effective_answers)):
+                return
             move = move_threshold(
                 current.threshold,
                 sample.confidences,
@@ -173,6 +176,7 @@ class ModelLifecycle:
                 current,
                 threshold=move.threshold,
                 class_thresholds={c: move.shift(t) for c, t in current.class_thresholds.items()},
+                answers_at_move=answered,
             )
             self._publish(pid, moved)
             log.warning("%s: %s", pid, move.reason)

@@ -137,6 +137,44 @@ def test_the_global_threshold_is_set_on_the_classes_without_their_own() -> None:
     assert few.threshold == on_all_of(conf[:630], ok[:630])
 
 
+def test_one_precision_level_for_every_class_when_the_union_meets_the_bound() -> None:
+    # An easy class of 600 items, all right, and a class of 100 items 96% right at every
+    # confidence: alone, 100 items cannot prove 0.95 at level 0.8 (the bound is about 0.94), so
+    # on its own bound it admits nothing. The promise is the precision of all auto-labels: the
+    # union (4 wrong in 700) meets the bound, and the class's own point precision meets the
+    # target, so one common level admits it.
+    rng = np.random.default_rng(3)
+    conf = np.concatenate([rng.uniform(0.7, 1.0, 600), rng.uniform(0.6, 1.0, 100)])
+    ok = np.concatenate([np.ones(600, dtype=bool), np.arange(100) % 25 != 0])
+    predicted = ["easy"] * 600 + ["small"] * 100
+    small = np.arange(700) >= 600
+    alone = calibrate_threshold(conf[small], ok[small], 0.95, confidence_level=0.8)
+    assert alone.admits_nothing
+    cal = calibrate_threshold(conf, ok, 0.95, confidence_level=0.8, predicted_labels=predicted)
+    assert set(cal.class_thresholds) == {"easy", "small"}
+    assert cal.class_thresholds["small"] <= 1.0
+    admitted_small = small & (conf >= cal.class_thresholds["small"])
+    assert admitted_small.sum() >= 90
+    assert ok[admitted_small].mean() >= 0.95  # the class still meets the target as a point estimate
+    assert cal.precision_lower_bound is not None and cal.precision_lower_bound >= 0.95  # the union's
+    assert cal.expected_coverage > 600 / 700
+
+
+def test_a_class_below_the_target_is_not_admitted_on_the_union_of_the_others() -> None:
+    # The same, but the small class is 90% right and wrong on its most confident items: the
+    # union would still meet the bound (about 15 wrong in 700), yet no threshold gives the class
+    # itself the target's precision, so it admits nothing.
+    rng = np.random.default_rng(4)
+    conf = np.concatenate([rng.uniform(0.7, 1.0, 600), rng.uniform(0.6, 1.0, 100)])
+    ok = np.concatenate([np.ones(600, dtype=bool), np.arange(100) % 10 != 0])
+    order = np.argsort(-conf[600:])
+    ok[600:][order[:5]] = False  # and its most confident items are among the wrong ones
+    predicted = ["easy"] * 600 + ["small"] * 100
+    cal = calibrate_threshold(conf, ok, 0.95, confidence_level=0.8, predicted_labels=predicted)
+    assert cal.class_thresholds["small"] > 1.0
+    assert cal.class_thresholds["easy"] <= 0.71
+
+
 def on_all_of(conf: np.ndarray, ok: np.ndarray) -> float:
     return calibrate_threshold(conf, ok, 0.95).threshold
 

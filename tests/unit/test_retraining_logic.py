@@ -210,6 +210,20 @@ def test_a_threshold_record_round_trips_and_old_records_read_as_before() -> None
     assert ADMIT_NOTHING == NOTHING == Threshold().threshold
 
 
+def test_a_moved_threshold_waits_for_new_answers_before_it_moves_again() -> None:
+    from labelloop.core.thresholds import Threshold
+
+    fresh = Threshold(0.6, {"spam": 0.7}, 4)
+    assert not fresh.awaits_answers(20, 20)  # never moved: the first move needs only the sample
+    moved = Threshold(0.8, {"spam": 0.9}, 4, answers_at_move=30)
+    assert Threshold.from_record(moved.to_record()) == moved
+    assert "answers_at_move" not in fresh.to_record()
+    # The same 30 answers (and a few more) do not move it again; 20 new ones may.
+    assert moved.awaits_answers(30, 20)
+    assert moved.awaits_answers(49, 20)
+    assert not moved.awaits_answers(50, 20)
+
+
 def test_an_install_publishes_every_field_of_the_calibrated_threshold() -> None:
     """What routing reads after a deploy keeps the exploration rate and what the threshold was
     calibrated on (`sources_min_judged`: routing switches to the posterior only under it); the

@@ -3,7 +3,7 @@
 import pytest
 
 from labelloop.core.thresholds import NOTHING, Threshold
-from labelloop.routing.decisions import audit_draw, decide, margin_priority
+from labelloop.routing.decisions import SAMPLE_PRIORITY, audit_draw, decide, margin_priority
 from labelloop.v1 import common_pb2, events_pb2
 
 
@@ -52,6 +52,26 @@ def test_per_class_thresholds_override_the_global_one() -> None:
 def test_priority_puts_the_smallest_margin_first() -> None:
     assert margin_priority([0.5, 0.5, 0.0]) == pytest.approx(1.0)
     assert margin_priority([0.9, 0.05, 0.05]) < margin_priority([0.6, 0.3, 0.1])
+
+
+def test_exploration_and_audits_are_answered_first_whatever_the_confidence() -> None:
+    # Their answers are the sample that moves the threshold: answered in arrival order, not the
+    # least confident first (which would make the first answers a sample of the threshold's edge).
+    t = Threshold(0.5, exploration_rate=0.3)
+    priorities = {}
+    for i in range(400):
+        for confidence in (0.6, 0.99):
+            rest = (1.0 - confidence) / 2
+            d = decide(prediction(str(i), [confidence, rest, rest]), project(0.3), t, "s")
+            if d.task_reason in (events_pb2.TASK_REASON_EXPLORATION, events_pb2.TASK_REASON_AUDIT):
+                priorities.setdefault(d.task_reason, set()).add(d.priority)
+    assert priorities == {
+        events_pb2.TASK_REASON_EXPLORATION: {SAMPLE_PRIORITY},
+        events_pb2.TASK_REASON_AUDIT: {SAMPLE_PRIORITY},
+    }
+    assert SAMPLE_PRIORITY == 1.0
+    uncertain = decide(prediction("x", [0.45, 0.35, 0.2]), project(), t, "s")
+    assert uncertain.priority == pytest.approx(margin_priority([0.45, 0.35, 0.2]))
 
 
 def test_audits_are_sampled_at_the_rate_and_stable_per_item() -> None:
