@@ -47,6 +47,10 @@ class Threshold:
     label_upper: dict[str, float] = field(default_factory=dict)  # multi-label: "on" at or above
     label_lower: dict[str, float] = field(default_factory=dict)  # multi-label: "off" at or below
     answers_at_move: int = 0
+    explored_labels: int = 0
+    """Human labels of confident items (exploration, audits) the version was trained with: with
+    the answers to its own explored and audited tasks they set `exploration_rate`, which falls
+    between trainings too (retraining/lifecycle.move_threshold)."""
     """How many answers to this version's tasks were held when its thresholds last moved (0: not
     moved since it started serving). The next move waits for new ones (`awaits_answers`)."""
 
@@ -76,6 +80,7 @@ class Threshold:
             "label_upper": dict(self.label_upper),
             "label_lower": dict(self.label_lower),
             **({"answers_at_move": self.answers_at_move} if self.answers_at_move else {}),
+            **({"explored_labels": self.explored_labels} if self.explored_labels else {}),
         }
 
     @classmethod
@@ -92,6 +97,7 @@ class Threshold:
             label_upper={str(k): float(v) for k, v in (data.get("label_upper") or {}).items()},
             label_lower={str(k): float(v) for k, v in (data.get("label_lower") or {}).items()},
             answers_at_move=int(data.get("answers_at_move", 0)),
+            explored_labels=int(data.get("explored_labels", 0)),
         )
 
 

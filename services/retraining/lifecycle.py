@@ -39,7 +39,7 @@ from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.stream import Batch, EventProducer
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import MODELS
-from labelloop.retraining.calibration import move_threshold
+from labelloop.retraining.calibration import exploration_rate, move_threshold
 from labelloop.retraining.deploy import Deployer, stricter
 from labelloop.retraining.evaluation import GateDecision
 from labelloop.retraining.model_events import announce, model_event
@@ -143,7 +143,9 @@ class ModelLifecycle:
     # -- people's answers -------------------------------------------------------------------
     def move_threshold(self, pid: str, batch: Batch) -> None:
         """Tighten or loosen the serving model's thresholds from people's answers to its tasks
-        (calibration.move_threshold); emit THRESHOLD_UPDATED in `batch` when they move."""
+        (calibration.move_threshold); emit THRESHOLD_UPDATED in `batch` when they move. The
+        exploration rate falls as the answers to explored and audited items add to the labels
+        the version was trained with (single-label projects)."""
         try:
             project = self.projects.get(pid)
         except NotFound:
@@ -157,8 +159,29 @@ class ModelLifecycle:
             sample = self.answers.sample(pid, current.model_version)
             if sample.audits:
                 metrics.AUDITED_PRECISION.labels(pid).set(sample.audits_agreeing / sample.audits)
+            # Exploration falls as the project's explored and audited labels grow, not only at the
+            # next training: a version may serve thousands of items (calibration.exploration_rate).
+            explored = current.explored_labels + int((sample.weights > 1.0).sum())
+            rate = exploration_rate(
+                explored,
+                self.settings.exploration_rate,
+                self.settings.exploration_floor,
+                self.settings.exploration_wanted,
+            )
+            explores_less = rate < 0.9 * current.exploration_rate  # by a tenth at least: fewer writes
+            if explores_less:
+                log.info(
+                    "%s: exploration %.4f -> %.4f (%d explored and audited labels)",
+                    pid,
+                    current.exploration_rate,
+                    rate,
+                    explored,
+                )
+                current = replace(current, exploration_rate=rate)
             answered = len(sample.confidences)
             if current.awaits_answers(answered, int(self.settings.min_effective_answers)):
+                if explores_less:
+                    self._publish(pid, current)
                 return
             move = move_threshold(
                 current.threshold,
@@ -171,6 +194,8 @@ class ModelLifecycle:
                 item_thresholds=[current.for_label(x) for x in sample.predicted_labels],
             )
             if not move.moved:
+                if explores_less:
+                    self._publish(pid, current)
                 return
             moved = replace(
                 current,

@@ -318,6 +318,7 @@ def train_multi_label(
                 trainer.settings.exploration_floor,
                 trainer.settings.exploration_wanted,
             ),
+            explored_labels=snapshot.explored,
             label_upper=dict(bounds.upper),
             label_lower=dict(bounds.lower),
         )

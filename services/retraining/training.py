@@ -155,6 +155,7 @@ class Trainer:
                     self.settings.exploration_wanted,
                 ),
                 sources_min_judged=sources_min_judged,
+                explored_labels=snapshot.explored,
             )
             if replaces_prior:
                 # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.

@@ -224,6 +224,53 @@ def test_a_moved_threshold_waits_for_new_answers_before_it_moves_again() -> None
     assert not moved.awaits_answers(50, 20)
 
 
+def test_exploration_falls_between_trainings_as_explored_answers_arrive() -> None:
+    """A version trained with 40 explored and audited labels explores at the young rate (2%
+    until 50); 30 answers to its own explored and audited tasks make 70, so the rate falls to
+    2% * 50 / 70 at once, without a training and without moving the thresholds."""
+    from labelloop.core.answers import AnswerSample
+    from labelloop.retraining.lifecycle import ModelLifecycle
+
+    published: list[Threshold] = [Threshold(0.8, {"b": 0.85}, 3, 0.02, explored_labels=40)]
+
+    class Thresholds:
+        def invalidate(self, project_id: str) -> None:
+            pass
+
+        def get(self, project_id: str) -> Threshold:
+            return published[-1]
+
+        def set(self, project_id: str, value: Threshold) -> None:
+            published.append(value)
+
+    class Projects:
+        def get(self, project_id: str) -> common_pb2.Project:
+            spec = common_pb2.ProjectSpec(project_id="p", labels=["a", "b"], target_precision=0.95)
+            return common_pb2.Project(spec=spec)
+
+    class Answers:
+        def sample(self, project_id: str, model_version: int) -> AnswerSample:
+            assert model_version == 3
+            return AnswerSample(
+                confidences=np.full(30, 0.99),
+                correct=np.ones(30, dtype=bool),
+                weights=np.full(30, 25.0),
+                predicted_labels=["a"] * 30,
+                audits_agreeing=15,
+                audits=15,
+            )
+
+    settings = load(RetrainingSettings, environ={})
+    lifecycle = ModelLifecycle(settings, Projects(), None, None, Thresholds(), None, Answers(), None)  # type: ignore[arg-type]
+    lifecycle.move_threshold("p", None)  # type: ignore[arg-type]
+    assert len(published) == 2
+    assert published[-1].exploration_rate == pytest.approx(0.02 * 50 / 70)
+    assert replace(published[-1], exploration_rate=0.02) == published[0]  # nothing else changed
+    # The same answers again: the rate stays (the version's own labels are not counted twice).
+    lifecycle.move_threshold("p", None)  # type: ignore[arg-type]
+    assert len(published) == 2
+
+
 def test_an_install_publishes_every_field_of_the_calibrated_threshold() -> None:
     """What routing reads after a deploy keeps the exploration rate and what the threshold was
     calibrated on (`sources_min_judged`: routing switches to the posterior only under it); the
