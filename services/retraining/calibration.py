@@ -298,11 +298,8 @@ def calibrate_threshold(
     predicted = np.asarray(list(predicted_labels), dtype=object)
     if predicted.shape != conf.shape:
         raise ValueError(f"predicted_labels has {predicted.size} items, confidences {n}")
-    groups = {
-        str(label): predicted == label
-        for label in sorted(set(predicted.tolist()))
-        if int((predicted == label).sum()) >= min_class_samples
-    }
+    masks = {str(label): predicted == label for label in sorted(set(predicted.tolist()))}
+    groups = {label: mask for label, mask in masks.items() if int(mask.sum()) >= min_class_samples}
     rest = np.ones(n, dtype=bool)
     for mask in groups.values():
         rest &= ~mask
@@ -365,13 +362,10 @@ def _admitted(
     return conf >= applied
 
 
-def _lowest_at_precision_level(
-    conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArray[np.float64], level: float
-) -> float:
-    """The lowest threshold whose weighted point precision is at least ``level``."""
-    if conf.size == 0:
+def _lowest_at_precision_level(curve: _Curve | None, level: float) -> float:
+    """The lowest threshold of ``curve`` whose weighted point precision is at least ``level``."""
+    if curve is None:
         return ADMIT_NOTHING
-    curve = _precision_curve(conf, ok, w)
     good = np.flatnonzero(curve.precision >= level)
     return ADMIT_NOTHING if good.size == 0 else float(curve.thresholds[int(good[-1])])
 
@@ -396,17 +390,18 @@ def _pooled_thresholds(
     effective size, one-sided Clopper-Pearson at ``confidence_level``) at or above the target.
     ``rest`` (the items of the classes without their own threshold) is a group too; when it is
     ``None`` (too few such items) they keep ``rest_threshold``. None when no level qualifies."""
+    # Each group's precision curve once; each level reads its lowest threshold off them.
+    curves = {
+        label: _precision_curve(conf[mask], ok[mask], w[mask]) if mask.any() else None
+        for label, mask in groups.items()
+    }
+    rest_curve = _precision_curve(conf[rest], ok[rest], w[rest]) if rest is not None and rest.any() else None
     best: _Choice | None = None
     for level in np.arange(1.0, target - 1e-9, -POOLED_LEVEL_STEP):
         class_thresholds = {
-            label: _lowest_at_precision_level(conf[mask], ok[mask], w[mask], float(level))
-            for label, mask in groups.items()
+            label: _lowest_at_precision_level(curve, float(level)) for label, curve in curves.items()
         }
-        threshold = (
-            rest_threshold
-            if rest is None
-            else _lowest_at_precision_level(conf[rest], ok[rest], w[rest], float(level))
-        )
+        threshold = rest_threshold if rest is None else _lowest_at_precision_level(rest_curve, float(level))
         admitted = _admitted(conf, predicted, threshold, class_thresholds)
         if not admitted.any():
             continue

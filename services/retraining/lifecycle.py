@@ -179,21 +179,21 @@ class ModelLifecycle:
                 )
                 current = replace(current, exploration_rate=rate)
             answered = len(sample.confidences)
-            if current.awaits_answers(answered, int(self.settings.min_effective_answers)):
-                if explores_less:
-                    self._publish(pid, current)
-                return
-            move = move_threshold(
-                current.threshold,
-                sample.confidences,
-                sample.correct,
-                project.spec.target_precision,
-                weights=sample.weights,
-                confidence_level=self.settings.move_confidence_level,
-                min_effective=self.settings.min_effective_answers,
-                item_thresholds=[current.for_label(x) for x in sample.predicted_labels],
+            move = (
+                None
+                if current.awaits_answers(answered, int(self.settings.min_effective_answers))
+                else move_threshold(
+                    current.threshold,
+                    sample.confidences,
+                    sample.correct,
+                    project.spec.target_precision,
+                    weights=sample.weights,
+                    confidence_level=self.settings.move_confidence_level,
+                    min_effective=self.settings.min_effective_answers,
+                    item_thresholds=[current.for_label(x) for x in sample.predicted_labels],
+                )
             )
-            if not move.moved:
+            if move is None or not move.moved:
                 if explores_less:
                     self._publish(pid, current)
                 return
