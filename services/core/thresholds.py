@@ -47,18 +47,23 @@ class Threshold:
     label_upper: dict[str, float] = field(default_factory=dict)  # multi-label: "on" at or above
     label_lower: dict[str, float] = field(default_factory=dict)  # multi-label: "off" at or below
     answers_at_move: int = 0
+    """How many answers to this version's tasks were held when its thresholds last moved (0: not
+    moved since it started serving). The next move waits for new ones (`awaits_answers`)."""
     explored_labels: int = 0
     """Human labels of confident items (exploration, audits) the version was trained with: with
     the answers to its own explored and audited tasks they set `exploration_rate`, which falls
     between trainings too (retraining/lifecycle.move_threshold)."""
-    """How many answers to this version's tasks were held when its thresholds last moved (0: not
-    moved since it started serving). The next move waits for new ones (`awaits_answers`)."""
 
     def awaits_answers(self, answers: int, needed: int) -> bool:
         """True while fewer than `needed` answers arrived since the last move: a sample that has
         moved the thresholds once does not move them again (a tightening that found no safe
         margin would otherwise step halfway to 1 on every batch, on the same evidence)."""
         return self.answers_at_move > 0 and answers < self.answers_at_move + needed
+
+    def admits_any(self) -> bool:
+        """Single-label: True when some prediction can be auto-accepted (the global threshold or
+        a class's is at most 1). Multi-label bounds are not read."""
+        return self.threshold <= 1.0 or any(t <= 1.0 for t in self.class_thresholds.values())
 
     def for_label(self, label: str) -> float:
         """The threshold that a prediction of `label` must reach."""

@@ -72,17 +72,18 @@ def available_families(media_root: str | None = None) -> list[ModelFamily]:
 
     A family may declare ``modality`` ("text" when it does not): the retraining service trains
     for a project only the families of the project's modality. TF-IDF + logistic regression
-    (text) and the image family ``image-lr`` (images read from ``media_root``, default
-    ``<repo>/.cache/media``; retraining/images.py) are always available; the sentence-encoder family
+    (text) and the image families ``image-lr`` and ``image-svm`` (images read from ``media_root``,
+    default ``<repo>/.cache/media``; retraining/images.py) are always available; the sentence-encoder family
     (``labelloop.retraining.encoder.MINILM_FAMILY``) and the cascade of both
     (``labelloop.retraining.cascade.CASCADE_FAMILY``) are added when their modules and optional
     dependencies import.
     """
     from labelloop.core.media import DEFAULT_MEDIA_ROOT
-    from labelloop.retraining.images import ImageFamily
+    from labelloop.retraining.images import ImageFamily, ImageSvmFamily
     from labelloop.retraining.tfidf import TFIDF_FAMILY
 
-    families: list[ModelFamily] = [TFIDF_FAMILY, ImageFamily(media_root or DEFAULT_MEDIA_ROOT)]
+    root = media_root or DEFAULT_MEDIA_ROOT
+    families: list[ModelFamily] = [TFIDF_FAMILY, ImageFamily(root), ImageSvmFamily(root)]
     try:
         from labelloop.retraining.cascade import CASCADE_FAMILY
         from labelloop.retraining.encoder import MINILM_FAMILY

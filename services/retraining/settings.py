@@ -12,7 +12,7 @@ def _fraction(value: float) -> str | None:
     return None if 0.0 < value < 1.0 else "must be between 0 and 1 (exclusive)"
 
 
-DEFAULT_FAMILIES = ("tfidf-lr", "cascade", "image-lr")
+DEFAULT_FAMILIES = ("tfidf-lr", "cascade", "image-lr", "image-svm")
 
 
 def _gate_metric(value: str) -> str | None:
@@ -68,7 +68,8 @@ class RetrainingSettings(CommonSettings):
     # calibrated and the one whose threshold admits the most wins. The default's cascade runs the
     # encoder only for what TF-IDF is unsure of (so the fast path keeps TF-IDF's speed); it is left
     # out, with a warning, where the encoder is not built. minilm-head (the encoder for every item)
-    # pays on a GPU Triton. image-lr (HOG + pixels, PCA, logistic regression): image projects only.
+    # pays on a GPU Triton. image-lr and image-svm (HOG + pixels, PCA, logistic regression or an
+    # RBF SVM; retraining/images.py): image projects only.
     families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
     # Cold start (retraining/zero_shot.py): a text project with no champion serves a zero-shot
     # prior built from its label names (and descriptions) until its first trained model. Acts

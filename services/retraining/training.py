@@ -161,7 +161,15 @@ class Trainer:
                 # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.
                 decision = GateDecision(True, "replaces the zero-shot prior (never compared)")
             else:
-                decision = gate(best.metrics, champion_metrics, metric, self.settings.gate_margin)
+                decision = gate(
+                    best.metrics,
+                    champion_metrics,
+                    metric,
+                    self.settings.gate_margin,
+                    candidate_admits=threshold.admits_any(),
+                    champion_admits=champion is not None
+                    and self.lifecycle.current_threshold(pid).admits_any(),
+                )
             params: dict[str, Any] = {
                 "family": best.family.name,
                 "families_tried": ",".join(c.family.name for c in candidates),

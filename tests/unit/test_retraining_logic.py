@@ -12,7 +12,7 @@ import pytest
 
 from labelloop.core import model_repository
 from labelloop.core.settings import SettingsError, load
-from labelloop.core.thresholds import Threshold
+from labelloop.core.thresholds import NOTHING, Threshold
 from labelloop.retraining.calibration import ADMIT_NOTHING
 from labelloop.retraining.cascade import CASCADE_FAMILY
 from labelloop.retraining.dataset import LabeledSet, is_holdout
@@ -347,3 +347,21 @@ def test_thresholds_go_on_the_posterior_only_where_it_admits_more_than_the_model
             assert calibration.expected_coverage > 0.9
     plain = Trainer(settings, None, None, None, None, [TFIDF_FAMILY])  # type: ignore[arg-type]
     assert plain._calibrate(candidate, snapshot, labels, 0.95, "p")[3] == 0
+
+
+def test_a_candidate_that_admits_nothing_does_not_replace_a_champion_that_admits() -> None:
+    better = {"accuracy": 0.9, "n": 200}
+    champion = {"accuracy": 0.8, "n": 200}
+    kept = gate(better, champion, "accuracy", 0.01, candidate_admits=False, champion_admits=True)
+    assert not kept.promote and "admits nothing" in kept.reason
+    # Otherwise the metric decides, as before.
+    assert gate(better, champion, "accuracy", 0.01, candidate_admits=False, champion_admits=False).promote
+    assert gate(better, champion, "accuracy", 0.01, candidate_admits=True, champion_admits=True).promote
+    assert gate(better, None, "accuracy", 0.01, candidate_admits=False, champion_admits=False).promote
+
+
+def test_a_threshold_admits_when_its_global_or_a_class_threshold_is_a_probability() -> None:
+    assert not Threshold().admits_any()
+    assert Threshold(0.9).admits_any()
+    assert Threshold(NOTHING, {"spam": 0.97}).admits_any()
+    assert not Threshold(NOTHING, {"spam": NOTHING, "ham": 1.5}).admits_any()

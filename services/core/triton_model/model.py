@@ -97,7 +97,7 @@ class MinilmPredictor:
 
 
 class ImagePredictor:
-    """Family "image-lr": the TEXT input carries each item's media URI; the version's copy of
+    """Families "image-lr" and "image-svm": the TEXT input carries each item's media URI; the version's copy of
     Labelloop's ``core/image_features.py`` (artifact "runtime") reads the pixels from the media
     root recorded in labels.json and runs the saved pipeline (artifact "pipeline")."""
 
@@ -188,6 +188,7 @@ FAMILIES: dict[str, Callable[[Path, dict[str, Any]], Predictor]] = {
     "minilm-encoder": EncoderPredictor,
     "cascade": CascadePredictor,
     "image-lr": ImagePredictor,
+    "image-svm": ImagePredictor,
 }
 
 
