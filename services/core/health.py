@@ -43,6 +43,12 @@ class Health:
         """Register a check: a callable that raises when `dependency` is unusable."""
         self._checks[dependency] = check
 
+    def invalidate(self) -> None:
+        """Forget the cached results, so the next `results()` runs every check (after a state
+        change that a check reads, e.g. a rebuild finished: the gRPC status follows at once)."""
+        with self._lock:
+            self._last = (0.0, {})
+
     def results(self) -> dict[str, str | None]:
         """Each dependency -> None when healthy, else the error text."""
         with self._lock:

@@ -148,6 +148,7 @@ def main() -> None:
     service = RetrainingService(settings, projects, registry, lifecycle, trainer, answers, prior)
     service.rebuild()
     rebuilt.set()
+    runtime.health.invalidate()  # a result cached during the rebuild would say NOT_SERVING
     server = grpc_server.build_server(
         "retraining",
         settings.grpc_port,
