@@ -85,7 +85,7 @@ def gate(
     candidates trained on more labels. With no held-out labels, promote (there is nothing to
     compare on; the calibrated threshold still guards auto-labels).
 
-    Whatever the metric, a candidate whose calibrated threshold admits nothing
+    Where the metric would promote, a candidate whose calibrated threshold admits nothing
     (``candidate_admits`` false) does not replace a champion whose serving threshold admits
     something (``champion_admits``): that threshold is still checked by audits and moved both
     ways by people's answers, while the candidate would send every item to people until the
@@ -95,10 +95,18 @@ def gate(
     to people)."""
     if champion is None:
         return GateDecision(True, "no champion yet")
-    if champion_admits and not candidate_admits:
+    decision = _metric_gate(candidate, champion, metric, margin)
+    if decision.promote and champion_admits and not candidate_admits:
         return GateDecision(
             False, "its calibrated threshold admits nothing at the target while the champion's admits"
         )
+    return decision
+
+
+def _metric_gate(
+    candidate: dict[str, float], champion: dict[str, float], metric: str, margin: float
+) -> GateDecision:
+    """The gate on `metric` alone (see :func:`gate`)."""
     if metric not in candidate or metric not in champion:
         return GateDecision(True, "no held-out labels to compare on")
     new, old = candidate[metric], champion[metric]

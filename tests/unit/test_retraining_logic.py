@@ -358,6 +358,9 @@ def test_a_candidate_that_admits_nothing_does_not_replace_a_champion_that_admits
     assert gate(better, champion, "accuracy", 0.01, candidate_admits=False, champion_admits=False).promote
     assert gate(better, champion, "accuracy", 0.01, candidate_admits=True, champion_admits=True).promote
     assert gate(better, None, "accuracy", 0.01, candidate_admits=False, champion_admits=False).promote
+    # A worse candidate is rejected for being worse, whatever it admits.
+    worse = gate(champion, better, "accuracy", 0.01, candidate_admits=False, champion_admits=True)
+    assert not worse.promote and "worse than the champion" in worse.reason
 
 
 def test_a_threshold_admits_when_its_global_or_a_class_threshold_is_a_probability() -> None:
