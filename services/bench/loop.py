@@ -449,6 +449,15 @@ def run_bench(
             "promotion_positions": positions,
             "windows": reports.windows(order, truth, finals, max(50, len(order) // 30), annotations),
             "sources": reports.source_stats(votes, truth),
+            **reports.withdrawn_stats(
+                (
+                    t
+                    for t in replay(config.kafka_bootstrap, config.topic_prefix, TASKS, project_id=project_id)
+                    if t.ingested.item.project_id == project_id
+                ),
+                truth,
+                finals,
+            ),
             **({"llm": llm_report} if llm_report is not None else {}),
             "cold_start": cold_start(truth, finals, model_events),
             **(

@@ -199,6 +199,21 @@ def source_stats(
     }
 
 
+def withdrawn_stats(
+    tasks: Iterable[events_pb2.TaskRouted], truth: Mapping[str, str], finals: Mapping[str, FinalLabel]
+) -> dict[str, Any]:
+    """The auto-labels that came from withdrawn tasks (a waiting task that a newer model
+    auto-labeled: the ``withdraw`` commands of the raw `tasks` topic, once per item, kept where the
+    item's final label is the model's) and their accuracy against the hidden labels (None without
+    any). Such items went to people with probability 1 and were never answered: where the stream
+    outruns people, their number against `human_labeled` shows how far the labels a young model
+    is calibrated on are from the sample their weights say (retraining/calibration.py)."""
+    items = {t.ingested.item.item_id for t in tasks if t.HasField("withdraw")}
+    auto = [i for i in sorted(items) if i in finals and finals[i].source == MODEL]
+    correct = sum(truth.get(i) == finals[i].label for i in auto)
+    return {"withdrawn_auto_labels": len(auto), "withdrawn_auto_accuracy": _share(correct, len(auto))}
+
+
 def windows(
     order: Sequence[str],
     truth: Mapping[str, str],

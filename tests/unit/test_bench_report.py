@@ -270,3 +270,35 @@ def test_label_issues_are_scored_against_the_hidden_labels() -> None:
         "recall": 0.5,
     }
     assert label_issue_stats({}, {}, truth)["precision"] is None
+
+
+def test_auto_labels_of_withdrawn_tasks_are_counted_once_and_scored() -> None:
+    from labelloop.bench.report import withdrawn_stats
+
+    def routed(item: str, withdraw: bool) -> events_pb2.TaskRouted:
+        t = events_pb2.TaskRouted(task_id=item)
+        t.ingested.item.item_id = item
+        if withdraw:
+            t.withdraw.label.labels.append("x")
+        return t
+
+    tasks = [
+        routed("a", False),
+        routed("a", True),
+        routed("a", True),  # a second withdrawal (a later deploy) is the same item
+        routed("b", False),
+        routed("b", True),
+        routed("c", False),  # answered by people
+        routed("d", True),  # started before the withdrawal came: people's label stands
+    ]
+    finals = {
+        "a": final("a", "x", MODEL),
+        "b": final("b", "x", MODEL),
+        "c": final("c", "x", HUMAN),
+        "d": final("d", "y", HUMAN),
+    }
+    assert withdrawn_stats(tasks, TRUTH, finals) == {
+        "withdrawn_auto_labels": 2,
+        "withdrawn_auto_accuracy": 0.5,  # a is right (x), b is wrong (y)
+    }
+    assert withdrawn_stats([], TRUTH, finals) == {"withdrawn_auto_labels": 0, "withdrawn_auto_accuracy": None}
