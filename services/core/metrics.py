@@ -118,6 +118,13 @@ HUMAN_QUEUE_OLDEST_AGE = Gauge(
 )
 HUMAN_LEASES_ACTIVE = Gauge("labelloop_human_leases_active", "Human tasks currently leased.", ["project"])
 LEASES_EXPIRED = Counter("labelloop_leases_expired", "Leases that expired and were re-queued.", ["project"])
+TASKS_WITHDRAWN = Counter(
+    "labelloop_tasks_withdrawn",
+    "Waiting tasks withdrawn because a newer model auto-labeled them: sent to people, never answered. "
+    "Against the annotations, how far the labels a new model is calibrated on are from a sample "
+    "(retraining/calibration.py, known approximations).",
+    ["project"],
+)
 ANNOTATIONS = Counter("labelloop_annotations", "Annotations submitted.", ["project"])
 ANNOTATOR_AGREEMENT = Gauge(
     "labelloop_annotator_agreement",

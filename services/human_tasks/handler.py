@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+from labelloop.core import metrics
 from labelloop.core.final_labels import FinalLabelWriter, Outcome
 from labelloop.core.stream import Batch
 from labelloop.core.topics import ITEMS, MODELS, item_key
@@ -57,9 +58,11 @@ class TaskHandler:
         confirmed = [label for label, outcome in zip(withdrawn, outcomes, strict=True) if outcome.publish]
         if confirmed:
             batch.after_flush(lambda: self.writer.confirm(confirmed))
-        fresh = sum(outcome is Outcome.NEW for outcome in outcomes)
+        fresh = [label for label, outcome in zip(withdrawn, outcomes, strict=True) if outcome is Outcome.NEW]
+        for label in fresh:
+            metrics.TASKS_WITHDRAWN.labels(label.ingested.item.project_id).inc()
         if fresh:
-            log.info("withdrew %d waiting tasks: a newer model auto-labeled them", fresh)
+            log.info("withdrew %d waiting tasks: a newer model auto-labeled them", len(fresh))
         if self.rescore_limit:
             for project_id in dict.fromkeys(deployed):
                 self._rescore(batch, project_id)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import REGISTRY
 from support import wait_until
 
 from labelloop.core import access, redis_store, stream
@@ -187,7 +188,12 @@ def test_a_redelivered_auto_label_is_published_once_and_a_different_one_is_dropp
     assert loop.writer.state(PROJECT, "c") == "Emodel:spam"
 
 
+def _withdrawn_count() -> float:
+    return REGISTRY.get_sample_value("labelloop_tasks_withdrawn_total", {"project": PROJECT}) or 0.0
+
+
 def test_a_second_withdrawal_publishes_nothing(loop: Loop) -> None:
+    withdrawn_before = _withdrawn_count()
     loop.send(PREDICTIONS, key("d"), prediction("d", 0.7))  # to people
     loop.settle(lambda: loop.queued() == 1)
     loop.thresholds.set(PROJECT, Threshold(0.6, model_version=1))
@@ -199,6 +205,7 @@ def test_a_second_withdrawal_publishes_nothing(loop: Loop) -> None:
     loop.settle(lambda: loop.routing.processed >= 4 and loop.human_tasks.processed >= 4)
     labels = one_record_each(loop)
     assert labels["d"].source == common_pb2.LABEL_SOURCE_MODEL and list(labels["d"].labels) == ["spam"]
+    assert _withdrawn_count() - withdrawn_before == 1, "the operators' metric counts the task once"
 
 
 def test_progress_counts_each_item_once_by_its_one_source(loop: Loop) -> None:
