@@ -541,23 +541,27 @@ def _label_issues(
     answers: list[events_pb2.AnnotationSubmitted],
     model_events: list[events_pb2.ModelEvent],
 ) -> dict[str, Any]:
-    """The label checks' findings against the hidden labels (report.label_issue_stats): flagged
-    labels from the review tasks on `tasks`; the labels that reached training are people's final
-    labels and audits' answers from before the last training's end."""
+    """The label checks' findings against the hidden labels (report.label_issue_stats), cut at
+    the end of the last training in `model_events` (``trained_until_ms``): flagged labels from the
+    review tasks on `tasks` routed by then (a training checks labels before it ends, and one still
+    running when the stream ends may flag more later); the labels that reached training are
+    people's final labels and audits' answers from before then."""
+    trained = [e.at.ToMilliseconds() for e in model_events if e.kind == events_pb2.MODEL_EVENT_KIND_TRAINED]
+    last = max(trained, default=0)
     flagged = {
         t.ingested.item.item_id: t.review_of.labels[0]
         for t in replay(config.kafka_bootstrap, config.topic_prefix, TASKS, project_id=project_id)
-        if t.reason == events_pb2.TASK_REASON_REVIEW and t.review_of.labels
+        if t.reason == events_pb2.TASK_REASON_REVIEW
+        and t.review_of.labels
+        and t.routed_at.ToMilliseconds() <= last
     }
-    trained = [e.at.ToMilliseconds() for e in model_events if e.kind == events_pb2.MODEL_EVENT_KIND_TRAINED]
-    last = max(trained, default=0)
     in_training = {
         f.item_id: f.label for f in finals.values() if f.source == reports.HUMAN and f.finalized_ms <= last
     }
     for a in answers:
         if a.audit and a.consensus_labels and a.annotated_at.ToMilliseconds() <= last:
             in_training[a.item_id] = a.consensus_labels[0]
-    return reports.label_issue_stats(flagged, in_training, truth)
+    return {**reports.label_issue_stats(flagged, in_training, truth), "trained_until_ms": last}
 
 
 def annotator_pool(annotators_per_task: int) -> int:

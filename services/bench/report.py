@@ -13,7 +13,8 @@ Two shares of people's work, both over all items of the stream:
 ``label_issues`` (runs with simulated annotator errors): the labels the checks before training
 flagged (the items of the review tasks on `tasks`), how many of them were truly wrong against the
 hidden labels (precision), and how many of the wrong people's labels that reached a training
-they caught (recall). The system never sees the hidden labels; the bench compares afterwards.
+they caught (recall), up to the end of the last training the report saw (``trained_until_ms``).
+The system never sees the hidden labels; the bench compares afterwards.
 """
 
 from __future__ import annotations
