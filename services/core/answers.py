@@ -8,19 +8,35 @@ written when a task's consensus is reached (the annotation carrying `consensus_l
 item, so a redelivered annotation counts once, and the sample survives a restart. Only answers to
 tasks routed by the model version now serving are kept; `reset` runs when another version starts
 serving. Audits also count agreeing and disagreeing answers for the audited-precision metric.
+
+Multi-label projects keep theirs in `<prefix>:label_set_answers:<project>` (item id -> JSON: the
+routing prediction's probability per label, the labels people agreed on, the weight, audit or
+not): their per-label pairs move on exact match (retraining/calibration.move_label_bounds), so
+each answer keeps every label's probability, not only the top one.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import redis
 
 from labelloop.core.redis_store import Keys, unavailable
+from labelloop.core.thresholds import Threshold
 from labelloop.v1 import events_pb2
 
-__all__ = ["Answer", "AnswerLedger", "AnswerSample", "answer_of"]
+__all__ = [
+    "Answer",
+    "AnswerLedger",
+    "AnswerSample",
+    "LabelSetAnswer",
+    "LabelSetSample",
+    "answer_of",
+    "label_set_answer_of",
+]
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,14 @@ class Answer:
 
 def answer_of(annotation: events_pb2.AnnotationSubmitted) -> Answer | None:
     """The sample point an annotation gives: only the one that completes a task (consensus set)
-    of a task routed by a model (a prediction present), else None."""
-    if not annotation.consensus_labels or not annotation.predicted_label or annotation.model_version <= 0:
+    of a task routed by a model (a prediction present), else None. Multi-label answers (every
+    label's probability present) give a :class:`LabelSetAnswer` instead (`label_set_answer_of`)."""
+    if (
+        not annotation.consensus_labels
+        or not annotation.predicted_label
+        or annotation.model_version <= 0
+        or annotation.predicted_scores
+    ):
         return None
     probability = annotation.answer_probability
     weight = 1.0 / probability if 0.0 < probability < 1.0 else 1.0
@@ -65,6 +87,83 @@ def answer_of(annotation: events_pb2.AnnotationSubmitted) -> Answer | None:
         audit=annotation.reason == events_pb2.TASK_REASON_AUDIT,
         predicted_label=annotation.predicted_label,
     )
+
+
+@dataclass(frozen=True)
+class LabelSetAnswer:
+    """One completed task of a multi-label project's serving model: its probability per label at
+    routing time, the labels people agreed on (none: no label applies), and the inverse of the
+    probability that people answered this item."""
+
+    model_version: int
+    probabilities: dict[str, float]
+    labels: tuple[str, ...]
+    weight: float
+    audit: bool
+
+    def agrees(self, threshold: Threshold) -> bool:
+        """True when people turned on exactly the labels that `threshold`'s pairs turn on (an
+        audit's verdict on the auto-label, judged against the pairs serving now)."""
+        on = {x for x, p in self.probabilities.items() if threshold.label_state(x, p)}
+        return on == set(self.labels)
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "v": self.model_version,
+                "p": self.probabilities,
+                "l": list(self.labels),
+                "w": self.weight,
+                "a": int(self.audit),
+            },
+            separators=(",", ":"),
+        )
+
+    @staticmethod
+    def decode(raw: str) -> LabelSetAnswer:
+        data = json.loads(raw)
+        return LabelSetAnswer(
+            int(data["v"]),
+            {str(k): float(v) for k, v in data["p"].items()},
+            tuple(str(x) for x in data["l"]),
+            float(data["w"]),
+            bool(data["a"]),
+        )
+
+
+def label_set_answer_of(annotation: events_pb2.AnnotationSubmitted) -> LabelSetAnswer | None:
+    """The sample point a multi-label annotation gives: only the one that completes a task (a
+    consensus on labels, or on none) routed by a model with every label's probability, else
+    None."""
+    completes = bool(annotation.consensus_labels) or annotation.consensus_no_label
+    if not completes or not annotation.predicted_scores or annotation.model_version <= 0:
+        return None
+    probability = annotation.answer_probability
+    return LabelSetAnswer(
+        model_version=int(annotation.model_version),
+        probabilities={
+            s.label: min(1.0, max(0.0, float(s.probability))) for s in annotation.predicted_scores
+        },
+        labels=tuple(annotation.consensus_labels),
+        weight=1.0 / probability if 0.0 < probability < 1.0 else 1.0,
+        audit=annotation.reason == events_pb2.TASK_REASON_AUDIT,
+    )
+
+
+@dataclass(frozen=True)
+class LabelSetSample:
+    """The multi-label answers held for one model version, as arrays in the project's label order
+    (a label missing from an answer's probabilities reads 0)."""
+
+    probabilities: np.ndarray  # (n, K)
+    truth: np.ndarray  # (n, K) booleans: people's labels
+    weights: np.ndarray
+    answers: list[LabelSetAnswer]
+
+    def audits(self, threshold: Threshold) -> tuple[int, int]:
+        """(agreeing, all) audits, each judged by :meth:`LabelSetAnswer.agrees`."""
+        audits = [a for a in self.answers if a.audit]
+        return sum(1 for a in audits if a.agrees(threshold)), len(audits)
 
 
 @dataclass(frozen=True)
@@ -110,9 +209,35 @@ class AnswerLedger:
             audits=len(audits),
         )
 
+    def record_label_set(self, project_id: str, item_id: str, answer: LabelSetAnswer) -> None:
+        try:
+            self.client.hset(self.keys("label_set_answers", project_id), item_id, answer.encode())
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
+    def label_set_sample(self, project_id: str, model_version: int, labels: Sequence[str]) -> LabelSetSample:
+        """The multi-label answers to tasks routed by `model_version`."""
+        try:
+            raw = self.client.hvals(self.keys("label_set_answers", project_id))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        answers = [LabelSetAnswer.decode(r.decode() if isinstance(r, bytes) else r) for r in raw]
+        answers = [a for a in answers if a.model_version == model_version]
+        names = [str(x) for x in labels]
+        return LabelSetSample(
+            probabilities=np.array(
+                [[a.probabilities.get(x, 0.0) for x in names] for a in answers], dtype=np.float64
+            ).reshape(len(answers), len(names)),
+            truth=np.array([[x in a.labels for x in names] for a in answers], dtype=bool).reshape(
+                len(answers), len(names)
+            ),
+            weights=np.array([a.weight for a in answers], dtype=np.float64),
+            answers=answers,
+        )
+
     def reset(self, project_id: str) -> None:
         """Forget every answer (another model version serves from now on)."""
         try:
-            self.client.delete(self.keys("answers", project_id))
+            self.client.delete(self.keys("answers", project_id), self.keys("label_set_answers", project_id))
         except redis.RedisError as exc:
             raise unavailable(exc) from exc

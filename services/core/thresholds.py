@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,33 @@ class Threshold:
     def admits(self, label: str, probability: float) -> bool:
         """True when a top prediction of `label` with `probability` is auto-accepted."""
         return probability >= self.for_label(label)
+
+    def label_state(self, label: str, probability: float) -> bool | None:
+        """Multi-label: one label's decision, True (a confident "on": at or above its upper
+        threshold), False (a confident "off": at or below its lower one) or None (uncertain, also
+        when the label has no calibrated pair). "On" is read first."""
+        upper = self.label_upper.get(label)
+        lower = self.label_lower.get(label)
+        if upper is not None and upper <= 1.0 and probability >= upper:
+            return True
+        if lower is not None and lower >= 0.0 and probability <= lower:
+            return False
+        return None
+
+    def auto_labels(
+        self, probabilities: Mapping[str, float], labels: Sequence[str]
+    ) -> tuple[str, ...] | None:
+        """Multi-label: the labels of `labels` turned on when every one is decided (a label without
+        a probability is not), else None: the item goes to people."""
+        on: list[str] = []
+        for label in labels:
+            p = probabilities.get(label)
+            state = None if p is None else self.label_state(label, p)
+            if state is None:
+                return None
+            if state:
+                on.append(label)
+        return tuple(on)
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form (Redis, the MLflow version tag): the one writer of its shape."""

@@ -223,7 +223,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         spans, boxes = decode_regions(lease.get("regions"))
         annotation.spans.extend(spans)
         annotation.boxes.extend(boxes)
-        describe_routing(annotation, task)
+        describe_routing(annotation, task, multi)
         if audit and annotation.predicted_label:
             annotation.audited_labels.append(annotation.predicted_label)
         if review:
@@ -393,9 +393,12 @@ def verdict_labels(verdict: Verdict | None, multi: bool) -> list[str]:
     return list(decode_labels(verdict.label or "")) if multi else [verdict.label or ""]
 
 
-def describe_routing(annotation: events_pb2.AnnotationSubmitted, task: events_pb2.TaskRouted) -> None:
+def describe_routing(
+    annotation: events_pb2.AnnotationSubmitted, task: events_pb2.TaskRouted, multi: bool = False
+) -> None:
     """Copy into `annotation` what calibration needs of the routing that sent the task: why, with
-    which probability, and the routing model's top label and probability."""
+    which probability, and the routing model's top label and probability (and, for a multi-label
+    project, its probability for every label)."""
     annotation.reason = task.reason
     annotation.answer_probability = task.answer_probability or 1.0
     annotation.model_version = task.prediction.model_version
@@ -403,3 +406,5 @@ def describe_routing(annotation: events_pb2.AnnotationSubmitted, task: events_pb
         top = max(task.prediction.scores, key=lambda s: s.probability)
         annotation.predicted_label = top.label
         annotation.predicted_confidence = top.probability
+        if multi:
+            annotation.predicted_scores.extend(task.prediction.scores)

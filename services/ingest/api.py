@@ -12,7 +12,7 @@ from labelloop.core import access
 from labelloop.core.answers import AnswerLedger
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.progress import Progress, ServingVersions
-from labelloop.core.projects import ProjectStore
+from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.ingest.ingestor import ACCEPTED, DUPLICATE, REJECTED, Ingestor
@@ -118,7 +118,12 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
         counts = self.progress.counts(project_id)
         queue = read_stats(self.client, self.queue_keys, project_id)
         threshold = self.thresholds.get(project_id)
-        sample = self.answers.sample(project_id, threshold.model_version)
+        if is_multi_label(project):  # audits judged on exact match (core/answers.LabelSetAnswer)
+            ml = self.answers.label_set_sample(project_id, threshold.model_version, project.spec.labels)
+            agreeing, audits = ml.audits(threshold)
+        else:
+            sample = self.answers.sample(project_id, threshold.model_version)
+            agreeing, audits = sample.audits_agreeing, sample.audits
         return admin_pb2.ProjectStatus(
             project_id=project_id,
             ingested=counts.ingested,
@@ -128,7 +133,7 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
             dead_letters=self.dead_letter_count(),
             serving_version=self.serving.get(project_id),
             threshold=threshold.threshold,
-            audits=sample.audits,
-            audited_precision=sample.audits_agreeing / sample.audits if sample.audits else 0.0,
+            audits=audits,
+            audited_precision=agreeing / audits if audits else 0.0,
             target_precision=project.spec.target_precision,
         )

@@ -54,8 +54,10 @@ wide confident zones and a hard label narrow ones. The union bound motivates the
 admits the most weight among those whose *joint* lower bound (the same weighted one-sided
 Clopper-Pearson bound as above, on "all labels right" over the items the region admits) meets the
 target. Choosing among a dozen regions on one sample is the same kind of choice the single-label
-threshold makes among all candidate thresholds. Thresholds between trainings do not move for
-multi-label projects (no :func:`move_threshold` analogue yet).
+threshold makes among all candidate thresholds. Between trainings the pairs move both ways on
+people's answers (:func:`move_label_bounds`): one step added to every upper threshold and taken
+from every lower one, judged on each answer's margin inside its confident zones and on exact
+match, with the same bounds and rules as :func:`move_threshold`.
 
 Known approximations: a waiting task that a newer model auto-labels is withdrawn (rescore), so an
 item below the old threshold reached people with a probability under the 1 it carries. Where the
@@ -80,7 +82,7 @@ so it survives JSON, Redis, Prometheus and MLflow unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,12 +96,14 @@ __all__ = [
     "NEVER_OFF",
     "Calibration",
     "LabelBounds",
+    "LabelBoundsMove",
     "ThresholdMove",
     "calibrate_label_bounds",
     "calibrate_threshold",
     "coverage_at_precision",
     "expected_calibration_error",
     "exploration_rate",
+    "move_label_bounds",
     "move_threshold",
     "precision_lower_bound",
     "precision_upper_bound",
@@ -732,3 +736,204 @@ def calibrate_label_bounds(
                 n,
             )
     return best
+
+
+@dataclass(frozen=True)
+class LabelBoundsMove:
+    """The outcome of :func:`move_label_bounds`: every label's pair from now on, the direction
+    (+1 tightened, -1 loosened, 0 kept), why, and the ``step`` added to each upper threshold and
+    taken from each lower one (``None`` when every label goes to never-confident)."""
+
+    upper: dict[str, float]
+    lower: dict[str, float]
+    direction: int
+    precision: float | None  # weighted exact-match precision of what the current pairs admit
+    bound: float | None  # the bound that decided (upper when tightening, else lower)
+    reason: str
+    step: float | None = 0.0
+
+    @property
+    def moved(self) -> bool:
+        return self.direction != 0
+
+
+def _shift_bounds(
+    upper: NDArray[np.float64], lower: NDArray[np.float64], step: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each label's pair after a step: the upper threshold up by ``step`` and the lower one down by
+    it; a side pushed past [0, 1] is never confident, a side that was never confident stays so."""
+    new_upper = np.where(upper <= 1.0, upper + step, upper)
+    new_lower = np.where(lower >= 0.0, lower - step, lower)
+    new_upper = np.where((upper <= 1.0) & (new_upper > 1.0), ADMIT_NOTHING, np.maximum(new_upper, 0.0))
+    new_lower = np.where((lower >= 0.0) & (new_lower < 0.0), NEVER_OFF, np.minimum(new_lower, 1.0))
+    return new_upper, new_lower
+
+
+def move_label_bounds(
+    upper: Mapping[str, float],
+    lower: Mapping[str, float],
+    probs: ArrayLike,
+    truth: ArrayLike,
+    labels: Sequence[str],
+    target_precision: float,
+    weights: ArrayLike | None = None,
+    confidence_level: float = 0.9,
+    min_effective: float = 20.0,
+    shrink: float = 0.5,
+) -> LabelBoundsMove:
+    """Move a multi-label model's per-label thresholds from people's answers, tighter or looser:
+    the multi-label analogue of :func:`move_threshold`, judged on exact-match precision.
+
+    ``probs`` ``(n, K)``: the serving model's probability per label at routing time of items
+    people answered; ``truth`` ``(n, K)``: their labels; ``weights``: ``1 / pi``. ``upper`` /
+    ``lower``: the pairs now serving (a label missing from either is never confident on that
+    side). A move is one step ``d`` added to every upper threshold and taken from every lower one,
+    so it is judged on each answer's **margin**: the least, over labels, of how far the label's
+    probability lies inside its confident zone (``p - upper`` for "on", ``lower - p`` for "off");
+    the items a step ``d`` admits are those with margin ``>= d``, and one counts as right when the
+    labels routing then turns on (``p >= upper + d``) are exactly people's. Loosening stops where
+    a label's two zones would overlap (half the gap between its pair), so a label is never both.
+
+    Rules, each needing an effective sample (Kish) of at least ``min_effective`` among the items
+    concerned, as for single-label thresholds:
+
+    * **Tighten** when the one-sided upper bound at ``confidence_level`` of the weighted
+      exact-match precision of what the current pairs admit is below the target: to the smallest
+      step above 0 whose lower bound meets the target; else by ``shrink`` of the largest margin
+      answered (halfway into the admitted region); when the admitted precision is below half the
+      target, every label becomes never-confident.
+    * **Loosen** when a step below 0 has a lower bound at ``confidence_level`` that meets the
+      target: the largest such step (the lowest ``d``).
+    * Otherwise keep them.
+
+    Pairs that admit nothing at all (every label never confident) have no zone to move: they
+    loosen to the pairs :func:`calibrate_label_bounds` sets on the answers themselves, when those
+    meet the target at ``confidence_level`` (``step`` is then ``None``).
+    """
+    if not 0.0 < shrink <= 1.0:
+        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
+    names = [str(x) for x in labels]
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(truth, dtype=bool)
+    k = len(names)
+    if p.ndim != 2 or p.shape != y.shape or p.shape[1] != k:
+        raise ValueError(f"probs {p.shape} and truth {y.shape} must both be (n, {k})")
+    n = int(p.shape[0])
+    if n and (not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0):
+        raise ValueError("probs must be probabilities in [0, 1]")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != (n,) or (n and (not np.all(np.isfinite(w)) or w.min() <= 0.0)):
+        raise ValueError("weights must be n positive, finite numbers (1 / selection probability)")
+    up = np.array([float(upper.get(x, ADMIT_NOTHING)) for x in names])
+    lo = np.array([float(lower.get(x, NEVER_OFF)) for x in names])
+    current = (
+        {x: float(u) for x, u in zip(names, up, strict=True)},
+        {x: float(v) for x, v in zip(names, lo, strict=True)},
+    )
+    if n == 0:
+        return LabelBoundsMove(*current, 0, None, None, "no answers yet")
+    on_side = up <= 1.0
+    off_side = lo >= 0.0
+    with np.errstate(invalid="ignore"):
+        margin = np.min(
+            np.maximum(np.where(on_side, p - up, -np.inf), np.where(off_side, lo - p, -np.inf)), axis=1
+        )
+    both = on_side & off_side
+    # below this step some label's zones would overlap (its "on" reaching below its "off")
+    floor = float(np.max((lo[both] - up[both]) / 2.0)) if both.any() else -np.inf
+
+    def judged(step: float) -> tuple[NDArray[np.bool_], float, float, float]:
+        admitted = margin >= step
+        wa = w[admitted]
+        if not wa.size:
+            return admitted, 0.0, 0.0, 0.0
+        right = np.all((on_side & (p[admitted] >= up + step)) == y[admitted], axis=1)
+        precision = float(np.sum(wa * right) / np.sum(wa))
+        n_eff = float(np.sum(wa) ** 2 / np.sum(wa * wa))
+        return admitted, precision, n_eff, float(np.sum(wa))
+
+    def outcome(
+        step: float | None, direction: int, precision: float | None, bound: float, why: str
+    ) -> LabelBoundsMove:
+        if step is None:
+            new_up, new_lo = np.full(k, ADMIT_NOTHING), np.full(k, NEVER_OFF)
+        else:
+            new_up, new_lo = _shift_bounds(up, lo, step)
+        return LabelBoundsMove(
+            {x: float(u) for x, u in zip(names, new_up, strict=True)},
+            {x: float(v) for x, v in zip(names, new_lo, strict=True)},
+            direction,
+            precision,
+            bound,
+            why,
+            step,
+        )
+
+    finite = np.isfinite(margin)
+    if not finite.any():
+        # Every pair admits nothing (no step can loosen what has no confident zone): the answers,
+        # every one sent to people with the probability it carries, calibrate fresh pairs, as a
+        # global threshold that admits nothing loosens to the lowest safe confidence.
+        fresh = calibrate_label_bounds(
+            p,
+            y,
+            names,
+            target_precision,
+            confidence_level,
+            weights=w,
+            min_samples=int(np.ceil(min_effective)),
+        )
+        if fresh.admits_nothing or fresh.precision_lower_bound is None:
+            return LabelBoundsMove(*current, 0, None, None, "no label decided yet; the answers admit nothing")
+        return LabelBoundsMove(
+            fresh.upper,
+            fresh.lower,
+            -1,
+            None,
+            fresh.precision_lower_bound,
+            f"exact-match precision {fresh.precision:.3f} on {fresh.expected_coverage:.0%} of the answers "
+            f"(lower bound {fresh.precision_lower_bound:.3f}) meets the target {target_precision}: "
+            f"pairs calibrated on the answers",
+            None,
+        )
+    steps = np.unique(margin[finite])  # ascending: each admits the items with margin >= it
+    admitted_now, precision_now, n_eff_now, _ = judged(0.0)
+    here = precision_now if admitted_now.any() else None
+    if admitted_now.any() and n_eff_now >= min_effective:
+        upper_now = float(precision_upper_bound(precision_now * n_eff_now, n_eff_now, confidence_level))
+        if upper_now < target_precision:
+            for step in steps[steps > 0.0]:
+                _, precision, n_eff, _ = judged(float(step))
+                if (
+                    n_eff
+                    and precision_lower_bound(precision * n_eff, n_eff, confidence_level) >= target_precision
+                ):
+                    chosen: float | None = float(step)
+                    break
+            else:
+                deepest = float(margin[admitted_now].max())
+                chosen = None if precision_now < target_precision / 2 else max(shrink * deepest, 1e-6)
+            what = "every label -> never confident" if chosen is None else f"pairs tightened by {chosen:.4f}"
+            return outcome(
+                chosen,
+                1,
+                here,
+                upper_now,
+                f"exact-match precision {precision_now:.3f} of the auto-labels (upper bound {upper_now:.3f}, "
+                f"{n_eff_now:.0f} effective answers) is below the target {target_precision}: {what}",
+            )
+    for step in steps[(steps < 0.0) & (steps >= floor)]:
+        _, precision, n_eff, _ = judged(float(step))
+        if n_eff < min_effective:
+            continue
+        bound = float(precision_lower_bound(precision * n_eff, n_eff, confidence_level))
+        if bound >= target_precision:
+            return outcome(
+                float(step),
+                -1,
+                here,
+                bound,
+                f"exact-match precision {precision:.3f} with the pairs loosened by {-step:.4f} (lower bound "
+                f"{bound:.3f}, {n_eff:.0f} effective answers) meets the target {target_precision}",
+            )
+    return LabelBoundsMove(*current, 0, here, None, f"consistent with the target {target_precision}")

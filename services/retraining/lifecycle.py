@@ -39,13 +39,13 @@ from labelloop.core.projects import ProjectStore, is_multi_label
 from labelloop.core.stream import Batch, EventProducer
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import MODELS
-from labelloop.retraining.calibration import exploration_rate, move_threshold
+from labelloop.retraining.calibration import exploration_rate, move_label_bounds, move_threshold
 from labelloop.retraining.deploy import Deployer, stricter
 from labelloop.retraining.evaluation import GateDecision
 from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
-from labelloop.v1 import events_pb2
+from labelloop.v1 import common_pb2, events_pb2
 
 __all__ = ["ModelLifecycle", "Promotion"]
 
@@ -145,12 +145,14 @@ class ModelLifecycle:
         """Tighten or loosen the serving model's thresholds from people's answers to its tasks
         (calibration.move_threshold); emit THRESHOLD_UPDATED in `batch` when they move. The
         exploration rate falls as the answers to explored and audited items add to the labels
-        the version was trained with (single-label projects)."""
+        the version was trained with. Multi-label projects move their per-label pairs on exact
+        match (`_move_label_bounds`)."""
         try:
             project = self.projects.get(pid)
         except NotFound:
             return
-        if is_multi_label(project):  # per-label thresholds move only with trainings (calibration.py)
+        if is_multi_label(project):
+            self._move_label_bounds(project, batch)
             return
         with self._lock(pid):
             current = self.current_threshold(pid)
@@ -203,6 +205,66 @@ class ModelLifecycle:
                 class_thresholds={c: move.shift(t) for c, t in current.class_thresholds.items()},
                 answers_at_move=answered,
             )
+            self._publish(pid, moved)
+            log.warning("%s: %s", pid, move.reason)
+            batch.emit(
+                MODELS,
+                pid,
+                model_event(
+                    pid,
+                    events_pb2.MODEL_EVENT_KIND_THRESHOLD_UPDATED,
+                    project.spec.model_name,
+                    current.model_version,
+                    threshold=moved,
+                    reason=move.reason,
+                ),
+            )
+
+    def _move_label_bounds(self, project: common_pb2.Project, batch: Batch) -> None:
+        """The multi-label analogue of `move_threshold`: every label's pair moves by one step,
+        tighter or looser, from people's answers to the serving version's tasks, judged on
+        exact match (calibration.move_label_bounds)."""
+        pid = project.spec.project_id
+        labels = list(project.spec.labels)
+        with self._lock(pid):
+            current = self.current_threshold(pid)
+            if current.model_version <= 0 or current.prior:
+                return
+            sample = self.answers.label_set_sample(pid, current.model_version, labels)
+            agreeing, audits = sample.audits(current)
+            if audits:
+                metrics.AUDITED_PRECISION.labels(pid).set(agreeing / audits)
+            explored = current.explored_labels + int((sample.weights > 1.0).sum())
+            rate = exploration_rate(
+                explored,
+                self.settings.exploration_rate,
+                self.settings.exploration_floor,
+                self.settings.exploration_wanted,
+            )
+            explores_less = rate < 0.9 * current.exploration_rate
+            if explores_less:
+                current = replace(current, exploration_rate=rate)
+            answered = len(sample.answers)
+            move = (
+                None
+                if current.awaits_answers(answered, int(self.settings.min_effective_answers))
+                else move_label_bounds(
+                    current.label_upper,
+                    current.label_lower,
+                    sample.probabilities,
+                    sample.truth,
+                    labels,
+                    project.spec.target_precision,
+                    weights=sample.weights,
+                    confidence_level=self.settings.move_confidence_level,
+                    min_effective=self.settings.min_effective_answers,
+                )
+            )
+            if move is None or not move.moved:
+                if explores_less:
+                    self._publish(pid, current)
+                return
+            moved = replace(current, label_upper=move.upper, label_lower=move.lower, answers_at_move=answered)
             self._publish(pid, moved)
             log.warning("%s: %s", pid, move.reason)
             batch.emit(

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from labelloop.core import metrics
-from labelloop.core.answers import AnswerLedger, answer_of
+from labelloop.core.answers import AnswerLedger, answer_of, label_set_answer_of
 from labelloop.core.label_log import replay
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch
@@ -162,6 +162,15 @@ class RetrainingService:
                 if added is not None:
                     with state.lock:
                         state.trigger.record_labels([added])
+                label_set = label_set_answer_of(annotation)
+                if label_set is not None:  # multi-label: every label's probability kept
+                    self.answers.record_label_set(annotation.project_id, annotation.item_id, label_set)
+                    if label_set.audit:
+                        served = self.lifecycle.current_threshold(annotation.project_id)
+                        verdict = "agree" if label_set.agrees(served) else "disagree"
+                        metrics.AUDITS.labels(annotation.project_id, verdict).inc()
+                    answered.add(annotation.project_id)
+                    continue
                 answer = answer_of(annotation)
                 if answer is None:
                     continue

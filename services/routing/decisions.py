@@ -121,14 +121,9 @@ def decide(
 
 def label_state(probability: float, label: str, threshold: Threshold) -> bool | None:
     """One label's decision in a multi-label project: True (confident "on"), False (confident
-    "off") or None (uncertain, also when the label has no calibrated thresholds)."""
-    upper = threshold.label_upper.get(label)
-    lower = threshold.label_lower.get(label)
-    if upper is not None and upper <= 1.0 and probability >= upper:
-        return True
-    if lower is not None and lower >= 0.0 and probability <= lower:
-        return False
-    return None
+    "off") or None (uncertain, also when the label has no calibrated thresholds): the
+    threshold's own rule (core/thresholds.Threshold.label_state)."""
+    return threshold.label_state(label, probability)
 
 
 def decide_labels(

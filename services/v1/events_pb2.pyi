@@ -171,7 +171,7 @@ class Withdrawal(_message.Message):
     def __init__(self, label: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
-    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels", "reviewed_labels", "reviewed_annotators", "spans", "boxes", "consensus_no_label")
+    __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels", "reviewed_labels", "reviewed_annotators", "spans", "boxes", "consensus_no_label", "predicted_scores")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +193,7 @@ class AnnotationSubmitted(_message.Message):
     SPANS_FIELD_NUMBER: _ClassVar[int]
     BOXES_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_NO_LABEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_SCORES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     item_id: str
     project_id: str
@@ -214,7 +215,8 @@ class AnnotationSubmitted(_message.Message):
     spans: _containers.RepeatedCompositeFieldContainer[_common_pb2.Span]
     boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Box]
     consensus_no_label: bool
-    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ..., reviewed_labels: _Optional[_Iterable[str]] = ..., reviewed_annotators: _Optional[_Iterable[str]] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ..., consensus_no_label: _Optional[bool] = ...) -> None: ...
+    predicted_scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.ClassScore]
+    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ..., reviewed_labels: _Optional[_Iterable[str]] = ..., reviewed_annotators: _Optional[_Iterable[str]] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ..., consensus_no_label: _Optional[bool] = ..., predicted_scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ...) -> None: ...
 
 class LabelFinalized(_message.Message):
     __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited", "spans", "boxes")

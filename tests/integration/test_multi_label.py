@@ -294,6 +294,15 @@ def test_the_loop_trains_one_vs_rest_and_auto_labels_label_lists(services):
     served_marks = [marks[k] for k in human if k in later_ids and k in marks]
     assert served_marks and all(list(m) == [x for x in LABELS if x in m] for m in served_marks)
     assert any(0 < len(m) < len(LABELS) for m in served_marks), served_marks[:20]
+    # Every answer to a task a model routed carries that model's probability for every label (the
+    # sample its pairs move on between trainings, core/answers.LabelSetAnswer), counted raw.
+    routed = [
+        a
+        for a in replay(bootstrap, prefix, ANNOTATIONS)
+        if a.project_id == project_id and a.model_version >= 1
+    ]
+    assert routed, "no answer to a model's task"
+    assert all([s.label for s in a.predicted_scores] == LABELS for a in routed), routed[0]
 
 
 def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities(stack, tmp_path):

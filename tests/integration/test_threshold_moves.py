@@ -183,3 +183,123 @@ def test_answers_of_another_model_version_move_nothing(stack, services, topic_pr
     )
     assert store.get(project_id).threshold == 0.6
     assert updates(stack, topic_prefix, project_id) == []
+
+
+TAGS = ["news", "sport", "tech"]
+
+
+def multi_label_serving(
+    services: RunningServices, target: float, threshold: Threshold
+) -> tuple[str, ThresholdStore]:
+    project_id = f"mlmv-{uuid.uuid4().hex[:8]}"
+    ProjectStore(services.redis, services.redis_prefix).create(
+        common_pb2.ProjectSpec(
+            project_id=project_id,
+            modality=common_pb2.MODALITY_TEXT,
+            task_type=common_pb2.TASK_TYPE_MULTI_LABEL,
+            labels=TAGS,
+            target_precision=target,
+            audit_rate=0.1,
+            model_name=f"m-{project_id}",
+        )
+    )
+    store = ThresholdStore(services.redis, services.redis_prefix, cache_s=0)
+    store.set(project_id, threshold)
+    return project_id, store
+
+
+def label_set_answer(
+    project_id: str, i: int, probs: np.ndarray, truth: np.ndarray, probability: float
+) -> events_pb2.AnnotationSubmitted:
+    given = [t for t, on in zip(TAGS, truth, strict=True) if on]
+    a = events_pb2.AnnotationSubmitted(
+        task_id=f"item-{i}",
+        item_id=f"item-{i}",
+        project_id=project_id,
+        annotator_id="person",
+        labels=given,
+        lease_id=f"lease-{i}",
+        reason=events_pb2.TASK_REASON_AUDIT if probability < 1 else events_pb2.TASK_REASON_UNCERTAIN,
+        answer_probability=probability,
+        model_version=MODEL_VERSION,
+        predicted_label=TAGS[int(np.argmax(probs))],
+        predicted_confidence=float(np.max(probs)),
+        consensus_labels=given,
+        consensus_no_label=not given,
+        annotated_at=now_timestamp(),
+    )
+    for tag, p in zip(TAGS, probs, strict=True):
+        a.predicted_scores.add(label=tag, probability=float(p))
+    return a
+
+
+def settled(
+    services: RunningServices, stack, prefix: str, project_id: str, store: ThresholdStore, answers: int
+) -> list[events_pb2.ModelEvent]:
+    """The pairs' moves once every answer is recorded and the last move is the one served."""
+    key = f"{services.redis_prefix}:label_set_answers:{project_id}"
+    wait_until(lambda: services.redis.hlen(key) == answers, 90, interval=0.5, message="answers not recorded")
+
+    def last_served() -> list[events_pb2.ModelEvent]:
+        events = updates(stack, prefix, project_id)
+        upper = store.get(project_id).label_upper
+        return events if events and dict(events[-1].label_upper_thresholds) == pytest.approx(upper) else []
+
+    return wait_until(last_served, 60, interval=0.5, message="no move")
+
+
+def exact_precision(served: Threshold, probs: np.ndarray, truth: np.ndarray) -> float:
+    right = []
+    for row, want in zip(probs, truth, strict=True):
+        on = served.auto_labels(dict(zip(TAGS, row, strict=True)), TAGS)
+        if on is not None:
+            right.append(set(on) == {t for t, w in zip(TAGS, want, strict=True) if w})
+    return float(np.mean(right)) if right else float("nan")
+
+
+def test_people_move_a_multi_label_projects_pairs_both_ways_on_exact_match(stack, services, topic_prefix):
+    # Tighten: every pair (0.6, 0.4) admits items whose "tech" is wrong one time in three
+    # between 0.6 and 0.8: exact-match precision about 0.83 against a target of 0.95.
+    loose = Threshold(
+        model_version=MODEL_VERSION,
+        label_upper=dict.fromkeys(TAGS, 0.6),
+        label_lower=dict.fromkeys(TAGS, 0.4),
+    )
+    project_id, store = multi_label_serving(services, 0.95, loose)
+    rng = np.random.default_rng(7)
+    truth = rng.random((300, 3)) < 0.5
+    probs = np.where(truth, rng.uniform(0.9, 1.0, (300, 3)), rng.uniform(0.0, 0.1, (300, 3)))
+    probs[:, 2] = np.where(truth[:, 2], rng.uniform(0.6, 1.0, 300), rng.uniform(0.0, 0.4, 300))
+    murky = (np.abs(probs[:, 2] - 0.5) < 0.3) & (np.arange(300) % 3 == 0)
+    truth[murky, 2] = ~truth[murky, 2]  # people disagree with "tech" on these
+    assert exact_precision(loose, probs, truth) < 0.9
+    send(stack, topic_prefix, [label_set_answer(project_id, i, probs[i], truth[i], 0.1) for i in range(300)])
+
+    moved = settled(services, stack, topic_prefix, project_id, store, 300)
+    served = store.get(project_id)
+    assert "below the target" in moved[0].reason
+    assert dict(moved[-1].label_upper_thresholds) == pytest.approx(served.label_upper)
+    step = served.label_upper["news"] - 0.6
+    assert step > 0.05
+    assert served.label_upper == pytest.approx(dict.fromkeys(TAGS, 0.6 + step))  # one step for every label
+    assert served.label_lower == pytest.approx(dict.fromkeys(TAGS, 0.4 - step))
+    assert exact_precision(served, probs, truth) >= 0.95
+
+    # Loosen: pairs (0.97, 0.03) on a model that is always exactly right from 0.7 / 0.3 out.
+    strict = Threshold(
+        model_version=MODEL_VERSION,
+        label_upper=dict.fromkeys(TAGS, 0.97),
+        label_lower=dict.fromkeys(TAGS, 0.03),
+    )
+    project_id, store = multi_label_serving(services, 0.9, strict)
+    probs = rng.uniform(0.0, 1.0, (400, 3))
+    truth = probs >= 0.5
+    send(stack, topic_prefix, [label_set_answer(project_id, i, probs[i], truth[i], 1.0) for i in range(400)])
+
+    moved = settled(services, stack, topic_prefix, project_id, store, 400)
+    served = store.get(project_id)
+    assert "meets the target" in moved[-1].reason
+    for tag in TAGS:
+        assert served.label_lower[tag] <= served.label_upper[tag] < 0.9
+    assert served.model_version == MODEL_VERSION
+    assert exact_precision(served, probs, truth) == 1.0
