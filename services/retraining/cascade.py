@@ -106,13 +106,6 @@ class CascadeFamily:
     fast: TfidfFamily = TFIDF_FAMILY
     encoder: MinilmFamily = field(default_factory=MinilmFamily)
 
-    def with_training_share(self, share: float) -> CascadeFamily:
-        """Both stages regularised per label as when fitted on ``1 / share`` times the labels
-        (families.for_training_share)."""
-        return dataclasses.replace(
-            self, fast=self.fast.with_training_share(share), encoder=self.encoder.with_training_share(share)
-        )
-
     def with_store(self, store: EmbeddingStore) -> CascadeFamily:
         """This family, its encoder stage keeping embeddings in ``store``."""
         return dataclasses.replace(self, encoder=self.encoder.with_store(store))

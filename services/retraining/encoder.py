@@ -356,11 +356,6 @@ class MinilmFamily:
     cache_entries: int = 50_000
     store: EmbeddingStore | None = field(default=None, compare=False)
 
-    def with_training_share(self, share: float) -> MinilmFamily:
-        """This family regularised per label as when fitted on ``1 / share`` times the labels
-        (families.for_training_share)."""
-        return dataclasses.replace(self, C=self.C / share)
-
     def with_store(self, store: EmbeddingStore) -> MinilmFamily:
         """This family, keeping embeddings in ``store``."""
         return dataclasses.replace(self, store=store)

@@ -20,7 +20,7 @@ from labelloop.retraining.calibration import (
     coverage_at_precision,
     expected_calibration_error,
 )
-from labelloop.retraining.families import ModelFamily, for_training_share
+from labelloop.retraining.families import ModelFamily
 
 __all__ = ["GateDecision", "best_candidate", "calibrate", "evaluate", "gate", "out_of_fold_probs"]
 
@@ -136,9 +136,8 @@ def out_of_fold_probs(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities for each training item from a model of `family` that did not see it
-    (k-fold, stratified when every class has `folds` items), each fold's model regularised per
-    label as one fitted on all `texts` (families.for_training_share). Returns (probs, valid):
-    rows of folds whose training part had fewer than two classes are not valid (all zeros)."""
+    (k-fold, stratified when every class has `folds` items). Returns (probs, valid): rows of
+    folds whose training part had fewer than two classes are not valid (all zeros)."""
     n = len(texts)
     probs = np.zeros((n, len(label_set)))
     valid = np.zeros(n, dtype=bool)
@@ -156,9 +155,7 @@ def out_of_fold_probs(
     for train_idx, test_idx in splitter.split(text_array, label_array):
         if len(set(label_array[train_idx].tolist())) < 2:
             continue
-        # regularised per label as the model that will serve (families.for_training_share)
-        fold_family = for_training_share(family, len(train_idx) / n)
-        model = fold_family.fit(text_array[train_idx].tolist(), label_array[train_idx].tolist(), label_set)
+        model = family.fit(text_array[train_idx].tolist(), label_array[train_idx].tolist(), label_set)
         probs[test_idx] = model.predict_proba(text_array[test_idx].tolist())
         valid[test_idx] = True
     return probs, valid

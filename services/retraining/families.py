@@ -28,7 +28,7 @@ import numpy as np
 
 from labelloop.v1 import common_pb2
 
-__all__ = ["ModelFamily", "TrainedModel", "available_families", "families_for", "for_training_share"]
+__all__ = ["ModelFamily", "TrainedModel", "available_families", "families_for"]
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +65,6 @@ class ModelFamily(Protocol):
         """Train on ``texts`` with their ``labels`` (each in ``label_set``; at least two distinct
         labels). ``label_set`` is the project's full, ordered label set: the output columns."""
         ...
-
-
-def for_training_share(family: Any, share: float) -> Any:
-    """``family`` as fitted on a ``share`` (0 < share <= 1) of the labels its served model is
-    fitted on, regularised per label as that model is: ``family.with_training_share(share)``
-    where the family has it (the L2-regularised ones), else ``family`` itself.
-
-    Why: these models minimise ``C * sum(loss) + penalty``, so with the same ``C`` a model fitted
-    on two thirds of the labels is held 1.5 times harder per label than the served one, and is
-    less confident. The out-of-fold models that calibrate the thresholds (evaluation.
-    out_of_fold_probs) are such models; calibrated on their probabilities, a threshold admitted
-    more of the stream once the served model applied it than it had been checked for (README,
-    How thresholds are set). Their ``C`` is divided by ``share``."""
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"share must be in (0, 1], got {share}")
-    scale = getattr(family, "with_training_share", None)
-    return family if scale is None or share == 1.0 else scale(share)
 
 
 def available_families(media_root: str | None = None) -> list[ModelFamily]:

@@ -22,13 +22,12 @@ Fashion-MNIST from 1,000 labels, 84.5% from 2,000. Trained only for image projec
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -104,11 +103,6 @@ class ImageFamily:
     components: int = 60
     c: float = 0.1
     max_iter: int = 1000
-
-    def with_training_share(self, share: float) -> Self:
-        """This family regularised per label as when fitted on ``1 / share`` times the labels
-        (families.for_training_share; the SVM's ``C`` weighs its summed hinge loss alike)."""
-        return dataclasses.replace(self, c=self.c / share)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> ImageModel:
         """Fit on the images at the URIs ``texts``; ValueError with fewer than two labels."""

@@ -23,7 +23,6 @@ which alone decides what serves and publishes the thresholds.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import tempfile
@@ -55,7 +54,6 @@ from labelloop.retraining.calibration import (
 from labelloop.retraining.dataset import HumanLabel, Snapshot
 from labelloop.retraining.deploy import served_labels, triton_predict
 from labelloop.retraining.evaluation import gate
-from labelloop.retraining.families import for_training_share
 from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.registry import CHAMPION
 from labelloop.v1 import events_pb2
@@ -164,11 +162,6 @@ class OvrFamily:
     min_df_from: int = 200
     vector_c: float = 1.0
 
-    def with_training_share(self, share: float) -> OvrFamily:
-        """This family regularised per label as when fitted on ``1 / share`` times the labels
-        (families.for_training_share)."""
-        return dataclasses.replace(self, c=self.c / share, vector_c=self.vector_c / share)
-
     def fit(
         self, texts: Sequence[str], label_lists: Sequence[Sequence[str]], label_set: Sequence[str]
     ) -> OvrModel:
@@ -237,8 +230,7 @@ def out_of_fold(
         return probs, valid
     texts = np.asarray([x.text for x in entries], dtype=object)
     for train_idx, test_idx in KFold(k, shuffle=True, random_state=seed).split(texts):
-        fold_family = for_training_share(family, len(train_idx) / n)  # regularised as the served model
-        model = fold_family.fit(texts[train_idx].tolist(), [entries[i].labels for i in train_idx], label_set)
+        model = family.fit(texts[train_idx].tolist(), [entries[i].labels for i in train_idx], label_set)
         probs[test_idx] = model.predict_proba(texts[test_idx].tolist())
         valid[test_idx] = True
     return probs, valid

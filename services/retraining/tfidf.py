@@ -7,7 +7,6 @@ python backend's "sklearn" loader (the pipeline is saved with joblib, see
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -79,11 +78,6 @@ class TfidfFamily:
     tol: float = 1e-3
     max_iter: int = 300
     solver: str = "newton-cg"
-
-    def with_training_share(self, share: float) -> TfidfFamily:
-        """This family regularised per label as when fitted on ``1 / share`` times the labels
-        (families.for_training_share)."""
-        return dataclasses.replace(self, c=self.c / share)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> TfidfModel:
         """Fit on ``texts``/``labels``; raises ValueError with fewer than two distinct labels.
