@@ -247,6 +247,7 @@ def windows(
 HUMAN_FRACTION_GOAL = 0.7
 #: How far below the target precision the realized auto-label precision may fall.
 AUTO_ACCURACY_SLACK = 0.01
+MULTI_LABEL_AUTO_SLACK = 0.02  # exact-match precision of multi-label auto-labels (issue 15)
 _EPS = 1e-9
 
 
@@ -255,7 +256,8 @@ def target_checks(report: Mapping[str, Any]) -> dict[str, Any]:
 
     - ``below_reference``: ``human_fraction`` < the reference's mean;
     - ``ratio`` (``human_fraction`` / the reference's mean) and ``goal``: ratio <= 0.7;
-    - ``auto_accuracy``: ``auto_accuracy`` >= target precision - 0.01;
+    - ``auto_accuracy``: ``auto_accuracy`` >= target precision - 0.01 (multi-label runs, whose
+      ``auto_accuracy`` is exact-match precision: - 0.02, issue 15's target);
     - ``accuracy``: ``accuracy`` >= target precision.
     """
     ref = report.get("reference") or {}
@@ -267,9 +269,15 @@ def target_checks(report: Mapping[str, Any]) -> dict[str, Any]:
         "below_reference": None if hf is None or ref_hf is None else hf < ref_hf,
         "ratio": ratio,
         "goal": None if ratio is None else ratio <= HUMAN_FRACTION_GOAL + _EPS,
-        "auto_accuracy": None if auto is None else auto >= target - AUTO_ACCURACY_SLACK - _EPS,
+        "auto_accuracy": None if auto is None else auto >= target - auto_accuracy_slack(report) - _EPS,
         "accuracy": None if acc is None else acc >= target - _EPS,
     }
+
+
+def auto_accuracy_slack(report: Mapping[str, Any]) -> float:
+    """How far under the target precision a run's auto-labels may be: 0.01, or 0.02 for a
+    multi-label run (exact match: every label right)."""
+    return MULTI_LABEL_AUTO_SLACK if report.get("task_type") == "multi-label" else AUTO_ACCURACY_SLACK
 
 
 def fmt(value: Any, digits: int = 3) -> str:

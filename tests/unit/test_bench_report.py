@@ -246,6 +246,55 @@ def test_the_demo_summary_shows_both_shares_and_the_reference_range() -> None:
     assert "human_fraction < reference mean" in text and "met (0.66x" in text
 
 
+def test_the_summary_of_a_multi_label_run_shows_its_labels_and_exact_match_targets() -> None:
+    """`labelloop bench --data yeast` printed a KeyError ('classes') after the run: a multi-label
+    report names its labels, not classes (the shape written by bench/multilabel.py)."""
+    from rich.console import Console
+
+    from labelloop.bench.report import target_checks
+    from labelloop.cli.main import summary_table
+
+    report = {
+        "dataset": "yeast",
+        "task_type": "multi-label",
+        "labels": [f"Class{i}" for i in range(1, 15)],
+        "items": 2417,
+        "human_fraction": 0.9,
+        "human_effort": 0.93,
+        "auto_labels": 240,
+        "exact_match": 0.99,
+        "hamming_loss": 0.002,
+        "micro_f1": 0.995,
+        "accuracy": 0.99,
+        "auto_accuracy": 0.935,
+        "auto_hamming_loss": 0.011,
+        "target_precision": 0.95,
+        "window": 100,
+        "retrains": 19,
+        "promotions": 20,
+        "wall_s": 287.7,
+        "reference": {
+            "seeds": [0, 1, 2, 3, 4],
+            "human_fraction": 0.99,
+            "accuracy": 0.998,
+            "auto_accuracy": 0.844,
+            "hamming_loss": 0.0003,
+            "micro_f1": 0.9995,
+            "range": {"human_fraction": [0.987, 0.993], "auto_accuracy": [0.781, 0.875]},
+        },
+    }
+    console = Console(width=200, record=True)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "2417 items, 14 labels (multi-label)" in text
+    assert "auto_accuracy (exact match)" in text and "0.844 (0.781-0.875)" in text
+    assert "micro_f1" in text and "0.995" in text and "hamming_loss" in text
+    # Exact-match precision 0.935 meets target - 0.02 (0.93); a single-label run would miss at - 0.01.
+    assert "auto_accuracy >= 0.93" in text
+    assert target_checks(report)["auto_accuracy"] is True
+    assert target_checks({**report, "task_type": "single-label"})["auto_accuracy"] is False
+
+
 def test_source_stats_score_each_source_against_the_hidden_labels() -> None:
     from labelloop.bench.report import source_stats
 
