@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from labelloop.core.label_log import label_records
+from labelloop.core.thresholds import Threshold
 from labelloop.stack import StackSettings
 from labelloop.v1 import events_pb2
 
@@ -64,6 +65,17 @@ def one_label_per_item(bootstrap: str, prefix: str, project_id: str) -> dict[str
     shown = dict(list(many.items())[:5])
     assert not many, f"{len(many)} items have more than one final label (source, labels, model): {shown}"
     return {item_id: labels[0] for item_id, labels in records.items()}
+
+
+def exact_match_precision(served: Threshold, probs: Any, truth: Any, labels: Sequence[str]) -> float:
+    """Of the rows (each label's probability, people's labels as booleans) that `served`'s
+    multi-label pairs auto-label, the share whose labels are exactly right (nan: none)."""
+    right = []
+    for row, want in zip(probs, truth, strict=True):
+        on = served.auto_labels(dict(zip(labels, row, strict=True)), labels)
+        if on is not None:
+            right.append(set(on) == {x for x, t in zip(labels, want, strict=True) if t})
+    return sum(right) / len(right) if right else float("nan")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

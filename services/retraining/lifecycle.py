@@ -27,11 +27,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from labelloop.core import metrics, model_repository
-from labelloop.core.answers import AnswerLedger
+from labelloop.core.answers import AnswerLedger, AnswerSample, LabelSetSample
 from labelloop.core.errors import DependencyUnavailable, FailedPrecondition, NotFound
 from labelloop.core.model_repository import ModelLoadError
 from labelloop.core.progress import ServingVersions
@@ -45,7 +46,7 @@ from labelloop.retraining.evaluation import GateDecision
 from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry, VersionRecord
 from labelloop.retraining.settings import RetrainingSettings
-from labelloop.v1 import common_pb2, events_pb2
+from labelloop.v1 import events_pb2
 
 __all__ = ["ModelLifecycle", "Promotion"]
 
@@ -143,24 +144,28 @@ class ModelLifecycle:
     # -- people's answers -------------------------------------------------------------------
     def move_threshold(self, pid: str, batch: Batch) -> None:
         """Tighten or loosen the serving model's thresholds from people's answers to its tasks
-        (calibration.move_threshold); emit THRESHOLD_UPDATED in `batch` when they move. The
+        (calibration.move_threshold; for a multi-label project every label's pair, on exact match:
+        calibration.move_label_bounds); emit THRESHOLD_UPDATED in `batch` when they move. The
         exploration rate falls as the answers to explored and audited items add to the labels
-        the version was trained with. Multi-label projects move their per-label pairs on exact
-        match (`_move_label_bounds`)."""
+        the version was trained with."""
         try:
             project = self.projects.get(pid)
         except NotFound:
             return
-        if is_multi_label(project):
-            self._move_label_bounds(project, batch)
-            return
+        multi = is_multi_label(project)
         with self._lock(pid):
             current = self.current_threshold(pid)
-            if current.model_version <= 0:
+            if current.model_version <= 0 or (multi and current.prior):
                 return
-            sample = self.answers.sample(pid, current.model_version)
-            if sample.audits:
-                metrics.AUDITED_PRECISION.labels(pid).set(sample.audits_agreeing / sample.audits)
+            sample: AnswerSample | LabelSetSample
+            if multi:
+                sample = self.answers.label_set_sample(pid, current.model_version, project.spec.labels)
+                agreeing, audits = sample.audits(current)
+            else:
+                sample = self.answers.sample(pid, current.model_version)
+                agreeing, audits = sample.audits_agreeing, sample.audits
+            if audits:
+                metrics.AUDITED_PRECISION.labels(pid).set(agreeing / audits)
             # Exploration falls as the project's explored and audited labels grow, not only at the
             # next training: a version may serve thousands of items (calibration.exploration_rate).
             explored = current.explored_labels + int((sample.weights > 1.0).sum())
@@ -180,33 +185,22 @@ class ModelLifecycle:
                     explored,
                 )
                 current = replace(current, exploration_rate=rate)
-            answered = len(sample.confidences)
-            move = (
-                None
-                if current.awaits_answers(answered, int(self.settings.min_effective_answers))
-                else move_threshold(
-                    current.threshold,
-                    sample.confidences,
-                    sample.correct,
-                    project.spec.target_precision,
-                    weights=sample.weights,
-                    confidence_level=self.settings.move_confidence_level,
-                    min_effective=self.settings.min_effective_answers,
-                    item_thresholds=[current.for_label(x) for x in sample.predicted_labels],
+            answered = len(sample.weights)
+            outcome = None
+            if not current.awaits_answers(answered, int(self.settings.min_effective_answers)):
+                target = project.spec.target_precision
+                outcome = (
+                    self._moved_pairs(current, sample, project.spec.labels, target)
+                    if isinstance(sample, LabelSetSample)
+                    else self._moved_thresholds(current, sample, target)
                 )
-            )
-            if move is None or not move.moved:
+            if outcome is None:
                 if explores_less:
                     self._publish(pid, current)
                 return
-            moved = replace(
-                current,
-                threshold=move.threshold,
-                class_thresholds={c: move.shift(t) for c, t in current.class_thresholds.items()},
-                answers_at_move=answered,
-            )
+            moved, reason = replace(outcome[0], answers_at_move=answered), outcome[1]
             self._publish(pid, moved)
-            log.warning("%s: %s", pid, move.reason)
+            log.warning("%s: %s", pid, reason)
             batch.emit(
                 MODELS,
                 pid,
@@ -216,69 +210,47 @@ class ModelLifecycle:
                     project.spec.model_name,
                     current.model_version,
                     threshold=moved,
-                    reason=move.reason,
+                    reason=reason,
                 ),
             )
 
-    def _move_label_bounds(self, project: common_pb2.Project, batch: Batch) -> None:
-        """The multi-label analogue of `move_threshold`: every label's pair moves by one step,
-        tighter or looser, from people's answers to the serving version's tasks, judged on
-        exact match (calibration.move_label_bounds)."""
-        pid = project.spec.project_id
-        labels = list(project.spec.labels)
-        with self._lock(pid):
-            current = self.current_threshold(pid)
-            if current.model_version <= 0 or current.prior:
-                return
-            sample = self.answers.label_set_sample(pid, current.model_version, labels)
-            agreeing, audits = sample.audits(current)
-            if audits:
-                metrics.AUDITED_PRECISION.labels(pid).set(agreeing / audits)
-            explored = current.explored_labels + int((sample.weights > 1.0).sum())
-            rate = exploration_rate(
-                explored,
-                self.settings.exploration_rate,
-                self.settings.exploration_floor,
-                self.settings.exploration_wanted,
-            )
-            explores_less = rate < 0.9 * current.exploration_rate
-            if explores_less:
-                current = replace(current, exploration_rate=rate)
-            answered = len(sample.answers)
-            move = (
-                None
-                if current.awaits_answers(answered, int(self.settings.min_effective_answers))
-                else move_label_bounds(
-                    current.label_upper,
-                    current.label_lower,
-                    sample.probabilities,
-                    sample.truth,
-                    labels,
-                    project.spec.target_precision,
-                    weights=sample.weights,
-                    confidence_level=self.settings.move_confidence_level,
-                    min_effective=self.settings.min_effective_answers,
-                )
-            )
-            if move is None or not move.moved:
-                if explores_less:
-                    self._publish(pid, current)
-                return
-            moved = replace(current, label_upper=move.upper, label_lower=move.lower, answers_at_move=answered)
-            self._publish(pid, moved)
-            log.warning("%s: %s", pid, move.reason)
-            batch.emit(
-                MODELS,
-                pid,
-                model_event(
-                    pid,
-                    events_pb2.MODEL_EVENT_KIND_THRESHOLD_UPDATED,
-                    project.spec.model_name,
-                    current.model_version,
-                    threshold=moved,
-                    reason=move.reason,
-                ),
-            )
+    def _moved_thresholds(
+        self, current: Threshold, sample: AnswerSample, target: float
+    ) -> tuple[Threshold, str] | None:
+        """The single-label thresholds after a move on `sample`, with why; None when kept."""
+        move = move_threshold(
+            current.threshold,
+            sample.confidences,
+            sample.correct,
+            target,
+            weights=sample.weights,
+            confidence_level=self.settings.move_confidence_level,
+            min_effective=self.settings.min_effective_answers,
+            item_thresholds=[current.for_label(x) for x in sample.predicted_labels],
+        )
+        if not move.moved:
+            return None
+        classes = {c: move.shift(t) for c, t in current.class_thresholds.items()}
+        return replace(current, threshold=move.threshold, class_thresholds=classes), move.reason
+
+    def _moved_pairs(
+        self, current: Threshold, sample: LabelSetSample, labels: Sequence[str], target: float
+    ) -> tuple[Threshold, str] | None:
+        """A multi-label project's pairs after a move on `sample`, with why; None when kept."""
+        move = move_label_bounds(
+            current.label_upper,
+            current.label_lower,
+            sample.probabilities,
+            sample.truth,
+            labels,
+            target,
+            weights=sample.weights,
+            confidence_level=self.settings.move_confidence_level,
+            min_effective=self.settings.min_effective_answers,
+        )
+        if not move.moved:
+            return None
+        return replace(current, label_upper=move.upper, label_lower=move.lower), move.reason
 
     # -- a training's outcome ---------------------------------------------------------------
     def apply_gate(

@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 import pytest
 from running import RunningServices
-from support import wait_until
+from support import exact_match_precision, wait_until
 
 from labelloop.core.label_log import replay
 from labelloop.core.projects import ProjectStore
@@ -36,13 +36,20 @@ def services(stack, tmp_path, topic_prefix, redis_prefix):
     running.stop()
 
 
-def serving(services: RunningServices, target: float, threshold: Threshold) -> tuple[str, ThresholdStore]:
+def serving(
+    services: RunningServices,
+    target: float,
+    threshold: Threshold,
+    labels: list[str] = LABELS,
+    multi: bool = False,
+) -> tuple[str, ThresholdStore]:
     project_id = f"mv-{uuid.uuid4().hex[:8]}"
     ProjectStore(services.redis, services.redis_prefix).create(
         common_pb2.ProjectSpec(
             project_id=project_id,
             modality=common_pb2.MODALITY_TEXT,
-            labels=LABELS,
+            task_type=common_pb2.TASK_TYPE_MULTI_LABEL if multi else common_pb2.TASK_TYPE_SINGLE_LABEL,
+            labels=labels,
             target_precision=target,
             audit_rate=0.1,
             model_name=f"m-{project_id}",
@@ -188,26 +195,6 @@ def test_answers_of_another_model_version_move_nothing(stack, services, topic_pr
 TAGS = ["news", "sport", "tech"]
 
 
-def multi_label_serving(
-    services: RunningServices, target: float, threshold: Threshold
-) -> tuple[str, ThresholdStore]:
-    project_id = f"mlmv-{uuid.uuid4().hex[:8]}"
-    ProjectStore(services.redis, services.redis_prefix).create(
-        common_pb2.ProjectSpec(
-            project_id=project_id,
-            modality=common_pb2.MODALITY_TEXT,
-            task_type=common_pb2.TASK_TYPE_MULTI_LABEL,
-            labels=TAGS,
-            target_precision=target,
-            audit_rate=0.1,
-            model_name=f"m-{project_id}",
-        )
-    )
-    store = ThresholdStore(services.redis, services.redis_prefix, cache_s=0)
-    store.set(project_id, threshold)
-    return project_id, store
-
-
 def label_set_answer(
     project_id: str, i: int, probs: np.ndarray, truth: np.ndarray, probability: float
 ) -> events_pb2.AnnotationSubmitted:
@@ -249,12 +236,7 @@ def settled(
 
 
 def exact_precision(served: Threshold, probs: np.ndarray, truth: np.ndarray) -> float:
-    right = []
-    for row, want in zip(probs, truth, strict=True):
-        on = served.auto_labels(dict(zip(TAGS, row, strict=True)), TAGS)
-        if on is not None:
-            right.append(set(on) == {t for t, w in zip(TAGS, want, strict=True) if w})
-    return float(np.mean(right)) if right else float("nan")
+    return exact_match_precision(served, probs, truth, TAGS)
 
 
 def test_people_move_a_multi_label_projects_pairs_both_ways_on_exact_match(stack, services, topic_prefix):
@@ -265,7 +247,7 @@ def test_people_move_a_multi_label_projects_pairs_both_ways_on_exact_match(stack
         label_upper=dict.fromkeys(TAGS, 0.6),
         label_lower=dict.fromkeys(TAGS, 0.4),
     )
-    project_id, store = multi_label_serving(services, 0.95, loose)
+    project_id, store = serving(services, 0.95, loose, TAGS, multi=True)
     rng = np.random.default_rng(7)
     truth = rng.random((300, 3)) < 0.5
     probs = np.where(truth, rng.uniform(0.9, 1.0, (300, 3)), rng.uniform(0.0, 0.1, (300, 3)))
@@ -291,7 +273,7 @@ def test_people_move_a_multi_label_projects_pairs_both_ways_on_exact_match(stack
         label_upper=dict.fromkeys(TAGS, 0.97),
         label_lower=dict.fromkeys(TAGS, 0.03),
     )
-    project_id, store = multi_label_serving(services, 0.9, strict)
+    project_id, store = serving(services, 0.9, strict, TAGS, multi=True)
     probs = rng.uniform(0.0, 1.0, (400, 3))
     truth = probs >= 0.5
     send(stack, topic_prefix, [label_set_answer(project_id, i, probs[i], truth[i], 1.0) for i in range(400)])

@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from support import exact_match_precision
 
 from labelloop.core.answers import LabelSetAnswer, answer_of, label_set_answer_of
 from labelloop.core.thresholds import Threshold
@@ -15,13 +16,7 @@ def exact_precision(
     upper: dict, lower: dict, probs: np.ndarray, truth: np.ndarray, labels: list[str]
 ) -> float:
     """What routing would auto-label with these pairs, and how much of it is exactly right."""
-    served = Threshold(label_upper=upper, label_lower=lower)
-    right = []
-    for row, want in zip(probs, truth, strict=True):
-        on = served.auto_labels(dict(zip(labels, row, strict=True)), labels)
-        if on is not None:
-            right.append(set(on) == {x for x, t in zip(labels, want, strict=True) if t})
-    return float(np.mean(right)) if right else float("nan")
+    return exact_match_precision(Threshold(label_upper=upper, label_lower=lower), probs, truth, labels)
 
 
 def test_answers_tighten_pairs_that_admit_too_much() -> None:
