@@ -356,8 +356,24 @@ def status(project: Annotated[str, typer.Option(help="The project.")]) -> None:
     table.add_row("labeled by people", str(st.human_labeled))
     table.add_row("dead letters (all projects)", str(st.dead_letters))
     table.add_row("serving model version", str(st.serving_version or "none"))
-    table.add_row("threshold", "admits nothing" if st.threshold > 1 else f"{st.threshold:.4f}")
+    table.add_row("threshold", threshold_text(st))
+    audited = f"{st.audited_precision:.3f} agreed" if st.audits else "none yet"
+    table.add_row("audits of the serving version", f"{st.audits} ({audited}; target {st.target_precision:g})")
     console.print(table)
+
+
+def threshold_text(st: admin_pb2.ProjectStatus) -> str:
+    """The threshold in force: the global one, or for a multi-label project how many labels can
+    be auto-accepted "on" and "off" (a label's pair above 1 / below 0 never is)."""
+    upper, lower = dict(st.label_upper_thresholds), dict(st.label_lower_thresholds)
+    if not upper and not lower:
+        return "admits nothing" if st.threshold > 1 else f"{st.threshold:.4f}"
+    on = sorted(x for x, t in upper.items() if t <= 1.0)
+    off = sorted(x for x, t in lower.items() if t >= 0.0)
+    if not on and not off:
+        return "admits nothing (per-label pairs)"
+    labels = len(set(upper) | set(lower))
+    return f"per-label pairs: {len(on)} of {labels} labels can be auto-accepted on, {len(off)} off"
 
 
 def _progress_printer() -> tuple[Any, Callable[[dict[str, Any]], None]]:

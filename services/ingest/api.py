@@ -136,4 +136,6 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
             audits=audits,
             audited_precision=agreeing / audits if audits else 0.0,
             target_precision=project.spec.target_precision,
+            label_upper_thresholds=threshold.label_upper,
+            label_lower_thresholds=threshold.label_lower,
         )

@@ -36,7 +36,21 @@ class GetProjectStatusRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
 class ProjectStatus(_message.Message):
-    __slots__ = ("project_id", "ingested", "auto_labeled", "waiting_for_people", "human_labeled", "dead_letters", "serving_version", "threshold", "audits", "audited_precision", "target_precision")
+    __slots__ = ("project_id", "ingested", "auto_labeled", "waiting_for_people", "human_labeled", "dead_letters", "serving_version", "threshold", "audits", "audited_precision", "target_precision", "label_upper_thresholds", "label_lower_thresholds")
+    class LabelUpperThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelLowerThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     AUTO_LABELED_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +62,8 @@ class ProjectStatus(_message.Message):
     AUDITS_FIELD_NUMBER: _ClassVar[int]
     AUDITED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     TARGET_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_UPPER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_LOWER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     ingested: int
     auto_labeled: int
@@ -59,4 +75,6 @@ class ProjectStatus(_message.Message):
     audits: int
     audited_precision: float
     target_precision: float
-    def __init__(self, project_id: _Optional[str] = ..., ingested: _Optional[int] = ..., auto_labeled: _Optional[int] = ..., waiting_for_people: _Optional[int] = ..., human_labeled: _Optional[int] = ..., dead_letters: _Optional[int] = ..., serving_version: _Optional[int] = ..., threshold: _Optional[float] = ..., audits: _Optional[int] = ..., audited_precision: _Optional[float] = ..., target_precision: _Optional[float] = ...) -> None: ...
+    label_upper_thresholds: _containers.ScalarMap[str, float]
+    label_lower_thresholds: _containers.ScalarMap[str, float]
+    def __init__(self, project_id: _Optional[str] = ..., ingested: _Optional[int] = ..., auto_labeled: _Optional[int] = ..., waiting_for_people: _Optional[int] = ..., human_labeled: _Optional[int] = ..., dead_letters: _Optional[int] = ..., serving_version: _Optional[int] = ..., threshold: _Optional[float] = ..., audits: _Optional[int] = ..., audited_precision: _Optional[float] = ..., target_precision: _Optional[float] = ..., label_upper_thresholds: _Optional[_Mapping[str, float]] = ..., label_lower_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...

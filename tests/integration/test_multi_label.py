@@ -20,7 +20,7 @@ from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.core.label_log import label_records, replay
 from labelloop.core.stream import ensure_topics
 from labelloop.core.topics import ANNOTATIONS, MODELS
-from labelloop.v1 import common_pb2, events_pb2, ingest_pb2
+from labelloop.v1 import admin_pb2, common_pb2, events_pb2, ingest_pb2
 
 LABELS = ["sports", "politics", "tech"]
 VOCAB = {
@@ -303,6 +303,12 @@ def test_the_loop_trains_one_vs_rest_and_auto_labels_label_lists(services):
     ]
     assert routed, "no answer to a model's task"
     assert all([s.label for s in a.predicted_scores] == LABELS for a in routed), routed[0]
+    # The project's status shows the pairs in force (its global threshold means nothing here).
+    status = services.admin().GetProjectStatus(
+        admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=10
+    )
+    assert set(status.label_upper_thresholds) == set(LABELS) == set(status.label_lower_thresholds)
+    assert any(v <= 1.0 for v in status.label_upper_thresholds.values()), status
 
 
 def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities(stack, tmp_path):

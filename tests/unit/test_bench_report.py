@@ -295,6 +295,24 @@ def test_the_summary_of_a_multi_label_run_shows_its_labels_and_exact_match_targe
     assert target_checks({**report, "task_type": "single-label"})["auto_accuracy"] is False
 
 
+def test_the_status_says_what_a_multi_label_projects_pairs_admit() -> None:
+    from labelloop.cli.main import threshold_text
+    from labelloop.v1 import admin_pb2
+
+    assert threshold_text(admin_pb2.ProjectStatus(threshold=2.0)) == "admits nothing"
+    assert threshold_text(admin_pb2.ProjectStatus(threshold=0.8125)) == "0.8125"
+    pairs = admin_pb2.ProjectStatus(
+        threshold=2.0,
+        label_upper_thresholds={"a": 0.9, "b": 2.0, "c": 0.97},
+        label_lower_thresholds={"a": 0.1, "b": -1.0, "c": -1.0},
+    )
+    assert threshold_text(pairs) == "per-label pairs: 2 of 3 labels can be auto-accepted on, 1 off"
+    nothing = admin_pb2.ProjectStatus(
+        threshold=2.0, label_upper_thresholds={"a": 2.0}, label_lower_thresholds={"a": -1.0}
+    )
+    assert threshold_text(nothing) == "admits nothing (per-label pairs)"
+
+
 def test_source_stats_score_each_source_against_the_hidden_labels() -> None:
     from labelloop.bench.report import source_stats
 
