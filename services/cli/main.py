@@ -26,7 +26,7 @@ from rich.text import Text
 from labelloop.bench import DEFAULT_ANNOTATOR_LATENCY_MS
 from labelloop.bench.cold_start import prior_wait_default
 from labelloop.cli.annotator_commands import annotators as annotators_command
-from labelloop.cli.model_commands import model_app
+from labelloop.cli.model_commands import describe_threshold, model_app
 from labelloop.cli.rule_commands import rules_app
 from labelloop.cli.settings import CliSettings
 from labelloop.cli.source_commands import sources
@@ -363,17 +363,8 @@ def status(project: Annotated[str, typer.Option(help="The project.")]) -> None:
 
 
 def threshold_text(st: admin_pb2.ProjectStatus) -> str:
-    """The threshold in force: the global one, or for a multi-label project how many labels can
-    be auto-accepted "on" and "off" (a label's pair above 1 / below 0 never is)."""
-    upper, lower = dict(st.label_upper_thresholds), dict(st.label_lower_thresholds)
-    if not upper and not lower:
-        return "admits nothing" if st.threshold > 1 else f"{st.threshold:.4f}"
-    on = sorted(x for x, t in upper.items() if t <= 1.0)
-    off = sorted(x for x, t in lower.items() if t >= 0.0)
-    if not on and not off:
-        return "admits nothing (per-label pairs)"
-    labels = len(set(upper) | set(lower))
-    return f"per-label pairs: {len(on)} of {labels} labels can be auto-accepted on, {len(off)} off"
+    """The threshold in force (model_commands.describe_threshold)."""
+    return describe_threshold(st.threshold, st.label_upper_thresholds, st.label_lower_thresholds)
 
 
 def _progress_printer() -> tuple[Any, Callable[[dict[str, Any]], None]]:

@@ -7,6 +7,7 @@ failed (the message says why), 2 bad usage or configuration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -60,8 +61,21 @@ def _failed(exc: grpc.RpcError, what: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _threshold(value: float) -> str:
-    return "admits nothing" if value > 1 else f"{value:.4f}"
+def describe_threshold(
+    threshold: float, upper: Mapping[str, float] | None = None, lower: Mapping[str, float] | None = None
+) -> str:
+    """A threshold for people: the global one, or for a multi-label project (per-label pairs
+    `upper` / `lower`) how many labels can be auto-accepted "on" and "off" (a label's pair above
+    1 / below 0 never is)."""
+    upper, lower = dict(upper or {}), dict(lower or {})
+    if not upper and not lower:
+        return "admits nothing" if threshold > 1 else f"{threshold:.4f}"
+    on = [x for x, t in upper.items() if t <= 1.0]
+    off = [x for x, t in lower.items() if t >= 0.0]
+    if not on and not off:
+        return "admits nothing (per-label pairs)"
+    labels = len(set(upper) | set(lower))
+    return f"per-label pairs: {len(on)} of {labels} labels can be auto-accepted on, {len(off)} off"
 
 
 @model_app.command("list")
@@ -93,14 +107,17 @@ def list_models(project: Project) -> None:
             str(v.human_labels),
             f"{v.metrics['accuracy']:.3f}" if "accuracy" in v.metrics else "",
             f"{v.metrics['macro_f1']:.3f}" if "macro_f1" in v.metrics else "",
-            _threshold(v.threshold),
+            describe_threshold(v.threshold, v.label_upper_thresholds, v.label_lower_thresholds),
             str(v.triton_version or ""),
             v.decision + (f": {v.reason}" if v.reason and v.decision != "promoted" else ""),
         )
     console.print(table)
     serving = response.serving_triton_version or "none"
     training = " (training now)" if response.training else ""
-    console.print(f"serving Triton version {serving}, threshold {_threshold(response.threshold)}{training}")
+    in_force = describe_threshold(
+        response.threshold, response.label_upper_thresholds, response.label_lower_thresholds
+    )
+    console.print(f"serving Triton version {serving}, threshold {in_force}{training}")
 
 
 @model_app.command("promote")
@@ -119,7 +136,7 @@ def promote(
             raise _failed(exc, f"promoting version {version} of {project!r}") from None
     console.print(
         f"version {done.version} serves as Triton version {done.triton_version}, "
-        f"threshold {_threshold(done.threshold)}"
+        f"threshold {describe_threshold(done.threshold)}"
     )
 
 
@@ -134,7 +151,7 @@ def rollback(project: Project) -> None:
             raise _failed(exc, f"rolling back {project!r}") from None
     console.print(
         f"rolled back: version {done.version} serves as Triton version {done.triton_version}, "
-        f"threshold {_threshold(done.threshold)}"
+        f"threshold {describe_threshold(done.threshold)}"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from labelloop.core.errors import InvalidArgument
+from labelloop.core.thresholds import Threshold
 from labelloop.retraining.service import RetrainingService
 from labelloop.v1 import models_pb2, models_pb2_grpc
 
@@ -30,12 +31,16 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
     ) -> models_pb2.ListModelsResponse:
         pid = _project(request)
         self.service.projects.get(pid)  # NOT_FOUND for an unknown project
+        current = self.service.lifecycle.current_threshold(pid)
         out = models_pb2.ListModelsResponse(
             serving_triton_version=self.service.lifecycle.serving_version(pid),
-            threshold=self.service.lifecycle.current_threshold(pid).threshold,
+            threshold=current.threshold,
             training=self.service.is_training(pid),
+            label_upper_thresholds=current.label_upper,
+            label_lower_thresholds=current.label_lower,
         )
         for record in self.service.registry.versions(pid):
+            calibrated = Threshold.from_record(record.threshold)
             info = out.versions.add(
                 version=record.version,
                 family=record.tags.get("family", ""),
@@ -43,9 +48,11 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
                 aliases=list(record.aliases),
                 decision=record.tags.get("decision", ""),
                 reason=record.tags.get("reason", ""),
-                threshold=float(record.threshold["threshold"]),
+                threshold=calibrated.threshold,
                 triton_version=record.triton_version,
                 human_labels=int(record.tags.get("human_labels", "0")),
+                label_upper_thresholds=calibrated.label_upper,
+                label_lower_thresholds=calibrated.label_lower,
             )
             info.metrics.update(record.metrics)
             info.created_at.FromMilliseconds(record.created_ms)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19labelloop/v1/models.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x11ListModelsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\xdc\x02\n\x10ModelVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x15\n\rmlflow_run_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12<\n\x07metrics\x18\x05 \x03(\x0b\x32+.labelloop.v1.ModelVersionInfo.MetricsEntry\x12\x10\n\x08\x64\x65\x63ision\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x16\n\x0etriton_version\x18\t \x01(\x03\x12\x14\n\x0chuman_labels\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8b\x01\n\x12ListModelsResponse\x12\x30\n\x08versions\x18\x01 \x03(\x0b\x32\x1e.labelloop.v1.ModelVersionInfo\x12\x1e\n\x16serving_triton_version\x18\x02 \x01(\x03\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x10\n\x08training\x18\x04 \x01(\x08\":\n\x13PromoteModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"*\n\x14RollbackModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"Q\n\x13ModelActionResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x16\n\x0etriton_version\x18\x02 \x01(\x03\x12\x11\n\tthreshold\x18\x03 \x01(\x01\")\n\x13RetrainModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"F\n\x14RetrainModelResponse\x12\x14\n\x0chuman_labels\x18\x01 \x01(\x03\x12\x18\n\x10training_running\x18\x02 \x01(\x08\x32\xe4\x02\n\x0cModelService\x12O\n\nListModels\x12\x1f.labelloop.v1.ListModelsRequest\x1a .labelloop.v1.ListModelsResponse\x12T\n\x0cPromoteModel\x12!.labelloop.v1.PromoteModelRequest\x1a!.labelloop.v1.ModelActionResponse\x12V\n\rRollbackModel\x12\".labelloop.v1.RollbackModelRequest\x1a!.labelloop.v1.ModelActionResponse\x12U\n\x0cRetrainModel\x12!.labelloop.v1.RetrainModelRequest\x1a\".labelloop.v1.RetrainModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19labelloop/v1/models.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x11ListModelsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\x8a\x05\n\x10ModelVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x15\n\rmlflow_run_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12<\n\x07metrics\x18\x05 \x03(\x0b\x32+.labelloop.v1.ModelVersionInfo.MetricsEntry\x12\x10\n\x08\x64\x65\x63ision\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x16\n\x0etriton_version\x18\t \x01(\x03\x12\x14\n\x0chuman_labels\x18\n \x01(\x03\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12X\n\x16label_upper_thresholds\x18\x0c \x03(\x0b\x32\x38.labelloop.v1.ModelVersionInfo.LabelUpperThresholdsEntry\x12X\n\x16label_lower_thresholds\x18\r \x03(\x0b\x32\x38.labelloop.v1.ModelVersionInfo.LabelLowerThresholdsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a;\n\x19LabelUpperThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a;\n\x19LabelLowerThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xbd\x03\n\x12ListModelsResponse\x12\x30\n\x08versions\x18\x01 \x03(\x0b\x32\x1e.labelloop.v1.ModelVersionInfo\x12\x1e\n\x16serving_triton_version\x18\x02 \x01(\x03\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x10\n\x08training\x18\x04 \x01(\x08\x12Z\n\x16label_upper_thresholds\x18\x05 \x03(\x0b\x32:.labelloop.v1.ListModelsResponse.LabelUpperThresholdsEntry\x12Z\n\x16label_lower_thresholds\x18\x06 \x03(\x0b\x32:.labelloop.v1.ListModelsResponse.LabelLowerThresholdsEntry\x1a;\n\x19LabelUpperThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a;\n\x19LabelLowerThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x13PromoteModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"*\n\x14RollbackModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"Q\n\x13ModelActionResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x16\n\x0etriton_version\x18\x02 \x01(\x03\x12\x11\n\tthreshold\x18\x03 \x01(\x01\")\n\x13RetrainModelRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"F\n\x14RetrainModelResponse\x12\x14\n\x0chuman_labels\x18\x01 \x01(\x03\x12\x18\n\x10training_running\x18\x02 \x01(\x08\x32\xe4\x02\n\x0cModelService\x12O\n\nListModels\x12\x1f.labelloop.v1.ListModelsRequest\x1a .labelloop.v1.ListModelsResponse\x12T\n\x0cPromoteModel\x12!.labelloop.v1.PromoteModelRequest\x1a!.labelloop.v1.ModelActionResponse\x12V\n\rRollbackModel\x12\".labelloop.v1.RollbackModelRequest\x1a!.labelloop.v1.ModelActionResponse\x12U\n\x0cRetrainModel\x12!.labelloop.v1.RetrainModelRequest\x1a\".labelloop.v1.RetrainModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELVERSIONINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELVERSIONINFO_LABELUPPERTHRESHOLDSENTRY']._loaded_options = None
+  _globals['_MODELVERSIONINFO_LABELUPPERTHRESHOLDSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELVERSIONINFO_LABELLOWERTHRESHOLDSENTRY']._loaded_options = None
+  _globals['_MODELVERSIONINFO_LABELLOWERTHRESHOLDSENTRY']._serialized_options = b'8\001'
+  _globals['_LISTMODELSRESPONSE_LABELUPPERTHRESHOLDSENTRY']._loaded_options = None
+  _globals['_LISTMODELSRESPONSE_LABELUPPERTHRESHOLDSENTRY']._serialized_options = b'8\001'
+  _globals['_LISTMODELSRESPONSE_LABELLOWERTHRESHOLDSENTRY']._loaded_options = None
+  _globals['_LISTMODELSRESPONSE_LABELLOWERTHRESHOLDSENTRY']._serialized_options = b'8\001'
   _globals['_LISTMODELSREQUEST']._serialized_start=76
   _globals['_LISTMODELSREQUEST']._serialized_end=115
   _globals['_MODELVERSIONINFO']._serialized_start=118
-  _globals['_MODELVERSIONINFO']._serialized_end=466
-  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_start=420
-  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_end=466
-  _globals['_LISTMODELSRESPONSE']._serialized_start=469
-  _globals['_LISTMODELSRESPONSE']._serialized_end=608
-  _globals['_PROMOTEMODELREQUEST']._serialized_start=610
-  _globals['_PROMOTEMODELREQUEST']._serialized_end=668
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=670
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=712
-  _globals['_MODELACTIONRESPONSE']._serialized_start=714
-  _globals['_MODELACTIONRESPONSE']._serialized_end=795
-  _globals['_RETRAINMODELREQUEST']._serialized_start=797
-  _globals['_RETRAINMODELREQUEST']._serialized_end=838
-  _globals['_RETRAINMODELRESPONSE']._serialized_start=840
-  _globals['_RETRAINMODELRESPONSE']._serialized_end=910
-  _globals['_MODELSERVICE']._serialized_start=913
-  _globals['_MODELSERVICE']._serialized_end=1269
+  _globals['_MODELVERSIONINFO']._serialized_end=768
+  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_start=600
+  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_end=646
+  _globals['_MODELVERSIONINFO_LABELUPPERTHRESHOLDSENTRY']._serialized_start=648
+  _globals['_MODELVERSIONINFO_LABELUPPERTHRESHOLDSENTRY']._serialized_end=707
+  _globals['_MODELVERSIONINFO_LABELLOWERTHRESHOLDSENTRY']._serialized_start=709
+  _globals['_MODELVERSIONINFO_LABELLOWERTHRESHOLDSENTRY']._serialized_end=768
+  _globals['_LISTMODELSRESPONSE']._serialized_start=771
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1216
+  _globals['_LISTMODELSRESPONSE_LABELUPPERTHRESHOLDSENTRY']._serialized_start=648
+  _globals['_LISTMODELSRESPONSE_LABELUPPERTHRESHOLDSENTRY']._serialized_end=707
+  _globals['_LISTMODELSRESPONSE_LABELLOWERTHRESHOLDSENTRY']._serialized_start=709
+  _globals['_LISTMODELSRESPONSE_LABELLOWERTHRESHOLDSENTRY']._serialized_end=768
+  _globals['_PROMOTEMODELREQUEST']._serialized_start=1218
+  _globals['_PROMOTEMODELREQUEST']._serialized_end=1276
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1278
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1320
+  _globals['_MODELACTIONRESPONSE']._serialized_start=1322
+  _globals['_MODELACTIONRESPONSE']._serialized_end=1403
+  _globals['_RETRAINMODELREQUEST']._serialized_start=1405
+  _globals['_RETRAINMODELREQUEST']._serialized_end=1446
+  _globals['_RETRAINMODELRESPONSE']._serialized_start=1448
+  _globals['_RETRAINMODELRESPONSE']._serialized_end=1518
+  _globals['_MODELSERVICE']._serialized_start=1521
+  _globals['_MODELSERVICE']._serialized_end=1877
 # @@protoc_insertion_point(module_scope)

@@ -16,8 +16,22 @@ class ListModelsRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
 class ModelVersionInfo(_message.Message):
-    __slots__ = ("version", "family", "mlflow_run_id", "aliases", "metrics", "decision", "reason", "threshold", "triton_version", "human_labels", "created_at")
+    __slots__ = ("version", "family", "mlflow_run_id", "aliases", "metrics", "decision", "reason", "threshold", "triton_version", "human_labels", "created_at", "label_upper_thresholds", "label_lower_thresholds")
     class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelUpperThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelLowerThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +49,8 @@ class ModelVersionInfo(_message.Message):
     TRITON_VERSION_FIELD_NUMBER: _ClassVar[int]
     HUMAN_LABELS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_UPPER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_LOWER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     family: str
     mlflow_run_id: str
@@ -46,19 +62,39 @@ class ModelVersionInfo(_message.Message):
     triton_version: int
     human_labels: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[int] = ..., family: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., threshold: _Optional[float] = ..., triton_version: _Optional[int] = ..., human_labels: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    label_upper_thresholds: _containers.ScalarMap[str, float]
+    label_lower_thresholds: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[int] = ..., family: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ..., threshold: _Optional[float] = ..., triton_version: _Optional[int] = ..., human_labels: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., label_upper_thresholds: _Optional[_Mapping[str, float]] = ..., label_lower_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("versions", "serving_triton_version", "threshold", "training")
+    __slots__ = ("versions", "serving_triton_version", "threshold", "training", "label_upper_thresholds", "label_lower_thresholds")
+    class LabelUpperThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelLowerThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     SERVING_TRITON_VERSION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FIELD_NUMBER: _ClassVar[int]
+    LABEL_UPPER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_LOWER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersionInfo]
     serving_triton_version: int
     threshold: float
     training: bool
-    def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., serving_triton_version: _Optional[int] = ..., threshold: _Optional[float] = ..., training: _Optional[bool] = ...) -> None: ...
+    label_upper_thresholds: _containers.ScalarMap[str, float]
+    label_lower_thresholds: _containers.ScalarMap[str, float]
+    def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., serving_triton_version: _Optional[int] = ..., threshold: _Optional[float] = ..., training: _Optional[bool] = ..., label_upper_thresholds: _Optional[_Mapping[str, float]] = ..., label_lower_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PromoteModelRequest(_message.Message):
     __slots__ = ("project_id", "version")

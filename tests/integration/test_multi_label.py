@@ -17,10 +17,11 @@ from running import PIPELINE, RunningServices
 from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
+from labelloop.cli.model_commands import describe_threshold
 from labelloop.core.label_log import label_records, replay
 from labelloop.core.stream import ensure_topics
 from labelloop.core.topics import ANNOTATIONS, MODELS
-from labelloop.v1 import admin_pb2, common_pb2, events_pb2, ingest_pb2
+from labelloop.v1 import admin_pb2, common_pb2, events_pb2, ingest_pb2, models_pb2, models_pb2_grpc
 
 LABELS = ["sports", "politics", "tech"]
 VOCAB = {
@@ -309,6 +310,15 @@ def test_the_loop_trains_one_vs_rest_and_auto_labels_label_lists(services):
     )
     assert set(status.label_upper_thresholds) == set(LABELS) == set(status.label_lower_thresholds)
     assert any(v <= 1.0 for v in status.label_upper_thresholds.values()), status
+    # So do the model listing (each version's calibrated pairs, and those in force) and the CLI.
+    models = models_pb2_grpc.ModelServiceStub(services.channel("retraining"))
+    listed = models.ListModels(models_pb2.ListModelsRequest(project_id=project_id), timeout=10)
+    assert dict(listed.label_upper_thresholds) == pytest.approx(dict(status.label_upper_thresholds))
+    promoted = [v for v in listed.versions if v.decision == "promoted" and v.family != "zero-shot"]
+    assert promoted and all(set(v.label_upper_thresholds) == set(LABELS) for v in promoted)
+    assert describe_threshold(2.0, listed.label_upper_thresholds, listed.label_lower_thresholds).startswith(
+        "per-label pairs: "
+    )
 
 
 def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities(stack, tmp_path):
