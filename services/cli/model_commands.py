@@ -78,6 +78,11 @@ def describe_threshold(
     return f"per-label pairs: {len(on)} of {labels} labels can be auto-accepted on, {len(off)} off"
 
 
+def _in_force(done: models_pb2.ModelActionResponse) -> str:
+    """The threshold a promote or rollback put in force, as :func:`describe_threshold` says it."""
+    return describe_threshold(done.threshold, done.label_upper_thresholds, done.label_lower_thresholds)
+
+
 @model_app.command("list")
 def list_models(project: Project) -> None:
     """Registered versions (newest first), what serves, and the threshold in force."""
@@ -135,8 +140,7 @@ def promote(
         except grpc.RpcError as exc:
             raise _failed(exc, f"promoting version {version} of {project!r}") from None
     console.print(
-        f"version {done.version} serves as Triton version {done.triton_version}, "
-        f"threshold {describe_threshold(done.threshold)}"
+        f"version {done.version} serves as Triton version {done.triton_version}, threshold {_in_force(done)}"
     )
 
 
@@ -151,7 +155,7 @@ def rollback(project: Project) -> None:
             raise _failed(exc, f"rolling back {project!r}") from None
     console.print(
         f"rolled back: version {done.version} serves as Triton version {done.triton_version}, "
-        f"threshold {describe_threshold(done.threshold)}"
+        f"threshold {_in_force(done)}"
     )
 
 

@@ -224,8 +224,6 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
         annotation.spans.extend(spans)
         annotation.boxes.extend(boxes)
         describe_routing(annotation, task, multi)
-        if audit and annotation.predicted_label:
-            annotation.audited_labels.append(annotation.predicted_label)
         if review:
             annotation.reviewed_labels.extend(task.review_of.labels)
             annotation.reviewed_annotators.extend(task.review_of.annotators)
@@ -398,7 +396,7 @@ def describe_routing(
 ) -> None:
     """Copy into `annotation` what calibration needs of the routing that sent the task: why, with
     which probability, and the routing model's top label and probability (and, for a multi-label
-    project, its probability for every label)."""
+    project, its probability for every label); for an audit, the auto-label it judges."""
     annotation.reason = task.reason
     annotation.answer_probability = task.answer_probability or 1.0
     annotation.model_version = task.prediction.model_version
@@ -408,3 +406,8 @@ def describe_routing(
         annotation.predicted_confidence = top.probability
         if multi:
             annotation.predicted_scores.extend(task.prediction.scores)
+    if task.reason == events_pb2.TASK_REASON_AUDIT:
+        # What the audit judges: routing's auto-label (a multi-label project's whole label list; a
+        # single-label task routed before TaskRouted.audited_labels existed names only its top label).
+        audited = list(task.audited_labels) or ([] if multi else [annotation.predicted_label])
+        annotation.audited_labels.extend(x for x in audited if x)

@@ -20,6 +20,18 @@ def _project(request: Any) -> str:
     return str(request.project_id)
 
 
+def _action_response(
+    version: int, triton_version: int, threshold: Threshold
+) -> models_pb2.ModelActionResponse:
+    return models_pb2.ModelActionResponse(
+        version=version,
+        triton_version=triton_version,
+        threshold=threshold.threshold,
+        label_upper_thresholds=threshold.label_upper,
+        label_lower_thresholds=threshold.label_lower,
+    )
+
+
 class ModelApi(models_pb2_grpc.ModelServiceServicer):
     """Thin adapter from gRPC messages to RetrainingService."""
 
@@ -64,18 +76,12 @@ class ModelApi(models_pb2_grpc.ModelServiceServicer):
         pid = _project(request)
         if request.version < 1:
             raise InvalidArgument("version", "must be a registered version number (>= 1)")
-        version, triton_version, threshold = self.service.lifecycle.promote(pid, int(request.version))
-        return models_pb2.ModelActionResponse(
-            version=version, triton_version=triton_version, threshold=threshold
-        )
+        return _action_response(*self.service.lifecycle.promote(pid, int(request.version)))
 
     def RollbackModel(
         self, request: models_pb2.RollbackModelRequest, context: Any
     ) -> models_pb2.ModelActionResponse:
-        version, triton_version, threshold = self.service.lifecycle.rollback(_project(request))
-        return models_pb2.ModelActionResponse(
-            version=version, triton_version=triton_version, threshold=threshold
-        )
+        return _action_response(*self.service.lifecycle.rollback(_project(request)))
 
     def RetrainModel(
         self, request: models_pb2.RetrainModelRequest, context: Any

@@ -52,8 +52,8 @@ __all__ = ["ModelLifecycle", "Promotion"]
 
 log = logging.getLogger("retraining.lifecycle")
 
-#: (registered version, Triton version, threshold) of a promote or rollback.
-Promotion = tuple[int, int, float]
+#: (registered version, Triton version, the threshold now in force) of a promote or rollback.
+Promotion = tuple[int, int, Threshold]
 
 
 class ModelLifecycle:
@@ -303,7 +303,7 @@ class ModelLifecycle:
                 tv = self._serve_registered(pid, record, "promoted by a person", rollback=False)
             except ModelLoadError as exc:
                 raise FailedPrecondition(f"version {version} could not be loaded: {exc}") from exc
-        return version, tv, record.threshold["threshold"]
+            return version, tv, self.current_threshold(pid)
 
     def rollback(self, pid: str) -> Promotion:
         """Re-serve the previous champion and its threshold."""
@@ -318,7 +318,7 @@ class ModelLifecycle:
                 )
             except ModelLoadError as exc:
                 raise FailedPrecondition(f"version {record.version} could not be loaded: {exc}") from exc
-        return record.version, tv, record.threshold["threshold"]
+            return record.version, tv, self.current_threshold(pid)
 
     # -- serving ----------------------------------------------------------------------------
     def _serve_registered(self, pid: str, record: VersionRecord, reason: str, *, rollback: bool) -> int:

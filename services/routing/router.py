@@ -259,5 +259,6 @@ class Router:
             enqueue=events_pb2.Enqueue(),
             answer_probability=decision.answer_probability if reason == decision.task_reason else 1.0,
             uncertain_labels=decision.uncertain_labels,
+            audited_labels=(decision.accepted or ()) if audit else (),
         )
         batch.emit(TASKS, item_key(item.project_id, item.item_id), task)

@@ -125,7 +125,7 @@ class VoteCast(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of", "uncertain_labels")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of", "uncertain_labels", "audited_labels")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class TaskRouted(_message.Message):
     ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     REVIEW_OF_FIELD_NUMBER: _ClassVar[int]
     UNCERTAIN_LABELS_FIELD_NUMBER: _ClassVar[int]
+    AUDITED_LABELS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
     prediction: Prediction
@@ -150,7 +151,8 @@ class TaskRouted(_message.Message):
     answer_probability: float
     review_of: ReviewOf
     uncertain_labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ..., uncertain_labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    audited_labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ..., uncertain_labels: _Optional[_Iterable[str]] = ..., audited_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReviewOf(_message.Message):
     __slots__ = ("labels", "annotators")

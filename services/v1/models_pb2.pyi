@@ -111,14 +111,32 @@ class RollbackModelRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ...) -> None: ...
 
 class ModelActionResponse(_message.Message):
-    __slots__ = ("version", "triton_version", "threshold")
+    __slots__ = ("version", "triton_version", "threshold", "label_upper_thresholds", "label_lower_thresholds")
+    class LabelUpperThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelLowerThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TRITON_VERSION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_UPPER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_LOWER_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     triton_version: int
     threshold: float
-    def __init__(self, version: _Optional[int] = ..., triton_version: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    label_upper_thresholds: _containers.ScalarMap[str, float]
+    label_lower_thresholds: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[int] = ..., triton_version: _Optional[int] = ..., threshold: _Optional[float] = ..., label_upper_thresholds: _Optional[_Mapping[str, float]] = ..., label_lower_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class RetrainModelRequest(_message.Message):
     __slots__ = ("project_id",)

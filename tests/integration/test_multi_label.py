@@ -319,6 +319,14 @@ def test_the_loop_trains_one_vs_rest_and_auto_labels_label_lists(services):
     assert describe_threshold(2.0, listed.label_upper_thresholds, listed.label_lower_thresholds).startswith(
         "per-label pairs: "
     )
+    # A person promoting a version is told the pairs it now serves with: that version's own.
+    champion = next(v for v in listed.versions if "champion" in v.aliases)
+    done = models.PromoteModel(
+        models_pb2.PromoteModelRequest(project_id=project_id, version=champion.version), timeout=120
+    )
+    assert done.version == champion.version and done.triton_version > champion.triton_version
+    assert dict(done.label_upper_thresholds) == pytest.approx(dict(champion.label_upper_thresholds))
+    assert dict(done.label_lower_thresholds) == pytest.approx(dict(champion.label_lower_thresholds))
 
 
 def test_triton_serves_both_multi_label_pipelines_with_independent_probabilities(stack, tmp_path):

@@ -122,3 +122,38 @@ def test_hog_votes_for_the_gradient_orientation_and_is_normalised():
     assert v_bins.argmax() == 0 and h_bins.argmax() == 4
     assert np.all(v <= 1.0) and np.all(v >= 0.0)
     assert not np.any(hog(np.zeros((1, 28, 28), dtype=np.float32))), "a flat image has no gradient"
+
+
+def test_a_content_addressed_image_is_decoded_once_and_any_other_is_read_again(tmp_path):
+    """A training reads each labeled image about 8 times: the media store's content-addressed
+    files (their path names their bytes) are decoded once per process; a file referenced by any
+    other path may change, so it is read each time."""
+    from PIL import Image
+
+    from labelloop.core import image_features
+    from labelloop.datasets.images import png_bytes
+
+    store = MediaStore(tmp_path.as_uri())
+    root = store.root_uri
+    dark, light = np.full((28, 28), 10, dtype=np.uint8), np.full((28, 28), 200, dtype=np.uint8)
+    stored = store.put(png_bytes(dark)).uri
+    assert "/sha256/" in stored
+    before = image_features.read_pixels(stored, root)
+    assert before.dtype == np.float32 and before.shape == (784,)
+    assert before == pytest.approx(np.full(784, 10 / 255.0))
+    Path(store.resolve(stored)).unlink()  # gone from disk: the decoded pixels were kept
+    assert np.array_equal(image_features.read_pixels(stored, root), before)
+
+    referenced = tmp_path / "upload" / "shoe.png"
+    referenced.parent.mkdir()
+    Image.fromarray(dark).save(referenced)
+    assert image_features.read_pixels(referenced.as_uri(), root) == pytest.approx(np.full(784, 10 / 255.0))
+    Image.fromarray(light).save(referenced)  # the same path, other bytes: read again
+    assert image_features.read_pixels(referenced.as_uri(), root) == pytest.approx(np.full(784, 200 / 255.0))
+    # A file under a digest-like path that is not the store's layout is not trusted either.
+    fake = tmp_path / "sha256" / "ab" / ("cd" + "0" * 62 + ".png")
+    fake.parent.mkdir(parents=True)
+    Image.fromarray(dark).save(fake)
+    image_features.read_pixels(fake.as_uri(), root)
+    Image.fromarray(light).save(fake)
+    assert image_features.read_pixels(fake.as_uri(), root) == pytest.approx(np.full(784, 200 / 255.0))

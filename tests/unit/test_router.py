@@ -120,3 +120,44 @@ def test_a_rescore_the_model_is_sure_of_is_a_withdrawal_and_claims_nothing() -> 
     assert withdrawal.withdraw.label.ingested.WhichOneof("purpose") == "arrival"
     batch, _ = route(Outcome.NEW, 0.5, rescore=True)
     assert emitted(batch) == [], "not sure: the task keeps waiting"
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_an_audit_task_names_the_auto_label_it_audits(multi: bool) -> None:
+    """The audit's task carries routing's auto-label (a multi-label project's whole label list),
+    and the person's answer records it as `audited_labels`; before, a multi-label audit named
+    only the model's top label."""
+    from labelloop.human_tasks.api import describe_routing
+
+    spec = common_pb2.ProjectSpec(
+        project_id="p", labels=["ham", "spam", "promo"], audit_rate=1.0, annotators_per_task=1
+    )
+    threshold = Threshold(0.6, model_version=1)
+    if multi:
+        spec.task_type = common_pb2.TASK_TYPE_MULTI_LABEL
+        threshold = Threshold(
+            label_upper=dict.fromkeys(spec.labels, 0.6),
+            label_lower=dict.fromkeys(spec.labels, 0.4),
+            model_version=1,
+        )
+    project = common_pb2.Project(spec=spec)
+    projects, thresholds = Projects(), Thresholds(0.6)
+    projects.get = lambda project_id: project  # type: ignore[method-assign]
+    thresholds.get = lambda project_id: threshold  # type: ignore[method-assign]
+    prediction = events_pb2.Prediction(model_name="p", model_version=1)
+    prediction.ingested.item.item_id = "i"
+    prediction.ingested.item.project_id = "p"
+    # Multi-label: "spam" and "promo" confidently on (the top label, "promo", alone is not the
+    # auto-label), "ham" confidently off. Single-label: "spam".
+    for label, p in (("ham", 0.05), ("spam", 0.75), ("promo", 0.9 if multi else 0.2)):
+        prediction.scores.add(label=label, probability=p)
+    batch = Batch(events=[Event(PREDICTIONS, prediction, b"p/i", 0, 0, b"", 0)])
+    Router(projects, thresholds, Writer(Outcome.NEW), "seed")(batch)  # type: ignore[arg-type]
+
+    tasks = [m for topic, _key, m in batch.outputs if topic.base == "tasks"]
+    assert [t.reason for t in tasks] == [events_pb2.TASK_REASON_AUDIT]
+    expected = ["spam", "promo"] if multi else ["spam"]
+    assert list(tasks[0].audited_labels) == expected
+    answer = events_pb2.AnnotationSubmitted(item_id="i", project_id="p", labels=expected, audit=True)
+    describe_routing(answer, tasks[0], multi)
+    assert list(answer.audited_labels) == expected
