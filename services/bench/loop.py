@@ -258,7 +258,7 @@ def _chaos_report(config: BenchConfig, project_id: str, order: list[str], chaos:
         "duplicated_items": {
             item_id: [
                 {
-                    "source": events_pb2.LabelSource.Name(r.source),
+                    "source": common_pb2.LabelSource.Name(r.source),
                     "labels": list(r.labels),
                     "model_version": r.model_version,
                     "annotators": list(r.annotators),

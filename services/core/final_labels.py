@@ -24,18 +24,24 @@ flushed to Kafka); a decision is ``<source>:<labels, comma-separated>``.
 Crash semantics: claim, then emit, then flush (in a consume loop: commit the transaction that
 holds the label and the consumed offsets), then :meth:`FinalLabelWriter.confirm`. A crash before
 the commit leaves ``D`` and an aborted (invisible) first attempt: the redelivered input
-re-publishes the same decision once. A crash between the commit and the confirm (one Redis round
-trip) leaves ``D`` with the input committed: only another input proposing the same decision (a
-rescore of the item) would publish it again. Outside consume loops (human-tasks' API, idempotent
-but not transactional) that window is between the flush and the confirm, and a retried call is
-what would repeat the record.
+re-publishes the same decision once. A crash between the commit and the confirm leaves ``D`` with
+the label in the log: a later proposal of the same decision (human-tasks' retried answer or its
+upkeep, which republish an answer whose production was never marked done; a rescore) would
+publish it a second time. So the writer, given the log (``published``, a
+:class:`~labelloop.core.label_log.PublishedLabels`), reads the `labels` topic (read committed)
+from the claim's time (``final_labels_at:<project>``, kept while a decision is unconfirmed) before
+publishing a decision again, and only confirms it when it is there. (Found by `make test`'s chaos
+run: one item with two human final-label records after human-tasks was killed.) Without it (unit
+tests), ``D`` always publishes again.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 from google.protobuf.message import Message
@@ -46,10 +52,13 @@ from labelloop.core.redis_store import Keys, unavailable
 from labelloop.core.topics import LABELS, Topic, item_key
 from labelloop.v1 import common_pb2, events_pb2
 
+if TYPE_CHECKING:
+    from labelloop.core.label_log import PublishedLabels
+
 PEOPLE = "P"
 
-# KEYS: fence hash, labeled set of the decision's source ; ARGV: item id, proposal ('P' or a
-# decision), over_people ('1' lets a decision replace a reservation for people)
+# KEYS: fence hash, labeled set of the decision's source, claim times ; ARGV: item id, proposal
+# ('P' or a decision), over_people ('1' lets a decision replace a reservation for people), now (ms)
 _CLAIM = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[2] == 'P' then
@@ -59,6 +68,7 @@ if ARGV[2] == 'P' then
 end
 if (not v) or (v == 'P' and ARGV[3] == '1') then
   redis.call('HSET', KEYS[1], ARGV[1], 'D' .. ARGV[2])
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
   redis.call('SADD', KEYS[2], ARGV[1])
   return 'new'
 end
@@ -70,10 +80,11 @@ end
 return 'conflict'
 """
 
-# KEYS: fence hash ; ARGV: item id, decision
+# KEYS: fence hash, claim times ; ARGV: item id, decision
 _CONFIRM = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == 'D' .. ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], 'E' .. ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[1])
   return 1
 end
 return 0
@@ -141,8 +152,11 @@ class FinalLabelWriter:
     """Decides, publishes and counts final labels (see the module doc). Thread-safe (a Redis
     client is); callers supply how to emit (``Batch.emit`` or ``EventProducer.send``)."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis, key_prefix: str, published: PublishedLabels | None = None
+    ) -> None:
         self.client = client
+        self.published = published
         self.keys = Keys(key_prefix)
         self.progress = Progress(client, key_prefix)
         self._claim = client.register_script(_CLAIM)
@@ -152,23 +166,31 @@ class FinalLabelWriter:
         """The project's fence hash (item id -> state)."""
         return self.keys("final_labels", project_id)
 
+    def claimed_key(self, project_id: str) -> str:
+        """The project's claim times (item id -> epoch ms) of decisions not yet confirmed."""
+        return self.keys("final_labels_at", project_id)
+
     def claim(self, claims: Sequence[Claim], emit: Emit) -> list[Outcome]:
         """Submit proposals in order (one Redis round trip), emit the final labels to publish
         (to `labels`, keyed by item), count finalizations and drops; the outcome of each. The
         caller flushes, then calls :meth:`confirm` with :func:`published` of the same call."""
         if not claims:
             return []
+        now = str(int(time.time() * 1000))
         try:
             pipe = self.client.pipeline(transaction=False)
             for claim in claims:
                 fence = self.fence_key(claim.project_id)
+                at = self.claimed_key(claim.project_id)
                 if claim.label is None:
-                    self._claim(keys=[fence, fence], args=[claim.item_id, PEOPLE, "0"], client=pipe)
+                    self._claim(keys=[fence, fence, at], args=[claim.item_id, PEOPLE, "0", now], client=pipe)
                     continue
                 labeled = self.progress.labeled_key(claim.project_id, source_name(claim.label))
                 over = "1" if claim.over_people else "0"
                 self._claim(
-                    keys=[fence, labeled], args=[claim.item_id, decision_of(claim.label), over], client=pipe
+                    keys=[fence, labeled, at],
+                    args=[claim.item_id, decision_of(claim.label), over, now],
+                    client=pipe,
                 )
             raw = pipe.execute()
         except redis.RedisError as exc:
@@ -183,6 +205,10 @@ class FinalLabelWriter:
                 outcome = outcomes[i] = Outcome.DONE
             if outcome.publish:
                 emitted.add(where)
+        self._already_published(claims, outcomes)
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            if claim.label is None:
+                continue
             source = source_name(claim.label)
             if outcome.publish:
                 emit(LABELS, item_key(claim.project_id, claim.item_id), claim.label)
@@ -191,6 +217,33 @@ class FinalLabelWriter:
             elif outcome in (Outcome.CONFLICT, Outcome.PEOPLE):
                 metrics.FINAL_LABELS_DROPPED.labels(claim.project_id, source, outcome.value).inc()
         return outcomes
+
+    def _already_published(self, claims: Sequence[Claim], outcomes: list[Outcome]) -> None:
+        """Turn AGAIN into DONE (and confirm it) for the decisions the log already holds: their
+        first publication was committed, only its confirmation was lost."""
+        again = [i for i, o in enumerate(outcomes) if o is Outcome.AGAIN and claims[i].label is not None]
+        if self.published is None or not again:
+            return
+        by_project: dict[str, list[int]] = {}
+        for i in again:
+            by_project.setdefault(claims[i].project_id, []).append(i)
+        found: list[events_pb2.LabelFinalized] = []
+        for project_id, indexes in by_project.items():
+            items = [claims[i].item_id for i in indexes]
+            try:
+                times = self.client.hmget(self.claimed_key(project_id), items)
+            except redis.RedisError as exc:
+                raise unavailable(exc) from exc
+            # (a decision claimed before the claim times were kept: searched from the start)
+            claimed = {item: int(t) if t else 0 for item, t in zip(items, times, strict=True)}
+            records = self.published.records(project_id, claimed)
+            for i in indexes:
+                label = claims[i].label
+                assert label is not None
+                if any(decision_of(r) == decision_of(label) for r in records.get(claims[i].item_id, ())):
+                    outcomes[i] = Outcome.DONE
+                    found.append(label)
+        self.confirm(found)
 
     def finalize(
         self, labels: Sequence[events_pb2.LabelFinalized], emit: Emit, *, over_people: bool = False
@@ -208,7 +261,7 @@ class FinalLabelWriter:
             for label in labels:
                 item = label.ingested.item
                 self._confirm(
-                    keys=[self.fence_key(item.project_id)],
+                    keys=[self.fence_key(item.project_id), self.claimed_key(item.project_id)],
                     args=[item.item_id, decision_of(label)],
                     client=pipe,
                 )

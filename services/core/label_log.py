@@ -1,6 +1,7 @@
 """Reading the labels of record: the compacted `labels` topic replayed from the start.
 
-Used by `labelloop export`, the benchmark and the retraining service's rebuild. `latest_labels`
+Used by `labelloop export`, the benchmark, the retraining service's rebuild and the final-label
+fence (:class:`PublishedLabels`: is a decision already in the log?). `latest_labels`
 keeps the latest event per item id (the same rule compaction applies); `label_records` keeps
 every record, so a claim of "one final label per item" can be checked against the raw topic.
 """
@@ -11,9 +12,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from confluent_kafka import KafkaException
 from google.protobuf.message import DecodeError
 
 from labelloop.core import kafka_clients
+from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.topics import LABELS, Topic, item_key
 from labelloop.v1 import events_pb2
 
@@ -26,12 +29,15 @@ def replay(
     project_id: str | None = None,
     *,
     read_committed: bool = True,
+    since_ms: int | None = None,
 ) -> Iterator[Any]:
     """Every record of `topic` from its start up to its end offsets at call time, decoded
     (undecodable records are skipped); with `project_id`, only the records keyed by that
-    project's items (the others are not decoded). Reads without a consumer group: commits
-    nothing. Read committed (what every consumer of the pipeline sees: no record of an aborted
-    transaction); `read_committed=False` shows every record written, aborted ones included."""
+    project's items (the others are not decoded); with `since_ms`, only from the first record
+    timestamped at or after it (epoch milliseconds) in each partition. Reads without a consumer
+    group: commits nothing. Read committed (what every consumer of the pipeline sees: no record
+    of an aborted transaction); `read_committed=False` shows every record written, aborted ones
+    included."""
     wanted = None if project_id is None else item_key(project_id, "").encode()
     name = topic.name(prefix)
     isolation = "read_committed" if read_committed else "read_uncommitted"
@@ -39,11 +45,17 @@ def replay(
     try:
         marks = kafka_clients.watermarks(consumer, name, timeout_s)
         ends = {partition: high for partition, (low, high) in marks.items() if high > low}
+        starts = dict.fromkeys(ends, kafka_clients.OFFSET_BEGINNING)
+        if since_ms is not None and ends:
+            found = consumer.offsets_for_times(
+                [kafka_clients.TopicPartition(name, p, since_ms) for p in sorted(ends)], timeout=timeout_s
+            )
+            # -1: no record at or after `since_ms` in that partition
+            starts = {tp.partition: tp.offset for tp in found if 0 <= tp.offset < ends[tp.partition]}
+            ends = {p: ends[p] for p in starts}
         if not ends:
             return
-        consumer.assign(
-            [kafka_clients.TopicPartition(name, p, kafka_clients.OFFSET_BEGINNING) for p in sorted(ends)]
-        )
+        consumer.assign([kafka_clients.TopicPartition(name, p, starts[p]) for p in sorted(ends)])
         remaining = set(ends)
         deadline = time.monotonic() + timeout_s
         while remaining:
@@ -110,3 +122,40 @@ def label_records(
 def duplicated(records: dict[str, list[events_pb2.LabelFinalized]]) -> dict[str, int]:
     """Item id -> number of records, for the items with more than one final-label record."""
     return {item_id: len(labels) for item_id, labels in records.items() if len(labels) > 1}
+
+
+class PublishedLabels:
+    """What the `labels` topic already holds for some items, read committed: the final-label
+    fence asks it before publishing a decision again whose first publication was never confirmed
+    (core/final_labels.py), since a crash after the commit and before the confirm leaves the
+    label in the log."""
+
+    #: How far before a claim the search starts (the record's timestamp is set by the producer
+    #: after the claim; this covers clock differences between the deciding hosts).
+    SLACK_MS = 300_000
+
+    def __init__(self, bootstrap: str, prefix: str, timeout_s: float = 30) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+
+    def records(
+        self, project_id: str, claimed_ms: dict[str, int]
+    ) -> dict[str, list[events_pb2.LabelFinalized]]:
+        """The final-label records of those items of `project_id` (item id -> its claim time, epoch
+        ms) from the earliest claim on, per item id, in topic order. DependencyUnavailable when
+        Kafka does not answer."""
+        if not claimed_ms:
+            return {}
+        out: dict[str, list[events_pb2.LabelFinalized]] = {}
+        since = max(0, min(claimed_ms.values()) - self.SLACK_MS)
+        try:
+            for label in replay(
+                self.bootstrap, self.prefix, LABELS, self.timeout_s, project_id, since_ms=since
+            ):
+                item = label.ingested.item
+                if item.project_id == project_id and item.item_id in claimed_ms:
+                    out.setdefault(item.item_id, []).append(label)
+        except (KafkaException, TimeoutError) as exc:
+            raise DependencyUnavailable("kafka", f"reading the labels already published: {exc}") from exc
+        return out

@@ -10,6 +10,7 @@ import threading
 
 from labelloop.core import grpc_server, stream
 from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.label_log import PublishedLabels
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.media import MediaStore
 from labelloop.core.projects import ProjectStore
@@ -33,6 +34,8 @@ def main() -> None:
     runtime.prepare_kafka(settings)
     queue = TaskQueue(client, settings.redis_key_prefix, settings.lease_ttl_s, settings.lease_scan)
     projects = ProjectStore(client, settings.redis_key_prefix)
+    # the fence checks the log before publishing again a decision whose confirmation was lost
+    published = PublishedLabels(settings.kafka_bootstrap, settings.topic_prefix)
     # an answer's events are published in one transaction (api.HumanTaskApi._publishing)
     api_producer = stream.EventProducer(
         settings.kafka_bootstrap,
@@ -43,7 +46,7 @@ def main() -> None:
     api = HumanTaskApi(
         queue,
         projects,
-        FinalLabelWriter(client, settings.redis_key_prefix),
+        FinalLabelWriter(client, settings.redis_key_prefix, published),
         api_producer,
         LabelModelStore(client, settings.redis_key_prefix),
         AgreementStore(client, settings.redis_key_prefix),
@@ -64,7 +67,9 @@ def main() -> None:
     )
     upkeep.start()
 
-    handler = TaskHandler(queue, FinalLabelWriter(client, settings.redis_key_prefix), settings.rescore_limit)
+    handler = TaskHandler(
+        queue, FinalLabelWriter(client, settings.redis_key_prefix, published), settings.rescore_limit
+    )
     processor = runtime.processor(settings, [TASKS, MODELS], handler)
     processor.run()
     server.stop(grace=settings.shutdown_timeout_s).wait()

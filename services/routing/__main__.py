@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from labelloop.core.final_labels import FinalLabelWriter
+from labelloop.core.label_log import PublishedLabels
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.projects import ProjectStore
 from labelloop.core.service import bootstrap, load_settings_or_exit
@@ -27,7 +28,11 @@ def main() -> None:
     router = Router(
         ProjectStore(client, settings.redis_key_prefix),
         ThresholdStore(client, settings.redis_key_prefix),
-        FinalLabelWriter(client, settings.redis_key_prefix),
+        FinalLabelWriter(
+            client,
+            settings.redis_key_prefix,
+            PublishedLabels(settings.kafka_bootstrap, settings.topic_prefix),
+        ),
         settings.audit_seed,
         LabelModelStore(client, settings.redis_key_prefix),
         settings.label_model_min_judged,

@@ -19,8 +19,8 @@ from support import wait_until
 
 from labelloop.core import access, redis_store, stream
 from labelloop.core.errors import DependencyUnavailable
-from labelloop.core.final_labels import FinalLabelWriter
-from labelloop.core.label_log import label_records, replay
+from labelloop.core.final_labels import FinalLabelWriter, Outcome
+from labelloop.core.label_log import PublishedLabels, label_records, replay
 from labelloop.core.projects import ProjectStore
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, Topic
@@ -366,3 +366,52 @@ def test_a_redis_error_that_is_not_an_outage_does_not_stop_the_upkeep(loop: Loop
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_a_decision_committed_but_never_confirmed_is_not_published_again(loop: Loop) -> None:
+    """A crash between the commit of a final label and its confirmation leaves the decision
+    unconfirmed in Redis while the label is in the log, and the retried answer (or human-tasks'
+    upkeep) proposes it again. That published a second record (found by `make test`'s chaos run:
+    two human final labels for one item after human-tasks was killed); the writer now reads the log
+    first. A decision whose first publication was aborted is published again, once."""
+    bootstrap = loop.stack.bootstrap_servers  # type: ignore[attr-defined]
+    client = loop.queue.client
+    writer = FinalLabelWriter(client, loop.queue.prefix, PublishedLabels(bootstrap, loop.prefix))
+    producer = stream.EventProducer(
+        bootstrap, loop.prefix, "fence-test", transactional_id=f"{loop.prefix}.fence.test"
+    )
+
+    def human(item_id: str) -> events_pb2.LabelFinalized:
+        return events_pb2.LabelFinalized(
+            ingested=prediction(item_id, 0.7).ingested, labels=["spam"], source=common_pb2.LABEL_SOURCE_HUMAN
+        )
+
+    try:
+        producer.begin()  # committed, then a crash before the confirm
+        assert writer.finalize([human("c")], producer.send) == [Outcome.NEW]
+        producer.commit([], None)
+        producer.begin()  # a crash before the commit: aborted
+        assert writer.finalize([human("a")], producer.send) == [Outcome.NEW]
+        producer.abort()
+        assert writer.state(PROJECT, "c") == writer.state(PROJECT, "a") == "Dhuman:spam"
+        assert client.hlen(writer.claimed_key(PROJECT)) == 2
+
+        producer.begin()  # the retries: "c" is in the log, "a" is not
+        assert writer.finalize([human("c"), human("a")], producer.send) == [Outcome.DONE, Outcome.AGAIN]
+        producer.commit([], None)
+        writer.confirm([human("a")])
+
+        # Without the log (as before), a decision left unconfirmed is published again.
+        plain = FinalLabelWriter(client, loop.queue.prefix)
+        producer.begin()
+        assert plain.finalize([human("p")], producer.send) == [Outcome.NEW]
+        producer.commit([], None)
+        producer.begin()
+        assert plain.finalize([human("p")], producer.send) == [Outcome.AGAIN]
+        producer.commit([], None)
+    finally:
+        producer.close()
+    assert {item: len(labels) for item, labels in loop.records().items()} == {"c": 1, "a": 1, "p": 2}
+    assert writer.state(PROJECT, "c") == writer.state(PROJECT, "a") == "Ehuman:spam"
+    # claim times are kept only while a decision is unconfirmed ("p" never was)
+    assert [k.decode() for k in client.hkeys(writer.claimed_key(PROJECT))] == ["p"]
