@@ -554,15 +554,36 @@ def test_a_lost_connection_shows_a_banner_retries_and_loses_no_answer(web: WebAp
     page = new_page(browser, web)
     log_in(page, web.token("judy", auth_pb2.ROLE_ANNOTATOR, [project_id]))
     item = shown_item(page)
+    tries: list[str] = []  # each finished or failed try to send the answer
+
+    def answer_try(request) -> None:
+        if request.method == "POST" and request.url.endswith("/api/answer"):
+            tries.append(request.url)
+
+    page.on("requestfinished", answer_try)
+    page.on("requestfailed", answer_try)
     web.services.kill("human_tasks")
     try:
         page.keyboard.press(KEY["politics"])  # held, then sent while human-tasks is down
         page.locator("#banner").wait_for(state="visible", timeout=30_000)
         assert "Connection lost" in page.locator("#banner-text").inner_text()
         page.screenshot(path=str(ARTIFACTS / "connection-lost.png"))
+        # After its fourth failed try the page waits 8 s before the fifth (backoff 1, 2, 4, 8 s):
+        # "Retry now" must send it at once. Clicked while the service is still down, so the
+        # page's own backoff cannot hide the banner first.
+        wait_until(lambda: page.evaluate("1") and len(tries) >= 4, 60, message=lambda: f"{len(tries)} tries")
+        with page.expect_request(
+            lambda r: r.method == "POST" and r.url.endswith("/api/answer"), timeout=4_000
+        ):
+            page.locator("#banner-retry").click()
+        wait_until(
+            lambda: page.locator("#banner-text").inner_text().startswith("Connection lost"),
+            30,
+            message=lambda: f"banner says {page.locator('#banner-text').inner_text()!r}",
+        )
+        assert page.locator("#banner").is_visible()
     finally:
         web.services.start(["human_tasks"])
-    page.locator("#banner-retry").click()
     page.locator("#banner").wait_for(state="hidden", timeout=60_000)
     wait_until(
         lambda: [(a.item_id, a.labels[0]) for a in web.annotations(project_id)] == [(item, "politics")],
