@@ -1,7 +1,8 @@
 """Reading the labels of record: the compacted `labels` topic replayed from the start.
 
 Used by `labelloop export`, the benchmark, the retraining service's rebuild and the final-label
-fence (:class:`PublishedLabels`: is a decision already in the log?). `latest_labels`
+fence (:class:`PublishedLabels`: is a decision already in the log?); human-tasks asks
+:class:`PublishedAnswers` whether an answer's `annotations` record is. `latest_labels`
 keeps the latest event per item id (the same rule compaction applies); `label_records` keeps
 every record, so a claim of "one final label per item" can be checked against the raw topic.
 """
@@ -9,7 +10,7 @@ every record, so a claim of "one final label per item" can be checked against th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -17,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from labelloop.core import kafka_clients
 from labelloop.core.errors import DependencyUnavailable
-from labelloop.core.topics import LABELS, Topic, item_key
+from labelloop.core.topics import ANNOTATIONS, LABELS, Topic, item_key
 from labelloop.v1 import events_pb2
 
 
@@ -124,15 +125,29 @@ def duplicated(records: dict[str, list[events_pb2.LabelFinalized]]) -> dict[str,
     return {item_id: len(labels) for item_id, labels in records.items() if len(labels) > 1}
 
 
+#: How far before a claim (or a lease) the search of the log starts: a record's timestamp is set
+#: by its producer after the claim; this covers clock differences between the hosts.
+SLACK_MS = 300_000
+
+
+def _records_since(
+    bootstrap: str, prefix: str, topic: Topic, project_id: str, since_ms: int, timeout_s: float
+) -> Iterator[Any]:
+    """`replay` of one project's records from `since_ms - SLACK_MS` on, read committed, with
+    Kafka's failures as DependencyUnavailable naming the topic."""
+    try:
+        yield from replay(
+            bootstrap, prefix, topic, timeout_s, project_id, since_ms=max(0, since_ms - SLACK_MS)
+        )
+    except (KafkaException, TimeoutError) as exc:
+        raise DependencyUnavailable("kafka", f"reading what {topic.base} already holds: {exc}") from exc
+
+
 class PublishedLabels:
     """What the `labels` topic already holds for some items, read committed: the final-label
     fence asks it before publishing a decision again whose first publication was never confirmed
     (core/final_labels.py), since a crash after the commit and before the confirm leaves the
     label in the log."""
-
-    #: How far before a claim the search starts (the record's timestamp is set by the producer
-    #: after the claim; this covers clock differences between the deciding hosts).
-    SLACK_MS = 300_000
 
     def __init__(self, bootstrap: str, prefix: str, timeout_s: float = 30) -> None:
         self.bootstrap = bootstrap
@@ -148,14 +163,35 @@ class PublishedLabels:
         if not claimed_ms:
             return {}
         out: dict[str, list[events_pb2.LabelFinalized]] = {}
-        since = max(0, min(claimed_ms.values()) - self.SLACK_MS)
-        try:
-            for label in replay(
-                self.bootstrap, self.prefix, LABELS, self.timeout_s, project_id, since_ms=since
-            ):
-                item = label.ingested.item
-                if item.project_id == project_id and item.item_id in claimed_ms:
-                    out.setdefault(item.item_id, []).append(label)
-        except (KafkaException, TimeoutError) as exc:
-            raise DependencyUnavailable("kafka", f"reading the labels already published: {exc}") from exc
+        since = min(claimed_ms.values())
+        for label in _records_since(self.bootstrap, self.prefix, LABELS, project_id, since, self.timeout_s):
+            item = label.ingested.item
+            if item.project_id == project_id and item.item_id in claimed_ms:
+                out.setdefault(item.item_id, []).append(label)
         return out
+
+
+class PublishedAnswers:
+    """Which answers already have their record in the `annotations` topic, read committed:
+    human-tasks asks it before producing again the events of an answer whose production was never
+    marked done (human_tasks/api.py), since a crash after the commit and before that mark leaves
+    the record in the log (and a second one would count the answer twice: audits, agreement)."""
+
+    def __init__(self, bootstrap: str, prefix: str, timeout_s: float = 30) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+
+    def leases(self, project_id: str, lease_ids: Collection[str], since_ms: int) -> set[str]:
+        """Those of `lease_ids` (answers of `project_id` leased at or after `since_ms`, epoch ms)
+        whose `annotations` record is in the log. DependencyUnavailable when Kafka does not answer."""
+        wanted = set(lease_ids)
+        if not wanted:
+            return set()
+        return {
+            a.lease_id
+            for a in _records_since(
+                self.bootstrap, self.prefix, ANNOTATIONS, project_id, since_ms, self.timeout_s
+            )
+            if a.project_id == project_id and a.lease_id in wanted
+        }

@@ -10,7 +10,7 @@ import threading
 
 from labelloop.core import grpc_server, stream
 from labelloop.core.final_labels import FinalLabelWriter
-from labelloop.core.label_log import PublishedLabels
+from labelloop.core.label_log import PublishedAnswers, PublishedLabels
 from labelloop.core.label_model_store import LabelModelStore
 from labelloop.core.media import MediaStore
 from labelloop.core.projects import ProjectStore
@@ -51,6 +51,7 @@ def main() -> None:
         LabelModelStore(client, settings.redis_key_prefix),
         AgreementStore(client, settings.redis_key_prefix),
         MediaStore(settings.media_root, settings.max_media_bytes),
+        PublishedAnswers(settings.kafka_bootstrap, settings.topic_prefix),
     )
     server = grpc_server.build_server(
         "human_tasks",

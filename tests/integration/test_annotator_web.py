@@ -35,7 +35,9 @@ from labelloop.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2, human_t
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "annotator-web"
 LABELS = ["business", "politics", "sports", "tech"]
 UNDO_WINDOW_S = 1.5
-LEASE_TTL_S = 25.0
+# Leases outlive the lost-connection test's outage (its answer is sent some 20 s after its lease
+# began); the expiry test waits this long.
+LEASE_TTL_S = 60.0
 
 
 class WebApp:
@@ -342,7 +344,7 @@ def test_an_annotator_labels_by_keyboard_undoes_skips_and_exactly_those_answers_
     assert skipped not in {r["id"] for r in rows}
 
     # Leaving the page gives back the leases it held.
-    assert web.leased(project_id) == 2
+    wait_until(lambda: web.leased(project_id) == 2, 10, message=lambda: f"{web.leased(project_id)} leased")
     page.goto("about:blank")
     wait_until(
         lambda: web.leased(project_id) == 0, 10, message=lambda: f"{web.leased(project_id)} still leased"
@@ -584,6 +586,8 @@ def test_a_lost_connection_shows_a_banner_retries_and_loses_no_answer(web: WebAp
         assert page.locator("#banner").is_visible()
     finally:
         web.services.start(["human_tasks"])
+    # Back: wake the page's waiting try now (as the button does), not at its next backoff step.
+    page.evaluate("window.dispatchEvent(new Event('labelloop-retry'))")
     page.locator("#banner").wait_for(state="hidden", timeout=60_000)
     wait_until(
         lambda: [(a.item_id, a.labels[0]) for a in web.annotations(project_id)] == [(item, "politics")],

@@ -94,10 +94,22 @@ def assert_exactly_once(services: RunningServices, project_id: str, expected_ids
         interval=0.5,
         message="stream stalled",
     )
-    labels = one_label_per_item(services.stack.bootstrap_servers, services.topic_prefix, project_id)
-    assert set(labels) == expected_ids, (
-        f"missing {len(expected_ids - set(labels))}, extra {len(set(labels) - expected_ids)}"
+    # The fence counts an item when it claims it, before the transaction holding its label
+    # commits: wait for the committed records (each read asserts no item has two).
+    seen: dict[str, object] = {}
+
+    def committed() -> bool:
+        seen.clear()
+        seen.update(one_label_per_item(services.stack.bootstrap_servers, services.topic_prefix, project_id))
+        return set(seen) >= expected_ids
+
+    wait_until(
+        committed,
+        60,
+        interval=0.5,
+        message=lambda: f"missing {len(expected_ids - set(seen))} committed labels",
     )
+    assert set(seen) == expected_ids, f"extra {len(set(seen) - expected_ids)}"
 
 
 def test_kill_minus_nine_of_inference_then_routing_loses_nothing(stack, services, news, news_model) -> None:

@@ -20,7 +20,7 @@ from support import wait_until
 from labelloop.core import access, redis_store, stream
 from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.final_labels import FinalLabelWriter, Outcome
-from labelloop.core.label_log import PublishedLabels, label_records, replay
+from labelloop.core.label_log import PublishedAnswers, PublishedLabels, label_records, replay
 from labelloop.core.projects import ProjectStore
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, Topic
@@ -415,3 +415,54 @@ def test_a_decision_committed_but_never_confirmed_is_not_published_again(loop: L
     assert writer.state(PROJECT, "c") == writer.state(PROJECT, "a") == "Ehuman:spam"
     # claim times are kept only while a decision is unconfirmed ("p" never was)
     assert [k.decode() for k in client.hkeys(writer.claimed_key(PROJECT))] == ["p"]
+
+
+class ConfirmFailsOnce(FinalLabelWriter):
+    """The fence, losing Redis once right after the Kafka commit of an answer's events: the
+    answer's record and its final label are in the log, nothing after them was marked."""
+
+    failed = False
+
+    def confirm(self, decisions):  # type: ignore[no-untyped-def,override]
+        if not self.failed:
+            self.failed = True
+            raise DependencyUnavailable("redis", "connection lost (simulated)")
+        return super().confirm(decisions)
+
+
+def test_an_answer_committed_but_never_marked_is_not_recorded_twice(loop: Loop) -> None:
+    """Human-tasks lost Redis after committing an answer's events and before marking them
+    produced: the client's retry (or the upkeep) produces them again. The final label went
+    through the fence; the answer's own `annotations` record was produced a second time (one
+    answer counted twice: audits, agreement, the raw topic). Now it is produced once."""
+    bootstrap = loop.stack.bootstrap_servers  # type: ignore[attr-defined]
+    loop.send(PREDICTIONS, key("m"), prediction("m", 0.7))
+    loop.settle(lambda: loop.queued() == 1)
+    producer = stream.EventProducer(
+        bootstrap, loop.prefix, "human_tasks-api", transactional_id=f"{loop.prefix}.human_tasks.answers.m"
+    )
+    writer = ConfirmFailsOnce(loop.queue.client, loop.queue.prefix, PublishedLabels(bootstrap, loop.prefix))
+    api = HumanTaskApi(
+        loop.queue, loop.api.projects, writer, producer, answers_log=PublishedAnswers(bootstrap, loop.prefix)
+    )
+    lease = loop.queue.lease(PROJECT, "ann-1")
+    assert lease is not None
+    request = human_tasks_pb2.SubmitAnnotationRequest(
+        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
+    )
+    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    try:
+        with pytest.raises(DependencyUnavailable):
+            api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+        assert [a.lease_id for a in replay(bootstrap, loop.prefix, ANNOTATIONS)] == [lease.lease_id]
+        assert loop.queue.unproduced(PROJECT, time.time() + 1) == [lease.lease_id]
+        assert api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]  # the retry
+    finally:
+        access.reset_current(caller)
+        producer.close()
+    annotations = list(replay(bootstrap, loop.prefix, ANNOTATIONS))
+    assert [(a.item_id, a.lease_id, list(a.labels)) for a in annotations] == [("m", lease.lease_id, ["spam"])]
+    labels = one_record_each(loop)
+    assert list(labels["m"].labels) == ["spam"]
+    assert writer.state(PROJECT, "m") == "Ehuman:spam"
+    assert loop.queue.unproduced(PROJECT, time.time() + 1) == []

@@ -12,7 +12,7 @@ from support import one_label_per_item, wait_until
 
 from labelloop.v1 import common_pb2, human_tasks_pb2, ingest_pb2
 
-LEASE_TTL_S = 2.0
+LEASE_TTL_S = 6.0  # short, so the expiry test is quick; long enough for a stalled call
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from confluent_kafka import KafkaException
 from running import PIPELINE, RunningServices
-from support import wait_until
+from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.bench.throughput import _triton_rate
 from labelloop.core import model_repository
-from labelloop.core.label_log import latest_labels, replay
+from labelloop.core.label_log import replay
 from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
 from labelloop.core.topics import ITEMS
@@ -188,8 +188,18 @@ def test_fashion_mnist_images_go_through_the_loop_until_the_image_model_auto_lab
         meta = json.loads((version_dir / "labels.json").read_text())
         assert meta["family"] in ("image-lr", "image-svm") and meta["metadata"]["media_root"] == media_root
 
-        labels = latest_labels(stack.bootstrap_servers, topic_prefix, project_id)
-        assert set(labels) == set(truth), "every image is labeled exactly once"
+        # every image exactly once, in the raw topic (the counts above run ahead of the commit)
+        labels = wait_until(
+            lambda: (
+                (got := one_label_per_item(stack.bootstrap_servers, topic_prefix, project_id)).keys()
+                >= set(truth)
+                and got
+            ),
+            60,
+            interval=0.5,
+            message="not every image has a committed final label",
+        )
+        assert set(labels) == set(truth)
         auto = [i for i, label in labels.items() if label.source == common_pb2.LABEL_SOURCE_MODEL]
         assert auto, "the image model auto-labeled nothing"
         precision = sum(labels[i].labels[0] == truth[i] for i in auto) / len(auto)

@@ -274,4 +274,7 @@ def test_a_deployed_model_takes_waiting_tasks_nobody_started_off_peoples_hands(
     status = services.admin().GetProjectStatus(
         admin_pb2.GetProjectStatusRequest(project_id=project_id), timeout=10
     )
-    assert (status.auto_labeled, status.human_labeled) == (len(auto), len(records) - len(auto))
+    # (counted from the final labels: a rescore still under way when `settled` held may have
+    # auto-labeled more waiting tasks after it)
+    assert auto.keys() <= labels.keys() - humans
+    assert (status.auto_labeled, status.human_labeled) == (len(records) - len(humans), len(humans))

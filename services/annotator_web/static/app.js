@@ -540,7 +540,9 @@ function accept() {
 /** @param {unknown} err */
 function handleError(err) {
   if (err instanceof ApiFailure) {
-    if (err.status === 401) return showLogin(err.message);
+    // the first refusal says why (revoked, expired); later calls of the same page only
+    // find the cookie gone and would overwrite that with "log in with your token"
+    if (err.status === 401) return state.me ? showLogin(err.message) : undefined;
     if (err.status === 409) {
       say(`${err.message}. Loading the next task.`, "warn");
       return;
