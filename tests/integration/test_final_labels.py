@@ -8,6 +8,7 @@ re-claiming a pending item, causes): here the same prediction is produced twice.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,18 +69,30 @@ class Loop:
     def queued(self) -> int:
         return int(self.queue.client.zcard(self.queue.keys.queue(PROJECT)))  # type: ignore[arg-type]
 
-    def answer(self, annotator: str, label: str) -> bool:
+    def lease(
+        self, annotator: str = "ann-1", label: str = "spam"
+    ) -> tuple[str, human_tasks_pb2.SubmitAnnotationRequest]:
+        """Lease `annotator` the next task: its lease id, and the request answering it `label`."""
         lease = self.queue.lease(PROJECT, annotator)
         assert lease is not None, "no task to lease"
-        request = human_tasks_pb2.SubmitAnnotationRequest(
+        return lease.lease_id, human_tasks_pb2.SubmitAnnotationRequest(
             lease_id=lease.lease_id, annotator_id=annotator, labels=[label]
         )
-        # Called in-process, as the interceptor would after checking the annotator's token.
-        caller = access.set_current(access.Principal("test", annotator, access.ANNOTATOR, (PROJECT,)))
-        try:
+
+    def answer(self, annotator: str, label: str) -> bool:
+        _, request = self.lease(annotator, label)
+        with as_annotator(annotator):
             return self.api.SubmitAnnotation(request, None).finalized  # type: ignore[arg-type]
-        finally:
-            access.reset_current(caller)
+
+
+@contextlib.contextmanager
+def as_annotator(annotator: str = "ann-1") -> Iterator[None]:
+    """Calls in-process as `annotator`, as the interceptor would after checking their token."""
+    caller = access.set_current(access.Principal("test", annotator, access.ANNOTATOR, (PROJECT,)))
+    try:
+        yield
+    finally:
+        access.reset_current(caller)
 
 
 @pytest.fixture
@@ -237,17 +250,9 @@ def test_an_answer_whose_produce_failed_is_published_by_the_upkeep(loop: Loop) -
     loop.send(PREDICTIONS, key("g"), prediction("g", 0.7))
     loop.settle(lambda: loop.queued() == 1)
     down = HumanTaskApi(loop.queue, loop.api.projects, loop.writer, KafkaDown())  # type: ignore[arg-type]
-    lease = loop.queue.lease(PROJECT, "ann-1")
-    assert lease is not None
-    request = human_tasks_pb2.SubmitAnnotationRequest(
-        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
-    )
-    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
-    try:
-        with pytest.raises(DependencyUnavailable):
-            down.SubmitAnnotation(request, None)  # type: ignore[arg-type]
-    finally:
-        access.reset_current(caller)
+    _, request = loop.lease()
+    with as_annotator(), pytest.raises(DependencyUnavailable):
+        down.SubmitAnnotation(request, None)  # type: ignore[arg-type]
     assert loop.records() == {}
     # The client never retries; the upkeep publishes the stored answer (once).
     assert upkeep_once(loop.queue, loop.api.projects, loop.api, republish_after_s=0) == 0
@@ -264,25 +269,18 @@ def test_a_repeat_submit_while_the_first_is_producing_publishes_nothing(loop: Lo
     first is between recording the answer and confirming its label. Only one of them publishes."""
     loop.send(PREDICTIONS, key("r"), prediction("r", 0.7))
     loop.settle(lambda: loop.queued() == 1)
-    lease = loop.queue.lease(PROJECT, "ann-1")
-    assert lease is not None
+    lease_id, request = loop.lease()
     # The first call recorded the answer and is still producing (it holds the production).
-    assert loop.queue.answer(lease.lease_id, "ann-1", "spam").complete
-    request = human_tasks_pb2.SubmitAnnotationRequest(
-        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
-    )
-    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
-    try:
+    assert loop.queue.answer(lease_id, "ann-1", "spam").complete
+    with as_annotator():
         repeat = loop.api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
         assert repeat.duplicate
         assert loop.records() == {}, "the repeat published while the first call held the production"
-        assert not loop.queue.take_over(lease.lease_id)
+        assert not loop.queue.take_over(lease_id)
         # The first call failed (its hold is let go): the next repeat produces, exactly once.
-        loop.queue.let_go(lease.lease_id)
+        loop.queue.let_go(lease_id)
         assert loop.api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]
         assert loop.api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]
-    finally:
-        access.reset_current(caller)
     labels = one_record_each(loop)
     assert labels["r"].source == common_pb2.LABEL_SOURCE_HUMAN and list(labels["r"].labels) == ["spam"]
     assert loop.queue.unproduced(PROJECT, time.time() + 1) == []
@@ -317,18 +315,13 @@ def test_a_publication_that_failed_after_sending_is_never_read_beside_its_retry(
     )
     writer = FailsOnceAfterSending(loop.queue.client, loop.queue.prefix)
     api = HumanTaskApi(loop.queue, loop.api.projects, writer, producer)
-    lease = loop.queue.lease(PROJECT, "ann-1")
-    assert lease is not None
-    request = human_tasks_pb2.SubmitAnnotationRequest(
-        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
-    )
-    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    _, request = loop.lease()
     try:
-        with pytest.raises(DependencyUnavailable):
-            api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
-        assert api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]  # the retry
+        with as_annotator():
+            with pytest.raises(DependencyUnavailable):
+                api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+            assert api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]  # the retry
     finally:
-        access.reset_current(caller)
         producer.close()
     labels = one_record_each(loop)
     assert list(labels["t"].labels) == ["spam"]
@@ -445,23 +438,18 @@ def test_an_answer_committed_but_never_marked_is_not_recorded_twice(loop: Loop) 
     api = HumanTaskApi(
         loop.queue, loop.api.projects, writer, producer, answers_log=PublishedAnswers(bootstrap, loop.prefix)
     )
-    lease = loop.queue.lease(PROJECT, "ann-1")
-    assert lease is not None
-    request = human_tasks_pb2.SubmitAnnotationRequest(
-        lease_id=lease.lease_id, annotator_id="ann-1", labels=["spam"]
-    )
-    caller = access.set_current(access.Principal("test", "ann-1", access.ANNOTATOR, (PROJECT,)))
+    lease_id, request = loop.lease()
     try:
-        with pytest.raises(DependencyUnavailable):
-            api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
-        assert [a.lease_id for a in replay(bootstrap, loop.prefix, ANNOTATIONS)] == [lease.lease_id]
-        assert loop.queue.unproduced(PROJECT, time.time() + 1) == [lease.lease_id]
-        assert api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]  # the retry
+        with as_annotator():
+            with pytest.raises(DependencyUnavailable):
+                api.SubmitAnnotation(request, None)  # type: ignore[arg-type]
+            assert [a.lease_id for a in replay(bootstrap, loop.prefix, ANNOTATIONS)] == [lease_id]
+            assert loop.queue.unproduced(PROJECT, time.time() + 1) == [lease_id]
+            assert api.SubmitAnnotation(request, None).duplicate  # type: ignore[arg-type]  # the retry
     finally:
-        access.reset_current(caller)
         producer.close()
     annotations = list(replay(bootstrap, loop.prefix, ANNOTATIONS))
-    assert [(a.item_id, a.lease_id, list(a.labels)) for a in annotations] == [("m", lease.lease_id, ["spam"])]
+    assert [(a.item_id, a.lease_id, list(a.labels)) for a in annotations] == [("m", lease_id, ["spam"])]
     labels = one_record_each(loop)
     assert list(labels["m"].labels) == ["spam"]
     assert writer.state(PROJECT, "m") == "Ehuman:spam"
