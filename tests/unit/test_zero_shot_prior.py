@@ -24,7 +24,7 @@ from labelloop.retraining.zero_shot import (
     label_text,
     prototype_head,
 )
-from labelloop.routing.decisions import decide, margin_priority, prior_priority
+from labelloop.routing.decisions import PRIOR_ROUNDS, decide, margin_priority, prior_priority
 from labelloop.v1 import common_pb2, events_pb2
 
 MODEL_PY = Path(__file__).resolve().parents[2] / "services" / "core" / "triton_model" / "model.py"
@@ -238,6 +238,17 @@ def test_the_prior_orders_people_by_class_rounds_then_confidence() -> None:
     assert [r for r, _ in ranked[:3]] == [0, 0, 0] and [r for r, _ in ranked[3:6]] == [1, 1, 1]
     assert [c for _, c in ranked[:3]] == [0.99, 0.6, 0.34]
     assert prior_priority(0, 1.0) == 1.0 and prior_priority(1, 0.0) == 0.25
+
+
+def test_after_a_few_rounds_the_priors_items_come_in_arrival_order() -> None:
+    """The rounds make the first model see every class; past PRIOR_ROUNDS of a class its items
+    share one priority (the queue then serves them in arrival order), below every round's item:
+    neither balanced by class nor the prior's most typical first."""
+    last_round = [prior_priority(PRIOR_ROUNDS - 1, c) for c in (0.0, 0.5, 1.0)]
+    later = {prior_priority(r, c) for r in (PRIOR_ROUNDS, PRIOR_ROUNDS + 1, 50) for c in (0.0, 0.4, 0.99)}
+    assert len(later) == 1
+    assert max(later) < min(last_round)
+    assert min(last_round) == pytest.approx(0.5 / PRIOR_ROUNDS)
 
 
 def test_routing_uses_the_prior_order_only_under_the_priors_threshold() -> None:
