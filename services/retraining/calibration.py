@@ -62,8 +62,9 @@ match, with the same bounds and rules as :func:`move_threshold`.
 Known approximations: a waiting task that a newer model auto-labels is withdrawn (rescore), so an
 item below the old threshold reached people with a probability under the 1 it carries. Where the
 stream outruns people this is not slight: people answer the waiting tasks by priority (the prior's
-most typical items first, then the smallest margins), and in a BBC News bench run (100 waiting
-items) 173 auto-labels came from withdrawn tasks while 212 tasks were answered. The first 88 labels
+most typical items first in its class rounds, three since session 10, then the smallest
+margins), and in a BBC News bench run (100 waiting items) 173 auto-labels came from withdrawn
+tasks while 212 tasks were answered. The first 88 labels
 of that run were easier for the model than a random 88 (out-of-fold precision 0.98 above the
 threshold that then served at 0.92, against 0.89-0.97 in 12 random samples): the threshold is
 optimistic (README, Benchmarks, "Where the targets stand"). Out-of-fold models fitted on two thirds
