@@ -10,7 +10,11 @@ through it.
 Threads: the consume loop (`handle`, `schedule`) owns the labeled sets and triggers (guarded by
 each project's lock); trainings run in one worker thread (one at a time on a small machine;
 never two of one project, by the trigger's ticket); the gRPC API thread calls the lifecycle's
-`promote` and `rollback`, and `request_retrain`.
+`promote` and `rollback`, and `request_retrain`. A training starts only when the worker is free,
+and then the most urgent of the due ones (`triggers.urgency`: a person's request, a first model,
+new labels, then the timer); the worker picks the next as it finishes. Due trainings are never
+queued behind one another, so a project whose people wait for a model waits for one training
+at most, not for every timer training of the idle projects.
 
 State lives outside the process: labels in Kafka (replayed on start), models, metrics,
 thresholds and the champion history in MLflow, thresholds and the answer sample in Redis, versions
@@ -38,7 +42,13 @@ from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.registry import CHAMPION, Registry
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.training import Trainer
-from labelloop.retraining.triggers import RetrainTrigger, TrainingTicket, TriggerPolicy
+from labelloop.retraining.triggers import (
+    NotDueError,
+    RetrainTrigger,
+    TrainingTicket,
+    TriggerPolicy,
+    urgency,
+)
 from labelloop.retraining.zero_shot import PriorScan, ZeroShotPrior
 from labelloop.v1 import events_pb2
 
@@ -91,6 +101,9 @@ class RetrainingService:
         self.positions: dict[int, int] = {}  # labels partition -> highest offset handled
         self._positions_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="training")
+        self._worker_lock = threading.Lock()  # guards the two fields below
+        self._training_project: str | None = None  # the project the worker trains now
+        self._closed = False
 
     # -- state ------------------------------------------------------------------------------
     def state(self, project_id: str) -> ProjectState:
@@ -184,20 +197,46 @@ class RetrainingService:
         self.schedule()
 
     def schedule(self) -> None:
-        """Start every training that is due, and the zero-shot prior of new text projects
-        (called after each batch and when idle)."""
+        """Start the zero-shot prior of new text projects and, when the worker is free, the most
+        urgent due training (called after each batch and when idle)."""
         if self.prior is not None:
             for pid in self._priors.due(self.projects):
                 self.executor.submit(self._serve_prior, pid)
-        with self._states_lock:
-            states = list(self.states.values())
-        for state in states:
+        self._start_next()
+
+    def _start_next(self) -> None:
+        """If no training runs: start the due training that `triggers.urgency` sorts first."""
+        with self._worker_lock:
+            if self._closed or self._training_project is not None:
+                return
+            with self._states_lock:
+                states = list(self.states.values())
+            due: list[tuple[tuple[int, float], str, ProjectState]] = []
+            for state in states:
+                with state.lock:
+                    reason = state.trigger.due()
+                    if reason is not None:
+                        key = urgency(reason, state.trigger.new_labels, state.trigger.labels_due)
+                        due.append((key, state.project_id, state))
+            if not due:
+                return
+            _, _, state = min(due, key=lambda x: (x[0], x[1]))
             with state.lock:
-                if state.trigger.due() is None:
-                    continue
-                ticket = state.trigger.start()
+                try:
+                    ticket = state.trigger.start()
+                except NotDueError:  # cannot happen (trainings start under this lock only); never crash
+                    return
                 snapshot = state.labeled.snapshot()
-            log.info("%s: training (%s) on %d human labels", state.project_id, ticket.reason, snapshot.size)
+            self._training_project = state.project_id
+            waiting = len(due) - 1
+            log.info(
+                "%s: training (%s) on %d human labels%s",
+                state.project_id,
+                ticket.reason,
+                snapshot.size,
+                f"; {waiting} more due after it" if waiting else "",
+            )
+            # Under the lock: `close` cannot shut the executor down between the start and this.
             self.executor.submit(self._training, state, ticket, snapshot)
 
     def _serve_prior(self, pid: str) -> None:
@@ -222,7 +261,9 @@ class RetrainingService:
             return json.dumps(dict(sorted(self.positions.items())))
 
     def close(self) -> None:
-        """Cancel queued trainings and wait for the one running."""
+        """Start no more trainings, cancel what is queued and wait for the one running."""
+        with self._worker_lock:
+            self._closed = True
         self.executor.shutdown(wait=True, cancel_futures=True)
 
     # -- training -----------------------------------------------------------------------------
@@ -260,6 +301,12 @@ class RetrainingService:
         finally:
             with state.lock:
                 state.trigger.finish(ticket, succeeded)
+            with self._worker_lock:
+                self._training_project = None
+        try:
+            self._start_next()  # the next due training starts now, not at the next batch
+        except Exception:  # the consume loop's next batch or idle call starts it then
+            log.exception("could not start the next training")
 
     def is_training(self, pid: str) -> bool:
         """True while a training of `pid` runs or is due to start."""

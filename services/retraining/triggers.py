@@ -30,6 +30,15 @@ Policy (defaults in :class:`TriggerPolicy`):
 
 "Since the last training started" counts labels and time from the snapshot the last successful
 training was started on: labels that arrived while it ran count toward the next one.
+
+**Which project trains next** (:func:`urgency`): the service has one training worker, and when
+it is free it starts the due training that sorts first: a person's request, then a project's
+first model, then projects whose new labels made them due (the furthest past their due count
+first), then the timer's. A project whose people wait for a model is thus never queued behind
+the timer trainings of idle projects, which come all at once 10 minutes after a restart (every
+trigger's timer starts at its construction): in a `make bench` run, the first models of BBC
+News with noisy people waited 54-58 s behind 23 such trainings while people labeled every
+item, and the run sent 2.2x the reference's share of the stream to people.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ __all__ = [
     "TrainingTicket",
     "TriggerPolicy",
     "TriggerReason",
+    "urgency",
 ]
 
 
@@ -57,6 +67,23 @@ class TriggerReason(enum.StrEnum):
     NEW_LABELS = "new_labels"
     TIMER = "timer"
     ON_DEMAND = "on_demand"
+
+
+#: Rank of each reason when due trainings of different projects wait for the one worker (lower first).
+_URGENCY = {
+    TriggerReason.ON_DEMAND: 0,
+    TriggerReason.COLD_START: 1,
+    TriggerReason.NEW_LABELS: 2,
+    TriggerReason.TIMER: 3,
+}
+
+
+def urgency(reason: TriggerReason, new_labels: int, labels_due: int) -> tuple[int, float]:
+    """The sort key of a due training among other projects' (lower starts first; module doc):
+    its reason's rank, then how far its new labels are past the count that made it due. A
+    timer's training waits as long as another project is due by its labels: it only refreshes
+    a model with a few new labels, where the others' people are waiting."""
+    return _URGENCY[reason], -new_labels / max(1, labels_due)
 
 
 class TrainingInProgressError(RuntimeError):
