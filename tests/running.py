@@ -3,6 +3,7 @@ a per-test topic prefix and Redis key prefix, on free ports."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -108,6 +109,23 @@ class RunningServices:
         for channel in self._channels:
             channel.close()
         self.redis.close()
+
+    def dump_stacks(self, timeout_s: float = 10.0) -> str:
+        """SIGUSR1 to every running service (core/service.py: each writes its threads' stacks to
+        its log); returns what each wrote, for a test's failure report."""
+        marks = {name: len(self.log(name)) for name in self.processes}
+        signalled = []
+        for name, process in self.processes.items():
+            pid = process.running_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGUSR1)
+                signalled.append(name)
+        parts = []
+        for name in signalled:
+            with contextlib.suppress(AssertionError):  # report what there is
+                wait_until(lambda n=name: "File " in self.log(n)[marks[n] :], timeout_s, message=name)
+            parts.append(f"--- {name}: stacks ---\n{self.log(name)[marks[name] :]}")
+        return "\n".join(parts)
 
     def log(self, name: str) -> str:
         return (

@@ -4,7 +4,9 @@ stop flag is set."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,8 +135,10 @@ def load_settings_or_exit(cls: type[S]) -> S:
 
 def bootstrap(name: str, settings: CommonSettings) -> Runtime:
     """Configure logging, serve /metrics, /healthz, /readyz on the metrics port, and route
-    SIGTERM/SIGINT to the returned stop flag."""
+    SIGTERM/SIGINT to the returned stop flag. SIGUSR1 writes every thread's stack to stderr (the
+    service's log) and changes nothing else: `kill -USR1 <pid>` shows where a stuck loop waits."""
     configure_logging(settings.log_level)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     health = Health(name)
     metrics.BUILD_INFO.info({"service": name, "version": _version()})
     if settings.metrics_port:

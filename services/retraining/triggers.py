@@ -37,7 +37,7 @@ first model, then projects whose new labels made them due (the furthest past the
 first), then the timer's. A project whose people wait for a model is thus never queued behind
 the timer trainings of idle projects, which come all at once 10 minutes after a restart (every
 trigger's timer starts at its construction): in a `make bench` run, the first models of BBC
-News with noisy people waited 54-58 s behind 23 such trainings while people labeled every
+News with noisy people waited 53-58 s behind 23 such trainings while people labeled every
 item, and the run sent 2.2x the reference's share of the stream to people.
 """
 

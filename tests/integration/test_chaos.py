@@ -16,7 +16,7 @@ from running import SERVICES, RunningServices
 from support import one_label_per_item
 
 from labelloop.bench.chaos import FAULTS
-from labelloop.bench.loop import BenchConfig, run_bench
+from labelloop.bench.loop import BenchConfig, BenchError, run_bench
 
 ITEMS = 150
 
@@ -51,7 +51,11 @@ def test_chaos_loses_nothing_and_labels_each_item_once(stack, services, tmp_path
         chaos_outage_s=5,
         chaos_stack=SimpleNamespace(components=[*stack.infrastructure, *processes]),
     )
-    report = run_bench(config, say=print)
+    try:
+        report = run_bench(config, say=print)
+    except BenchError:
+        print(services.dump_stacks())  # where each service waits, in the failure report
+        raise
     assert json.loads(config.report.read_text()) == report
     faults = {f["fault"]: f for f in report["faults"]}
     assert report["faults_not_injected"] == [], "the stream outlasts the faults"

@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 from models import serve, train_tfidf
-from running import RunningServices
+from running import PIPELINE, RunningServices
 from support import one_label_per_item, wait_until
 
 from labelloop.bench.annotator_client import AnnotatorClient
@@ -227,3 +227,16 @@ def test_bad_input_is_rejected_naming_the_field_and_loses_nothing_else(
     letters = list(replay(stack.bootstrap_servers, services.topic_prefix, DEAD_LETTERS))
     assert [(d.key, d.service, d.error_type) for d in letters] == [(b"corrupt", "inference", "DecodeError")]
     assert letters[0].value == b"\x08\x96\x01garbage\xff"
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_service_runs_on(services) -> None:
+    """`kill -USR1` (core/service.py) is how to see where a stuck service waits: every thread's
+    stack goes to the service's log, and nothing else changes."""
+    dumped = services.dump_stacks()
+    for name in ("ingest", "inference", "routing"):
+        section = dumped.split(f"--- {name}: stacks ---", 1)[1].split("--- ", 1)[0]
+        assert "Thread 0x" in section, f"{name} wrote no stacks: {section[:500]}"
+    routing = dumped.split("--- routing: stacks ---", 1)[1].split("--- ", 1)[0]
+    assert "stream.py" in routing and "run_once" in routing, "the consume loop's frames are shown"
+    for name in PIPELINE:
+        wait_until(lambda n=name: services.processes[n].status().healthy, 20, message=f"{name} after SIGUSR1")
