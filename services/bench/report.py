@@ -212,7 +212,26 @@ def withdrawn_stats(
     items = {t.ingested.item.item_id for t in tasks if t.HasField("withdraw")}
     auto = [i for i in sorted(items) if i in finals and finals[i].source == MODEL]
     correct = sum(truth.get(i) == finals[i].label for i in auto)
-    return {"withdrawn_auto_labels": len(auto), "withdrawn_auto_accuracy": _share(correct, len(auto))}
+    by_version: dict[str, dict[str, dict[str, Any]]] = {}
+    for item_id, final in finals.items():
+        if final.source != MODEL:
+            continue
+        kind = "withdrawn" if item_id in items else "new"
+        row = by_version.setdefault(str(final.model_version), {}).setdefault(kind, {"n": 0, "correct": 0})
+        row["n"] += 1
+        row["correct"] += truth.get(item_id) == final.label
+    return {
+        "withdrawn_auto_labels": len(auto),
+        "withdrawn_auto_accuracy": _share(correct, len(auto)),
+        # per serving version: its auto-labels of new items and of withdrawn tasks, and their accuracy
+        "auto_by_version": {
+            version: {
+                kind: {"n": row["n"], "accuracy": _share(row["correct"], row["n"])}
+                for kind, row in kinds.items()
+            }
+            for version, kinds in sorted(by_version.items(), key=lambda kv: int(kv[0]))
+        },
+    }
 
 
 def windows(

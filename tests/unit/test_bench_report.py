@@ -359,13 +359,25 @@ def test_auto_labels_of_withdrawn_tasks_are_counted_once_and_scored() -> None:
         routed("d", True),  # started before the withdrawal came: people's label stands
     ]
     finals = {
-        "a": final("a", "x", MODEL),
-        "b": final("b", "x", MODEL),
+        "a": FinalLabel("a", "x", MODEL, 0.0, 10.0, model_version=3),
+        "b": FinalLabel("b", "x", MODEL, 0.0, 10.0, model_version=2),
         "c": final("c", "x", HUMAN),
         "d": final("d", "y", HUMAN),
+        "e": FinalLabel("e", "y", MODEL, 0.0, 10.0, model_version=2),  # routing's own, wrong
     }
     assert withdrawn_stats(tasks, TRUTH, finals) == {
         "withdrawn_auto_labels": 2,
         "withdrawn_auto_accuracy": 0.5,  # a is right (x), b is wrong (y)
+        "auto_by_version": {
+            "2": {"withdrawn": {"n": 1, "accuracy": 0.0}, "new": {"n": 1, "accuracy": 0.0}},
+            "3": {"withdrawn": {"n": 1, "accuracy": 1.0}},
+        },
     }
-    assert withdrawn_stats([], TRUTH, finals) == {"withdrawn_auto_labels": 0, "withdrawn_auto_accuracy": None}
+    assert withdrawn_stats([], TRUTH, finals) == {
+        "withdrawn_auto_labels": 0,
+        "withdrawn_auto_accuracy": None,
+        "auto_by_version": {
+            "2": {"new": {"n": 2, "accuracy": 0.0}},  # b and e are wrong
+            "3": {"new": {"n": 1, "accuracy": 1.0}},
+        },
+    }
