@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -53,12 +53,6 @@ class Threshold:
     """Human labels of confident items (exploration, audits) the version was trained with: with
     the answers to its own explored and audited tasks they set `exploration_rate`, which falls
     between trainings too (retraining/lifecycle.move_threshold)."""
-    rescore_threshold: float = 0.0
-    """Rescores only (a waiting task's item scored again by a newer model, routing/router.py):
-    calibrated on the human labels of items people were sent as uncertain (weight 1), the
-    population waiting tasks come from, as `threshold` is on the whole stream's. The stricter of
-    the two applies (`for_rescores`); 0: none calibrated (the main thresholds alone)."""
-    rescore_class_thresholds: dict[str, float] = field(default_factory=dict)
 
     def awaits_answers(self, answers: int, needed: int) -> bool:
         """True while fewer than `needed` answers arrived since the last move: a sample that has
@@ -78,20 +72,6 @@ class Threshold:
     def admits(self, label: str, probability: float) -> bool:
         """True when a top prediction of `label` with `probability` is auto-accepted."""
         return probability >= self.for_label(label)
-
-    def for_rescores(self) -> Threshold:
-        """The thresholds a rescore must clear: per class the stricter of the main one (as moved
-        by people's answers) and the rescore calibration's."""
-
-        def rescore(label: str) -> float:
-            return self.rescore_class_thresholds.get(label, self.rescore_threshold)
-
-        classes = set(self.class_thresholds) | set(self.rescore_class_thresholds)
-        return replace(
-            self,
-            threshold=max(self.threshold, self.rescore_threshold),
-            class_thresholds={c: max(self.for_label(c), rescore(c)) for c in classes},
-        )
 
     def label_state(self, label: str, probability: float) -> bool | None:
         """Multi-label: one label's decision, True (a confident "on": at or above its upper
@@ -133,12 +113,6 @@ class Threshold:
             "label_lower": dict(self.label_lower),
             **({"answers_at_move": self.answers_at_move} if self.answers_at_move else {}),
             **({"explored_labels": self.explored_labels} if self.explored_labels else {}),
-            **({"rescore_threshold": self.rescore_threshold} if self.rescore_threshold else {}),
-            **(
-                {"rescore_class_thresholds": dict(self.rescore_class_thresholds)}
-                if self.rescore_class_thresholds
-                else {}
-            ),
         }
 
     @classmethod
@@ -156,10 +130,6 @@ class Threshold:
             label_lower={str(k): float(v) for k, v in (data.get("label_lower") or {}).items()},
             answers_at_move=int(data.get("answers_at_move", 0)),
             explored_labels=int(data.get("explored_labels", 0)),
-            rescore_threshold=float(data.get("rescore_threshold", 0.0)),
-            rescore_class_thresholds={
-                str(k): float(v) for k, v in (data.get("rescore_class_thresholds") or {}).items()
-            },
         )
 
 

@@ -260,7 +260,6 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                         annotators=sorted(answers),
                         finalized_at=now_timestamp(),
                         answer_probability=task.answer_probability or 1.0,
-                        below_threshold=task.below_threshold,
                     )
                     spans, boxes = regions_for_label(
                         answers, self.queue.task_regions(project_id, member_of(task)), verdict.label or ""

@@ -78,7 +78,6 @@ class TaskHandler:
             again = events_pb2.ItemIngested()
             again.CopyFrom(task.ingested)
             again.rescore.requested_at.GetCurrentTime()
-            again.rescore.below_threshold = task.below_threshold
             batch.emit(ITEMS, item_key(project_id, again.item.item_id), again)
         if waiting:
             log.info(

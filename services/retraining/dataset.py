@@ -43,8 +43,6 @@ class HumanLabel:
     weight: float = 1.0  # 1 / the probability routing sent this item to people
     annotators: tuple[str, ...] = ()  # who gave the label (a review excludes them)
     ingested: events_pb2.ItemIngested | None = field(default=None, compare=False, repr=False)
-    below_threshold: bool = False
-    """People were sent the item because the serving model was unsure of it (TaskRouted.below_threshold)."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -127,7 +125,6 @@ class LabeledSet:
                 _weight(label.answer_probability),
                 tuple(label.annotators),
                 label.ingested,
-                label.below_threshold,
             )
         )
 

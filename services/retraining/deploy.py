@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def stricter(a: Threshold, b: Threshold) -> Threshold:
-    """The threshold that admits only what both `a` and `b` admit (per class, rescores too; for
-    multi-label projects per label and side: a label missing from either is never confident)."""
+    """The threshold that admits only what both `a` and `b` admit (per class; for multi-label
+    projects per label and side: a label missing from either is never confident)."""
     classes = set(a.class_thresholds) | set(b.class_thresholds)
     labels = set(a.label_upper) & set(b.label_upper)
     return replace(
@@ -44,14 +44,6 @@ def stricter(a: Threshold, b: Threshold) -> Threshold:
         class_thresholds={c: max(a.for_label(c), b.for_label(c)) for c in classes},
         label_upper={x: max(a.label_upper[x], b.label_upper[x]) for x in labels},
         label_lower={x: min(a.label_lower.get(x, -1.0), b.label_lower.get(x, -1.0)) for x in labels},
-        rescore_threshold=max(a.rescore_threshold, b.rescore_threshold),
-        rescore_class_thresholds={
-            c: max(
-                a.rescore_class_thresholds.get(c, a.rescore_threshold),
-                b.rescore_class_thresholds.get(c, b.rescore_threshold),
-            )
-            for c in set(a.rescore_class_thresholds) | set(b.rescore_class_thresholds)
-        },
     )
 
 

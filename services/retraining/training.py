@@ -140,10 +140,10 @@ class Trainer:
             t0 = time.perf_counter()
             calibrated = [self._calibrate(c, snapshot, label_set, target, pid) for c in candidates]
             calibration_s = time.perf_counter() - t0
-            for c, (cal, _, _, _, _) in zip(candidates, calibrated, strict=True):
+            for c, (cal, _, _, _) in zip(candidates, calibrated, strict=True):
                 c.metrics["calibrated_coverage"] = cal.expected_coverage
             chosen = best_candidate([c.metrics for c in candidates], "calibrated_coverage", metric)
-            best, (calib, rescores, oof, valid, sources_min_judged) = candidates[chosen], calibrated[chosen]
+            best, (calib, oof, valid, sources_min_judged) = candidates[chosen], calibrated[chosen]
             issues = self._check_labels(pid, labeled, snapshot, oof, valid, best.holdout_probs, label_set)
             threshold = Threshold(
                 calib.threshold,
@@ -156,8 +156,6 @@ class Trainer:
                 ),
                 sources_min_judged=sources_min_judged,
                 explored_labels=snapshot.explored,
-                rescore_threshold=rescores.threshold,
-                rescore_class_thresholds=dict(rescores.class_thresholds),
             )
             if replaces_prior:
                 # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.
@@ -198,8 +196,6 @@ class Trainer:
                     "threshold": calib.threshold,
                     "calibrated_coverage": calib.expected_coverage,
                     "calibration_items": float(calib.n),
-                    "rescore_threshold": rescores.threshold,
-                    "rescore_calibration_items": float(rescores.n),
                     "calibration_explored": float(snapshot.explored),
                     "exploration_rate": threshold.exploration_rate,
                     "calibration_seconds": calibration_s,
@@ -316,18 +312,13 @@ class Trainer:
 
     def _calibrate(
         self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float, pid: str = ""
-    ) -> tuple[Calibration, Calibration, np.ndarray, np.ndarray, int]:
+    ) -> tuple[Calibration, np.ndarray, np.ndarray, int]:
         """The thresholds of `candidate`'s family (calibration.py): out-of-fold probabilities on
         the training labels and the candidate's own on the held-out ones, each label weighted by
         the inverse of the probability routing gave it to people, turned into the label model's
         posterior when the project's other sources voted (retraining/posterior.py). With the
         out-of-fold probabilities and which rows have one (the label checks read them), and the
-        `sources_min_judged` the thresholds were calibrated with (0: the model's probabilities).
-        The second calibration is for rescores of waiting tasks the serving model was unsure of
-        (`Threshold.for_rescores`): the same scores of the labels of such items alone
-        (`HumanLabel.below_threshold`). The items a model is unsure of are harder than the stream
-        its thresholds were calibrated for, and a newer model's auto-labels of them were less
-        precise than its others (BBC News: 0.69-0.92 against 0.93-0.97 per version)."""
+        `sources_min_judged` the thresholds were calibrated with (0: the model's probabilities)."""
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
         oof, valid = out_of_fold_probs(
@@ -350,14 +341,14 @@ class Trainer:
             weights=weights,
             max_weight=self.settings.calibration_max_weight,
         )
-        entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
-        sources_min_judged, scores = 0, probs
+        sources_min_judged = 0
         if self.posterior is not None:
             # The same sample as routing would see it on the label model's posterior; that
             # calibration serves only where it admits more than the model's own (both hold the
             # target on the same weighted sample: the choice is the family choice's, per source
             # set), since sources whose errors follow the model's sharpen the posterior on the
             # hard items and can leave its honest threshold stricter than the model's.
+            entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
             sample = self.posterior.sample(pid, label_set, entries, probs)
             if sample.sources_min_judged:
                 on_posterior = calibrate(
@@ -383,18 +374,7 @@ class Trainer:
                 )
                 if chosen:
                     calibration, sources_min_judged = on_posterior, sample.sources_min_judged
-                    scores = sample.probabilities
-        # A rescore of a waiting task the serving model was unsure of is held to thresholds
-        # calibrated on the labels of such items alone (all of weight 1).
-        uncertain = np.asarray([x.below_threshold for x in entries], dtype=bool)
-        rescores = calibrate(
-            scores[uncertain],
-            [y for y, u in zip(truth, uncertain, strict=True) if u],
-            label_set,
-            target,
-            self.settings.confidence_level,
-        )
-        return calibration, rescores, oof, valid, sources_min_judged
+        return calibration, oof, valid, sources_min_judged
 
     def _check_labels(
         self,

@@ -84,7 +84,7 @@ class Router:
 
     def __call__(self, batch: Batch) -> None:
         at = now_timestamp()
-        routed: list[tuple[events_pb2.Prediction, common_pb2.Project, Decision, bool]] = []
+        routed: list[tuple[events_pb2.Prediction, common_pb2.Project, Decision]] = []
         claims: list[Claim] = []
         for event in batch.events:
             if event.topic is MODELS:
@@ -108,10 +108,6 @@ class Router:
             prediction = self._combined(prediction, project, threshold)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
             multi = is_multi_label(project)
-            if prediction.ingested.HasField("rescore") and prediction.ingested.rescore.below_threshold:
-                # The serving model was unsure of the waiting item, a harder one than the stream's
-                # average: the rescore clears the thresholds calibrated on such items too.
-                threshold = threshold.for_rescores()
             if multi:
                 decision = decide_labels(prediction, project, threshold, self.audit_seed)
             else:
@@ -150,12 +146,7 @@ class Router:
                 continue
             if label is None and decision.task_reason == events_pb2.TASK_REASON_UNSPECIFIED:
                 continue
-            below = (
-                not multi
-                and decision.task_reason == events_pb2.TASK_REASON_UNCERTAIN
-                and threshold.admits_any()
-            )
-            routed.append((prediction, project, decision, below))
+            routed.append((prediction, project, decision))
             claims.append(
                 Claim.final(label) if label is not None else Claim.people(item.project_id, item.item_id)
             )
@@ -163,9 +154,7 @@ class Router:
         confirmed = published(claims, outcomes)
         if confirmed:
             batch.after_flush(lambda: self.writer.confirm(confirmed))
-        for (prediction, project, decision, below), claim, outcome in zip(
-            routed, claims, outcomes, strict=True
-        ):
+        for (prediction, project, decision), claim, outcome in zip(routed, claims, outcomes, strict=True):
             project_id = project.spec.project_id
             if claim.label is not None:
                 if outcome is Outcome.NEW:
@@ -183,7 +172,7 @@ class Router:
                     metrics.ROUTING_DECISIONS.labels(project_id, "human").inc()
                     if decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
                         metrics.ROUTING_DECISIONS.labels(project_id, "exploration").inc()
-                self._emit_task(batch, prediction, project, decision, decision.task_reason, at, below)
+                self._emit_task(batch, prediction, project, decision, decision.task_reason, at)
 
     def _route_again(self, batch: Batch, cast: events_pb2.VoteCast, at: Timestamp) -> None:
         """A vote cast after routing decided: decide again on the prediction it carries with the
@@ -251,14 +240,12 @@ class Router:
         decision: Decision,
         reason: int,
         at: Timestamp,
-        below_threshold: bool = False,
     ) -> None:
         """A task for people (idempotent downstream by task id): an audit of an auto-label
         (task id `<item>:audit`), or the item's own labeling task. Audits need as many annotators
         as labeling tasks: one noisy person cannot tell a 0.95-precise model from a worse one. The
         task carries the probability routing sent the item to people (calibration's weight); an
-        item that stays with people from an earlier routing keeps 1. `below_threshold`: the
-        serving model was unsure of the item (TaskRouted.below_threshold)."""
+        item that stays with people from an earlier routing keeps 1."""
         item = prediction.ingested.item
         audit = reason == events_pb2.TASK_REASON_AUDIT
         task = events_pb2.TaskRouted(
@@ -273,6 +260,5 @@ class Router:
             answer_probability=decision.answer_probability if reason == decision.task_reason else 1.0,
             uncertain_labels=decision.uncertain_labels,
             audited_labels=(decision.accepted or ()) if audit else (),
-            below_threshold=below_threshold,
         )
         batch.emit(TASKS, item_key(item.project_id, item.item_id), task)

@@ -75,12 +75,10 @@ class Arrival(_message.Message):
     def __init__(self) -> None: ...
 
 class Rescore(_message.Message):
-    __slots__ = ("requested_at", "below_threshold")
+    __slots__ = ("requested_at",)
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
-    BELOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     requested_at: _timestamp_pb2.Timestamp
-    below_threshold: bool
-    def __init__(self, requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., below_threshold: _Optional[bool] = ...) -> None: ...
+    def __init__(self, requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("ingested", "model_name", "model_version", "scores", "no_model", "predicted_at", "answered_by", "votes")
@@ -127,7 +125,7 @@ class VoteCast(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., item_id: _Optional[str] = ..., vote: _Optional[_Union[SourceVote, _Mapping]] = ..., cast_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ...) -> None: ...
 
 class TaskRouted(_message.Message):
-    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of", "uncertain_labels", "audited_labels", "below_threshold")
+    __slots__ = ("task_id", "ingested", "prediction", "reason", "priority", "annotators_required", "routed_at", "enqueue", "withdraw", "answer_probability", "review_of", "uncertain_labels", "audited_labels")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
@@ -141,7 +139,6 @@ class TaskRouted(_message.Message):
     REVIEW_OF_FIELD_NUMBER: _ClassVar[int]
     UNCERTAIN_LABELS_FIELD_NUMBER: _ClassVar[int]
     AUDITED_LABELS_FIELD_NUMBER: _ClassVar[int]
-    BELOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ingested: ItemIngested
     prediction: Prediction
@@ -155,8 +152,7 @@ class TaskRouted(_message.Message):
     review_of: ReviewOf
     uncertain_labels: _containers.RepeatedScalarFieldContainer[str]
     audited_labels: _containers.RepeatedScalarFieldContainer[str]
-    below_threshold: bool
-    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ..., uncertain_labels: _Optional[_Iterable[str]] = ..., audited_labels: _Optional[_Iterable[str]] = ..., below_threshold: _Optional[bool] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., priority: _Optional[float] = ..., annotators_required: _Optional[int] = ..., routed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enqueue: _Optional[_Union[Enqueue, _Mapping]] = ..., withdraw: _Optional[_Union[Withdrawal, _Mapping]] = ..., answer_probability: _Optional[float] = ..., review_of: _Optional[_Union[ReviewOf, _Mapping]] = ..., uncertain_labels: _Optional[_Iterable[str]] = ..., audited_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReviewOf(_message.Message):
     __slots__ = ("labels", "annotators")
@@ -225,7 +221,7 @@ class AnnotationSubmitted(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., lease_id: _Optional[str] = ..., audit: _Optional[bool] = ..., audited_labels: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., annotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[_Union[TaskReason, str]] = ..., answer_probability: _Optional[float] = ..., model_version: _Optional[int] = ..., predicted_label: _Optional[str] = ..., predicted_confidence: _Optional[float] = ..., consensus_labels: _Optional[_Iterable[str]] = ..., reviewed_labels: _Optional[_Iterable[str]] = ..., reviewed_annotators: _Optional[_Iterable[str]] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ..., consensus_no_label: _Optional[bool] = ..., predicted_scores: _Optional[_Iterable[_Union[_common_pb2.ClassScore, _Mapping]]] = ...) -> None: ...
 
 class LabelFinalized(_message.Message):
-    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited", "below_threshold", "spans", "boxes")
+    __slots__ = ("ingested", "labels", "source", "confidence", "model_name", "model_version", "annotators", "finalized_at", "threshold", "answer_probability", "audited", "spans", "boxes")
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -237,7 +233,6 @@ class LabelFinalized(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANSWER_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     AUDITED_FIELD_NUMBER: _ClassVar[int]
-    BELOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SPANS_FIELD_NUMBER: _ClassVar[int]
     BOXES_FIELD_NUMBER: _ClassVar[int]
     ingested: ItemIngested
@@ -251,10 +246,9 @@ class LabelFinalized(_message.Message):
     threshold: float
     answer_probability: float
     audited: bool
-    below_threshold: bool
     spans: _containers.RepeatedCompositeFieldContainer[_common_pb2.Span]
     boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Box]
-    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ..., answer_probability: _Optional[float] = ..., audited: _Optional[bool] = ..., below_threshold: _Optional[bool] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ...) -> None: ...
+    def __init__(self, ingested: _Optional[_Union[ItemIngested, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., confidence: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., annotators: _Optional[_Iterable[str]] = ..., finalized_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., threshold: _Optional[float] = ..., answer_probability: _Optional[float] = ..., audited: _Optional[bool] = ..., spans: _Optional[_Iterable[_Union[_common_pb2.Span, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.Box, _Mapping]]] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
     __slots__ = ("project_id", "kind", "model_name", "model_version", "family", "mlflow_run_id", "metrics", "threshold", "class_thresholds", "reason", "at", "label_upper_thresholds", "label_lower_thresholds")

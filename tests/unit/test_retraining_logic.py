@@ -70,11 +70,6 @@ def test_labeled_set_counts_each_human_labeled_item_once() -> None:
     assert all(is_holdout(x.item_id, 0.2) for x in snap.holdout)
     assert not any(is_holdout(x.item_id, 0.2) for x in snap.train)
     assert snap.fingerprint() == labeled.snapshot().fingerprint()
-    below = label_event("u", "x")
-    below.below_threshold = True  # people were sent it as an item the model was unsure of
-    labeled.apply(below)
-    flags = {x.item_id: x.below_threshold for x in (*labeled.snapshot().train, *labeled.snapshot().holdout)}
-    assert flags["u"] and not flags["a"]
 
 
 def test_tfidf_family_columns_follow_the_label_set() -> None:
@@ -175,20 +170,6 @@ def test_the_deploy_time_threshold_is_the_stricter_of_both_per_class() -> None:
     both = stricter(old, new)
     assert both.threshold == 0.8 and both.class_thresholds == {"a": 0.95, "b": 0.9}
     assert stricter(Threshold(), new).threshold == 2.0  # before any model: still nothing
-    rescored = stricter(
-        Threshold(0.8, rescore_threshold=0.9, rescore_class_thresholds={"a": 0.97}),
-        Threshold(0.7, rescore_threshold=0.95),
-    )
-    assert rescored.rescore_threshold == 0.95 and rescored.rescore_class_thresholds == {"a": 0.97}
-
-
-def test_a_rescore_clears_the_stricter_of_the_main_and_the_rescore_thresholds() -> None:
-    t = Threshold(0.8, {"a": 0.9, "b": 0.7}, rescore_threshold=0.85, rescore_class_thresholds={"b": 0.95})
-    r = t.for_rescores()
-    assert r.threshold == 0.85  # the rescore one is stricter than the main 0.8
-    assert r.for_label("a") == 0.9  # a's main threshold is stricter than the rescore 0.85
-    assert r.for_label("b") == 0.95 and r.for_label("c") == 0.85
-    assert Threshold(0.8, {"a": 0.9}).for_rescores() == Threshold(0.8, {"a": 0.9})  # none calibrated
 
 
 def test_copy_version_reproduces_a_version_and_pauses_midway(tmp_path: Path) -> None:
@@ -222,8 +203,6 @@ def test_a_threshold_record_round_trips_and_old_records_read_as_before() -> None
 
     t = Threshold(0.83, {"spam": 0.9}, 4, 0.02)
     assert Threshold.from_record(t.to_record()) == t
-    rescored = replace(t, rescore_threshold=0.9, rescore_class_thresholds={"ham": 0.95})
-    assert Threshold.from_record(json.loads(json.dumps(rescored.to_record()))) == rescored
     assert Threshold.from_record(t.to_record(), model_version=7) == Threshold(0.83, {"spam": 0.9}, 7, 0.02)
     # a version tag written before the exploration rate existed
     assert Threshold.from_record({"threshold": 0.9, "class_thresholds": {}}) == Threshold(0.9)
@@ -362,47 +341,12 @@ def test_thresholds_go_on_the_posterior_only_where_it_admits_more_than_the_model
     settings = load(RetrainingSettings, environ={})
     for sharp, basis in ((True, 5), (False, 0)):
         trainer = Trainer(settings, None, None, None, None, [TFIDF_FAMILY], posterior=Posterior(sharp))  # type: ignore[arg-type]
-        calibration, rescores, _, _, sources_min_judged = trainer._calibrate(
-            candidate, snapshot, labels, 0.95, "p"
-        )
+        calibration, _, _, sources_min_judged = trainer._calibrate(candidate, snapshot, labels, 0.95, "p")
         assert sources_min_judged == basis
         if sharp:
             assert calibration.expected_coverage > 0.9
-        assert rescores.n == 0 and rescores.admits_nothing  # no label came from below a threshold
     plain = Trainer(settings, None, None, None, None, [TFIDF_FAMILY])  # type: ignore[arg-type]
-    assert plain._calibrate(candidate, snapshot, labels, 0.95, "p")[4] == 0
-
-
-def test_rescores_are_calibrated_on_the_labels_of_items_the_serving_model_was_unsure_of() -> None:
-    """The rescore thresholds come from the labels of items people were sent below an admitting
-    threshold alone: the stream's easy items do not lower them, while they do lower the main
-    threshold."""
-    from labelloop.retraining.dataset import HumanLabel, Snapshot
-    from labelloop.retraining.training import Candidate, Trainer
-
-    labels = ["sport", "tech"]
-    easy, easy_y = texts(300, seed=5)  # explored: the words say the class
-    rng = np.random.default_rng(6)
-    neutral = ["news", "report", "today", "story", "week"]
-    hard = [" ".join(rng.choice(neutral, 6)) + f" {(n % 2 and 'goal') or 'chip'}" for n in range(200)]
-    hard_y = list(rng.choice(labels, 200))  # uncertain: labels the words do not predict
-    snapshot = Snapshot(
-        tuple(
-            [HumanLabel(f"e{n}", t, y, weight=4.0) for n, (t, y) in enumerate(zip(easy, easy_y, strict=True))]
-            + [
-                HumanLabel(f"h{n}", t, y, below_threshold=True)
-                for n, (t, y) in enumerate(zip(hard, hard_y, strict=True))
-            ]
-        ),
-        (),
-    )
-    model = TFIDF_FAMILY.fit(easy + hard, easy_y + hard_y, labels)
-    candidate = Candidate(TFIDF_FAMILY, model, {}, np.zeros((0, 2)), 0.0)
-    trainer = Trainer(load(RetrainingSettings, environ={}), None, None, None, None, [TFIDF_FAMILY])  # type: ignore[arg-type]
-    calibration, rescores, _, _, _ = trainer._calibrate(candidate, snapshot, labels, 0.9, "p")
-    assert not calibration.admits_nothing  # the stream, weighted, is mostly easy
-    assert rescores.n == 200
-    assert rescores.admits_nothing  # the uncertain half is a coin flip: nothing is safe there
+    assert plain._calibrate(candidate, snapshot, labels, 0.95, "p")[3] == 0
 
 
 def test_a_candidate_that_admits_nothing_does_not_replace_a_champion_that_admits() -> None:

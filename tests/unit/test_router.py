@@ -54,13 +54,12 @@ class Writer:
         self.confirmed.extend(labels)
 
 
-def batch_of(spam: float, rescore: bool = False, below_threshold: bool = False) -> Batch:
+def batch_of(spam: float, rescore: bool = False) -> Batch:
     prediction = events_pb2.Prediction(model_name="p", model_version=1)
     prediction.ingested.item.item_id = "i"
     prediction.ingested.item.project_id = "p"
     if rescore:
         prediction.ingested.rescore.SetInParent()
-        prediction.ingested.rescore.below_threshold = below_threshold
     prediction.scores.add(label="ham", probability=1 - spam)
     prediction.scores.add(label="spam", probability=spam)
     return Batch(events=[Event(PREDICTIONS, prediction, b"p/i", 0, 0, b"", 0)])
@@ -121,53 +120,6 @@ def test_a_rescore_the_model_is_sure_of_is_a_withdrawal_and_claims_nothing() -> 
     assert withdrawal.withdraw.label.ingested.WhichOneof("purpose") == "arrival"
     batch, _ = route(Outcome.NEW, 0.5, rescore=True)
     assert emitted(batch) == [], "not sure: the task keeps waiting"
-
-
-def test_a_rescore_of_an_item_the_model_was_unsure_of_must_also_clear_the_rescore_threshold() -> None:
-    """A waiting task the serving model was unsure of (Rescore.below_threshold) is held to the
-    thresholds calibrated on such items too (Threshold.for_rescores); a new item, or a waiting
-    one routed when nothing was admitted, to the main ones."""
-    thresholds = Thresholds(0.6)
-    thresholds.get = lambda project_id: Threshold(  # type: ignore[method-assign]
-        0.6, model_version=1, rescore_threshold=0.8, rescore_class_thresholds={"ham": 0.95}
-    )
-    outputs = {}
-    for spam, rescore, below in (
-        (0.7, False, False),
-        (0.7, True, False),
-        (0.7, True, True),
-        (0.85, True, True),
-        (0.1, True, True),
-    ):
-        batch = batch_of(spam, rescore, below)
-        Router(Projects(), thresholds, Writer(Outcome.NEW), "seed")(batch)  # type: ignore[arg-type]
-        outputs[spam, rescore, below] = emitted(batch)
-    assert outputs[0.7, False, False] == ["labels"]
-    assert outputs[0.7, True, False] == ["tasks"]  # routed when nothing was admitted: withdrawn
-    assert outputs[0.7, True, True] == [], "below the rescore threshold: the task keeps waiting"
-    assert outputs[0.85, True, True] == ["tasks"]  # a withdrawal
-    assert outputs[0.1, True, True] == [], "ham at 0.9 is below ham's rescore threshold"
-
-
-@pytest.mark.parametrize(
-    ("admits", "spam", "below"), [(0.6, 0.5, True), (2.0, 0.5, False), (0.6, 0.9, False)]
-)
-def test_a_task_says_whether_the_serving_model_was_unsure_of_its_item(
-    admits: float, spam: float, below: bool
-) -> None:
-    """Below a threshold that admits: the model was unsure (below_threshold); under one that
-    admits nothing every item goes to people like any other; an audit is not below."""
-    project = common_pb2.Project(
-        spec=common_pb2.ProjectSpec(
-            project_id="p", labels=["ham", "spam"], audit_rate=1.0, annotators_per_task=1
-        )
-    )
-    projects = Projects()
-    projects.get = lambda project_id: project  # type: ignore[method-assign]
-    batch = batch_of(spam)
-    Router(projects, Thresholds(admits), Writer(Outcome.NEW), "seed")(batch)  # type: ignore[arg-type]
-    tasks = [m for topic, _, m in batch.outputs if topic.base == "tasks"]
-    assert len(tasks) == 1 and tasks[0].below_threshold is below
 
 
 @pytest.mark.parametrize("multi", [False, True])

@@ -22,20 +22,20 @@ class Writer:
         return []
 
 
-def task(item_id: str, below_threshold: bool) -> events_pb2.TaskRouted:
-    t = events_pb2.TaskRouted(task_id=item_id, below_threshold=below_threshold)
+def task(item_id: str) -> events_pb2.TaskRouted:
+    t = events_pb2.TaskRouted(task_id=item_id)
     t.ingested.item.item_id = item_id
     t.ingested.item.project_id = "p"
     t.ingested.arrival.SetInParent()
     return t
 
 
-def test_a_deploy_sends_waiting_tasks_back_as_rescores_that_say_if_a_model_was_unsure() -> None:
-    handler = TaskHandler(Queue([task("a", True), task("b", False)]), Writer(), rescore_limit=10)  # type: ignore[arg-type]
+def test_a_deploy_sends_up_to_the_limit_of_waiting_tasks_back_as_rescores_of_their_items() -> None:
+    handler = TaskHandler(Queue([task("a"), task("b"), task("c")]), Writer(), rescore_limit=2)  # type: ignore[arg-type]
     deployed = events_pb2.ModelEvent(project_id="p", kind=events_pb2.MODEL_EVENT_KIND_DEPLOYED)
     batch = Batch(events=[Event(MODELS, deployed, b"p", 0, 0, b"", 0)])
     handler(batch)
     sent = {m.item.item_id: m for topic, _key, m in batch.outputs if topic is ITEMS}
     assert sent.keys() == {"a", "b"}
-    assert all(m.HasField("rescore") for m in sent.values())
-    assert sent["a"].rescore.below_threshold and not sent["b"].rescore.below_threshold
+    assert all(m.HasField("rescore") and m.rescore.HasField("requested_at") for m in sent.values())
+    assert all(m.item.project_id == "p" for m in sent.values())
