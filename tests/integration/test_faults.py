@@ -232,11 +232,19 @@ def test_bad_input_is_rejected_naming_the_field_and_loses_nothing_else(
 def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_service_runs_on(services) -> None:
     """`kill -USR1` (core/service.py) is how to see where a stuck service waits: every thread's
     stack goes to the service's log, and nothing else changes."""
+    # Healthy is not yet consuming: one CI run signalled routing while it still awaited its
+    # partitions' metadata (stream.py), a stack without the loop's frames.
+    wait_until(lambda: ": consuming " in services.log("routing"), 30, message="routing never consumed")
+    mark = len(services.log("routing"))
     dumped = services.dump_stacks()
     for name in ("ingest", "inference", "routing"):
         section = dumped.split(f"--- {name}: stacks ---", 1)[1].split("--- ", 1)[0]
         assert "Thread 0x" in section, f"{name} wrote no stacks: {section[:500]}"
-    routing = dumped.split("--- routing: stacks ---", 1)[1].split("--- ", 1)[0]
-    assert "stream.py" in routing and "run_once" in routing, "the consume loop's frames are shown"
+    # dump_stacks returns once a stack has begun; the threads are written one by one.
+    wait_until(
+        lambda: all(frame in services.log("routing")[mark:] for frame in ("stream.py", "run_once")),
+        10,
+        message="the consume loop's frames are not in routing's log after SIGUSR1",
+    )
     for name in PIPELINE:
         wait_until(lambda n=name: services.processes[n].status().healthy, 20, message=f"{name} after SIGUSR1")
