@@ -232,7 +232,7 @@ def test_bad_input_is_rejected_naming_the_field_and_loses_nothing_else(
 def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_service_runs_on(services) -> None:
     """`kill -USR1` (core/service.py) is how to see where a stuck service waits: every thread's
     stack goes to the service's log, and nothing else changes."""
-    # Healthy is not yet consuming: one CI run signalled routing while it still awaited its
+    # Ready is not yet consuming: one CI run signalled routing while it still awaited its
     # partitions' metadata (stream.py), a stack without the loop's frames.
     wait_until(lambda: ": consuming " in services.log("routing"), 30, message="routing never consumed")
     mark = len(services.log("routing"))
