@@ -56,14 +56,17 @@ class RetrainingSettings(CommonSettings):
     label_check_min_per_class: int = setting(20, non_negative)
     label_check_max_given_share: float = setting(0.75, positive)
     # Exploration: share of confident items sent to people anyway, while the project holds fewer
-    # than `exploration_wanted` such labels; then falling as wanted / held, down to the floor.
+    # than `exploration_wanted` such labels (explored and audited); then falling as wanted / held,
+    # down to the floor. 25, not 50 (session 13): audits keep sampling the confident region at
+    # `audit_rate` for as long as a model serves, so exploration on top of them is worth its human
+    # labels only while that sample is small (README, How thresholds are set).
     sources_min_judged: int = setting(5, non_negative)
     """With sources besides the model (rules, an LLM): calibrate thresholds on the label model's
     posterior, counting sources with at least this many votes checked by people, and so switch
     routing to it (retraining/posterior.py). 0: always calibrate on the model's probabilities."""
     exploration_rate: float = setting(0.02, _fraction)
     exploration_floor: float = setting(0.005, _fraction)
-    exploration_wanted: int = setting(50, positive)
+    exploration_wanted: int = setting(25, positive)
     # The model families trained and compared at each training (empty: all available): each is
     # calibrated and the one whose threshold admits the most wins. The default's cascade runs the
     # encoder only for what TF-IDF is unsure of (so the fast path keeps TF-IDF's speed); it is left

@@ -225,13 +225,13 @@ def test_a_moved_threshold_waits_for_new_answers_before_it_moves_again() -> None
 
 
 def test_exploration_falls_between_trainings_as_explored_answers_arrive() -> None:
-    """A version trained with 40 explored and audited labels explores at the young rate (2%
-    until 50); 30 answers to its own explored and audited tasks make 70, so the rate falls to
-    2% * 50 / 70 at once, without a training and without moving the thresholds."""
+    """A version trained with 20 explored and audited labels explores at the young rate (2%
+    until 25, the default); 30 answers to its own explored and audited tasks make 50, so the rate
+    falls to 2% * 25 / 50 at once, without a training and without moving the thresholds."""
     from labelloop.core.answers import AnswerSample
     from labelloop.retraining.lifecycle import ModelLifecycle
 
-    published: list[Threshold] = [Threshold(0.8, {"b": 0.85}, 3, 0.02, explored_labels=40)]
+    published: list[Threshold] = [Threshold(0.8, {"b": 0.85}, 3, 0.02, explored_labels=20)]
 
     class Thresholds:
         def invalidate(self, project_id: str) -> None:
@@ -264,7 +264,7 @@ def test_exploration_falls_between_trainings_as_explored_answers_arrive() -> Non
     lifecycle = ModelLifecycle(settings, Projects(), None, None, Thresholds(), None, Answers(), None)  # type: ignore[arg-type]
     lifecycle.move_threshold("p", None)  # type: ignore[arg-type]
     assert len(published) == 2
-    assert published[-1].exploration_rate == pytest.approx(0.02 * 50 / 70)
+    assert published[-1].exploration_rate == pytest.approx(0.02 * 25 / 50)
     assert replace(published[-1], exploration_rate=0.02) == published[0]  # nothing else changed
     # The same answers again: the rate stays (the version's own labels are not counted twice).
     lifecycle.move_threshold("p", None)  # type: ignore[arg-type]
