@@ -458,6 +458,7 @@ def run_bench(
                 truth,
                 finals,
             ),
+            **reports.family_stats(finals, truth, model_events),
             **({"llm": llm_report} if llm_report is not None else {}),
             "cold_start": cold_start(truth, finals, model_events),
             **(

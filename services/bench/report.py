@@ -234,6 +234,60 @@ def withdrawn_stats(
     }
 
 
+def family_stats(
+    finals: Mapping[str, FinalLabel],
+    truth: Mapping[str, str],
+    model_events: Iterable[events_pb2.ModelEvent],
+) -> dict[str, Any]:
+    """Which model family served each version, and the auto-labels' accuracy per family.
+
+    ``served_versions``: per version that served (a ``PROMOTED`` or ``ROLLED_BACK`` event), its
+    family, the global threshold it started with, the share of the weighted calibration sample
+    that threshold admitted (``calibrated_coverage``: what calibration expected it to auto-label)
+    and its auto-labels (new and withdrawn) with their accuracy. ``auto_by_family``: the same
+    auto-labels summed per family. A calibration that promised more than its version kept shows
+    here first: the expected coverage against what it admitted, the accuracy against the target.
+    """
+    served: dict[int, dict[str, Any]] = {}
+    for e in model_events:
+        if e.kind in (events_pb2.MODEL_EVENT_KIND_PROMOTED, events_pb2.MODEL_EVENT_KIND_ROLLED_BACK):
+            served.setdefault(
+                e.model_version,
+                {
+                    "family": e.family,
+                    "threshold": round(e.threshold, 6),
+                    "calibrated_coverage": _round(e.metrics.get("calibrated_coverage")),
+                },
+            )
+    counts: dict[int, list[int]] = {}
+    for item_id, final in finals.items():
+        if final.source == MODEL:
+            row = counts.setdefault(final.model_version, [0, 0])
+            row[0] += 1
+            row[1] += truth.get(item_id) == final.label
+    versions = {}
+    families: dict[str, list[int]] = {}
+    for version in sorted(served.keys() | counts.keys()):
+        n, correct = counts.get(version, [0, 0])
+        info = served.get(version, {"family": "", "threshold": None, "calibrated_coverage": None})
+        versions[str(version)] = {**info, "auto": n, "auto_accuracy": _share(correct, n)}
+        total = families.setdefault(info["family"], [0, 0])
+        total[0] += n
+        total[1] += correct
+    return {
+        "served_versions": versions,
+        "auto_by_family": {
+            family: {"auto": n, "auto_accuracy": _share(correct, n)}
+            for family, (n, correct) in sorted(families.items())
+            if n
+        },
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def windows(
     order: Sequence[str],
     truth: Mapping[str, str],

@@ -13,7 +13,7 @@ from support import one_label_per_item
 
 from labelloop.bench.loop import BenchConfig, run_bench
 from labelloop.core.label_log import replay
-from labelloop.core.topics import ANNOTATIONS, PREDICTIONS, TASKS
+from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS
 from labelloop.datasets import load
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -209,4 +209,25 @@ def test_the_bench_reports_the_label_checks_findings_against_the_hidden_labels(
     reviews = [a for a in answers if a.reason == events_pb2.TASK_REASON_REVIEW]
     assert all(a.annotator_id not in a.reviewed_annotators for a in reviews)
     assert report["annotations"] == len({a.lease_id for a in answers})
-    assert set(one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project)) == set(truth)
+    finals = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project)
+    assert set(finals) == set(truth)
+
+    # Each version that served is named with the family its promotion announced, and the
+    # auto-labels counted per version and per family are the raw topic's, right as often.
+    promoted = {
+        e.model_version: e.family
+        for e in replay(stack.bootstrap_servers, services.topic_prefix, MODELS)
+        if e.project_id == project and e.kind == events_pb2.MODEL_EVENT_KIND_PROMOTED
+    }
+    served = report["served_versions"]
+    assert promoted and {int(v): row["family"] for v, row in served.items()} == promoted
+    auto = [f for f in finals.values() if f.source == common_pb2.LABEL_SOURCE_MODEL]
+    for version, row in served.items():
+        mine = [f for f in auto if f.model_version == int(version)]
+        assert row["auto"] == len(mine)
+        if mine:
+            right = sum(f.labels[0] == truth[f.ingested.item.item_id] for f in mine)
+            assert row["auto_accuracy"] == pytest.approx(right / len(mine), abs=1e-6)
+    assert (
+        sum(row["auto"] for row in report["auto_by_family"].values()) == len(auto) == report["auto_labeled"]
+    )

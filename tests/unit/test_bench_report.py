@@ -381,3 +381,54 @@ def test_auto_labels_of_withdrawn_tasks_are_counted_once_and_scored() -> None:
             "3": {"new": {"n": 1, "accuracy": 1.0}},
         },
     }
+
+
+def test_family_stats_name_each_served_version_and_score_auto_labels_per_family() -> None:
+    from labelloop.bench.report import family_stats
+
+    def event(
+        kind: int, version: int, family: str, threshold: float, coverage: float
+    ) -> events_pb2.ModelEvent:
+        e = events_pb2.ModelEvent(kind=kind, model_version=version, family=family, threshold=threshold)
+        e.metrics["calibrated_coverage"] = coverage
+        return e
+
+    events = [
+        event(events_pb2.MODEL_EVENT_KIND_TRAINED, 0, "cascade", 0.0, 0.5),  # not serving: not read
+        event(events_pb2.MODEL_EVENT_KIND_PROMOTED, 2, "cascade", 0.4, 0.9),
+        event(events_pb2.MODEL_EVENT_KIND_PROMOTED, 3, "tfidf-lr", 0.5, 0.6),
+        event(events_pb2.MODEL_EVENT_KIND_ROLLED_BACK, 2, "cascade", 0.45, 0.9),  # first record kept
+    ]
+    finals = {
+        "a": FinalLabel("a", "x", MODEL, 0.0, 10.0, model_version=3),  # right
+        "b": FinalLabel("b", "x", MODEL, 0.0, 10.0, model_version=2),  # wrong (b is y)
+        "e": FinalLabel("e", "y", MODEL, 0.0, 10.0, model_version=2),  # wrong (e is x)
+        "c": final("c", "x", HUMAN),
+    }
+    assert family_stats(finals, TRUTH, events) == {
+        "served_versions": {
+            "2": {
+                "family": "cascade",
+                "threshold": 0.4,
+                "calibrated_coverage": 0.9,
+                "auto": 2,
+                "auto_accuracy": 0.0,
+            },
+            "3": {
+                "family": "tfidf-lr",
+                "threshold": 0.5,
+                "calibrated_coverage": 0.6,
+                "auto": 1,
+                "auto_accuracy": 1.0,
+            },
+        },
+        "auto_by_family": {
+            "cascade": {"auto": 2, "auto_accuracy": 0.0},
+            "tfidf-lr": {"auto": 1, "auto_accuracy": 1.0},
+        },
+    }
+    # An auto-label of a version no event names still counts, under no family.
+    assert family_stats(finals, TRUTH, events[2:3])["auto_by_family"] == {
+        "": {"auto": 2, "auto_accuracy": 0.0},
+        "tfidf-lr": {"auto": 1, "auto_accuracy": 1.0},
+    }
