@@ -42,6 +42,7 @@ from labelloop.core import grpc_client
 from labelloop.core.errors import InvalidArgument
 from labelloop.core.grpc_client import DEFAULT_TOKEN_FILE, MissingToken, resolve_token
 from labelloop.core.label_log import duplicated, label_records, latest_labels, replay
+from labelloop.core.projects import DEFAULT_AUDIT_RATE
 from labelloop.core.rules import parse_rule_file, validate_rule
 from labelloop.core.settings import load
 from labelloop.core.topics import ANNOTATIONS, MODELS, PREDICTIONS, TASKS, VOTES
@@ -92,7 +93,7 @@ class BenchConfig:
     annotator_latency_ms: float = DEFAULT_ANNOTATOR_LATENCY_MS
     rate: float | None = None
     window: int = 100
-    audit_rate: float = 0.02
+    audit_rate: float = DEFAULT_AUDIT_RATE
     stall_timeout_s: float = 300.0
     drain_timeout_s: float = 120.0  # for the audits still queued once every item is final
     seed: int = 0
@@ -435,6 +436,7 @@ def run_bench(
             **summary,
             "target_precision": config.target_precision,
             "annotators": config.annotators,
+            "audit_rate": config.audit_rate,
             "annotator_error": config.annotator_error,
             "annotator_latency_ms": config.annotator_latency_ms,
             "rate": config.rate,
@@ -505,6 +507,7 @@ def _multi_label_result(
         **multi_label_summary(order, truth, finals, label_set, annotations),
         "target_precision": config.target_precision,
         "annotators": config.annotators,
+        "audit_rate": config.audit_rate,
         "annotator_error": config.annotator_error,
         "annotator_latency_ms": config.annotator_latency_ms,
         "window": config.window,

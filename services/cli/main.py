@@ -33,6 +33,7 @@ from labelloop.cli.source_commands import sources
 from labelloop.cli.token_commands import token_app
 from labelloop.core import grpc_client
 from labelloop.core.grpc_client import MissingToken, resolve_token
+from labelloop.core.projects import DEFAULT_AUDIT_RATE
 from labelloop.core.settings import SettingsError, load
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -102,7 +103,9 @@ def project_create(
     ] = "text",
     target_precision: Annotated[float, typer.Option(help="Precision auto-labels must reach.")] = 0.95,
     annotators: Annotated[int, typer.Option(help="People per human task (majority vote).")] = 1,
-    audit_rate: Annotated[float, typer.Option(help="Share of auto-labels also sent to people.")] = 0.02,
+    audit_rate: Annotated[
+        float, typer.Option(help="Share of auto-labels also sent to people.")
+    ] = DEFAULT_AUDIT_RATE,
     model_name: Annotated[str, typer.Option(help="Triton model name (default: the project id).")] = "",
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     describe: Annotated[
@@ -517,6 +520,15 @@ def bench(
     throughput: Annotated[
         bool, typer.Option("--throughput", help="Measure the auto path at full speed instead.")
     ] = False,
+    audit_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the bench project's auto-labels also sent to people (audits; their answers "
+            "count in human_effort, not human_fraction).",
+        ),
+    ] = DEFAULT_AUDIT_RATE,
     reference_seeds: Annotated[
         int, typer.Option(help="Seeds of the reference's random held-out split (mean and range).")
     ] = 5,
@@ -575,6 +587,7 @@ def bench(
         rate=rate,
         window=window,
         stall_timeout_s=stall_timeout,
+        audit_rate=audit_rate,
         rules=rules,
         llm=LlmOptions(llm_url, llm_model, llm_sim_accuracy),
         **_stack_of(s),

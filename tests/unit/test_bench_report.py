@@ -432,3 +432,34 @@ def test_family_stats_name_each_served_version_and_score_auto_labels_per_family(
         "": {"auto": 2, "auto_accuracy": 0.0},
         "tfidf-lr": {"auto": 1, "auto_accuracy": 1.0},
     }
+
+
+def test_the_bench_takes_the_projects_audit_rate_and_refuses_one_outside_0_1(monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    import labelloop.bench.loop as loop
+    from labelloop.cli import main as cli
+    from labelloop.core.projects import DEFAULT_AUDIT_RATE
+
+    seen: list[float] = []
+
+    def fake_run_bench(config, **_kwargs):
+        seen.append(config.audit_rate)
+        raise loop.BenchError("stopped by the test")
+
+    monkeypatch.setattr(loop, "run_bench", fake_run_bench)
+    report = str(tmp_path / "r.json")
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["bench", "--data", "bbcnews", "--report", report]).exit_code != 0
+    assert (
+        runner.invoke(
+            cli.app, ["bench", "--data", "bbcnews", "--report", report, "--audit-rate", "0.1"]
+        ).exit_code
+        != 0
+    )
+    assert seen == [DEFAULT_AUDIT_RATE, 0.1]
+    refused = runner.invoke(
+        cli.app, ["bench", "--data", "bbcnews", "--report", report, "--audit-rate", "1.5"]
+    )
+    assert refused.exit_code == 2 and "--audit-rate" in refused.output
+    assert seen == [DEFAULT_AUDIT_RATE, 0.1], "refused before anything ran"
