@@ -208,8 +208,16 @@ def withdrawn_stats(
     item's final label is the model's) and their accuracy against the hidden labels (None without
     any). Such items went to people with probability 1 and were never answered: where the stream
     outruns people, their number against `human_labeled` shows how far the labels a young model
-    is calibrated on are from the sample their weights say (retraining/calibration.py)."""
-    items = {t.ingested.item.item_id for t in tasks if t.HasField("withdraw")}
+    is calibrated on are from the sample their weights say (retraining/calibration.py).
+    ``withdrawn_audited`` counts those with an audit task on the topic (routing's audit draw, as
+    for a new item's auto-label)."""
+    items: set[str] = set()
+    audited: set[str] = set()
+    for t in tasks:
+        if t.HasField("withdraw"):
+            items.add(t.ingested.item.item_id)
+        elif t.reason == events_pb2.TASK_REASON_AUDIT:
+            audited.add(t.ingested.item.item_id)
     auto = [i for i in sorted(items) if i in finals and finals[i].source == MODEL]
     correct = sum(truth.get(i) == finals[i].label for i in auto)
     by_version: dict[str, dict[str, dict[str, Any]]] = {}
@@ -223,6 +231,7 @@ def withdrawn_stats(
     return {
         "withdrawn_auto_labels": len(auto),
         "withdrawn_auto_accuracy": _share(correct, len(auto)),
+        "withdrawn_audited": sum(i in audited for i in auto),
         # per serving version: its auto-labels of new items and of withdrawn tasks, and their accuracy
         "auto_by_version": {
             version: {

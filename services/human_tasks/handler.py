@@ -10,7 +10,9 @@ work off people's hands.
   auto-label to the final-label fence (core/final_labels.py), which publishes it unless the item
   already has a final label (a second withdrawal, from a later deploy, publishes nothing); a task
   someone has leased or answered stays with people. So an item gets one final label, from the
-  model or from people, never both.
+  model or from people, never both. A withdrawal that carries an audit (routing's audit draw)
+  sends it to `tasks` when its label is published (again on a redelivery: queueing is
+  idempotent), so the audit is queued, and recorded, as every other task.
 
 Routing decides when an item arrives; without rescoring, items that arrived just before a model
 was deployed (every item before the first model) would wait for people even though the new
@@ -24,7 +26,7 @@ import logging
 from labelloop.core import metrics
 from labelloop.core.final_labels import FinalLabelWriter, Outcome
 from labelloop.core.stream import Batch
-from labelloop.core.topics import ITEMS, MODELS, item_key
+from labelloop.core.topics import ITEMS, MODELS, TASKS, item_key
 from labelloop.human_tasks.queue import TaskQueue
 from labelloop.v1 import events_pb2
 
@@ -53,11 +55,16 @@ class TaskHandler:
                 new.append(event.message)
         if new:
             self.queue.enqueue(new)
-        withdrawn = [task.withdraw.label for task in withdrawals if self._withdraw(task)]
+        taken = [task.withdraw for task in withdrawals if self._withdraw(task)]
+        withdrawn = [withdrawal.label for withdrawal in taken]
         outcomes = self.writer.finalize(withdrawn, batch.emit, over_people=True)
         confirmed = [label for label, outcome in zip(withdrawn, outcomes, strict=True) if outcome.publish]
         if confirmed:
             batch.after_flush(lambda: self.writer.confirm(confirmed))
+        for withdrawal, outcome in zip(taken, outcomes, strict=True):
+            if outcome.publish and withdrawal.HasField("audit"):
+                item = withdrawal.audit.ingested.item
+                batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal.audit)
         fresh = [label for label, outcome in zip(withdrawn, outcomes, strict=True) if outcome is Outcome.NEW]
         for label in fresh:
             metrics.TASKS_WITHDRAWN.labels(label.ingested.item.project_id).inc()

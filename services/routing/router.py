@@ -7,6 +7,9 @@ are routed on that posterior instead of the model's probabilities. A vote cast a
 decided (the LLM source's, on `votes`, carrying the prediction it was asked about) routes the
 item again with the vote counted: when the posterior now clears the threshold, the waiting task
 is withdrawn with the auto-label (human-tasks publishes it only if nobody has started the task).
+A withdrawal drawn for an audit carries the audit's task (queued once the label is published), so
+every auto-label, on arrival, after a rescore or after a late vote, is audited with the same known
+probability.
 `LABELLOOP_LABEL_MODEL_MIN_JUDGED` (opt-in, not calibrated) forces posterior routing under any
 threshold."""
 
@@ -131,18 +134,11 @@ class Router:
             if prediction.ingested.HasField("rescore"):
                 # A waiting item sent back for a new model's opinion: its task already exists.
                 # Auto-labeled now, the task is withdrawn (by human-tasks, who publishes the
-                # label only if nobody has started it); otherwise it keeps waiting.
+                # label only if nobody has started it) and audited when drawn for an audit;
+                # otherwise (exploration's draw included) it keeps waiting.
                 if label is not None:
                     label.ingested.arrival.SetInParent()  # the label is of the item, not the command
-                    label.audited = False
-                    withdrawal = events_pb2.TaskRouted(
-                        task_id=item.item_id,
-                        ingested=prediction.ingested,
-                        prediction=prediction,
-                        routed_at=at,
-                        withdraw=events_pb2.Withdrawal(label=label),
-                    )
-                    batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
+                    self._emit_withdrawal(batch, prediction, project, decision, label, at)
                 continue
             if label is None and decision.task_reason == events_pb2.TASK_REASON_UNSPECIFIED:
                 continue
@@ -179,7 +175,7 @@ class Router:
         vote added; when that auto-labels the item, withdraw its waiting task with the label (an
         item routing auto-labeled before, or whose task people started, keeps its label: the
         withdrawal finds no untouched task). Exploration keeps its share of such items with
-        people, as for any item; they are not audited (as for rescored items)."""
+        people and audits take theirs, as for any item (:meth:`_emit_withdrawal`)."""
         if not cast.HasField("prediction") or cast.prediction.ingested.HasField("rescore"):
             return
         item = cast.prediction.ingested.item
@@ -211,13 +207,36 @@ class Router:
             threshold=threshold.for_label(decision.auto_label),
         )
         metrics.ROUTING_DECISIONS.labels(item.project_id, "auto_after_vote").inc()
+        self._emit_withdrawal(batch, combined, project, decision, label, at)
+
+    def _emit_withdrawal(
+        self,
+        batch: Batch,
+        prediction: events_pb2.Prediction,
+        project: common_pb2.Project,
+        decision: Decision,
+        label: events_pb2.LabelFinalized,
+        at: Timestamp,
+    ) -> None:
+        """Withdraw the item's waiting task for `label` (a rescore's or a late vote's auto-label).
+        When routing's draw selected the item for an audit (`decision.task_reason`), the label is
+        `audited` and the withdrawal carries its audit task, which human-tasks queues once the
+        fence publishes the label: withdrawn auto-labels, the least sure of a young model's, are
+        audited with the same known probability as the labels routing gives on arrival."""
+        item = prediction.ingested.item
+        audit = decision.task_reason == events_pb2.TASK_REASON_AUDIT
+        label.audited = audit
         withdrawal = events_pb2.TaskRouted(
             task_id=item.item_id,
-            ingested=combined.ingested,
-            prediction=combined,
+            ingested=prediction.ingested,
+            prediction=prediction,
             routed_at=at,
             withdraw=events_pb2.Withdrawal(label=label),
         )
+        if audit:
+            task = self._task(prediction, project, decision, decision.task_reason, at)
+            task.ingested.CopyFrom(label.ingested)  # the item's audit, not the rescore command
+            withdrawal.withdraw.audit.CopyFrom(task)
         batch.emit(TASKS, item_key(item.project_id, item.item_id), withdrawal)
 
     def _prior_rank(self, prediction: events_pb2.Prediction, threshold: Threshold) -> int | None:
@@ -232,8 +251,9 @@ class Router:
         item = prediction.ingested.item
         return self.prior_ranks.next(item.project_id, prediction.model_version, top.label)
 
-    @staticmethod
+    @classmethod
     def _emit_task(
+        cls,
         batch: Batch,
         prediction: events_pb2.Prediction,
         project: common_pb2.Project,
@@ -241,6 +261,22 @@ class Router:
         reason: int,
         at: Timestamp,
     ) -> None:
+        """Emit :meth:`_task` to `tasks`."""
+        item = prediction.ingested.item
+        batch.emit(
+            TASKS,
+            item_key(item.project_id, item.item_id),
+            cls._task(prediction, project, decision, reason, at),
+        )
+
+    @staticmethod
+    def _task(
+        prediction: events_pb2.Prediction,
+        project: common_pb2.Project,
+        decision: Decision,
+        reason: int,
+        at: Timestamp,
+    ) -> events_pb2.TaskRouted:
         """A task for people (idempotent downstream by task id): an audit of an auto-label
         (task id `<item>:audit`), or the item's own labeling task. Audits need as many annotators
         as labeling tasks: one noisy person cannot tell a 0.95-precise model from a worse one. The
@@ -261,4 +297,4 @@ class Router:
             uncertain_labels=decision.uncertain_labels,
             audited_labels=(decision.accepted or ()) if audit else (),
         )
-        batch.emit(TASKS, item_key(item.project_id, item.item_id), task)
+        return task

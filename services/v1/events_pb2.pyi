@@ -167,10 +167,12 @@ class Enqueue(_message.Message):
     def __init__(self) -> None: ...
 
 class Withdrawal(_message.Message):
-    __slots__ = ("label",)
+    __slots__ = ("label", "audit")
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     label: LabelFinalized
-    def __init__(self, label: _Optional[_Union[LabelFinalized, _Mapping]] = ...) -> None: ...
+    audit: TaskRouted
+    def __init__(self, label: _Optional[_Union[LabelFinalized, _Mapping]] = ..., audit: _Optional[_Union[TaskRouted, _Mapping]] = ...) -> None: ...
 
 class AnnotationSubmitted(_message.Message):
     __slots__ = ("task_id", "item_id", "project_id", "annotator_id", "labels", "lease_id", "audit", "audited_labels", "duration_ms", "annotated_at", "reason", "answer_probability", "model_version", "predicted_label", "predicted_confidence", "consensus_labels", "reviewed_labels", "reviewed_annotators", "spans", "boxes", "consensus_no_label", "predicted_scores")

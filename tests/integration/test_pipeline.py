@@ -278,3 +278,83 @@ def test_a_deployed_model_takes_waiting_tasks_nobody_started_off_peoples_hands(
     # auto-labeled more waiting tasks after it)
     assert auto.keys() <= labels.keys() - humans
     assert (status.auto_labeled, status.human_labeled) == (len(records) - len(humans), len(humans))
+
+
+def test_a_withdrawn_auto_label_is_audited_under_routings_draw(stack, services, spam, spam_model) -> None:
+    """Waiting tasks a new model auto-labels are audited as new items would be: exactly the
+    withdrawn items whose stable draw falls under the audit rate get an audit task (on the raw
+    `tasks` topic), their final labels say `audited`, and people's audit answers reach
+    `annotations` with the audit's known probability. Before, withdrawn labels were never audited."""
+    from labelloop.core import stream as core_stream
+    from labelloop.core.topics import MODELS, TASKS
+    from labelloop.v1 import events_pb2, human_tasks_pb2
+
+    records = spam[0][60:120]
+    truth = {r["id"]: r["label"] for r in records}
+    project_id = f"rescore-audit-{uuid.uuid4().hex[:8]}"
+    services.create_project(project_id, LABELS, audit_rate=0.5)
+    submit(services, project_id, records)  # no model yet: every item waits for people
+    stub = services.human_tasks()
+
+    def queued() -> int:
+        request = human_tasks_pb2.GetQueueStatsRequest(project_id=project_id)
+        return stub.GetQueueStats(request, timeout=5).queued
+
+    wait_until(lambda: queued() == len(records), 60, interval=0.3, message="tasks not queued")
+    assert serve(stack, project_id, spam_model, LABELS) == 1
+    ThresholdStore(services.redis, services.redis_prefix).set(project_id, Threshold(0.9, model_version=1))
+    producer = core_stream.EventProducer(stack.bootstrap_servers, services.topic_prefix, "test")
+    producer.send(
+        MODELS,
+        project_id,
+        events_pb2.ModelEvent(
+            project_id=project_id, kind=events_pb2.MODEL_EVENT_KIND_DEPLOYED, model_name=project_id
+        ),
+    )
+    producer.flush()
+    producer.close()
+
+    def withdrawn():
+        labels = latest_labels(stack.bootstrap_servers, services.topic_prefix, project_id)
+        return labels if len(labels) >= 20 else None
+
+    wait_until(withdrawn, 90, interval=0.5, message="waiting tasks were not auto-labeled")
+    stop = threading.Event()
+    annotators = annotate(services, project_id, truth, stop)
+    try:
+        wait_for_labels(services, project_id, len(records))
+        labels = one_label_per_item(stack.bootstrap_servers, services.topic_prefix, project_id)
+        auto = {i: label for i, label in labels.items() if label.source == common_pb2.LABEL_SOURCE_MODEL}
+        expected = {i for i in auto if audit_draw(i, "labelloop-audit") < 0.5}
+        assert auto and expected and expected != set(auto), "both sides of the draw are exercised"
+
+        def audit_answers() -> set[str]:
+            return {
+                a.item_id
+                for a in replay(
+                    stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS, project_id=project_id
+                )
+                if a.audit and a.project_id == project_id
+            }
+
+        wait_until(lambda: audit_answers() >= expected, 60, interval=0.5, message="audit answers missing")
+    finally:
+        stop.set()
+        for a in annotators:
+            a.join(10)
+
+    assert {i for i, label in auto.items() if label.audited} == expected
+    audit_tasks = [
+        t
+        for t in replay(stack.bootstrap_servers, services.topic_prefix, TASKS, project_id=project_id)
+        if t.ingested.item.project_id == project_id and t.reason == events_pb2.TASK_REASON_AUDIT
+    ]
+    assert {t.ingested.item.item_id for t in audit_tasks} == expected
+    assert all(t.task_id.endswith(":audit") and t.HasField("enqueue") for t in audit_tasks)
+    answers = [
+        a
+        for a in replay(stack.bootstrap_servers, services.topic_prefix, ANNOTATIONS, project_id=project_id)
+        if a.audit and a.project_id == project_id
+    ]
+    assert {a.item_id for a in answers} == expected
+    assert all(a.answer_probability == 0.5 and a.model_version == 1 for a in answers)

@@ -342,16 +342,20 @@ def test_label_issues_are_scored_against_the_hidden_labels() -> None:
 def test_auto_labels_of_withdrawn_tasks_are_counted_once_and_scored() -> None:
     from labelloop.bench.report import withdrawn_stats
 
-    def routed(item: str, withdraw: bool) -> events_pb2.TaskRouted:
-        t = events_pb2.TaskRouted(task_id=item)
+    def routed(item: str, withdraw: bool, audit: bool = False) -> events_pb2.TaskRouted:
+        t = events_pb2.TaskRouted(task_id=f"{item}:audit" if audit else item)
         t.ingested.item.item_id = item
         if withdraw:
             t.withdraw.label.labels.append("x")
+        if audit:
+            t.reason = events_pb2.TASK_REASON_AUDIT
         return t
 
     tasks = [
         routed("a", False),
         routed("a", True),
+        routed("a", False, audit=True),  # the audit the withdrawal carried, queued once published
+        routed("e", False, audit=True),  # routing's own auto-label's audit: not a withdrawn one
         routed("a", True),  # a second withdrawal (a later deploy) is the same item
         routed("b", False),
         routed("b", True),
@@ -368,6 +372,7 @@ def test_auto_labels_of_withdrawn_tasks_are_counted_once_and_scored() -> None:
     assert withdrawn_stats(tasks, TRUTH, finals) == {
         "withdrawn_auto_labels": 2,
         "withdrawn_auto_accuracy": 0.5,  # a is right (x), b is wrong (y)
+        "withdrawn_audited": 1,  # a
         "auto_by_version": {
             "2": {"withdrawn": {"n": 1, "accuracy": 0.0}, "new": {"n": 1, "accuracy": 0.0}},
             "3": {"withdrawn": {"n": 1, "accuracy": 1.0}},
@@ -376,6 +381,7 @@ def test_auto_labels_of_withdrawn_tasks_are_counted_once_and_scored() -> None:
     assert withdrawn_stats([], TRUTH, finals) == {
         "withdrawn_auto_labels": 0,
         "withdrawn_auto_accuracy": None,
+        "withdrawn_audited": 0,
         "auto_by_version": {
             "2": {"new": {"n": 2, "accuracy": 0.0}},  # b and e are wrong
             "3": {"new": {"n": 1, "accuracy": 1.0}},

@@ -122,6 +122,36 @@ def test_a_rescore_the_model_is_sure_of_is_a_withdrawal_and_claims_nothing() -> 
     assert emitted(batch) == [], "not sure: the task keeps waiting"
 
 
+@pytest.mark.parametrize("audit_rate", [0.0, 1.0])
+def test_a_withdrawal_drawn_for_an_audit_carries_the_audit_of_its_label(audit_rate: float) -> None:
+    """A rescore's auto-label is audited as a new item's would be: under routing's audit draw the
+    withdrawal carries the audit task (queued by human-tasks once the label is published) and the
+    label says it is audited; outside the draw neither. Before, withdrawn labels were never audited."""
+    project = common_pb2.Project(
+        spec=common_pb2.ProjectSpec(
+            project_id="p", labels=["ham", "spam"], audit_rate=audit_rate, annotators_per_task=2
+        )
+    )
+    projects = Projects()
+    projects.get = lambda project_id: project  # type: ignore[method-assign]
+    batch = batch_of(0.9, rescore=True)
+    Router(projects, Thresholds(0.6), Writer(Outcome.NEW), "seed")(batch)  # type: ignore[arg-type]
+
+    assert emitted(batch) == ["tasks"]
+    withdrawal = batch.outputs[0][2]
+    assert withdrawal.WhichOneof("command") == "withdraw"
+    assert withdrawal.withdraw.label.audited is (audit_rate == 1.0)
+    if audit_rate == 0.0:
+        assert not withdrawal.withdraw.HasField("audit")
+        return
+    audit = withdrawal.withdraw.audit
+    assert audit.task_id == "i:audit" and audit.WhichOneof("command") == "enqueue"
+    assert audit.reason == events_pb2.TASK_REASON_AUDIT and list(audit.audited_labels) == ["spam"]
+    assert audit.answer_probability == 1.0 and audit.annotators_required == 2
+    assert audit.ingested.WhichOneof("purpose") == "arrival", "the item's audit, not the rescore command"
+    assert audit.prediction.model_version == 1 and audit.priority == 1.0
+
+
 @pytest.mark.parametrize("multi", [False, True])
 def test_an_audit_task_names_the_auto_label_it_audits(multi: bool) -> None:
     """The audit's task carries routing's auto-label (a multi-label project's whole label list),
