@@ -97,6 +97,45 @@ def wait_for_labels(services: RunningServices, project_id: str, count: int, time
     )
 
 
+def all_waiting(services: RunningServices, project_id: str, records, audit_rate: float):
+    """A new project whose `records` all wait for people (no model yet); returns its queue size."""
+    from labelloop.v1 import human_tasks_pb2
+
+    services.create_project(project_id, LABELS, audit_rate=audit_rate)
+    submit(services, project_id, records)
+    stub = services.human_tasks()
+
+    def queued() -> int:
+        request = human_tasks_pb2.GetQueueStatsRequest(project_id=project_id)
+        return stub.GetQueueStats(request, timeout=5).queued
+
+    wait_until(lambda: queued() == len(records), 60, interval=0.3, message="tasks not queued")
+    return queued
+
+
+def deploy(stack, services: RunningServices, project_id: str, model) -> None:
+    """Serve `model` as the project's version 1 at threshold 0.9 and announce its deploy, as the
+    model lifecycle would: human-tasks sends the waiting tasks back for its opinion."""
+    from labelloop.core import stream as core_stream
+    from labelloop.core.topics import MODELS
+    from labelloop.v1 import events_pb2
+
+    assert serve(stack, project_id, model, LABELS) == 1
+    ThresholdStore(services.redis, services.redis_prefix).set(project_id, Threshold(0.9, model_version=1))
+    producer = core_stream.EventProducer(stack.bootstrap_servers, services.topic_prefix, "test")
+    try:
+        producer.send(
+            MODELS,
+            project_id,
+            events_pb2.ModelEvent(
+                project_id=project_id, kind=events_pb2.MODEL_EVENT_KIND_DEPLOYED, model_name=project_id
+            ),
+        )
+        producer.flush()
+    finally:
+        producer.close()
+
+
 def test_the_pipeline_labels_every_item_once_with_the_right_source(
     stack, services, spam, spam_model, tmp_path
 ):
@@ -203,22 +242,13 @@ def test_the_pipeline_labels_every_item_once_with_the_right_source(
 def test_a_deployed_model_takes_waiting_tasks_nobody_started_off_peoples_hands(
     stack, services, spam, spam_model
 ) -> None:
-    from labelloop.core import stream as core_stream
-    from labelloop.core.topics import MODELS
-    from labelloop.v1 import events_pb2, human_tasks_pb2
+    from labelloop.v1 import human_tasks_pb2
 
     records = spam[0][:60]
     truth = {r["id"]: r["label"] for r in records}
     project_id = f"rescore-{uuid.uuid4().hex[:8]}"
-    services.create_project(project_id, LABELS, audit_rate=0.0)
-    submit(services, project_id, records)  # no model yet: every item waits for people
+    queued = all_waiting(services, project_id, records, audit_rate=0.0)
     stub = services.human_tasks()
-
-    def queued() -> int:
-        request = human_tasks_pb2.GetQueueStatsRequest(project_id=project_id)
-        return stub.GetQueueStats(request, timeout=5).queued
-
-    wait_until(lambda: queued() == len(records), 60, interval=0.3, message="tasks not queued")
     started = stub.LeaseTask(
         human_tasks_pb2.LeaseTaskRequest(project_id=project_id, annotator_id="busy"), timeout=10
     )
@@ -226,18 +256,7 @@ def test_a_deployed_model_takes_waiting_tasks_nobody_started_off_peoples_hands(
     kept = started.task.ingested.item.item_id
 
     # A model is deployed: the waiting tasks are sent back for its opinion.
-    assert serve(stack, project_id, spam_model, LABELS) == 1
-    ThresholdStore(services.redis, services.redis_prefix).set(project_id, Threshold(0.9, model_version=1))
-    producer = core_stream.EventProducer(stack.bootstrap_servers, services.topic_prefix, "test")
-    producer.send(
-        MODELS,
-        project_id,
-        events_pb2.ModelEvent(
-            project_id=project_id, kind=events_pb2.MODEL_EVENT_KIND_DEPLOYED, model_name=project_id
-        ),
-    )
-    producer.flush()
-    producer.close()
+    deploy(stack, services, project_id, spam_model)
 
     def settled():
         # Every task left the queue as an auto-label, or is still queued (the leased one aside);
@@ -285,34 +304,14 @@ def test_a_withdrawn_auto_label_is_audited_under_routings_draw(stack, services, 
     withdrawn items whose stable draw falls under the audit rate get an audit task (on the raw
     `tasks` topic), their final labels say `audited`, and people's audit answers reach
     `annotations` with the audit's known probability. Before, withdrawn labels were never audited."""
-    from labelloop.core import stream as core_stream
-    from labelloop.core.topics import MODELS, TASKS
-    from labelloop.v1 import events_pb2, human_tasks_pb2
+    from labelloop.core.topics import TASKS
+    from labelloop.v1 import events_pb2
 
     records = spam[0][60:120]
     truth = {r["id"]: r["label"] for r in records}
     project_id = f"rescore-audit-{uuid.uuid4().hex[:8]}"
-    services.create_project(project_id, LABELS, audit_rate=0.5)
-    submit(services, project_id, records)  # no model yet: every item waits for people
-    stub = services.human_tasks()
-
-    def queued() -> int:
-        request = human_tasks_pb2.GetQueueStatsRequest(project_id=project_id)
-        return stub.GetQueueStats(request, timeout=5).queued
-
-    wait_until(lambda: queued() == len(records), 60, interval=0.3, message="tasks not queued")
-    assert serve(stack, project_id, spam_model, LABELS) == 1
-    ThresholdStore(services.redis, services.redis_prefix).set(project_id, Threshold(0.9, model_version=1))
-    producer = core_stream.EventProducer(stack.bootstrap_servers, services.topic_prefix, "test")
-    producer.send(
-        MODELS,
-        project_id,
-        events_pb2.ModelEvent(
-            project_id=project_id, kind=events_pb2.MODEL_EVENT_KIND_DEPLOYED, model_name=project_id
-        ),
-    )
-    producer.flush()
-    producer.close()
+    all_waiting(services, project_id, records, audit_rate=0.5)
+    deploy(stack, services, project_id, spam_model)
 
     def withdrawn():
         labels = latest_labels(stack.bootstrap_servers, services.topic_prefix, project_id)
