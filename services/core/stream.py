@@ -73,7 +73,11 @@ class _Deliveries:
                 self.failures.append(str(error))
 
 
-STUCK_GRACE_S = 10.0
+TRANSACTION_CALL_TIMEOUT_S = 10.0
+"""How long a commit or abort may take. On loopback or a LAN they take milliseconds; after a
+broker restart one can hang (librdkafka issue 5511) and every consume loop waits this long plus
+STUCK_GRACE_S before it re-reads its batch with a new producer: the stall operators see."""
+STUCK_GRACE_S = 5.0
 """How long past its own timeout a transaction call may block before its producer is replaced."""
 
 
@@ -218,7 +222,9 @@ class EventProducer:
         if outcome[0] is not None:
             raise outcome[0]
 
-    def commit(self, offsets: list[Any], group_metadata: Any, timeout_s: float = 30) -> None:
+    def commit(
+        self, offsets: list[Any], group_metadata: Any, timeout_s: float = TRANSACTION_CALL_TIMEOUT_S
+    ) -> None:
         """Commit the open transaction: every send since :meth:`begin` and the consumer group's
         `offsets` (the next offsets to read), atomically. Retries what librdkafka calls
         retriable; aborts the transaction and raises DependencyUnavailable when it must be
@@ -250,7 +256,7 @@ class EventProducer:
         if deliveries.failures:  # commit_transaction fails first; kept as a guard
             raise DependencyUnavailable("kafka", f"produce failed: {deliveries.failures[0]}")
 
-    def abort(self, timeout_s: float = 30) -> None:
+    def abort(self, timeout_s: float = TRANSACTION_CALL_TIMEOUT_S) -> None:
         """Abort the open transaction (if any): its records stay in the log, marked aborted, and
         read_committed readers skip them."""
         self._local.deliveries = _Deliveries()

@@ -16,9 +16,11 @@ class HumanTasksSettings(CommonSettings):
     metrics_port: int = setting(9104, port)
     lease_ttl_s: float = setting(300.0, positive)
     reap_interval_s: float = setting(1.0, positive)
-    # An answer recorded in Redis whose events were not produced this long after (a Kafka outage
-    # and a client that did not retry) is published by the upkeep.
-    republish_after_s: float = setting(60.0, positive)
+    # An answer recorded in Redis whose events were not produced this long after (a Kafka outage,
+    # a client that did not retry, a process killed in between) is published by the upkeep. The
+    # hold a recording call keeps on its production (queue.PRODUCE_HOLD_S, 30 s) is what keeps
+    # two publishers apart; this only spaces the upkeep's attempts.
+    republish_after_s: float = setting(30.0, positive)
     # When a model is deployed, up to this many waiting tasks nobody has started are sent back for
     # its opinion; those it auto-labels are withdrawn from people (0: never).
     rescore_limit: int = setting(1000, non_negative)

@@ -7,7 +7,8 @@ Env: the `LABELLOOP_*` variables of IngestSettings (labelloop.ingest.settings).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from typing import Any
 
 from labelloop.core import grpc_server, kafka_clients, stream
 from labelloop.core.media import MediaStore
@@ -26,18 +27,37 @@ from labelloop.v1 import admin_pb2_grpc, auth_pb2_grpc, ingest_pb2_grpc, rules_p
 log = logging.getLogger("ingest")
 
 
-def dead_letter_counter(bootstrap_servers: str, prefix: str) -> Callable[[], int]:
-    """Counts records in the dead-letter topic (end offsets minus start offsets)."""
-    name = DEAD_LETTERS.name(prefix)
+class DeadLetterCounter:
+    """Counts records in the dead-letter topic (end offsets minus start offsets), for
+    GetProjectStatus. One reader, kept open and shared by the gRPC threads (a status poll would
+    otherwise open and authenticate a Kafka connection per call); after an error the next call
+    opens a new one. `close()` at shutdown."""
 
-    def count() -> int:
-        consumer = kafka_clients.reader(bootstrap_servers, "labelloop-ingest-dead-letters")
-        try:
-            return sum(high - low for low, high in kafka_clients.watermarks(consumer, name).values())
-        finally:
+    def __init__(self, bootstrap_servers: str, prefix: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = DEAD_LETTERS.name(prefix)
+        self._lock = threading.Lock()
+        self._consumer: Any = None
+
+    def __call__(self) -> int:
+        with self._lock:
+            if self._consumer is None:
+                self._consumer = kafka_clients.reader(self.bootstrap_servers, "labelloop-ingest-dead-letters")
+            try:
+                marks = kafka_clients.watermarks(self._consumer, self.topic)
+            except BaseException:
+                self._close()
+                raise
+        return sum(high - low for low, high in marks.values())
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
             consumer.close()
-
-    return count
 
 
 def main() -> None:
@@ -52,13 +72,8 @@ def main() -> None:
     media = MediaStore(settings.media_root, settings.max_media_bytes)
     ingestor = Ingestor(projects, progress, client, producer, limits, media)
     ingest_api = IngestApi(ingestor, settings.max_batch_items)
-    project_api = ProjectApi(
-        projects,
-        progress,
-        client,
-        settings.redis_key_prefix,
-        dead_letter_counter(settings.kafka_bootstrap, settings.topic_prefix),
-    )
+    dead_letters = DeadLetterCounter(settings.kafka_bootstrap, settings.topic_prefix)
+    project_api = ProjectApi(projects, progress, client, settings.redis_key_prefix, dead_letters)
     rule_api = RuleApi(projects, RuleStore(client, settings.redis_key_prefix))
     tokens = runtime.token_store(settings, client)
     server = grpc_server.build_server(
@@ -78,6 +93,7 @@ def main() -> None:
         pass
     log.info("ingest stopping: draining gRPC calls")
     server.stop(grace=settings.shutdown_timeout_s).wait()
+    dead_letters.close()
     producer.close()
     runtime.health.alive = False
     log.info("ingest stopped")
