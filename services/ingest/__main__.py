@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from labelloop.core import grpc_server, kafka_clients, stream
+from labelloop.core.errors import DependencyUnavailable
 from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
 from labelloop.core.projects import ProjectStore
@@ -29,18 +30,25 @@ log = logging.getLogger("ingest")
 
 class DeadLetterCounter:
     """Counts records in the dead-letter topic (end offsets minus start offsets), for
-    GetProjectStatus. One reader, kept open and shared by the gRPC threads (a status poll would
-    otherwise open and authenticate a Kafka connection per call); after an error the next call
-    opens a new one. `close()` at shutdown."""
+    GetProjectStatus. One reader, kept open and used by one gRPC thread at a time (a status poll
+    would otherwise open and authenticate a Kafka connection per call); after an error the next
+    call opens a new one. A call that finds another one waiting on Kafka for longer than
+    `busy_timeout_s` fails as Kafka unavailable instead of queueing, so status polls during an
+    outage cannot take every gRPC thread. `close()` at shutdown."""
 
-    def __init__(self, bootstrap_servers: str, prefix: str) -> None:
+    def __init__(self, bootstrap_servers: str, prefix: str, busy_timeout_s: float = 10.0) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = DEAD_LETTERS.name(prefix)
+        self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._consumer: Any = None
 
     def __call__(self) -> int:
-        with self._lock:
+        if not self._lock.acquire(timeout=self.busy_timeout_s):
+            raise DependencyUnavailable(
+                "kafka", f"the dead-letter count: another call waited on Kafka for {self.busy_timeout_s:.0f}s"
+            )
+        try:
             if self._consumer is None:
                 self._consumer = kafka_clients.reader(self.bootstrap_servers, "labelloop-ingest-dead-letters")
             try:
@@ -48,6 +56,8 @@ class DeadLetterCounter:
             except BaseException:
                 self._close()
                 raise
+        finally:
+            self._lock.release()
         return sum(high - low for low, high in marks.values())
 
     def close(self) -> None:

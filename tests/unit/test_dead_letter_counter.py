@@ -54,3 +54,15 @@ def test_the_count_reuses_one_reader_replaces_it_after_an_error_and_closes_it(mo
     count.close()
     assert made[1].closed
     count.close()  # twice is harmless
+
+
+def test_a_call_that_finds_another_waiting_on_kafka_fails_as_unavailable_instead_of_queueing(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(ingest_main.kafka_clients, "reader", lambda *_a: FakeReader())
+    monkeypatch.setattr(ingest_main.kafka_clients, "watermarks", lambda *_a: {0: (0, 4)})
+    count = ingest_main.DeadLetterCounter("broker:9092", "p", busy_timeout_s=0.05)
+    # another call is waiting on Kafka (it holds the reader)
+    with count._lock, pytest.raises(DependencyUnavailable, match="another call waited on Kafka"):
+        count()
+    assert count() == 4
