@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -53,6 +53,28 @@ class Threshold:
     """Human labels of confident items (exploration, audits) the version was trained with: with
     the answers to its own explored and audited tasks they set `exploration_rate`, which falls
     between trainings too (retraining/lifecycle.move_threshold)."""
+
+    rescore_threshold: float = 0.0
+    rescore_class_thresholds: dict[str, float] = field(default_factory=dict)
+    """What a waiting task's new prediction must also reach to be auto-labeled and withdrawn
+    (a deploy's rescore): calibrated on the labels of items people got with probability 1
+    (retraining/evaluation.calibrate_rescores). 0 and {}: nothing more than `threshold`."""
+
+    def for_rescores(self) -> Threshold:
+        """The rule for a rescored waiting task: each label's threshold is the stricter of its
+        own and its rescore threshold."""
+        if not self.rescore_threshold and not self.rescore_class_thresholds:
+            return self
+        labels = set(self.class_thresholds) | set(self.rescore_class_thresholds)
+        return replace(
+            self,
+            threshold=max(self.threshold, self.rescore_threshold),
+            class_thresholds={label: max(self.for_label(label), self.rescore_for(label)) for label in labels},
+        )
+
+    def rescore_for(self, label: str) -> float:
+        """The rescore threshold of `label` (its class's, else the global one)."""
+        return self.rescore_class_thresholds.get(label, self.rescore_threshold)
 
     def awaits_answers(self, answers: int, needed: int) -> bool:
         """True while fewer than `needed` answers arrived since the last move: a sample that has
@@ -113,6 +135,12 @@ class Threshold:
             "label_lower": dict(self.label_lower),
             **({"answers_at_move": self.answers_at_move} if self.answers_at_move else {}),
             **({"explored_labels": self.explored_labels} if self.explored_labels else {}),
+            **({"rescore_threshold": self.rescore_threshold} if self.rescore_threshold else {}),
+            **(
+                {"rescore_class_thresholds": dict(self.rescore_class_thresholds)}
+                if self.rescore_class_thresholds
+                else {}
+            ),
         }
 
     @classmethod
@@ -130,6 +158,10 @@ class Threshold:
             label_lower={str(k): float(v) for k, v in (data.get("label_lower") or {}).items()},
             answers_at_move=int(data.get("answers_at_move", 0)),
             explored_labels=int(data.get("explored_labels", 0)),
+            rescore_threshold=float(data.get("rescore_threshold", 0.0)),
+            rescore_class_thresholds={
+                str(k): float(v) for k, v in (data.get("rescore_class_thresholds") or {}).items()
+            },
         )
 
 

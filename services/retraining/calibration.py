@@ -67,7 +67,9 @@ margins), and in a BBC News bench run (100 waiting items) 173 auto-labels came f
 tasks while 212 tasks were answered. Withdrawn auto-labels are audited under routing's draw as
 any auto-label is (routing/router.py), so their audits weigh ``1 / (exploration + audit)`` (capped)
 and move the serving threshold; at a 2% audit rate that is a handful of answers per stream, so
-the withdrawn region stays thinly sampled. The first 88 labels
+the withdrawn region stays thinly sampled. A withdrawal must also reach thresholds calibrated on the labels of
+items people got with probability 1 alone (``evaluation.calibrate_rescores``): the population
+waiting tasks come from, where a model's confidence is less reliable than on the stream. The first 88 labels
 of that run were easier for the model than a random 88 (out-of-fold precision 0.98 above the
 threshold that then served at 0.92, against 0.89-0.97 in 12 random samples): the threshold is
 optimistic (README, Benchmarks, "Where the targets stand"). Out-of-fold models fitted on two thirds

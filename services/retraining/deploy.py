@@ -44,6 +44,11 @@ def stricter(a: Threshold, b: Threshold) -> Threshold:
         class_thresholds={c: max(a.for_label(c), b.for_label(c)) for c in classes},
         label_upper={x: max(a.label_upper[x], b.label_upper[x]) for x in labels},
         label_lower={x: min(a.label_lower.get(x, -1.0), b.label_lower.get(x, -1.0)) for x in labels},
+        rescore_threshold=max(a.rescore_threshold, b.rescore_threshold),
+        rescore_class_thresholds={
+            c: max(a.rescore_for(c), b.rescore_for(c))
+            for c in set(a.rescore_class_thresholds) | set(b.rescore_class_thresholds)
+        },
     )
 
 

@@ -33,6 +33,7 @@ from labelloop.retraining.evaluation import (
     GateDecision,
     best_candidate,
     calibrate,
+    calibrate_rescores,
     evaluate,
     gate,
     out_of_fold_probs,
@@ -140,10 +141,10 @@ class Trainer:
             t0 = time.perf_counter()
             calibrated = [self._calibrate(c, snapshot, label_set, target, pid) for c in candidates]
             calibration_s = time.perf_counter() - t0
-            for c, (cal, _, _, _) in zip(candidates, calibrated, strict=True):
+            for c, (cal, _, _, _, _) in zip(candidates, calibrated, strict=True):
                 c.metrics["calibrated_coverage"] = cal.expected_coverage
             chosen = best_candidate([c.metrics for c in candidates], "calibrated_coverage", metric)
-            best, (calib, oof, valid, sources_min_judged) = candidates[chosen], calibrated[chosen]
+            best, (calib, oof, valid, sources_min_judged, rescores) = candidates[chosen], calibrated[chosen]
             issues = self._check_labels(pid, labeled, snapshot, oof, valid, best.holdout_probs, label_set)
             threshold = Threshold(
                 calib.threshold,
@@ -156,6 +157,8 @@ class Trainer:
                 ),
                 sources_min_judged=sources_min_judged,
                 explored_labels=snapshot.explored,
+                rescore_threshold=rescores.threshold,
+                rescore_class_thresholds=dict(rescores.class_thresholds),
             )
             if replaces_prior:
                 # The zero-shot prior is never compared (zero_shot.py): a trained model replaces it.
@@ -312,13 +315,15 @@ class Trainer:
 
     def _calibrate(
         self, candidate: Candidate, snapshot: Snapshot, label_set: list[str], target: float, pid: str = ""
-    ) -> tuple[Calibration, np.ndarray, np.ndarray, int]:
+    ) -> tuple[Calibration, np.ndarray, np.ndarray, int, Calibration]:
         """The thresholds of `candidate`'s family (calibration.py): out-of-fold probabilities on
         the training labels and the candidate's own on the held-out ones, each label weighted by
         the inverse of the probability routing gave it to people, turned into the label model's
         posterior when the project's other sources voted (retraining/posterior.py). With the
         out-of-fold probabilities and which rows have one (the label checks read them), and the
-        `sources_min_judged` the thresholds were calibrated with (0: the model's probabilities)."""
+        `sources_min_judged` the thresholds were calibrated with (0: the model's probabilities),
+        and the thresholds a rescored waiting task must also reach, calibrated on the same
+        probabilities (evaluation.calibrate_rescores)."""
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
         oof, valid = out_of_fold_probs(
@@ -374,7 +379,11 @@ class Trainer:
                 )
                 if chosen:
                     calibration, sources_min_judged = on_posterior, sample.sources_min_judged
-        return calibration, oof, valid, sources_min_judged
+                    probs = sample.probabilities
+        rescores = calibrate_rescores(
+            probs, truth, label_set, target, self.settings.confidence_level, weights=weights
+        )
+        return calibration, oof, valid, sources_min_judged, rescores
 
     def _check_labels(
         self,

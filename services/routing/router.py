@@ -9,7 +9,9 @@ item again with the vote counted: when the posterior now clears the threshold, t
 is withdrawn with the auto-label (human-tasks publishes it only if nobody has started the task).
 A withdrawal drawn for an audit carries the audit's task (queued once the label is published), so
 every auto-label, on arrival, after a rescore or after a late vote, is audited with the same known
-probability.
+probability. A withdrawal (after a rescore or a late vote) must also reach the threshold's
+rescore thresholds, calibrated on items people got with probability 1, which waiting tasks are
+(`Threshold.for_rescores`, retraining/evaluation.calibrate_rescores).
 `LABELLOOP_LABEL_MODEL_MIN_JUDGED` (opt-in, not calibrated) forces posterior routing under any
 threshold."""
 
@@ -111,6 +113,10 @@ class Router:
             prediction = self._combined(prediction, project, threshold)
             metrics.THRESHOLD.labels(project.spec.project_id).set(threshold.threshold)
             multi = is_multi_label(project)
+            if prediction.ingested.HasField("rescore") and not multi:
+                # a waiting task, which an earlier model was unsure of: the rule calibrated on
+                # such items applies too (core/thresholds.Threshold.for_rescores)
+                threshold = threshold.for_rescores()
             if multi:
                 decision = decide_labels(prediction, project, threshold, self.audit_seed)
             else:
@@ -193,7 +199,8 @@ class Router:
         combined = self._combined(prediction, project, threshold)
         if combined is prediction:
             return
-        decision = decide(combined, project, threshold, self.audit_seed)
+        rule = threshold.for_rescores()  # only a waiting task is withdrawn: a rescore's rule
+        decision = decide(combined, project, rule, self.audit_seed)
         if decision.auto_label is None:
             return
         label = events_pb2.LabelFinalized(
@@ -204,7 +211,7 @@ class Router:
             model_name=combined.model_name,
             model_version=combined.model_version,
             finalized_at=at,
-            threshold=threshold.for_label(decision.auto_label),
+            threshold=rule.for_label(decision.auto_label),
         )
         metrics.ROUTING_DECISIONS.labels(item.project_id, "auto_after_vote").inc()
         self._emit_withdrawal(batch, combined, project, decision, label, at)

@@ -264,6 +264,10 @@ def test_the_loop_learns_from_people_and_auto_labels_more_as_the_stream_goes_on(
         served_threshold = ThresholdStore(services.redis, redis_prefix, cache_s=0).get(project_id)
         # something is admitted: by the global threshold or by a class's own
         assert min([served_threshold.threshold, *served_threshold.class_thresholds.values()]) <= 1.0
+        # and the training calibrated the rule for waiting tasks too (evaluation.calibrate_rescores),
+        # recorded with the version and served as recorded (moves leave it alone)
+        assert served_threshold.rescore_threshold > 0.0
+        assert champion.threshold["rescore_threshold"] == pytest.approx(served_threshold.rescore_threshold)
 
         labels = one_label_per_item(stack.bootstrap_servers, topic_prefix, project_id)
         assert set(labels) == set(truth)

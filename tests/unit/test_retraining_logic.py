@@ -164,6 +164,40 @@ def test_calibration_admits_nothing_with_too_few_labels_and_something_with_enoug
     assert np.mean(truth[admitted] == "a") >= 0.9
 
 
+def test_rescore_thresholds_are_calibrated_on_the_labels_people_got_with_probability_one() -> None:
+    """Waiting tasks are items an earlier model was unsure of: their thresholds come from the
+    labels of such items (weight 1) alone. Here the model is right on 99% of the confident items
+    of the stream (explored, weight 3) but on only 80% of those an earlier model was unsure of."""
+    from labelloop.retraining.evaluation import calibrate_rescores
+
+    rng = np.random.default_rng(3)
+    unsure_ok = rng.uniform(size=300) < 0.8
+    explored_ok = rng.uniform(size=300) < 0.99
+    conf = np.full(600, 0.97)
+    truth = ["a" if ok else "b" for ok in np.concatenate([unsure_ok, explored_ok])]
+    probs = np.stack([conf, 1 - conf], axis=1)
+    weights = [1.0] * 300 + [3.0] * 300
+    everything = calibrate(probs, truth, ["a", "b"], 0.85, 0.8, weights=weights, max_weight=3.0)
+    rescores = calibrate_rescores(probs, truth, ["a", "b"], 0.85, 0.8, weights=weights)
+    assert everything.threshold <= 0.97 and rescores.threshold == ADMIT_NOTHING
+    assert rescores.n == 300
+    # with the unsure items as good as the rest, the rescores admit what the stream's rule does
+    good = ["a" if ok else "b" for ok in np.concatenate([explored_ok, explored_ok])]
+    assert calibrate_rescores(probs, good, ["a", "b"], 0.85, 0.8, weights=weights).threshold <= 0.97
+
+
+def test_a_rescore_takes_the_stricter_of_each_labels_two_thresholds_and_both_round_trip() -> None:
+    rule = Threshold(0.6, {"a": 0.9}, 2, rescore_threshold=0.8, rescore_class_thresholds={"b": 0.95})
+    rescoring = rule.for_rescores()
+    assert rescoring.threshold == 0.8
+    assert {x: rescoring.for_label(x) for x in "abc"} == {"a": 0.9, "b": 0.95, "c": 0.8}
+    assert Threshold(0.6, {"a": 0.9}).for_rescores() == Threshold(0.6, {"a": 0.9})  # none calibrated
+    assert Threshold.from_record(rule.to_record()) == rule
+    assert "rescore_threshold" not in Threshold(0.6).to_record()  # old shape, read as before
+    both = stricter(rule, Threshold(0.7, rescore_threshold=0.85, rescore_class_thresholds={"a": 0.99}))
+    assert (both.rescore_threshold, both.rescore_class_thresholds) == (0.85, {"a": 0.99, "b": 0.95})
+
+
 def test_the_deploy_time_threshold_is_the_stricter_of_both_per_class() -> None:
     old = Threshold(0.8, {"a": 0.95}, 3)
     new = Threshold(0.7, {"b": 0.9})
@@ -341,7 +375,7 @@ def test_thresholds_go_on_the_posterior_only_where_it_admits_more_than_the_model
     settings = load(RetrainingSettings, environ={})
     for sharp, basis in ((True, 5), (False, 0)):
         trainer = Trainer(settings, None, None, None, None, [TFIDF_FAMILY], posterior=Posterior(sharp))  # type: ignore[arg-type]
-        calibration, _, _, sources_min_judged = trainer._calibrate(candidate, snapshot, labels, 0.95, "p")
+        calibration, _, _, sources_min_judged, _ = trainer._calibrate(candidate, snapshot, labels, 0.95, "p")
         assert sources_min_judged == basis
         if sharp:
             assert calibration.expected_coverage > 0.9

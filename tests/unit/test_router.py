@@ -122,6 +122,38 @@ def test_a_rescore_the_model_is_sure_of_is_a_withdrawal_and_claims_nothing() -> 
     assert emitted(batch) == [], "not sure: the task keeps waiting"
 
 
+class Fixed:
+    def __init__(self, value: Threshold) -> None:
+        self.value = value
+
+    def get(self, project_id: str) -> Threshold:
+        return self.value
+
+    def invalidate(self, project_id: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("ham", "withdrawn"),
+    # serving rule: 0.6 for everything; rescores: 0.8, and 0.95 for "spam"
+    [(0.7, False), (0.85, True), (0.1, False), (0.03, True)],
+)
+def test_a_rescore_must_also_reach_its_own_stricter_thresholds_and_new_items_do_not(
+    ham: float, withdrawn: bool
+) -> None:
+    rule = Threshold(0.6, model_version=1, rescore_threshold=0.8, rescore_class_thresholds={"spam": 0.95})
+    batch = batch_of(1 - ham, rescore=True)
+    Router(Projects(), Fixed(rule), Writer(Outcome.NEW), "seed")(batch)  # type: ignore[arg-type]
+    assert emitted(batch) == (["tasks"] if withdrawn else [])
+    if withdrawn:
+        label = batch.outputs[0][2].withdraw.label
+        assert label.threshold == pytest.approx(0.95 if ham < 0.5 else 0.8)
+    new_item = batch_of(1 - ham)
+    writer = Writer(Outcome.NEW)
+    Router(Projects(), Fixed(rule), writer, "seed")(new_item)  # type: ignore[arg-type]
+    assert [c.label is not None for c in writer.claims] == [max(ham, 1 - ham) >= 0.6]
+
+
 @pytest.mark.parametrize("audit_rate", [0.0, 1.0])
 def test_a_withdrawal_drawn_for_an_audit_carries_the_audit_of_its_label(audit_rate: float) -> None:
     """A rescore's auto-label is audited as a new item's would be: under routing's audit draw the
