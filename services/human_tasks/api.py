@@ -273,7 +273,7 @@ class HumanTaskApi(human_tasks_pb2_grpc.HumanTaskServiceServicer):
                 else:
                     finalized = True
         metrics.ANNOTATIONS.labels(project_id).inc()
-        self.queue.client.incr(self.queue.keys.annotations(project_id))
+        self.queue.count_annotation(project_id)  # UNAVAILABLE, not INTERNAL, while Redis restarts
         if tie:
             self.queue.one_more(task)
         elif finalized:

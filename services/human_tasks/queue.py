@@ -458,6 +458,13 @@ class TaskQueue:
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
 
+    def count_annotation(self, project_id: str) -> None:
+        """One more answer for the project's status (`annotations` counter)."""
+        try:
+            self.client.incr(self.keys.annotations(project_id))
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+
     def let_go(self, lease_id: str) -> None:
         """Give up the production of an answered lease's events (producing them failed): a retry
         or the upkeep may take them over at once."""

@@ -22,9 +22,17 @@ from labelloop.bench.loop import BenchConfig, BenchError, run_bench
 ITEMS = 150
 
 
+# A simulated annotator whose call fails (Redis or Kafka restarting under it) drops its lease, as a
+# person closing the page would; the task comes back when the lease expires. Leases shorter than
+# the stall timeout (180 s) let the stream finish (the default, 300 s, is for people).
+LEASE_TTL_S = 60
+
+
 @pytest.fixture
 def services(stack, tmp_path, topic_prefix, redis_prefix):
-    running = RunningServices(stack, tmp_path, topic_prefix, redis_prefix)
+    running = RunningServices(
+        stack, tmp_path, topic_prefix, redis_prefix, extra_env={"LABELLOOP_LEASE_TTL_S": str(LEASE_TTL_S)}
+    )
     running.start(SERVICES)
     yield running
     running.stop()
