@@ -493,33 +493,29 @@ def lease_ttl(web: WebApp, ttl_s: float) -> Iterator[None]:
 
 def test_an_expired_lease_is_said_and_the_next_task_loads(web: WebApp, browser) -> None:
     with lease_ttl(web, SHORT_LEASE_TTL_S):
-        expired_lease_is_said(web, browser)
-
-
-def expired_lease_is_said(web: WebApp, browser) -> None:
-    project_id = web.project(texts(3, "ex"))
-    page = new_page(browser, web)
-    log_in(page, web.token("fay", auth_pb2.ROLE_ANNOTATOR, [project_id]))
-    item = shown_item(page)
-    # Answering a lease the server no longer honours: 409 with a message people can act on.
-    gone = page.request.post(f"{web.url}/api/answer", data={"lease_id": "0" * 32, "label": "tech"})
-    assert gone.status == 409 and gone.json()["error"] == "lease_lost", gone.text()
-    # A malformed lease id is a bad request, not a lost lease.
-    bad = page.request.post(f"{web.url}/api/answer", data={"lease_id": "no-such-lease", "label": "tech"})
-    assert bad.status == 422, bad.text()
-    # Walk away: the lease runs out, the page says so and shows a task again.
-    wait_until(
-        lambda: "expired" in page.locator("#message").inner_text(),
-        SHORT_LEASE_TTL_S + 15,
-        message=lambda: f"message: {page.locator('#message').inner_text()!r}",
-    )
-    page.locator("#task").wait_for(state="visible")
-    page.keyboard.press(KEY["sports"])
-    wait_until(
-        lambda: len(web.annotations(project_id)) == 1, 30, message="the answer after expiry never landed"
-    )
-    assert item
-    page.context.close()
+        project_id = web.project(texts(3, "ex"))
+        page = new_page(browser, web)
+        log_in(page, web.token("fay", auth_pb2.ROLE_ANNOTATOR, [project_id]))
+        item = shown_item(page)
+        # Answering a lease the server no longer honours: 409 with a message people can act on.
+        gone = page.request.post(f"{web.url}/api/answer", data={"lease_id": "0" * 32, "label": "tech"})
+        assert gone.status == 409 and gone.json()["error"] == "lease_lost", gone.text()
+        # A malformed lease id is a bad request, not a lost lease.
+        bad = page.request.post(f"{web.url}/api/answer", data={"lease_id": "no-such-lease", "label": "tech"})
+        assert bad.status == 422, bad.text()
+        # Walk away: the lease runs out, the page says so and shows a task again.
+        wait_until(
+            lambda: "expired" in page.locator("#message").inner_text(),
+            SHORT_LEASE_TTL_S + 15,
+            message=lambda: f"message: {page.locator('#message').inner_text()!r}",
+        )
+        page.locator("#task").wait_for(state="visible")
+        page.keyboard.press(KEY["sports"])
+        wait_until(
+            lambda: len(web.annotations(project_id)) == 1, 30, message="the answer after expiry never landed"
+        )
+        assert item
+        page.context.close()
 
 
 def test_the_overview_shows_an_admins_project_counts(web: WebApp, browser) -> None:
