@@ -60,6 +60,7 @@ def test_the_bench_report_is_complete_and_consistent(stack, services, tmp_path) 
         plot=tmp_path / "report.png",
         annotator_error=0.1,
         annotators=3,
+        annotator_latency_ms=50,  # 600-odd answers; the window and the counts do not depend on it
         window=30,
         ingest_addr=f"127.0.0.1:{services.grpc_ports['ingest']}",
         human_tasks_addr=f"127.0.0.1:{services.grpc_ports['human_tasks']}",
