@@ -4,12 +4,19 @@ Used by `labelloop bench` and the end-to-end tests; `token` is its API token (an
 an admin's acting for `annotator_id`). `answer` maps a leased task to the label to
 submit (a list of labels for a multi-label project) (e.g. the hidden label, or `SimulatedAnnotator.answer(hidden)`); the loop runs until
 `stop` is set, waiting `idle_wait_s` between polls of an empty queue.
+
+An answer whose call fails because the service or its stores are briefly away (UNAVAILABLE,
+DEADLINE_EXCEEDED) is sent again with backoff for up to `submit_retry_s`, as the web app does
+(`annotator_web/static/api.js`): the service records a lease's answer once, so a retry of an
+answer that did land changes nothing. Other errors drop the lease, as a person closing the page
+would; the task comes back when the lease expires.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +26,9 @@ from labelloop.core import grpc_client
 from labelloop.v1 import events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+#: The errors after which an answer is sent again (the service or its stores briefly away).
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 @dataclass
@@ -44,6 +54,7 @@ class AnnotatorClient(threading.Thread):
         latency_ms: float = 0.0,
         idle_wait_s: float = 0.05,
         token: str = "",
+        submit_retry_s: float = 60.0,
     ) -> None:
         super().__init__(name=f"annotator-{annotator_id}", daemon=True)
         self.target = target
@@ -55,6 +66,7 @@ class AnnotatorClient(threading.Thread):
         self.idle_wait_s = idle_wait_s
         self.stats = AnnotatorStats()
         self.token = token
+        self.submit_retry_s = submit_retry_s
 
     def run(self) -> None:
         with grpc_client.channel(self.target, self.token) as channel:
@@ -77,11 +89,11 @@ class AnnotatorClient(threading.Thread):
             labels = [answer] if isinstance(answer, str) else list(answer)
             if self.latency_s:
                 self.stop_event.wait(self.latency_s)
-            result = stub.SubmitAnnotation(
+            result = self._submit(
+                stub,
                 human_tasks_pb2.SubmitAnnotationRequest(
                     lease_id=lease.lease_id, annotator_id=self.annotator_id, labels=labels
                 ),
-                timeout=10,
             )
         except grpc.RpcError as exc:
             self.stats.errors += 1
@@ -90,3 +102,25 @@ class AnnotatorClient(threading.Thread):
         self.stats.submitted += 1
         self.stats.finalized += int(result.finalized)
         return True
+
+    def _submit(
+        self,
+        stub: human_tasks_pb2_grpc.HumanTaskServiceStub,
+        request: human_tasks_pb2.SubmitAnnotationRequest,
+    ) -> human_tasks_pb2.SubmitAnnotationResponse:
+        """SubmitAnnotation, sent again with backoff after a retryable error until
+        `submit_retry_s` has passed (or `stop` is set); the last error is raised."""
+        give_up_at = time.monotonic() + self.submit_retry_s
+        pause = 0.2
+        while True:
+            try:
+                return stub.SubmitAnnotation(request, timeout=10)
+            except grpc.RpcError as exc:
+                code = exc.code() if callable(getattr(exc, "code", None)) else None
+                late = time.monotonic() + pause > give_up_at
+                if code not in RETRYABLE or late or self.stop_event.is_set():
+                    raise  # counted by the caller
+                self.stats.errors += 1
+                log.debug("annotator %s: %s; the answer is sent again", self.annotator_id, code)
+                self.stop_event.wait(pause)
+                pause = min(2.0, pause * 2)

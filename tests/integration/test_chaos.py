@@ -22,9 +22,10 @@ from labelloop.bench.loop import BenchConfig, BenchError, run_bench
 ITEMS = 150
 
 
-# A simulated annotator whose call fails (Redis or Kafka restarting under it) drops its lease, as a
-# person closing the page would; the task comes back when the lease expires. Leases shorter than
-# the stall timeout (180 s) let the stream finish (the default, 300 s, is for people).
+# A simulated annotator sends an answer again while the service is UNAVAILABLE (as the web app
+# does), but a lease whose reply was lost, or an answer refused otherwise, is dropped, as a person
+# closing the page would; the task comes back when the lease expires. Leases shorter than the
+# stall timeout (180 s) let the stream finish (the default, 300 s, is for people).
 LEASE_TTL_S = 60
 
 
