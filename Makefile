@@ -37,8 +37,8 @@ lint: setup ## ruff (lint + format check) and mypy on the project's code; genera
 demo: setup ## run the main job: the whole loop on a real labeled dataset, ending in a report
 	@$(PY) -m labelloop.cli.main demo
 
-bench: setup ## run the benchmarks; JSON reports and PNG plots under bench-results/
-	@$(PY) -m labelloop.cli.main bench-all --out bench-results
+bench: setup ## run the benchmarks (ONLY=run,run,... for some); JSON reports and PNG plots under bench-results/
+	@$(PY) -m labelloop.cli.main bench-all --out bench-results $(if $(ONLY),--only $(ONLY))
 
 clean: down ## remove run state (keeps .cache downloads and .venv)
 	rm -rf .run
