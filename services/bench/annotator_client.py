@@ -6,7 +6,8 @@ submit (a list of labels for a multi-label project) (e.g. the hidden label, or `
 `stop` is set, waiting `idle_wait_s` between polls of an empty queue.
 
 An answer whose call fails because the service or its stores are briefly away (UNAVAILABLE,
-DEADLINE_EXCEEDED) is sent again with backoff for up to `submit_retry_s`, as the web app does
+DEADLINE_EXCEEDED) is sent again with backoff for up to `submit_retry_s`
+(`grpc_client.call_with_retry`, on top of the channel's own few quick retries), as the web app does
 (`annotator_web/static/api.js`): the service records a lease's answer once, so a retry of an
 answer that did land changes nothing. Other errors drop the lease, as a person closing the page
 would; the task comes back when the lease expires.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +28,7 @@ from labelloop.v1 import events_pb2, human_tasks_pb2, human_tasks_pb2_grpc
 log = logging.getLogger(__name__)
 
 #: The errors after which an answer is sent again (the service or its stores briefly away).
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 @dataclass
@@ -76,51 +76,59 @@ class AnnotatorClient(threading.Thread):
                     self.stop_event.wait(self.idle_wait_s)
 
     def work_one(self, stub: human_tasks_pb2_grpc.HumanTaskServiceStub) -> bool:
-        """Lease and answer one task; False when there was none (or the service was unreachable)."""
+        """Lease and answer one task; False when there was none (or the service was unreachable,
+        or the answer failed)."""
         try:
             lease = stub.LeaseTask(
                 human_tasks_pb2.LeaseTaskRequest(project_id=self.project_id, annotator_id=self.annotator_id),
                 timeout=10,
             )
-            if not lease.has_task:
-                return False
-            self.stats.leased += 1
-            answer = self.answer(lease.task)
-            labels = [answer] if isinstance(answer, str) else list(answer)
-            if self.latency_s:
-                self.stop_event.wait(self.latency_s)
-            result = self._submit(
-                stub,
-                human_tasks_pb2.SubmitAnnotationRequest(
-                    lease_id=lease.lease_id, annotator_id=self.annotator_id, labels=labels
-                ),
-            )
         except grpc.RpcError as exc:
             self.stats.errors += 1
             log.debug("annotator %s: %s", self.annotator_id, exc)
+            return False
+        if not lease.has_task:
+            return False
+        self.stats.leased += 1
+        answer = self.answer(lease.task)
+        labels = [answer] if isinstance(answer, str) else list(answer)
+        if self.latency_s:
+            self.stop_event.wait(self.latency_s)
+        request = human_tasks_pb2.SubmitAnnotationRequest(
+            lease_id=lease.lease_id, annotator_id=self.annotator_id, labels=labels
+        )
+        try:
+            result = grpc_client.call_with_retry(
+                lambda: self._submit_once(stub, request),
+                give_up_s=self.submit_retry_s,
+                first_backoff_s=0.2,
+                max_backoff_s=2.0,
+                retry_on=RETRYABLE,
+                sleep=self._pause,
+            )
+        except (grpc.RpcError, _Stopped) as exc:
+            log.debug("annotator %s: lease %s dropped: %r", self.annotator_id, lease.lease_id, exc)
             return False
         self.stats.submitted += 1
         self.stats.finalized += int(result.finalized)
         return True
 
-    def _submit(
+    def _submit_once(
         self,
         stub: human_tasks_pb2_grpc.HumanTaskServiceStub,
         request: human_tasks_pb2.SubmitAnnotationRequest,
     ) -> human_tasks_pb2.SubmitAnnotationResponse:
-        """SubmitAnnotation, sent again with backoff after a retryable error until
-        `submit_retry_s` has passed (or `stop` is set); the last error is raised."""
-        give_up_at = time.monotonic() + self.submit_retry_s
-        pause = 0.2
-        while True:
-            try:
-                return stub.SubmitAnnotation(request, timeout=10)
-            except grpc.RpcError as exc:
-                code = exc.code() if callable(getattr(exc, "code", None)) else None
-                late = time.monotonic() + pause > give_up_at
-                if code not in RETRYABLE or late or self.stop_event.is_set():
-                    raise  # counted by the caller
-                self.stats.errors += 1
-                log.debug("annotator %s: %s; the answer is sent again", self.annotator_id, code)
-                self.stop_event.wait(pause)
-                pause = min(2.0, pause * 2)
+        try:
+            return stub.SubmitAnnotation(request, timeout=10)
+        except grpc.RpcError:
+            self.stats.errors += 1  # every failed call, retried or not
+            raise
+
+    def _pause(self, seconds: float) -> None:
+        """The wait between two tries of an answer; ends the retries once `stop` is set."""
+        if self.stop_event.wait(seconds):
+            raise _Stopped
+
+
+class _Stopped(Exception):
+    """The annotator was stopped while an answer waited to be sent again."""
