@@ -5,7 +5,6 @@ another error, and not past `submit_retry_s`."""
 from __future__ import annotations
 
 import threading
-import time
 
 import grpc
 import pytest
@@ -62,17 +61,15 @@ def test_another_error_drops_the_lease_without_a_retry() -> None:
     stub = FakeStub([grpc.StatusCode.FAILED_PRECONDITION])
     assert client.work_one(stub) is False
     assert len(stub.submits) == 1
-    assert client.stats.errors == 1, "each failed call counted once"
-    assert (client.stats.submitted, client.stats.errors) == (0, 1)
+    assert (client.stats.submitted, client.stats.errors) == (0, 1), "each failed call counted once"
 
 
 def test_retries_stop_after_submit_retry_s() -> None:
     client = _client(retry_s=0.5)
     stub = FakeStub([grpc.StatusCode.UNAVAILABLE] * 50)
-    started = time.monotonic()
     assert client.work_one(stub) is False
-    assert time.monotonic() - started < 2.0
-    # backoff from 0.2 s (jittered, doubling): a few calls in 0.5 s, each failure counted once
+    # backoff from 0.2 s (jittered, doubling): a few calls in 0.5 s, not the 50 on offer; each
+    # failure counted once
     assert 2 <= len(stub.submits) <= 6
     assert client.stats.submitted == 0 and client.stats.errors == len(stub.submits)
     assert len(stub.failures) == 50 - len(stub.submits)
