@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
+
 from labelloop.core.label_log import label_records
 from labelloop.core.thresholds import Threshold
 from labelloop.stack import StackSettings
@@ -111,3 +113,13 @@ def private_stack_settings(stack_dir: Path) -> StackSettings:
         triton_metrics_port=free_port(),
         mlflow_port=free_port(),
     )
+
+
+class RpcFailure(grpc.RpcError):
+    """A gRPC call's error with a status code, for fake stubs and calls in unit tests."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code

@@ -8,17 +8,10 @@ import threading
 
 import grpc
 import pytest
+from support import RpcFailure
 
 from labelloop.bench.annotator_client import AnnotatorClient
 from labelloop.v1 import events_pb2, human_tasks_pb2
-
-
-class FakeError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode) -> None:
-        self._code = code
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
 
 
 class FakeStub:
@@ -36,7 +29,7 @@ class FakeStub:
     def SubmitAnnotation(self, request, timeout):
         self.submits.append(request)
         if self.failures:
-            raise FakeError(self.failures.pop(0))
+            raise RpcFailure(self.failures.pop(0))
         return human_tasks_pb2.SubmitAnnotationResponse(finalized=True)
 
 

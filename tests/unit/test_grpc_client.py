@@ -7,6 +7,7 @@ from concurrent import futures
 
 import grpc
 import pytest
+from support import RpcFailure
 
 from labelloop.core import grpc_client
 from labelloop.v1 import ingest_pb2, ingest_pb2_grpc
@@ -53,14 +54,6 @@ def test_a_plain_channel_fails_on_the_first_unavailable(flaky) -> None:
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE and servicer.calls == 1
 
 
-class Failure(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode) -> None:
-        self._code = code
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -72,7 +65,7 @@ class Clock:
 
 
 def test_call_with_retry_outlasts_a_restart_with_growing_backoff() -> None:
-    clock, outcomes = Clock(), [Failure(grpc.StatusCode.UNAVAILABLE)] * 6 + ["ok"]
+    clock, outcomes = Clock(), [RpcFailure(grpc.StatusCode.UNAVAILABLE)] * 6 + ["ok"]
 
     def call() -> str:
         outcome = outcomes.pop(0)
@@ -89,17 +82,17 @@ def test_call_with_retry_gives_up_and_never_retries_other_errors() -> None:
     clock = Clock()
 
     def down() -> None:
-        raise Failure(grpc.StatusCode.UNAVAILABLE)
+        raise RpcFailure(grpc.StatusCode.UNAVAILABLE)
 
-    with pytest.raises(Failure):
+    with pytest.raises(RpcFailure):
         grpc_client.call_with_retry(down, give_up_s=30, sleep=clock.sleep, clock=lambda: clock.now)
     assert 29 <= clock.now <= 30
     calls = []
 
     def invalid() -> None:
         calls.append(1)
-        raise Failure(grpc.StatusCode.INVALID_ARGUMENT)
+        raise RpcFailure(grpc.StatusCode.INVALID_ARGUMENT)
 
-    with pytest.raises(Failure):
+    with pytest.raises(RpcFailure):
         grpc_client.call_with_retry(invalid, sleep=clock.sleep, clock=lambda: clock.now)
     assert calls == [1]
