@@ -3,7 +3,8 @@ moves its threshold between trainings (retraining/calibration.move_threshold). R
 it; ingest reads the audits in it for ProjectStatus (audited precision against the target).
 
 `<prefix>:answers:<project>` is a hash: item id ->
-"model_version|confidence|correct|weight|audit|predicted_label",
+"model_version|confidence|correct|weight|audit|predicted_label", where `correct` is 1 or 0,
+followed by "/" and the probability that people's label is right when it is below 1,
 written when a task's consensus is reached (the annotation carrying `consensus_labels`). Keyed by
 item, so a redelivered annotation counts once, and the sample survives a restart. Only answers to
 tasks routed by the model version now serving are kept; `reset` runs when another version starts
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from labelloop.core.consensus_noise import corrected_scores
 from labelloop.core.redis_store import Keys, unavailable
 from labelloop.core.thresholds import Threshold
 from labelloop.v1 import events_pb2
@@ -50,10 +52,15 @@ class Answer:
     weight: float
     audit: bool
     predicted_label: str = ""  # the model's top label (whose class threshold applied); "" unknown
+    # The probability that people's label is right (core/consensus_noise.py; 1: taken as true)
+    label_probability: float = 1.0
 
     def encode(self) -> str:
+        correct = str(int(self.correct))
+        if self.label_probability < 1.0:
+            correct += f"/{self.label_probability!r}"
         return (
-            f"{self.model_version}|{self.confidence!r}|{int(self.correct)}|{self.weight!r}|{int(self.audit)}"
+            f"{self.model_version}|{self.confidence!r}|{correct}|{self.weight!r}|{int(self.audit)}"
             f"|{self.predicted_label}"
         )
 
@@ -61,8 +68,15 @@ class Answer:
     def decode(raw: str) -> Answer:
         # the label is last and may itself hold "|"; answers written before it have five fields
         version, confidence, correct, weight, audit, *label = raw.split("|", 5)
+        correct, _, probability = correct.partition("/")
         return Answer(
-            int(version), float(confidence), correct == "1", float(weight), audit == "1", "".join(label)
+            int(version),
+            float(confidence),
+            correct == "1",
+            float(weight),
+            audit == "1",
+            "".join(label),
+            float(probability) if probability else 1.0,
         )
 
 
@@ -176,6 +190,23 @@ class AnswerSample:
     predicted_labels: list[str]  # each answer's top label ("" when unknown: the global threshold)
     audits_agreeing: int
     audits: int
+    # each answer's probability that people's label is right (core/consensus_noise.py)
+    label_probabilities: np.ndarray | None = None
+    audit_mask: np.ndarray | None = None  # which answers are audits
+
+    def scores(self) -> np.ndarray:
+        """Each answer's agreement as 1/0, or its noise-corrected score where people's label is
+        right with a probability below 1 (core/consensus_noise.corrected_scores)."""
+        if self.label_probabilities is None:
+            return self.correct
+        return corrected_scores(self.correct, self.label_probabilities)
+
+    def audited_precision(self) -> float:
+        """The audits' mean score, within [0, 1]: the share that agreed when people's labels are
+        taken as true (0 with no audits)."""
+        if not self.audits or self.audit_mask is None:
+            return self.audits_agreeing / self.audits if self.audits else 0.0
+        return float(np.clip(np.mean(self.scores()[self.audit_mask]), 0.0, 1.0))
 
 
 class AnswerLedger:
@@ -203,6 +234,8 @@ class AnswerLedger:
         return AnswerSample(
             confidences=np.array([a.confidence for a in answers], dtype=np.float64),
             correct=np.array([a.correct for a in answers], dtype=bool),
+            label_probabilities=np.array([a.label_probability for a in answers], dtype=np.float64),
+            audit_mask=np.array([a.audit for a in answers], dtype=bool),
             weights=np.array([a.weight for a in answers], dtype=np.float64),
             predicted_labels=[a.predicted_label for a in answers],
             audits_agreeing=sum(1 for a in audits if a.correct),

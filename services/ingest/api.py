@@ -121,9 +121,10 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
         if is_multi_label(project):  # audits judged on exact match (core/answers.LabelSetAnswer)
             ml = self.answers.label_set_sample(project_id, threshold.model_version, project.spec.labels)
             agreeing, audits = ml.audits(threshold)
+            audited = agreeing / audits if audits else 0.0
         else:
             sample = self.answers.sample(project_id, threshold.model_version)
-            agreeing, audits = sample.audits_agreeing, sample.audits
+            audits, audited = sample.audits, sample.audited_precision()  # noise-corrected (k >= 2)
         return admin_pb2.ProjectStatus(
             project_id=project_id,
             ingested=counts.ingested,
@@ -134,7 +135,7 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
             serving_version=self.serving.get(project_id),
             threshold=threshold.threshold,
             audits=audits,
-            audited_precision=agreeing / audits if audits else 0.0,
+            audited_precision=audited,
             target_precision=project.spec.target_precision,
             label_upper_thresholds=threshold.label_upper,
             label_lower_thresholds=threshold.label_lower,

@@ -23,6 +23,11 @@ Statistics (README, "How thresholds are set"):
   is taken with ``p * n_eff`` successes in ``n_eff`` trials (Korn & Graubard's approximation for
   weighted proportions). With all weights 1 this is the exact Clopper-Pearson bound. The
   threshold is the lowest ``t`` whose lower bound at ``confidence_level`` meets the target.
+* **Noisy labels.** ``correct`` may hold, instead of right/wrong, each prediction's score against
+  a label that is itself right only with probability ``pi`` (k noisy people per task:
+  core/consensus_noise.py); the weighted mean of scores estimates precision as the share of right ones
+  does, and each weight enters Kish's size multiplied by the score's spread ``|2 ok - 1|`` (1 for
+  right/wrong), so the bound widens with the noise.
 * **Per class.** A class predicted for enough calibration items gets its own threshold; the
   global one serves the rest. Either each group (a class, the rest) meets the bound on its own
   items, or every group takes the lowest threshold whose point precision reaches one common level
@@ -187,11 +192,14 @@ class Calibration:
 
 def _as_arrays(
     confidences: ArrayLike, correct: ArrayLike, weights: ArrayLike | None = None
-) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     conf = np.asarray(confidences, dtype=np.float64).ravel()
-    ok = np.asarray(correct, dtype=bool).ravel()
+    # Right/wrong, or a noise-corrected score per item (consensus_noise.corrected_scores).
+    ok = np.asarray(correct, dtype=np.float64).ravel()
     if conf.shape != ok.shape:
         raise ValueError(f"confidences and correct differ in length: {conf.size} vs {ok.size}")
+    if ok.size and not np.all(np.isfinite(ok)):
+        raise ValueError("correct must be finite (booleans or corrected scores)")
     if conf.size and (not np.all(np.isfinite(conf)) or conf.min() < 0.0 or conf.max() > 1.0):
         raise ValueError("confidences must be probabilities in [0, 1]")
     w = np.ones_like(conf) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
@@ -224,13 +232,24 @@ class _Curve:
         return None if admitted.size == 0 else int(admitted[-1])
 
 
-def _precision_curve(conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArray[np.float64]) -> _Curve:
+def _spread_weights(
+    w: NDArray[np.float64], ok: NDArray[np.float64] | NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Each item's weight times its score's spread ``|2 ok - 1|``: 1 for a plain right/wrong, ``1 /
+    (2 pi - 1)`` for a noise-corrected score (core/consensus_noise.py). The Kish effective size is
+    ``sum(w)^2 / sum((w * spread)^2)``: a corrected score varies more than a right/wrong does."""
+    return w * np.abs(2.0 * ok - 1.0)
+
+
+def _precision_curve(
+    conf: NDArray[np.float64], ok: NDArray[np.float64] | NDArray[np.bool_], w: NDArray[np.float64]
+) -> _Curve:
     order = np.argsort(-conf, kind="stable")
     sorted_conf = conf[order]
     ws = w[order]
     cum_w = np.cumsum(ws)
     cum_wk = np.cumsum(ws * ok[order])
-    cum_w2 = np.cumsum(ws * ws)
+    cum_w2 = np.cumsum(_spread_weights(ws, ok[order]) ** 2)
     # Last index of each run of equal confidences: items tied with a threshold are all admitted.
     last = np.flatnonzero(np.append(sorted_conf[1:] != sorted_conf[:-1], True))
     return _Curve(
@@ -243,7 +262,7 @@ def _precision_curve(conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArra
 
 def _lowest_safe_threshold(
     conf: NDArray[np.float64],
-    ok: NDArray[np.bool_],
+    ok: NDArray[np.float64],
     w: NDArray[np.float64],
     target: float,
     confidence_level: float,
@@ -398,7 +417,7 @@ POOLED_LEVEL_STEP = 0.0025
 
 def _pooled_thresholds(
     conf: NDArray[np.float64],
-    ok: NDArray[np.bool_],
+    ok: NDArray[np.float64],
     w: NDArray[np.float64],
     predicted: NDArray[np.object_],
     groups: dict[str, NDArray[np.bool_]],
@@ -428,8 +447,8 @@ def _pooled_thresholds(
         if not admitted.any():
             continue
         wa = w[admitted]
-        precision = float((wa * ok[admitted]).sum() / wa.sum())
-        n_eff = float(wa.sum() ** 2 / (wa * wa).sum())
+        precision = min(1.0, max(0.0, float((wa * ok[admitted]).sum() / wa.sum())))
+        n_eff = float(wa.sum() ** 2 / (_spread_weights(wa, ok[admitted]) ** 2).sum())
         lower = float(precision_lower_bound(precision * n_eff, n_eff, confidence_level))
         if lower >= target and (best is None or wa.sum() > w[best.admitted].sum()):
             best = _Choice(threshold, class_thresholds, admitted, precision, lower)
@@ -656,7 +675,10 @@ class LabelBounds:
 
 
 def _lowest_at_precision(
-    conf: NDArray[np.float64], ok: NDArray[np.bool_], w: NDArray[np.float64], level: float
+    conf: NDArray[np.float64],
+    ok: NDArray[np.float64] | NDArray[np.bool_],
+    w: NDArray[np.float64],
+    level: float,
 ) -> float:
     """The lowest threshold whose admitted items' weighted precision (point estimate) is at least
     ``level``; :data:`ADMIT_NOTHING` when none is."""

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from labelloop.core.consensus_noise import VoteTally, consensus_probability, one_coin_accuracy
 from labelloop.core.media import model_input
 from labelloop.v1 import common_pb2, events_pb2
 
@@ -43,6 +44,9 @@ class HumanLabel:
     weight: float = 1.0  # 1 / the probability routing sent this item to people
     annotators: tuple[str, ...] = ()  # who gave the label (a review excludes them)
     ingested: events_pb2.ItemIngested | None = field(default=None, compare=False, repr=False)
+    # The answers behind the label: its count first, then each other label's (core/consensus_noise.py);
+    # () when unknown. Set by LabeledSet.snapshot.
+    votes: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -64,6 +68,17 @@ class Snapshot:
 
     train: tuple[HumanLabel, ...]
     holdout: tuple[HumanLabel, ...]
+    agreeing_pairs: int = 0  # pairs of answers to the project's completed tasks that agree
+    pairs: int = 0  # and all such pairs (consensus_noise.one_coin_accuracy)
+
+    def label_probabilities(self, entries: Sequence[HumanLabel], n_classes: int) -> list[float] | None:
+        """Each entry's probability that its label is right, from its answers and the project's
+        annotator accuracy (core/consensus_noise.py); None when the accuracy is unknown (fewer than
+        `consensus_noise.MIN_PAIRS` pairs of answers, as with one annotator per task): no correction."""
+        accuracy = one_coin_accuracy(self.agreeing_pairs, self.pairs, n_classes)
+        if accuracy is None:
+            return None
+        return [consensus_probability(x.votes, accuracy, n_classes) for x in entries]
 
     @property
     def size(self) -> int:
@@ -97,6 +112,7 @@ class LabeledSet:
     _audit_answers: dict[str, tuple[str, float, tuple[str, ...]]] = field(default_factory=dict)
     _verdicts: dict[str, str] = field(default_factory=dict)  # item -> a review's verdict
     _reviews: set[str] = field(default_factory=set)  # items sent for review or reviewed
+    _tally: VoteTally = field(default_factory=VoteTally)  # every task's answers (core/consensus_noise.py)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, label: events_pb2.LabelFinalized) -> str | None:
@@ -149,6 +165,34 @@ class LabeledSet:
             HumanLabel(annotation.item_id, model_input(ingested.item), label, weight, annotators, ingested)
         )
 
+    def apply_answer(self, annotation: events_pb2.AnnotationSubmitted) -> None:
+        """Count one person's answer to a task that is not a review (labeling, exploration,
+        audit): the votes behind each label and the project's agreeing pairs of answers, from
+        which calibration learns how often a consensus is wrong (core/consensus_noise.py)."""
+        if annotation.reason == events_pb2.TASK_REASON_REVIEW:
+            return
+        consensus = joined(annotation.consensus_labels) if _has_consensus(annotation) else None
+        with self._lock:
+            self._tally.add(
+                annotation.task_id or annotation.item_id,
+                annotation.lease_id,
+                joined(annotation.labels),
+                annotation.item_id,
+                consensus,
+            )
+
+    def pairs_of_answers(self) -> int:
+        """Pairs of answers to the same task seen so far (0 with one annotator per task)."""
+        with self._lock:
+            return self._tally.pairs
+
+    def label_probability(self, item_id: str, label: str, n_classes: int) -> float:
+        """The probability that people's label `label` of the item is right (1 when unknown)."""
+        with self._lock:
+            votes = self._tally.votes(item_id, label)
+            accuracy = one_coin_accuracy(self._tally.agreeing_pairs, self._tally.pairs, n_classes)
+        return consensus_probability(votes, accuracy, n_classes)
+
     def apply_review(self, annotation: events_pb2.AnnotationSubmitted) -> bool:
         """Record an answer to a review task (reason REVIEW). Its consensus, once there, replaces
         the item's label for training, now and for any later delivery of the item's label.
@@ -198,10 +242,11 @@ class LabeledSet:
     def snapshot(self) -> Snapshot:
         """A copy split into training and held-out labels."""
         with self._lock:
-            values = list(self._labels.values())  # arrival order
+            values = [replace(x, votes=self._tally.votes(x.item_id, x.label)) for x in self._labels.values()]
+            agreeing_pairs, pairs = self._tally.agreeing_pairs, self._tally.pairs
         train = tuple(x for x in values if not is_holdout(x.item_id, self.holdout_fraction))
         holdout = tuple(x for x in values if is_holdout(x.item_id, self.holdout_fraction))
-        return Snapshot(train, holdout)
+        return Snapshot(train, holdout, agreeing_pairs, pairs)
 
 
 def _has_consensus(annotation: events_pb2.AnnotationSubmitted) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from labelloop.core.consensus_noise import corrected_scores
 from labelloop.retraining.calibration import (
     Calibration,
     calibrate_threshold,
@@ -177,17 +178,23 @@ def calibrate(
     confidence_level: float,
     weights: Sequence[float] | None = None,
     max_weight: float | None = None,
+    label_probability: Sequence[float] | None = None,
 ) -> Calibration:
     """The auto-accept thresholds for predictions like `probs` (held-out or out-of-fold
     predictions of human-labeled items whose labels are `truth`, each weighted by the inverse of
     the probability it was sent to people, capped at `max_weight`): global and per class, from the
-    weighted Clopper-Pearson lower bound (see calibration.calibrate_threshold)."""
+    weighted Clopper-Pearson lower bound (see calibration.calibrate_threshold). With
+    `label_probability` (each label's probability of being right, core/consensus_noise.py), each
+    prediction is scored by its noise-corrected score instead of right/wrong."""
     index = {label: i for i, label in enumerate(label_set)}
     y = np.asarray([index[t] for t in truth], dtype=np.int64)
     predicted = probs.argmax(axis=1) if len(truth) else np.zeros(0, dtype=np.int64)
+    correct: np.ndarray = predicted == y
+    if label_probability is not None:
+        correct = corrected_scores(correct, np.asarray(label_probability, dtype=np.float64))
     return calibrate_threshold(
         probs.max(axis=1) if len(truth) else np.zeros(0),
-        predicted == y,
+        correct,
         target_precision,
         confidence_level=confidence_level,
         predicted_labels=[label_set[i] for i in predicted],
@@ -204,6 +211,7 @@ def calibrate_rescores(
     target_precision: float,
     confidence_level: float,
     weights: Sequence[float],
+    label_probability: Sequence[float] | None = None,
 ) -> Calibration:
     """The thresholds a waiting task's new prediction must also reach to be auto-labeled and
     withdrawn from people (a deploy's rescore). Those tasks are items routing sent to people
@@ -220,4 +228,7 @@ def calibrate_rescores(
         label_set,
         target_precision,
         confidence_level,
+        label_probability=None
+        if label_probability is None
+        else [p for p, k in zip(label_probability, keep, strict=True) if k],
     )

@@ -161,11 +161,12 @@ class ModelLifecycle:
             if multi:
                 sample = self.answers.label_set_sample(pid, current.model_version, project.spec.labels)
                 agreeing, audits = sample.audits(current)
+                audited = agreeing / audits if audits else 0.0
             else:
                 sample = self.answers.sample(pid, current.model_version)
-                agreeing, audits = sample.audits_agreeing, sample.audits
+                audits, audited = sample.audits, sample.audited_precision()  # noise-corrected
             if audits:
-                metrics.AUDITED_PRECISION.labels(pid).set(agreeing / audits)
+                metrics.AUDITED_PRECISION.labels(pid).set(audited)
             # Exploration falls as the project's explored and audited labels grow, not only at the
             # next training: a version may serve thousands of items (calibration.exploration_rate).
             explored = current.explored_labels + int((sample.weights > 1.0).sum())
@@ -221,7 +222,7 @@ class ModelLifecycle:
         move = move_threshold(
             current.threshold,
             sample.confidences,
-            sample.correct,
+            sample.scores(),  # right/wrong, noise-corrected with k noisy people (consensus_noise.py)
             target,
             weights=sample.weights,
             confidence_level=self.settings.move_confidence_level,

@@ -28,15 +28,16 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from labelloop.core import metrics
-from labelloop.core.answers import AnswerLedger, answer_of, label_set_answer_of
+from labelloop.core.answers import Answer, AnswerLedger, answer_of, label_set_answer_of
+from labelloop.core.errors import NotFound
 from labelloop.core.label_log import replay
 from labelloop.core.projects import ProjectStore
 from labelloop.core.stream import Batch
 from labelloop.core.topics import ANNOTATIONS, LABELS
-from labelloop.retraining.dataset import LabeledSet, Snapshot
+from labelloop.retraining.dataset import LabeledSet, Snapshot, joined
 from labelloop.retraining.lifecycle import ModelLifecycle
 from labelloop.retraining.model_events import announce, model_event
 from labelloop.retraining.registry import CHAMPION, Registry
@@ -135,6 +136,7 @@ class RetrainingService:
                 loaded += 1
         # Audits' consensus lives in `annotations` (an audited item's final label is the model's).
         for annotation in replay(self.settings.kafka_bootstrap, self.settings.topic_prefix, ANNOTATIONS):
+            self.state(annotation.project_id).labeled.apply_answer(annotation)
             if annotation.reason == events_pb2.TASK_REASON_REVIEW:
                 self.state(annotation.project_id).labeled.apply_review(annotation)
             if annotation.reason == events_pb2.TASK_REASON_AUDIT:
@@ -170,6 +172,7 @@ class RetrainingService:
             elif event.topic is ANNOTATIONS:
                 annotation: events_pb2.AnnotationSubmitted = event.message
                 state = self.state(annotation.project_id)
+                state.labeled.apply_answer(annotation)
                 state.labeled.apply_review(annotation)
                 added = state.labeled.apply_audit(annotation)
                 if added is not None:
@@ -187,6 +190,7 @@ class RetrainingService:
                 answer = answer_of(annotation)
                 if answer is None:
                     continue
+                answer = self._with_label_probability(state, annotation, answer)
                 self.answers.record(annotation.project_id, annotation.item_id, answer)
                 if answer.audit:
                     verdict = "agree" if answer.correct else "disagree"
@@ -195,6 +199,22 @@ class RetrainingService:
         for project_id in sorted(answered):
             self.lifecycle.move_threshold(project_id, batch)
         self.schedule()
+
+    def _with_label_probability(
+        self, state: ProjectState, annotation: events_pb2.AnnotationSubmitted, answer: Answer
+    ) -> Answer:
+        """`answer` with the probability that people's label is right (core/consensus_noise.py): 1 in a
+        project with one annotator per task, and when the project is gone."""
+        if state.labeled.pairs_of_answers() == 0:
+            return answer
+        try:
+            n_classes = len(self.projects.get(annotation.project_id).spec.labels)
+        except NotFound:
+            return answer
+        probability = state.labeled.label_probability(
+            annotation.item_id, joined(annotation.consensus_labels), n_classes
+        )
+        return replace(answer, label_probability=probability)
 
     def schedule(self) -> None:
         """Start the zero-shot prior of new text projects and, when the worker is free, the most

@@ -337,6 +337,10 @@ class Trainer:
         weights = [x.weight for x, ok in zip(snapshot.train, valid, strict=True) if ok] + [
             x.weight for x in snapshot.holdout
         ]
+        entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
+        # With k >= 2 noisy people per task, each label's probability of being right (None: no
+        # correction, as with one annotator per task; core/consensus_noise.py).
+        label_probability = snapshot.label_probabilities(entries, len(label_set))
         calibration = calibrate(
             probs,
             truth,
@@ -345,6 +349,7 @@ class Trainer:
             self.settings.confidence_level,
             weights=weights,
             max_weight=self.settings.calibration_max_weight,
+            label_probability=label_probability,
         )
         sources_min_judged = 0
         if self.posterior is not None:
@@ -353,7 +358,6 @@ class Trainer:
             # target on the same weighted sample: the choice is the family choice's, per source
             # set), since sources whose errors follow the model's sharpen the posterior on the
             # hard items and can leave its honest threshold stricter than the model's.
-            entries = [x for x, ok in zip(snapshot.train, valid, strict=True) if ok] + list(snapshot.holdout)
             sample = self.posterior.sample(pid, label_set, entries, probs)
             if sample.sources_min_judged:
                 on_posterior = calibrate(
@@ -364,6 +368,7 @@ class Trainer:
                     self.settings.confidence_level,
                     weights=weights,
                     max_weight=self.settings.calibration_max_weight,
+                    label_probability=label_probability,
                 )
                 chosen = on_posterior.expected_coverage > calibration.expected_coverage
                 log.info(
@@ -381,8 +386,24 @@ class Trainer:
                     calibration, sources_min_judged = on_posterior, sample.sources_min_judged
                     probs = sample.probabilities
         rescores = calibrate_rescores(
-            probs, truth, label_set, target, self.settings.confidence_level, weights=weights
+            probs,
+            truth,
+            label_set,
+            target,
+            self.settings.confidence_level,
+            weights=weights,
+            label_probability=label_probability,
         )
+        if label_probability is not None:
+            log.info(
+                "%s: %s calibrated on noise-corrected scores (annotator accuracy from %d of %d "
+                "agreeing pairs; mean label probability %.3f)",
+                pid,
+                candidate.family.name,
+                snapshot.agreeing_pairs,
+                snapshot.pairs,
+                float(np.mean(label_probability)) if label_probability else 1.0,
+            )
         return calibration, oof, valid, sources_min_judged, rescores
 
     def _check_labels(
