@@ -360,7 +360,8 @@ def status(project: Annotated[str, typer.Option(help="The project.")]) -> None:
     table.add_row("dead letters (all projects)", str(st.dead_letters))
     table.add_row("serving model version", str(st.serving_version or "none"))
     table.add_row("threshold", threshold_text(st))
-    audited = f"{st.audited_precision:.3f} agreed" if st.audits else "none yet"
+    # agreement with people, corrected for their noise with several people per task (admin.proto)
+    audited = f"precision {st.audited_precision:.3f}" if st.audits else "none yet"
     table.add_row("audits of the serving version", f"{st.audits} ({audited}; target {st.target_precision:g})")
     console.print(table)
 

@@ -329,16 +329,33 @@ def load_and_wait(triton_grpc_url: str, model_name: str, timeout: float = 120.0)
             raise ModelLoadError(f"triton could not load model {model_name!r}: {text}") from error
         deadline = time.monotonic() + timeout
         interval = 0.05
+        gone_since: float | None = None
         while True:
-            ready = _ready_versions(client, model_name)
+            states = _version_states(client, model_name)
+            ready = sorted(v for v, state in states if state == "READY" and v > 0)
             if ready:
                 return max(ready)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            # Retired meanwhile (model_repository.retire: unloaded and its folder deleted): Triton's
+            # index no longer lists it, and no wait will make it ready. A second look a moment later
+            # tells a retirement from a listing caught mid-load.
+            if states:
+                gone_since = None
+            elif gone_since is None:
+                gone_since = now
+            elif now - gone_since >= GONE_GRACE_S:
+                raise ModelLoadError(f"model {model_name!r} left the model repository while it loaded")
+            if now >= deadline:
                 raise ModelLoadError(f"model {model_name!r} loaded but not ready after {timeout:.0f}s")
             time.sleep(interval)
             interval = min(interval * 2, 1.0)
     finally:
         client.close()
+
+
+#: How long a model loading in Triton may be missing from its repository index before the wait
+#: for it ends (it was retired while loading).
+GONE_GRACE_S = 2.0
 
 
 def served_versions(triton_grpc_url: str, model_name: str) -> list[int]:
@@ -350,6 +367,17 @@ def served_versions(triton_grpc_url: str, model_name: str) -> list[int]:
         return _ready_versions(client, model_name)
     finally:
         client.close()
+
+
+def _version_states(client: Any, model_name: str) -> list[tuple[int, str]]:
+    """(version, state) of each entry Triton's repository index lists for `model_name` (version 0:
+    the model is listed without one, as a model in the repository that is not loaded)."""
+    index = client.get_model_repository_index(as_json=True)
+    return [
+        (int(entry.get("version") or 0), str(entry.get("state", "")))
+        for entry in index.get("models", [])
+        if entry.get("name") == model_name
+    ]
 
 
 def _ready_versions(client: Any, model_name: str) -> list[int]:
