@@ -341,16 +341,20 @@ class Trainer:
         # With k >= 2 noisy people per task, each label's probability of being right (None: no
         # correction, as with one annotator per task; core/consensus_noise.py).
         label_probability = snapshot.label_probabilities(entries, len(label_set))
-        calibration = calibrate(
-            probs,
-            truth,
-            label_set,
-            target,
-            self.settings.confidence_level,
-            weights=weights,
-            max_weight=self.settings.calibration_max_weight,
-            label_probability=label_probability,
-        )
+
+        def calibrated(probabilities: np.ndarray) -> Calibration:
+            return calibrate(
+                probabilities,
+                truth,
+                label_set,
+                target,
+                self.settings.confidence_level,
+                weights=weights,
+                max_weight=self.settings.calibration_max_weight,
+                label_probability=label_probability,
+            )
+
+        calibration = calibrated(probs)
         sources_min_judged = 0
         if self.posterior is not None:
             # The same sample as routing would see it on the label model's posterior; that
@@ -360,16 +364,7 @@ class Trainer:
             # hard items and can leave its honest threshold stricter than the model's.
             sample = self.posterior.sample(pid, label_set, entries, probs)
             if sample.sources_min_judged:
-                on_posterior = calibrate(
-                    sample.probabilities,
-                    truth,
-                    label_set,
-                    target,
-                    self.settings.confidence_level,
-                    weights=weights,
-                    max_weight=self.settings.calibration_max_weight,
-                    label_probability=label_probability,
-                )
+                on_posterior = calibrated(sample.probabilities)
                 chosen = on_posterior.expected_coverage > calibration.expected_coverage
                 log.info(
                     "%s: %s on the posterior (%d of %d labels with trusted votes) admits %.3f, on the "
