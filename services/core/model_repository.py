@@ -332,7 +332,7 @@ def load_and_wait(triton_grpc_url: str, model_name: str, timeout: float = 120.0)
         gone_since: float | None = None
         while True:
             states = _version_states(client, model_name)
-            ready = sorted(v for v, state in states if state == "READY" and v > 0)
+            ready = _ready(states)
             if ready:
                 return max(ready)
             now = time.monotonic()
@@ -381,9 +381,9 @@ def _version_states(client: Any, model_name: str) -> list[tuple[int, str]]:
 
 
 def _ready_versions(client: Any, model_name: str) -> list[int]:
-    index = client.get_model_repository_index(as_json=True)
-    return sorted(
-        int(entry["version"])
-        for entry in index.get("models", [])
-        if entry.get("name") == model_name and entry.get("state") == "READY" and entry.get("version")
-    )
+    return _ready(_version_states(client, model_name))
+
+
+def _ready(states: Sequence[tuple[int, str]]) -> list[int]:
+    """The READY versions among `states` (_version_states), ascending."""
+    return sorted(v for v, state in states if state == "READY" and v > 0)
