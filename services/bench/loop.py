@@ -660,7 +660,9 @@ def _stream(
             if final >= len(records):
                 _drain_audits(config, project_id, state, stop)
                 break
-            if final != last_final or state["holding"]:  # held back on purpose: not a stall
+            # Held back on purpose (chaos: the last items wait for the last fault) is not a stall
+            # while every item sent has its final label; an item sent and stuck is one, held or not.
+            if final != last_final or (state["holding"] and final >= state["submitted"]):
                 last_final, last_change = final, time.monotonic()
             elif time.monotonic() - last_change > config.stall_timeout_s:
                 raise BenchError(
