@@ -47,6 +47,11 @@ class DependencyUnavailable(LabelloopError):
         self.dependency = dependency
 
 
+class Contended(LabelloopError):
+    """Another call holds what this one needs, for now (an item id another ingest call is still
+    accepting, or one that crashed while accepting it); retry shortly (gRPC UNAVAILABLE)."""
+
+
 class PoisonMessage(LabelloopError):
     """One message cannot be processed, ever; it goes to the dead-letter topic with this reason."""
 

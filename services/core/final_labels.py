@@ -33,11 +33,20 @@ from the claim's time (``final_labels_at:<project>``, kept while a decision is u
 publishing a decision again, and only confirms it when it is there. (Found by `make test`'s chaos
 run: one item with two human final-label records after human-tasks was killed.) Without it (unit
 tests), ``D`` always publishes again.
+
+A redelivery need not decide as the aborted attempt did: routing reads the threshold when it
+handles a prediction, and a deploy or a move may have changed it since (or a vote the combined
+scores). Its proposal then meets an unconfirmed model decision (``UNSETTLED``), which only that
+attempt could have published: dropping the proposal left the item with neither a label nor a
+task (the likely cause of a chaos run of `make test` that ended with 11 items never labeled after
+routing was killed). Routing passes ``relabel``, and the first decision is published instead
+(:meth:`FinalLabelWriter.claim`).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,15 +64,19 @@ from labelloop.v1 import common_pb2, events_pb2
 if TYPE_CHECKING:
     from labelloop.core.label_log import PublishedLabels
 
+log = logging.getLogger(__name__)
+
 PEOPLE = "P"
 
 # KEYS: fence hash, labeled set of the decision's source, claim times ; ARGV: item id, proposal
 # ('P' or a decision), over_people ('1' lets a decision replace a reservation for people), now (ms)
 _CLAIM = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
+local unconfirmed_model = v and string.sub(v, 1, 7) == 'Dmodel:'
 if ARGV[2] == 'P' then
   if not v then redis.call('HSET', KEYS[1], ARGV[1], 'P') return 'new' end
   if v == 'P' then return 'again' end
+  if unconfirmed_model then return 'unsettled' end
   return 'final'
 end
 if (not v) or (v == 'P' and ARGV[3] == '1') then
@@ -77,6 +90,7 @@ if string.sub(v, 2) == ARGV[2] then
   if string.sub(v, 1, 1) == 'D' then return 'again' end
   return 'done'
 end
+if unconfirmed_model and string.sub(ARGV[2], 1, 6) == 'model:' then return 'unsettled' end
 return 'conflict'
 """
 
@@ -102,6 +116,9 @@ class Outcome(enum.Enum):
     CONFLICT = "conflict"  # another decision came first: dropped
     PEOPLE = "people"  # the item is reserved for people: a model's label is dropped
     FINAL = "final"  # (a reservation) the item already has a final label: no task
+    # a model decision came first and its publication is unconfirmed: with a `relabel`, the
+    # proposal is replaced by that decision (AGAIN); without, FINAL or CONFLICT
+    UNSETTLED = "unsettled"
 
     @property
     def publish(self) -> bool:
@@ -122,6 +139,9 @@ def decision_of(label: events_pb2.LabelFinalized) -> str:
 
 
 Emit = Callable[[Topic, str, Message], None]
+#: Builds the model's final label with these labels for a claim (the item's prediction at hand),
+#: or None when it cannot (see :meth:`FinalLabelWriter.claim`).
+Relabel = Callable[["Claim", list[str]], "events_pb2.LabelFinalized | None"]
 
 
 @dataclass(frozen=True)
@@ -170,10 +190,18 @@ class FinalLabelWriter:
         """The project's claim times (item id -> epoch ms) of decisions not yet confirmed."""
         return self.keys("final_labels_at", project_id)
 
-    def claim(self, claims: Sequence[Claim], emit: Emit) -> list[Outcome]:
+    def claim(self, claims: list[Claim], emit: Emit, relabel: Relabel | None = None) -> list[Outcome]:
         """Submit proposals in order (one Redis round trip), emit the final labels to publish
         (to `labels`, keyed by item), count finalizations and drops; the outcome of each. The
-        caller flushes, then calls :meth:`confirm` with :func:`published` of the same call."""
+        caller flushes, then calls :meth:`confirm` with :func:`published` of the same call.
+
+        A proposal that meets a model's decision whose publication is unconfirmed (UNSETTLED)
+        may be a redelivery whose first attempt decided otherwise and was aborted: routing
+        re-reads a prediction after a crash under a threshold moved since, and the item would
+        then have a decision in the fence that nobody publishes (no task, no label: stuck). With
+        `relabel`, such a claim is replaced in `claims` by that decision's label for the same
+        prediction and goes on as AGAIN (published unless this call or the log holds it);
+        without, it is FINAL (a reservation) or CONFLICT (a decision), as any later proposal."""
         if not claims:
             return []
         now = str(int(time.time() * 1000))
@@ -196,6 +224,7 @@ class FinalLabelWriter:
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
         outcomes = [Outcome(r.decode() if isinstance(r, bytes) else str(r)) for r in raw]
+        self._settle(claims, outcomes, relabel)
         emitted: set[tuple[str, str]] = set()
         for i, (claim, outcome) in enumerate(zip(claims, outcomes, strict=True)):
             if claim.label is None:
@@ -217,6 +246,30 @@ class FinalLabelWriter:
             elif outcome in (Outcome.CONFLICT, Outcome.PEOPLE):
                 metrics.FINAL_LABELS_DROPPED.labels(claim.project_id, source, outcome.value).inc()
         return outcomes
+
+    def _settle(self, claims: list[Claim], outcomes: list[Outcome], relabel: Relabel | None) -> None:
+        """Resolve UNSETTLED outcomes in place (see :meth:`claim`)."""
+        unsettled = [i for i, o in enumerate(outcomes) if o is Outcome.UNSETTLED]
+        if not unsettled:
+            return
+        states: list[str | None] = [None] * len(unsettled)
+        if relabel is not None:
+            states = [self.state(claims[i].project_id, claims[i].item_id) for i in unsettled]
+        for i, state in zip(unsettled, states, strict=True):
+            outcomes[i] = Outcome.FINAL if claims[i].label is None else Outcome.CONFLICT
+            if relabel is None or state is None or not state.startswith("Dmodel:"):
+                continue  # (confirmed or replaced since the script ran)
+            stored = state[len("Dmodel:") :].split(",")
+            label = relabel(claims[i], stored)
+            if label is not None and decision_of(label) == state[1:]:
+                claims[i] = Claim.final(label)
+                outcomes[i] = Outcome.AGAIN
+                log.warning(
+                    "%s/%s: the model's decision %r was claimed but never confirmed; published again",
+                    claims[i].project_id,
+                    claims[i].item_id,
+                    stored,
+                )
 
     def _already_published(self, claims: Sequence[Claim], outcomes: list[Outcome]) -> None:
         """Turn AGAIN into DONE (and confirm it) for the decisions the log already holds: their

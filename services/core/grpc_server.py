@@ -9,8 +9,8 @@ looked up in the `TokenStore` and the call checked against `labelloop.core.acces
 Mapping (CONVENTIONS.md): Unauthenticated -> UNAUTHENTICATED, PermissionDenied ->
 PERMISSION_DENIED (both name what is missing), InvalidArgument -> INVALID_ARGUMENT (message
 names the field), NotFound -> NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, FailedPrecondition ->
-FAILED_PRECONDITION, DependencyUnavailable -> UNAVAILABLE; anything else -> INTERNAL (logged
-with its traceback).
+FAILED_PRECONDITION, DependencyUnavailable and Contended -> UNAVAILABLE; anything else ->
+INTERNAL (logged with its traceback).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from labelloop.core import access, metrics
 from labelloop.core.errors import (
     AlreadyExists,
+    Contended,
     DependencyUnavailable,
     FailedPrecondition,
     InvalidArgument,
@@ -48,6 +49,7 @@ STATUS_OF: dict[type[LabelloopError], grpc.StatusCode] = {
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     DependencyUnavailable: grpc.StatusCode.UNAVAILABLE,
+    Contended: grpc.StatusCode.UNAVAILABLE,
 }
 
 

@@ -4,6 +4,13 @@ Idempotency: `<prefix>:items:<project>` maps item id -> "ok" once produced, or
 "pending:<epoch>" while a producer holds it. A pending claim older than `pending_ttl_s` (a
 crashed ingest) may be taken over, so a crash between claim and produce loses nothing: the
 client's retry is accepted. A claim is released if producing fails.
+
+Only "ok" makes a duplicate. A younger pending claim of another call is either a concurrent
+submit of the same id (it turns "ok" within milliseconds: waited for, up to `busy_wait_s`) or
+the claim of an ingest killed between claim and produce, whose item is not in the stream: the
+call then fails with `Contended` (gRPC UNAVAILABLE, naming the items) after producing the rest,
+and the client's retry gets those as duplicates and takes the dead claim over once it is stale.
+Answering DUPLICATE there would lose the item: the client would never send it again.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dataclasses import dataclass
 import redis
 
 from labelloop.core import metrics
-from labelloop.core.errors import DependencyUnavailable, InvalidArgument, NotFound
+from labelloop.core.errors import Contended, DependencyUnavailable, InvalidArgument, NotFound
 from labelloop.core.identifiers import is_project_id
 from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
@@ -40,6 +47,7 @@ class IngestLimits:
     max_text_bytes: int = 512 * 1024
     max_metadata_bytes: int = 16_384
     pending_ttl_s: float = 60.0
+    busy_wait_s: float = 1.0  # how long a call waits for another call's claim to turn "ok"
 
 
 class Ingestor:
@@ -105,16 +113,21 @@ class Ingestor:
             valid.append((index, item))
         if not valid:
             return results
-        claimed = self._claim(valid, results)
+        claimed, busy = self._claim(valid, results)
         if claimed:
             self._produce(claimed, channel)
+        if busy:
+            self._await_claims(busy, results)
         return results
 
     def _claim(
         self, valid: list[tuple[int, common_pb2.Item]], results: list[ingest_pb2.ItemResult]
-    ) -> list[tuple[int, common_pb2.Item]]:
-        """Claim each new item id with HSETNX; take over stale pending claims; mark the rest duplicates."""
+    ) -> tuple[list[tuple[int, common_pb2.Item]], list[tuple[int, common_pb2.Item]]]:
+        """Claim each new item id with HSETNX and take over stale pending claims (both returned
+        first, ACCEPTED); the items of another call's younger pending claim are returned second
+        (`busy`); the rest are duplicates."""
         now = time.time()
+        busy_at: set[int] = set()
         pending = f"pending:{now:.6f}"
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -137,17 +150,57 @@ class Ingestor:
                         self.client.hset(self.progress.items_key(item.project_id), item.item_id, pending)
                         taken.add(pos)
                         taken_keys.add(key)
+                    else:
+                        busy_at.add(pos)
         except redis.RedisError as exc:
             raise unavailable(exc) from exc
-        claimed = []
+        claimed, busy = [], []
         for pos, (index, item) in enumerate(valid):
             if pos in taken:
                 claimed.append((index, item))
                 results[index].status = ACCEPTED
+            elif pos in busy_at:
+                busy.append((index, item))
             else:
                 results[index].status = DUPLICATE
                 metrics.ITEMS_DUPLICATE.labels(item.project_id).inc()
-        return claimed
+        return claimed, busy
+
+    def _await_claims(
+        self, busy: list[tuple[int, common_pb2.Item]], results: list[ingest_pb2.ItemResult]
+    ) -> None:
+        """Wait up to `busy_wait_s` for other calls' pending claims on `busy` to turn "ok" (then
+        they are duplicates); raise Contended naming those still pending (module doc)."""
+        deadline = time.monotonic() + self.limits.busy_wait_s
+        waiting = list(busy)
+        while True:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for _, item in waiting:
+                    pipe.hget(self.progress.items_key(item.project_id), item.item_id)
+                values = pipe.execute()
+            except redis.RedisError as exc:
+                raise unavailable(exc) from exc
+            still = []
+            for (index, item), value in zip(waiting, values, strict=True):
+                if value == b"ok":
+                    results[index].status = DUPLICATE
+                    metrics.ITEMS_DUPLICATE.labels(item.project_id).inc()
+                else:  # still pending, or released by a produce that failed: not in the stream
+                    still.append((index, item))
+            waiting = still
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if waiting:
+            ids = ", ".join(repr(item.item_id) for _, item in waiting[:3])
+            more = f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""
+            raise Contended(
+                f"items {ids}{more} are being accepted by another call, or were claimed by an ingest "
+                f"that stopped before producing them (taken over {self.limits.pending_ttl_s:g}s "
+                "after their claim): retry; the items of this call that were accepted come back as "
+                "duplicates"
+            )
 
     def _produce(self, claimed: list[tuple[int, common_pb2.Item]], channel: str) -> None:
         at = now_timestamp()

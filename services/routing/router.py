@@ -152,7 +152,17 @@ class Router:
             claims.append(
                 Claim.final(label) if label is not None else Claim.people(item.project_id, item.item_id)
             )
-        outcomes = self.writer.claim(claims, batch.emit)
+        # the decision of an earlier, aborted attempt at the same prediction (see FinalLabelWriter.claim)
+        by_item = {
+            (p.ingested.item.project_id, p.ingested.item.item_id): (p, j)
+            for j, (p, _, _) in enumerate(routed)
+        }
+
+        def relabel(claim: Claim, labels: list[str]) -> events_pb2.LabelFinalized | None:
+            prediction, j = by_item[(claim.project_id, claim.item_id)]
+            return self._model_label(prediction, labels, routed[j][1], at)
+
+        outcomes = self.writer.claim(claims, batch.emit, relabel)
         confirmed = published(claims, outcomes)
         if confirmed:
             batch.after_flush(lambda: self.writer.confirm(confirmed))
@@ -175,6 +185,33 @@ class Router:
                     if decision.task_reason == events_pb2.TASK_REASON_EXPLORATION:
                         metrics.ROUTING_DECISIONS.labels(project_id, "exploration").inc()
                 self._emit_task(batch, prediction, project, decision, decision.task_reason, at)
+
+    def _model_label(
+        self, prediction: events_pb2.Prediction, labels: list[str], project: common_pb2.Project, at: Timestamp
+    ) -> events_pb2.LabelFinalized | None:
+        """The model's final label `labels` for `prediction`, as an earlier attempt decided it
+        (its confidence: the labels' probability, the least sure one's on multi-label), or None
+        when the prediction does not score them."""
+        scores = {s.label: s.probability for s in prediction.scores}
+        if not labels or any(label not in scores for label in labels):
+            return None
+        threshold = self.thresholds.get(project.spec.project_id)
+        multi = is_multi_label(project)
+        if multi:
+            on = set(labels)
+            confidence = min(p if name in on else 1.0 - p for name, p in scores.items())
+        else:
+            confidence = scores[labels[0]]
+        return events_pb2.LabelFinalized(
+            ingested=prediction.ingested,
+            labels=labels,
+            source=common_pb2.LABEL_SOURCE_MODEL,
+            confidence=confidence,
+            model_name=prediction.model_name,
+            model_version=prediction.model_version,
+            finalized_at=at,
+            threshold=0.0 if multi else threshold.for_label(labels[0]),
+        )
 
     def _route_again(self, batch: Batch, cast: events_pb2.VoteCast, at: Timestamp) -> None:
         """A vote cast after routing decided: decide again on the prediction it carries with the

@@ -20,7 +20,7 @@ from support import wait_until
 
 from labelloop.core import access, redis_store, stream
 from labelloop.core.errors import DependencyUnavailable
-from labelloop.core.final_labels import FinalLabelWriter, Outcome
+from labelloop.core.final_labels import Claim, FinalLabelWriter, Outcome
 from labelloop.core.label_log import PublishedAnswers, PublishedLabels, label_records, replay
 from labelloop.core.projects import ProjectStore
 from labelloop.core.thresholds import Threshold, ThresholdStore
@@ -199,6 +199,55 @@ def test_a_redelivered_auto_label_is_published_once_and_a_different_one_is_dropp
     labels = one_record_each(loop)
     assert list(labels["c"].labels) == ["spam"] and labels["c"].model_version == 1, "the first decision wins"
     assert loop.writer.state(PROJECT, "c") == "Emodel:spam"
+
+
+def model_label(item_id: str, label: str, spam: float) -> events_pb2.LabelFinalized:
+    return events_pb2.LabelFinalized(
+        ingested=prediction(item_id, spam).ingested,
+        labels=[label],
+        source=common_pb2.LABEL_SOURCE_MODEL,
+        model_name=PROJECT,
+        model_version=1,
+    )
+
+
+def test_a_redelivered_prediction_gets_the_decision_of_its_aborted_first_attempt(loop: Loop) -> None:
+    """Routing claims an auto-label in the fence and is killed before its transaction commits;
+    before the prediction comes back, the threshold was tightened (a deploy publishes the
+    stricter one first) or a vote changed the combined scores. The redelivery decided otherwise
+    and was dropped against the unconfirmed claim: no label, no task, the item stuck (the chaos
+    test's items that never got a final label). Now the first decision is published, once."""
+    loop.thresholds.set(PROJECT, Threshold(0.6, model_version=1))
+    aborted: list[object] = []  # what the killed attempt handed to its producer: never committed
+    outcomes = loop.writer.finalize(
+        [model_label("k", "spam", 0.8), model_label("v", "ham", 0.3)], lambda *sent: aborted.append(sent)
+    )
+    assert outcomes == [Outcome.NEW, Outcome.NEW] and len(aborted) == 2
+    loop.thresholds.set(PROJECT, Threshold(0.9, model_version=1))  # stricter since: "k" to people
+    loop.send(PREDICTIONS, key("k"), prediction("k", 0.8))
+    loop.send(PREDICTIONS, key("v"), prediction("v", 0.95))  # now sure of spam: another decision
+    loop.settle(lambda: loop.routing.processed >= 2 and loop.writer.state(PROJECT, "v") == "Emodel:ham")
+    labels = one_record_each(loop)
+    assert {item: (label.source, list(label.labels)) for item, label in labels.items()} == {
+        "k": (common_pb2.LABEL_SOURCE_MODEL, ["spam"]),
+        "v": (common_pb2.LABEL_SOURCE_MODEL, ["ham"]),
+    }, "the first decision wins, and is published"
+    assert labels["k"].confidence == pytest.approx(0.8) and labels["v"].confidence == pytest.approx(0.05)
+    assert loop.writer.state(PROJECT, "k") == "Emodel:spam"
+    tasks = replay(loop.stack.bootstrap_servers, loop.prefix, TASKS, project_id=PROJECT)  # type: ignore[attr-defined]
+    assert [t.ingested.item.item_id for t in tasks] == [], "no task for a labeled item (raw topic)"
+
+    # Two predictions of one item in one call: the second meets the first's claim unconfirmed
+    # and is published with it once, not twice.
+    sent: list[object] = []
+    claims = [Claim.final(model_label("w", "spam", 0.8)), Claim.people(PROJECT, "w")]
+    relabelled = loop.writer.claim(
+        claims, lambda *out: sent.append(out), lambda c, ls: model_label("w", ls[0], 0.8)
+    )
+    assert relabelled == [Outcome.NEW, Outcome.DONE] and len(sent) == 1
+    # Without a way to rebuild the label (human-tasks), it is dropped as before.
+    assert loop.writer.claim([Claim.people(PROJECT, "w")], lambda *out: sent.append(out)) == [Outcome.FINAL]
+    assert len(sent) == 1
 
 
 def _withdrawn_count() -> float:
