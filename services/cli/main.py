@@ -38,7 +38,7 @@ from labelloop.core.settings import SettingsError, load
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
 app = typer.Typer(help="Labelloop: label a live data stream with a model and people.", no_args_is_help=True)
-project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
+project_app = typer.Typer(help="Create, list and archive projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(model_app, name="model")
 app.add_typer(token_app, name="token")
@@ -175,6 +175,8 @@ def project_show(
     console.print(f"  annotators        {spec.annotators_per_task}")
     console.print(f"  audit rate        {spec.audit_rate:.3f}")
     console.print(f"  model             {spec.model_name}")
+    if project.HasField("archived_at"):
+        console.print(f"  archived          {project.archived_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC")
     if spec.description:
         console.print(f"  description       {spec.description}", markup=False)
     table = Table("label", "description")
@@ -198,7 +200,7 @@ def project_list() -> None:
     for p in response.projects:
         spec = p.spec
         table.add_row(
-            spec.project_id,
+            spec.project_id + (" (archived)" if p.HasField("archived_at") else ""),
             common_pb2.Modality.Name(spec.modality).removeprefix("MODALITY_").lower()
             + (" multi-label" if spec.task_type == common_pb2.TASK_TYPE_MULTI_LABEL else ""),
             ", ".join(spec.labels) if len(spec.labels) <= 6 else f"{len(spec.labels)} labels",
@@ -208,6 +210,27 @@ def project_list() -> None:
             spec.model_name,
         )
     console.print(table)
+
+
+@project_app.command("archive")
+def project_archive(
+    project_id: Annotated[str, typer.Argument(help="The project id.")],
+) -> None:
+    """Archive a project (admins): ingest refuses its items from now on and retraining takes its
+    model out of Triton; its labels, exports and registered models stay. Idempotent."""
+    s = settings()
+    with ingest_channel(s) as channel:
+        try:
+            project = admin_pb2_grpc.ProjectServiceStub(channel).ArchiveProject(
+                admin_pb2.ArchiveProjectRequest(project_id=project_id), timeout=10
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"archiving project {project_id!r}") from None
+    console.print(
+        f"{project_id}: archived at {project.archived_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC; ingest "
+        f"refuses its items, and retraining takes its model {project.spec.model_name!r} out of Triton "
+        "within seconds"
+    )
 
 
 @app.command("import")
@@ -673,15 +696,34 @@ def _stack_of(s: CliSettings) -> dict[str, Any]:
 
 
 def _retire_bench_model(project_id: str) -> None:
-    """After a run of `make bench`: its throwaway project's model leaves the local Triton and
-    its repository (labels, runs and registry stay), so that each run does not add models that
-    Triton loads at every start (the chaos run restarts it; 25 models took over 120 s)."""
-    from labelloop.core.model_repository import retire
+    """After a run of `make bench`: its throwaway project is archived, and retraining takes its
+    model out of the local Triton and its repository (labels, runs and registry stay), so that
+    each run does not add models that Triton loads at every start (the chaos run restarts it; 25
+    models took over 120 s). Waits up to a minute for the model to leave; says so if it did not."""
+    from labelloop.core import model_repository
     from labelloop.stack import LocalStack, StackSettings
 
-    stack = LocalStack(load(StackSettings), say=None)
-    if retire(stack.model_repository, settings().triton_grpc_url, project_id):
-        console.print(f"[dim]{project_id}: its model left the local Triton and repository[/]")
+    s = settings()
+    with ingest_channel(s) as channel:
+        try:
+            project = admin_pb2_grpc.ProjectServiceStub(channel).ArchiveProject(
+                admin_pb2.ArchiveProjectRequest(project_id=project_id), timeout=10
+            )
+        except grpc.RpcError as exc:
+            console.print(f"[yellow]{project_id}: not archived: {exc.code().name}: {exc.details()}[/]")
+            return
+    directory = model_repository.model_dir(
+        LocalStack(load(StackSettings), say=None).model_repository, project.spec.model_name
+    )
+    deadline = time.monotonic() + 60
+    while directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if directory.exists():
+        console.print(
+            f"[yellow]{project_id}: archived, but its model is still in the repository after 60 s[/]"
+        )
+    else:
+        console.print(f"[dim]{project_id}: archived; its model left the local Triton and repository[/]")
 
 
 RULES_20NG = Path(__file__).resolve().parents[1] / "datasets" / "rules" / "20newsgroups.yaml"

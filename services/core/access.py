@@ -104,6 +104,7 @@ RULES: dict[str, Rule] = {
     f"{_PKG}ProjectService/GetProject": Rule(_READERS, _one("project_id")),
     f"{_PKG}ProjectService/GetProjectStatus": Rule(_READERS, _one("project_id")),
     f"{_PKG}ProjectService/ListProjects": Rule(_READERS),  # the servicer lists the caller's projects
+    f"{_PKG}ProjectService/ArchiveProject": Rule(frozenset(), _one("project_id")),
     # human tasks: annotators, on their projects, as themselves (lease-bound calls: the servicer)
     f"{_PKG}HumanTaskService/LeaseTask": Rule(_ANNOTATORS, _one("project_id")),
     f"{_PKG}HumanTaskService/GetQueueStats": Rule(_ANNOTATORS, _one("project_id")),

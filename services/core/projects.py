@@ -3,6 +3,10 @@
 A project is stored as its serialized `labelloop.v1.Project` under `<prefix>:projects` (a hash
 keyed by project id). Redis runs with an append-only file, so projects survive restarts of every
 service and of Redis. Readers use `ProjectStore.get`, which caches for `cache_s` seconds.
+
+Archiving (`ProjectStore.archive`, called by ingest's `ArchiveProject`) sets the record's
+`archived_at` once; ingest then refuses the project's items and retraining, which scans for
+archived projects, stops training it and retires its model (retraining/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ MAX_LABEL_DESCRIPTION = 1000
 #: The modalities that have a model path (a family that trains them, inference that reads them):
 #: a project of another modality is refused at creation instead of dead-lettering every item.
 MODEL_MODALITIES = {common_pb2.MODALITY_TEXT: "text", common_pb2.MODALITY_IMAGE: "image"}
+
+
+def is_archived(project: common_pb2.Project) -> bool:
+    """True once the project was archived (`ProjectStore.archive`)."""
+    return project.HasField("archived_at")
 
 
 def is_multi_label(project: common_pb2.Project | common_pb2.ProjectSpec) -> bool:
@@ -146,12 +155,12 @@ class ProjectStore:
             raise AlreadyExists(f"model name {model_name!r} is used by project {outcome!r}")
         return project
 
-    def get(self, project_id: str) -> common_pb2.Project:
-        """The project; NotFound when unknown."""
+    def get(self, project_id: str, *, fresh: bool = False) -> common_pb2.Project:
+        """The project (`fresh`: read from Redis, not the cache); NotFound when unknown."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(project_id)
-        if hit and now - hit[0] < self.cache_s:
+        if hit and now - hit[0] < self.cache_s and not fresh:
             return hit[1]
         try:
             raw = self.client.hget(self.key, project_id)
@@ -163,6 +172,33 @@ class ProjectStore:
         project.ParseFromString(raw)  # type: ignore[arg-type]
         with self._lock:
             self._cache[project_id] = (now, project)
+        return project
+
+    def archive(self, project_id: str) -> common_pb2.Project:
+        """Mark the project archived (its first `archived_at` is kept: idempotent); the project.
+        NotFound when unknown. Optimistic (WATCH): a concurrent write of the record retries."""
+        key = self.key
+        while True:
+            try:
+                with self.client.pipeline() as pipe:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, project_id)
+                    if raw is None:
+                        raise NotFound(f"project {project_id!r} does not exist")
+                    project = common_pb2.Project()
+                    project.ParseFromString(raw)  # type: ignore[arg-type]
+                    if not is_archived(project):
+                        project.archived_at.CopyFrom(now_timestamp())
+                        pipe.multi()
+                        pipe.hset(key, project_id, project.SerializeToString())
+                        pipe.execute()
+                    break
+            except redis.WatchError:
+                continue
+            except redis.RedisError as exc:
+                raise unavailable(exc) from exc
+        with self._lock:
+            self._cache[project_id] = (time.monotonic(), project)
         return project
 
     def list(self) -> list[common_pb2.Project]:

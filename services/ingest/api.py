@@ -3,6 +3,7 @@ ProjectService. Errors are raised as Labelloop errors; the core interceptor maps
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -17,6 +18,8 @@ from labelloop.core.queues import QueueKeys, read_stats
 from labelloop.core.thresholds import ThresholdStore
 from labelloop.ingest.ingestor import ACCEPTED, DUPLICATE, REJECTED, Ingestor
 from labelloop.v1 import admin_pb2, admin_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 def summarize(results: list[ingest_pb2.ItemResult]) -> ingest_pb2.SubmitBatchResponse:
@@ -74,7 +77,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
 
 
 class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
-    """CreateProject, GetProject, ListProjects (the caller's projects), GetProjectStatus."""
+    """CreateProject, GetProject, ListProjects (the caller's projects), GetProjectStatus,
+    ArchiveProject (the project's record: retraining retires its model, core/projects.py)."""
 
     def __init__(
         self,
@@ -102,6 +106,15 @@ class ProjectApi(admin_pb2_grpc.ProjectServiceServicer):
         self, request: admin_pb2.GetProjectRequest, context: grpc.ServicerContext
     ) -> common_pb2.Project:
         return self.projects.get(request.project_id)
+
+    def ArchiveProject(
+        self, request: admin_pb2.ArchiveProjectRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Project:
+        if not request.project_id:
+            raise InvalidArgument("project_id", "is empty")
+        project = self.projects.archive(request.project_id)
+        log.info("%s: archived; ingest refuses its items", request.project_id)
+        return project
 
     def ListProjects(
         self, request: admin_pb2.ListProjectsRequest, context: grpc.ServicerContext

@@ -28,7 +28,7 @@ from labelloop.core.errors import Contended, DependencyUnavailable, InvalidArgum
 from labelloop.core.identifiers import is_project_id
 from labelloop.core.media import MediaStore
 from labelloop.core.progress import Progress
-from labelloop.core.projects import ProjectStore
+from labelloop.core.projects import ProjectStore, is_archived
 from labelloop.core.redis_store import unavailable
 from labelloop.core.stream import EventProducer, now_timestamp
 from labelloop.core.topics import ITEMS, item_key
@@ -93,6 +93,10 @@ class Ingestor:
                 except NotFound:
                     raise InvalidArgument("item.project_id", f"unknown project {item.project_id!r}") from None
                 known = project.spec.project_id
+                if is_archived(project):
+                    raise InvalidArgument(
+                        "item.project_id", f"project {known!r} is archived: it accepts no items"
+                    )
                 validate_item(item, project, self.limits.max_text_bytes, self.limits.max_metadata_bytes)
                 if item.content.WhichOneof("body") == "media":
                     if self.media is None:

@@ -20,6 +20,11 @@ under a laxer threshold than its own:
    ROLLED_BACK).
 A crash at any step leaves at worst the stricter threshold and an unannounced version on disk,
 which `reconcile` removes at the next start.
+
+An archived project (core/projects.py) serves nothing: `retire` takes its model out of Triton and
+the repository under both locks (so no deployment of it is half-done), and `_install` refuses to
+serve a version of it, so neither a training that was running nor a person's promote brings the
+model back.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from labelloop.core.answers import AnswerLedger, AnswerSample, LabelSetSample
 from labelloop.core.errors import DependencyUnavailable, FailedPrecondition, NotFound
 from labelloop.core.model_repository import ModelLoadError
 from labelloop.core.progress import ServingVersions
-from labelloop.core.projects import ProjectStore, is_multi_label
+from labelloop.core.projects import ProjectStore, is_archived, is_multi_label
 from labelloop.core.stream import Batch, EventProducer
 from labelloop.core.thresholds import Threshold, ThresholdStore
 from labelloop.core.topics import MODELS
@@ -108,7 +113,10 @@ class ModelLifecycle:
     def reconcile(self, pid: str, model_name: str) -> None:
         """After a crash: close abandoned MLflow runs, remove versions written but never
         announced (and restore the champion's threshold if one was), and record what Triton
-        serves as the serving version."""
+        serves as the serving version. An archived project is left to `retire` (the service's
+        scan), never loaded again."""
+        if is_archived(self.projects.get(pid, fresh=True)):
+            return
         with self._lock(pid):
             killed = self.registry.close_abandoned_runs(pid)
             champion = self.registry.by_alias(pid, CHAMPION)
@@ -140,6 +148,27 @@ class ModelLifecycle:
             if served:
                 self._serving.set(pid, served[-1])
                 metrics.SERVING_MODEL_VERSION.labels(pid).set(served[-1])
+
+    # -- archived projects ------------------------------------------------------------------
+    def retire(self, pid: str, model_name: str) -> bool:
+        """`pid` was archived: its model leaves Triton and the repository, nothing serves
+        (serving version 0, a threshold admitting nothing), announced as RETIRED. True when
+        there was a model to take out. Idempotent."""
+        with self._lock(pid), self.deployer.lock(model_name):
+            had = model_repository.retire(self.repo, self.settings.triton_grpc_url, model_name)
+            self._serving.set(pid, 0)
+            metrics.SERVING_MODEL_VERSION.labels(pid).set(0)
+            self._publish(pid, Threshold())
+        announce(
+            self.producer,
+            model_event(
+                pid, events_pb2.MODEL_EVENT_KIND_RETIRED, model_name, 0, reason="the project was archived"
+            ),
+        )
+        log.info(
+            "%s: archived; its model %s left Triton and the repository", pid, model_name if had else "(none)"
+        )
+        return had
 
     # -- people's answers -------------------------------------------------------------------
     def move_threshold(self, pid: str, batch: Batch) -> None:
@@ -408,8 +437,11 @@ class ModelLifecycle:
         return triton_version
 
     def _install(self, pid: str, model_name: str, version_dir: Path, threshold: Threshold) -> int:
-        """Steps 1-3 of the module's docstring. Returns the Triton version."""
+        """Steps 1-3 of the module's docstring. Returns the Triton version. FailedPrecondition
+        for an archived project (read fresh: it serves nothing from the moment it is archived)."""
         with self.deployer.lock(model_name):
+            if is_archived(self.projects.get(pid, fresh=True)):
+                raise FailedPrecondition(f"project {pid!r} is archived: none of its models is served")
             old = self.current_threshold(pid)
             self._publish(pid, stricter(old, threshold))
             try:

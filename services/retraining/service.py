@@ -16,6 +16,10 @@ new labels, then the timer); the worker picks the next as it finishes. Due train
 queued behind one another, so a project whose people wait for a model waits for one training
 at most, not for every timer training of the idle projects.
 
+An archived project (core/projects.py) trains nothing: the loop's scan (`ArchivedScan`) hands
+each one to the worker once, which has the lifecycle retire its model; due trainings, priors and
+on-demand retrains of it are refused from then on.
+
 State lives outside the process: labels in Kafka (replayed on start), models, metrics,
 thresholds and the champion history in MLflow, thresholds and the answer sample in Redis, versions
 in the model repository.
@@ -27,14 +31,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from labelloop.core import metrics
 from labelloop.core.answers import Answer, AnswerLedger, answer_of, label_set_answer_of
-from labelloop.core.errors import NotFound
+from labelloop.core.errors import FailedPrecondition, NotFound
 from labelloop.core.label_log import replay
-from labelloop.core.projects import ProjectStore
+from labelloop.core.projects import ProjectStore, is_archived
 from labelloop.core.stream import Batch
 from labelloop.core.topics import ANNOTATIONS, LABELS
 from labelloop.retraining.dataset import LabeledSet, Snapshot, joined
@@ -51,11 +56,47 @@ from labelloop.retraining.triggers import (
     urgency,
 )
 from labelloop.retraining.zero_shot import PriorScan, ZeroShotPrior
-from labelloop.v1 import events_pb2
+from labelloop.v1 import common_pb2, events_pb2
 
 __all__ = ["RetrainingService"]
 
 log = logging.getLogger("retraining")
+
+
+class ArchivedScan:
+    """The archived projects (core/projects.py): each is offered for retiring once per process,
+    again after a failed retire. The project list is read at most every `every_s` seconds (the
+    loop calls `due` after every batch and when idle). Thread-safe; `clock` is injectable."""
+
+    def __init__(self, every_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self.archived: set[str] = set()  # every project seen archived: none of them trains
+        self._offered: set[str] = set()
+        self._next_scan = 0.0
+        self._lock = threading.Lock()
+
+    def due(self, projects: ProjectStore) -> list[common_pb2.Project]:
+        """Archived projects not offered yet (or whose retire failed), now marked offered."""
+        with self._lock:
+            if self.clock() < self._next_scan:
+                return []
+            self._next_scan = self.clock() + self.every_s
+        try:
+            listed = [p for p in projects.list() if is_archived(p)]
+        except Exception as exc:  # Redis down: the next call tries again; never fails the loop
+            log.warning("archived projects: cannot list projects: %s", exc)
+            return []
+        with self._lock:
+            fresh = [p for p in listed if p.spec.project_id not in self._offered]
+            self.archived.update(p.spec.project_id for p in listed)
+            self._offered.update(p.spec.project_id for p in fresh)
+        return fresh
+
+    def failed(self, pid: str) -> None:
+        """Retiring `pid` failed: offer it again at the next scan."""
+        with self._lock:
+            self._offered.discard(pid)
 
 
 @dataclass
@@ -89,6 +130,7 @@ class RetrainingService:
         self.lifecycle = lifecycle
         self.trainer = trainer
         self.answers = answers
+        self._archived = ArchivedScan()
         self.policy = TriggerPolicy(
             first_model_labels=settings.first_model_labels,
             min_classes=settings.min_classes,
@@ -219,10 +261,23 @@ class RetrainingService:
     def schedule(self) -> None:
         """Start the zero-shot prior of new text projects and, when the worker is free, the most
         urgent due training (called after each batch and when idle)."""
+        for project in self._archived.due(self.projects):
+            self.executor.submit(self._retire, project)
         if self.prior is not None:
             for pid in self._priors.due(self.projects):
-                self.executor.submit(self._serve_prior, pid)
+                if pid not in self._archived.archived:
+                    self.executor.submit(self._serve_prior, pid)
         self._start_next()
+
+    def _retire(self, project: common_pb2.Project) -> None:
+        """In the worker (never beside a training): take an archived project's model out."""
+        try:
+            self.lifecycle.retire(project.spec.project_id, project.spec.model_name)
+        except Exception:
+            log.exception(
+                "%s: retiring the archived project's model failed; retrying", project.spec.project_id
+            )
+            self._archived.failed(project.spec.project_id)
 
     def _start_next(self) -> None:
         """If no training runs: start the due training that `triggers.urgency` sorts first."""
@@ -233,6 +288,8 @@ class RetrainingService:
                 states = list(self.states.values())
             due: list[tuple[tuple[int, float], str, ProjectState]] = []
             for state in states:
+                if state.project_id in self._archived.archived:
+                    continue  # an archived project trains nothing
                 with state.lock:
                     reason = state.trigger.due()
                     if reason is not None:
@@ -336,7 +393,8 @@ class RetrainingService:
 
     def request_retrain(self, pid: str) -> tuple[int, bool]:
         """Ask for a training of `pid`; returns (human labels held, whether one is running)."""
-        self.projects.get(pid)  # NotFound for an unknown project
+        if is_archived(self.projects.get(pid, fresh=True)):  # NotFound for an unknown project
+            raise FailedPrecondition(f"project {pid!r} is archived: it trains no model")
         state = self.state(pid)
         with state.lock:
             state.trigger.request()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from labelloop.v1 import common_pb2 as labelloop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18labelloop/v1/admin.proto\x12\x0clabelloop.v1\x1a\x19labelloop/v1/common.proto\"?\n\x14\x43reateProjectRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.labelloop.v1.ProjectSpec\"\'\n\x11GetProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\x15\n\x13ListProjectsRequest\"?\n\x14ListProjectsResponse\x12\'\n\x08projects\x18\x01 \x03(\x0b\x32\x15.labelloop.v1.Project\"-\n\x17GetProjectStatusRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\xad\x04\n\rProjectStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08ingested\x18\x02 \x01(\x03\x12\x14\n\x0c\x61uto_labeled\x18\x03 \x01(\x03\x12\x1a\n\x12waiting_for_people\x18\x04 \x01(\x03\x12\x15\n\rhuman_labeled\x18\x05 \x01(\x03\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x06 \x01(\x03\x12\x17\n\x0fserving_version\x18\x07 \x01(\x03\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x0e\n\x06\x61udits\x18\t \x01(\x03\x12\x19\n\x11\x61udited_precision\x18\n \x01(\x01\x12\x18\n\x10target_precision\x18\x0b \x01(\x01\x12U\n\x16label_upper_thresholds\x18\x0c \x03(\x0b\x32\x35.labelloop.v1.ProjectStatus.LabelUpperThresholdsEntry\x12U\n\x16label_lower_thresholds\x18\r \x03(\x0b\x32\x35.labelloop.v1.ProjectStatus.LabelLowerThresholdsEntry\x1a;\n\x19LabelUpperThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a;\n\x19LabelLowerThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xd1\x02\n\x0eProjectService\x12J\n\rCreateProject\x12\".labelloop.v1.CreateProjectRequest\x1a\x15.labelloop.v1.Project\x12\x44\n\nGetProject\x12\x1f.labelloop.v1.GetProjectRequest\x1a\x15.labelloop.v1.Project\x12U\n\x0cListProjects\x12!.labelloop.v1.ListProjectsRequest\x1a\".labelloop.v1.ListProjectsResponse\x12V\n\x10GetProjectStatus\x12%.labelloop.v1.GetProjectStatusRequest\x1a\x1b.labelloop.v1.ProjectStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18labelloop/v1/admin.proto\x12\x0clabelloop.v1\x1a\x19labelloop/v1/common.proto\"+\n\x15\x41rchiveProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"?\n\x14\x43reateProjectRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.labelloop.v1.ProjectSpec\"\'\n\x11GetProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\x15\n\x13ListProjectsRequest\"?\n\x14ListProjectsResponse\x12\'\n\x08projects\x18\x01 \x03(\x0b\x32\x15.labelloop.v1.Project\"-\n\x17GetProjectStatusRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\xad\x04\n\rProjectStatus\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x10\n\x08ingested\x18\x02 \x01(\x03\x12\x14\n\x0c\x61uto_labeled\x18\x03 \x01(\x03\x12\x1a\n\x12waiting_for_people\x18\x04 \x01(\x03\x12\x15\n\rhuman_labeled\x18\x05 \x01(\x03\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x06 \x01(\x03\x12\x17\n\x0fserving_version\x18\x07 \x01(\x03\x12\x11\n\tthreshold\x18\x08 \x01(\x01\x12\x0e\n\x06\x61udits\x18\t \x01(\x03\x12\x19\n\x11\x61udited_precision\x18\n \x01(\x01\x12\x18\n\x10target_precision\x18\x0b \x01(\x01\x12U\n\x16label_upper_thresholds\x18\x0c \x03(\x0b\x32\x35.labelloop.v1.ProjectStatus.LabelUpperThresholdsEntry\x12U\n\x16label_lower_thresholds\x18\r \x03(\x0b\x32\x35.labelloop.v1.ProjectStatus.LabelLowerThresholdsEntry\x1a;\n\x19LabelUpperThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a;\n\x19LabelLowerThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x9f\x03\n\x0eProjectService\x12J\n\rCreateProject\x12\".labelloop.v1.CreateProjectRequest\x1a\x15.labelloop.v1.Project\x12\x44\n\nGetProject\x12\x1f.labelloop.v1.GetProjectRequest\x1a\x15.labelloop.v1.Project\x12U\n\x0cListProjects\x12!.labelloop.v1.ListProjectsRequest\x1a\".labelloop.v1.ListProjectsResponse\x12V\n\x10GetProjectStatus\x12%.labelloop.v1.GetProjectStatusRequest\x1a\x1b.labelloop.v1.ProjectStatus\x12L\n\x0e\x41rchiveProject\x12#.labelloop.v1.ArchiveProjectRequest\x1a\x15.labelloop.v1.Projectb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,22 +36,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROJECTSTATUS_LABELUPPERTHRESHOLDSENTRY']._serialized_options = b'8\001'
   _globals['_PROJECTSTATUS_LABELLOWERTHRESHOLDSENTRY']._loaded_options = None
   _globals['_PROJECTSTATUS_LABELLOWERTHRESHOLDSENTRY']._serialized_options = b'8\001'
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=69
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=132
-  _globals['_GETPROJECTREQUEST']._serialized_start=134
-  _globals['_GETPROJECTREQUEST']._serialized_end=173
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=175
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=196
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=198
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=261
-  _globals['_GETPROJECTSTATUSREQUEST']._serialized_start=263
-  _globals['_GETPROJECTSTATUSREQUEST']._serialized_end=308
-  _globals['_PROJECTSTATUS']._serialized_start=311
-  _globals['_PROJECTSTATUS']._serialized_end=868
-  _globals['_PROJECTSTATUS_LABELUPPERTHRESHOLDSENTRY']._serialized_start=748
-  _globals['_PROJECTSTATUS_LABELUPPERTHRESHOLDSENTRY']._serialized_end=807
-  _globals['_PROJECTSTATUS_LABELLOWERTHRESHOLDSENTRY']._serialized_start=809
-  _globals['_PROJECTSTATUS_LABELLOWERTHRESHOLDSENTRY']._serialized_end=868
-  _globals['_PROJECTSERVICE']._serialized_start=871
-  _globals['_PROJECTSERVICE']._serialized_end=1208
+  _globals['_ARCHIVEPROJECTREQUEST']._serialized_start=69
+  _globals['_ARCHIVEPROJECTREQUEST']._serialized_end=112
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=114
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=177
+  _globals['_GETPROJECTREQUEST']._serialized_start=179
+  _globals['_GETPROJECTREQUEST']._serialized_end=218
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=220
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=241
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=243
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=306
+  _globals['_GETPROJECTSTATUSREQUEST']._serialized_start=308
+  _globals['_GETPROJECTSTATUSREQUEST']._serialized_end=353
+  _globals['_PROJECTSTATUS']._serialized_start=356
+  _globals['_PROJECTSTATUS']._serialized_end=913
+  _globals['_PROJECTSTATUS_LABELUPPERTHRESHOLDSENTRY']._serialized_start=793
+  _globals['_PROJECTSTATUS_LABELUPPERTHRESHOLDSENTRY']._serialized_end=852
+  _globals['_PROJECTSTATUS_LABELLOWERTHRESHOLDSENTRY']._serialized_start=854
+  _globals['_PROJECTSTATUS_LABELLOWERTHRESHOLDSENTRY']._serialized_end=913
+  _globals['_PROJECTSERVICE']._serialized_start=916
+  _globals['_PROJECTSERVICE']._serialized_end=1331
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,11 @@ class ProjectServiceStub:
                 request_serializer=labelloop_dot_v1_dot_admin__pb2.GetProjectStatusRequest.SerializeToString,
                 response_deserializer=labelloop_dot_v1_dot_admin__pb2.ProjectStatus.FromString,
                 _registered_method=True)
+        self.ArchiveProject = channel.unary_unary(
+                '/labelloop.v1.ProjectService/ArchiveProject',
+                request_serializer=labelloop_dot_v1_dot_admin__pb2.ArchiveProjectRequest.SerializeToString,
+                response_deserializer=labelloop_dot_v1_dot_common__pb2.Project.FromString,
+                _registered_method=True)
 
 
 class ProjectServiceServicer:
@@ -90,6 +95,16 @@ class ProjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ArchiveProject(self, request, context):
+        """Archive a project (admins): ingest refuses its items from now on, retraining stops training
+        it and takes its model out of Triton within seconds (announced as MODEL_EVENT_KIND_RETIRED);
+        labels, exports and the model registry stay. Idempotent: the project keeps its first
+        archived_at. NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProjectServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +127,11 @@ def add_ProjectServiceServicer_to_server(servicer, server):
                     servicer.GetProjectStatus,
                     request_deserializer=labelloop_dot_v1_dot_admin__pb2.GetProjectStatusRequest.FromString,
                     response_serializer=labelloop_dot_v1_dot_admin__pb2.ProjectStatus.SerializeToString,
+            ),
+            'ArchiveProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveProject,
+                    request_deserializer=labelloop_dot_v1_dot_admin__pb2.ArchiveProjectRequest.FromString,
+                    response_serializer=labelloop_dot_v1_dot_common__pb2.Project.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +243,33 @@ class ProjectService:
             '/labelloop.v1.ProjectService/GetProjectStatus',
             labelloop_dot_v1_dot_admin__pb2.GetProjectStatusRequest.SerializeToString,
             labelloop_dot_v1_dot_admin__pb2.ProjectStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelloop.v1.ProjectService/ArchiveProject',
+            labelloop_dot_v1_dot_admin__pb2.ArchiveProjectRequest.SerializeToString,
+            labelloop_dot_v1_dot_common__pb2.Project.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,12 @@ class ProjectServiceStub:
     """All projects."""
     GetProjectStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetProjectStatusRequest, _admin_pb2.ProjectStatus]
     """Counts of a project's progress."""
+    ArchiveProject: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ArchiveProjectRequest, _common_pb2.Project]
+    """Archive a project (admins): ingest refuses its items from now on, retraining stops training
+    it and takes its model out of Triton within seconds (announced as MODEL_EVENT_KIND_RETIRED);
+    labels, exports and the model registry stay. Idempotent: the project keeps its first
+    archived_at. NOT_FOUND when unknown.
+    """
 
 @_typing.type_check_only
 class ProjectServiceAsyncStub(ProjectServiceStub):
@@ -56,6 +62,12 @@ class ProjectServiceAsyncStub(ProjectServiceStub):
     """All projects."""
     GetProjectStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetProjectStatusRequest, _admin_pb2.ProjectStatus]  # type: ignore[assignment]
     """Counts of a project's progress."""
+    ArchiveProject: _aio.UnaryUnaryMultiCallable[_admin_pb2.ArchiveProjectRequest, _common_pb2.Project]  # type: ignore[assignment]
+    """Archive a project (admins): ingest refuses its items from now on, retraining stops training
+    it and takes its model out of Triton within seconds (announced as MODEL_EVENT_KIND_RETIRED);
+    labels, exports and the model registry stay. Idempotent: the project keeps its first
+    archived_at. NOT_FOUND when unknown.
+    """
 
 class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
     """Create and inspect projects."""
@@ -91,5 +103,17 @@ class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ProjectStatus, _abc.Awaitable[_admin_pb2.ProjectStatus]]:
         """Counts of a project's progress."""
+
+    @_abc_1.abstractmethod
+    def ArchiveProject(
+        self,
+        request: _admin_pb2.ArchiveProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Project, _abc.Awaitable[_common_pb2.Project]]:
+        """Archive a project (admins): ingest refuses its items from now on, retraining stops training
+        it and takes its model out of Triton within seconds (announced as MODEL_EVENT_KIND_RETIRED);
+        labels, exports and the model registry stay. Idempotent: the project keeps its first
+        archived_at. NOT_FOUND when unknown.
+        """
 
 def add_ProjectServiceServicer_to_server(servicer: ProjectServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

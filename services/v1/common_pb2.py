@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19labelloop/v1/common.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x08MediaRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"J\n\x07\x43ontent\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.labelloop.v1.MediaRefH\x00\x42\x06\n\x04\x62ody\"\xb8\x01\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12&\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x15.labelloop.v1.Content\x12\x32\n\x08metadata\x18\x04 \x03(\x0b\x32 .labelloop.v1.Item.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"1\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\"@\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01w\x18\x03 \x01(\x02\x12\t\n\x01h\x18\x04 \x01(\x02\x12\r\n\x05label\x18\x05 \x01(\t\"\x96\x03\n\x0bProjectSpec\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12(\n\x08modality\x18\x02 \x01(\x0e\x32\x16.labelloop.v1.Modality\x12)\n\ttask_type\x18\x03 \x01(\x0e\x32\x16.labelloop.v1.TaskType\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x18\n\x10target_precision\x18\x05 \x01(\x01\x12\x1b\n\x13\x61nnotators_per_task\x18\x06 \x01(\x05\x12\x17\n\naudit_rate\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmodel_name\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12L\n\x12label_descriptions\x18\r \x03(\x0b\x32\x30.labelloop.v1.ProjectSpec.LabelDescriptionsEntry\x1a\x38\n\x16LabelDescriptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_audit_rate\"b\n\x07Project\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.labelloop.v1.ProjectSpec\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*s\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_AUDIO\x10\x03\x12\x12\n\x0eMODALITY_VIDEO\x10\x04*\\\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_TYPE_SINGLE_LABEL\x10\x01\x12\x19\n\x15TASK_TYPE_MULTI_LABEL\x10\x02*[\n\x0bLabelSource\x12\x1c\n\x18LABEL_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12LABEL_SOURCE_MODEL\x10\x01\x12\x16\n\x12LABEL_SOURCE_HUMAN\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19labelloop/v1/common.proto\x12\x0clabelloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x08MediaRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"J\n\x07\x43ontent\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.labelloop.v1.MediaRefH\x00\x42\x06\n\x04\x62ody\"\xb8\x01\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12&\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x15.labelloop.v1.Content\x12\x32\n\x08metadata\x18\x04 \x03(\x0b\x32 .labelloop.v1.Item.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"1\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\"@\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01w\x18\x03 \x01(\x02\x12\t\n\x01h\x18\x04 \x01(\x02\x12\r\n\x05label\x18\x05 \x01(\t\"\x96\x03\n\x0bProjectSpec\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12(\n\x08modality\x18\x02 \x01(\x0e\x32\x16.labelloop.v1.Modality\x12)\n\ttask_type\x18\x03 \x01(\x0e\x32\x16.labelloop.v1.TaskType\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x18\n\x10target_precision\x18\x05 \x01(\x01\x12\x1b\n\x13\x61nnotators_per_task\x18\x06 \x01(\x05\x12\x17\n\naudit_rate\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmodel_name\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12L\n\x12label_descriptions\x18\r \x03(\x0b\x32\x30.labelloop.v1.ProjectSpec.LabelDescriptionsEntry\x1a\x38\n\x16LabelDescriptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_audit_rate\"\x93\x01\n\x07Project\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.labelloop.v1.ProjectSpec\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61rchived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*s\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_AUDIO\x10\x03\x12\x12\n\x0eMODALITY_VIDEO\x10\x04*\\\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_TYPE_SINGLE_LABEL\x10\x01\x12\x19\n\x15TASK_TYPE_MULTI_LABEL\x10\x02*[\n\x0bLabelSource\x12\x1c\n\x18LABEL_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12LABEL_SOURCE_MODEL\x10\x01\x12\x16\n\x12LABEL_SOURCE_HUMAN\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ITEM_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_PROJECTSPEC_LABELDESCRIPTIONSENTRY']._loaded_options = None
   _globals['_PROJECTSPEC_LABELDESCRIPTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_MODALITY']._serialized_start=1098
-  _globals['_MODALITY']._serialized_end=1213
-  _globals['_TASKTYPE']._serialized_start=1215
-  _globals['_TASKTYPE']._serialized_end=1307
-  _globals['_LABELSOURCE']._serialized_start=1309
-  _globals['_LABELSOURCE']._serialized_end=1400
+  _globals['_MODALITY']._serialized_start=1148
+  _globals['_MODALITY']._serialized_end=1263
+  _globals['_TASKTYPE']._serialized_start=1265
+  _globals['_TASKTYPE']._serialized_end=1357
+  _globals['_LABELSOURCE']._serialized_start=1359
+  _globals['_LABELSOURCE']._serialized_end=1450
   _globals['_MEDIAREF']._serialized_start=76
   _globals['_MEDIAREF']._serialized_end=157
   _globals['_CONTENT']._serialized_start=159
@@ -60,6 +60,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROJECTSPEC']._serialized_end=996
   _globals['_PROJECTSPEC_LABELDESCRIPTIONSENTRY']._serialized_start=925
   _globals['_PROJECTSPEC_LABELDESCRIPTIONSENTRY']._serialized_end=981
-  _globals['_PROJECT']._serialized_start=998
-  _globals['_PROJECT']._serialized_end=1096
+  _globals['_PROJECT']._serialized_start=999
+  _globals['_PROJECT']._serialized_end=1146
 # @@protoc_insertion_point(module_scope)

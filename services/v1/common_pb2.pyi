@@ -144,9 +144,11 @@ class ProjectSpec(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., task_type: _Optional[_Union[TaskType, str]] = ..., labels: _Optional[_Iterable[str]] = ..., target_precision: _Optional[float] = ..., annotators_per_task: _Optional[int] = ..., audit_rate: _Optional[float] = ..., model_name: _Optional[str] = ..., description: _Optional[str] = ..., label_descriptions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("spec", "created_at")
+    __slots__ = ("spec", "created_at", "archived_at")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_AT_FIELD_NUMBER: _ClassVar[int]
     spec: ProjectSpec
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, spec: _Optional[_Union[ProjectSpec, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    archived_at: _timestamp_pb2.Timestamp
+    def __init__(self, spec: _Optional[_Union[ProjectSpec, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

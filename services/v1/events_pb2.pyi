@@ -37,6 +37,7 @@ class ModelEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_EVENT_KIND_ROLLED_BACK: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_THRESHOLD_UPDATED: _ClassVar[ModelEventKind]
     MODEL_EVENT_KIND_TRAINING_FAILED: _ClassVar[ModelEventKind]
+    MODEL_EVENT_KIND_RETIRED: _ClassVar[ModelEventKind]
 ANSWER_STAGE_UNSPECIFIED: AnswerStage
 ANSWER_STAGE_FAST: AnswerStage
 ANSWER_STAGE_ENCODER: AnswerStage
@@ -55,6 +56,7 @@ MODEL_EVENT_KIND_LOAD_FAILED: ModelEventKind
 MODEL_EVENT_KIND_ROLLED_BACK: ModelEventKind
 MODEL_EVENT_KIND_THRESHOLD_UPDATED: ModelEventKind
 MODEL_EVENT_KIND_TRAINING_FAILED: ModelEventKind
+MODEL_EVENT_KIND_RETIRED: ModelEventKind
 
 class ItemIngested(_message.Message):
     __slots__ = ("item", "ingested_at", "channel", "arrival", "rescore")

@@ -32,7 +32,7 @@ from labelloop.core.topics import ANNOTATIONS, LABELS, MODELS, TASKS, item_key
 from labelloop.datasets import load
 from labelloop.retraining.dataset import is_holdout
 from labelloop.retraining.registry import CHALLENGER, CHAMPION, Registry
-from labelloop.v1 import common_pb2, events_pb2, ingest_pb2, models_pb2, models_pb2_grpc
+from labelloop.v1 import admin_pb2, common_pb2, events_pb2, ingest_pb2, models_pb2, models_pb2_grpc
 
 LABEL_SET = ["ham", "spam"]
 STREAM = 600
@@ -139,6 +139,7 @@ def cli(services: RunningServices, *args: str) -> str:
         **os.environ,
         "COLUMNS": "250",
         "LABELLOOP_RETRAINING_ADDR": f"127.0.0.1:{services.grpc_ports['retraining']}",
+        "LABELLOOP_INGEST_ADDR": f"127.0.0.1:{services.grpc_ports['ingest']}",
         "LABELLOOP_TOKEN": services.token,
     }
     done = subprocess.run(
@@ -304,6 +305,73 @@ def _audits_settled(stack, prefix: str, project_id: str) -> tuple[int, int] | No
     if {a.task_id for a in answers} != audit_tasks:
         return None
     return sum(set(a.labels) == set(a.audited_labels) for a in answers), len(answers)
+
+
+def test_an_archived_project_trains_nothing_and_its_model_leaves_triton(stack, services, topic_prefix, spam):
+    """`ArchiveProject` (ingest) marks the project; retraining takes its model out of Triton and
+    the repository, and nothing brings it back: not new labels, an on-demand retrain, a person's
+    promote or a restart. Ingest refuses its items; the registry keeps its versions."""
+    project_id, model_name = make_project(services)
+    registry = Registry(stack.mlflow_uri, topic_prefix)
+    thresholds = ThresholdStore(services.redis, services.redis_prefix, cache_s=0)
+    services.start(["retraining", "ingest"])
+    produce_human_labels(stack, topic_prefix, project_id, spam[:120])
+    wait_until(
+        lambda: model_repository.served_versions(stack.triton_grpc_url, model_name) == [1],
+        90,
+        interval=0.5,
+        message="no first model",
+    )
+
+    archived = services.admin().ArchiveProject(
+        admin_pb2.ArchiveProjectRequest(project_id=project_id), timeout=10
+    )
+    assert archived.HasField("archived_at")
+    model_dir = Path(stack.model_repository) / model_name
+    wait_until(
+        lambda: (
+            not model_dir.exists()
+            and model_repository.served_versions(stack.triton_grpc_url, model_name) == []
+        ),
+        60,
+        interval=0.5,
+        message="the archived project's model is still served",
+    )
+    assert kinds(model_events(stack, topic_prefix, project_id))[-1] == "RETIRED"
+    after = thresholds.get(project_id)
+    assert after.threshold > 1.0 and after.model_version == 0, "a threshold that admits nothing"
+    said = cli(services, "project", "archive", project_id)
+    assert f"{project_id}: archived at {archived.archived_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC" in said, (
+        said
+    )
+    assert "(archived)" in cli(services, "project", "list"), "idempotent, and the list says so"
+
+    item = common_pb2.Item(item_id="late", project_id=project_id, content=common_pb2.Content(text="hello"))
+    refused = services.ingest().SubmitBatch(ingest_pb2.SubmitBatchRequest(items=[item]), timeout=10)
+    assert refused.rejected == 1 and "is archived" in refused.results[0].error_message
+
+    api = model_api(services)
+    with pytest.raises(grpc.RpcError) as retrain:
+        api.RetrainModel(models_pb2.RetrainModelRequest(project_id=project_id), timeout=10)
+    assert (
+        retrain.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "archived" in retrain.value.details()
+    )
+    with pytest.raises(grpc.RpcError) as promote:
+        api.PromoteModel(models_pb2.PromoteModelRequest(project_id=project_id, version=1), timeout=30)
+    assert (
+        promote.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "archived" in promote.value.details()
+    )
+
+    # late labels (items in flight when it was archived), then a restart: still nothing serves
+    produce_human_labels(stack, topic_prefix, project_id, spam[120:240])
+    wait_until(lambda: labels_consumed(stack, topic_prefix), 120, interval=0.5, message="labels not consumed")
+    services.kill("retraining")
+    services.start(["retraining"])
+    wait_until(lambda: labels_consumed(stack, topic_prefix), 120, interval=0.5, message="labels not replayed")
+    assert not model_dir.exists()
+    assert model_repository.served_versions(stack.triton_grpc_url, model_name) == []
+    assert kinds(model_events(stack, topic_prefix, project_id)).count("TRAINED") == 1, "no training since"
+    assert [v.version for v in registry.versions(project_id)] == [1], "the registry keeps its version"
 
 
 def test_cold_start_gate_rollback_and_finally_a_version_that_fails_to_load(

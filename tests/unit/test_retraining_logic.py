@@ -336,7 +336,11 @@ def test_an_install_publishes_every_field_of_the_calibrated_threshold() -> None:
         def set(self, project_id: str, version: int) -> None:
             pass
 
-    lifecycle = ModelLifecycle(None, None, None, Deployer(), Thresholds(), Serving(), None, None)  # type: ignore[arg-type]
+    class Projects:
+        def get(self, project_id: str, *, fresh: bool = False) -> common_pb2.Project:
+            return common_pb2.Project(spec=common_pb2.ProjectSpec(project_id=project_id))
+
+    lifecycle = ModelLifecycle(None, Projects(), None, Deployer(), Thresholds(), Serving(), None, None)  # type: ignore[arg-type]
     calibrated = Threshold(0.9, {"a": 0.95}, exploration_rate=0.02, sources_min_judged=5)
     assert lifecycle._install("p", "m", Path("."), calibrated) == 4
     during, after = published
@@ -402,3 +406,35 @@ def test_a_threshold_admits_when_its_global_or_a_class_threshold_is_a_probabilit
     assert Threshold(0.9).admits_any()
     assert Threshold(NOTHING, {"spam": 0.97}).admits_any()
     assert not Threshold(NOTHING, {"spam": NOTHING, "ham": 1.5}).admits_any()
+
+
+def test_the_archived_scan_offers_each_archived_project_once_and_again_after_a_failure() -> None:
+    from labelloop.retraining.service import ArchivedScan
+
+    now = [0.0]
+
+    class Projects:
+        def __init__(self) -> None:
+            self.projects = [common_pb2.Project(spec=common_pb2.ProjectSpec(project_id="live"))]
+
+        def list(self) -> list[common_pb2.Project]:
+            return self.projects
+
+        def archive(self, pid: str) -> None:
+            project = common_pb2.Project(spec=common_pb2.ProjectSpec(project_id=pid))
+            project.archived_at.GetCurrentTime()
+            self.projects.append(project)
+
+    projects = Projects()
+    scan = ArchivedScan(every_s=2.0, clock=lambda: now[0])
+    assert scan.due(projects) == [] and scan.archived == set()  # type: ignore[arg-type]
+    projects.archive("old")
+    assert scan.due(projects) == [], "the list is read at most every 2 s"  # type: ignore[arg-type]
+    now[0] = 2.0
+    assert [p.spec.project_id for p in scan.due(projects)] == ["old"]  # type: ignore[arg-type]
+    assert scan.archived == {"old"}
+    now[0] = 4.0
+    assert scan.due(projects) == [], "offered once"  # type: ignore[arg-type]
+    scan.failed("old")
+    now[0] = 6.0
+    assert [p.spec.project_id for p in scan.due(projects)] == ["old"], "again after a failed retire"  # type: ignore[arg-type]
