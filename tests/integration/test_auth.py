@@ -101,6 +101,7 @@ def every_rpc(project: str) -> list[tuple[str, str, Callable[[], Any]]]:
         ("projects", "GetProject", lambda: admin_pb2.GetProjectRequest(project_id=project)),
         ("projects", "ListProjects", lambda: admin_pb2.ListProjectsRequest()),
         ("projects", "GetProjectStatus", lambda: admin_pb2.GetProjectStatusRequest(project_id=project)),
+        ("projects", "ArchiveProject", lambda: admin_pb2.ArchiveProjectRequest(project_id=project)),
         ("tokens", "CreateToken", lambda: auth_pb2.CreateTokenRequest(name="x", role=access.ADMIN)),
         ("tokens", "ListTokens", lambda: auth_pb2.ListTokensRequest()),
         ("tokens", "RevokeToken", lambda: auth_pb2.RevokeTokenRequest(token_id="nope")),
@@ -160,6 +161,7 @@ def test_each_wrong_role_is_refused_naming_the_role(services, world) -> None:
     denied = {
         "client": {
             "CreateProject",
+            "ArchiveProject",
             "CreateToken",
             "ListTokens",
             "RevokeToken",
@@ -180,6 +182,7 @@ def test_each_wrong_role_is_refused_naming_the_role(services, world) -> None:
             "SubmitBatch",
             "SubmitStream",
             "CreateProject",
+            "ArchiveProject",
             "CreateToken",
             "ListTokens",
             "RevokeToken",
