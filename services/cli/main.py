@@ -94,6 +94,16 @@ def ingest_channel(s: CliSettings) -> grpc.Channel:
     )
 
 
+def project_call(s: CliSettings, method: str, request: Any, what: str, invalid_exit: int = 1) -> Any:
+    """`ProjectService.<method>(request)` on ingest; on an error, one line naming `what` and
+    exit (`rpc_error`)."""
+    with ingest_channel(s) as channel:
+        try:
+            return getattr(admin_pb2_grpc.ProjectServiceStub(channel), method)(request, timeout=10)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, what, invalid_exit) from None
+
+
 @project_app.command("create")
 def project_create(
     project_id: Annotated[str, typer.Argument(help="Project id: lowercase letters, digits, '-', '_'.")],
@@ -141,13 +151,13 @@ def project_create(
         label_descriptions=label_descriptions,
     )
     s = settings()
-    with ingest_channel(s) as channel:
-        try:
-            project = admin_pb2_grpc.ProjectServiceStub(channel).CreateProject(
-                admin_pb2.CreateProjectRequest(spec=spec), timeout=10
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, f"creating project {project_id!r}", invalid_exit=2) from None
+    project = project_call(
+        s,
+        "CreateProject",
+        admin_pb2.CreateProjectRequest(spec=spec),
+        f"creating project {project_id!r}",
+        invalid_exit=2,
+    )
     console.print(
         f"created project [bold]{project.spec.project_id}[/] with {len(project.spec.labels)} labels"
     )
@@ -159,13 +169,9 @@ def project_show(
 ) -> None:
     """Show a project's spec, its labels' descriptions included."""
     s = settings()
-    with ingest_channel(s) as channel:
-        try:
-            project = admin_pb2_grpc.ProjectServiceStub(channel).GetProject(
-                admin_pb2.GetProjectRequest(project_id=project_id), timeout=10
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, f"reading project {project_id!r}") from None
+    project = project_call(
+        s, "GetProject", admin_pb2.GetProjectRequest(project_id=project_id), f"reading project {project_id!r}"
+    )
     spec = project.spec
     console.print(f"project [bold]{spec.project_id}[/]")
     console.print(
@@ -189,13 +195,7 @@ def project_show(
 def project_list() -> None:
     """List projects."""
     s = settings()
-    with ingest_channel(s) as channel:
-        try:
-            response = admin_pb2_grpc.ProjectServiceStub(channel).ListProjects(
-                admin_pb2.ListProjectsRequest(), timeout=10
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, "listing projects") from None
+    response = project_call(s, "ListProjects", admin_pb2.ListProjectsRequest(), "listing projects")
     table = Table("project", "modality", "labels", "target precision", "annotators", "audit rate", "model")
     for p in response.projects:
         spec = p.spec
@@ -219,13 +219,12 @@ def project_archive(
     """Archive a project (admins): ingest refuses its items from now on and retraining takes its
     model out of Triton; its labels, exports and registered models stay. Idempotent."""
     s = settings()
-    with ingest_channel(s) as channel:
-        try:
-            project = admin_pb2_grpc.ProjectServiceStub(channel).ArchiveProject(
-                admin_pb2.ArchiveProjectRequest(project_id=project_id), timeout=10
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, f"archiving project {project_id!r}") from None
+    project = project_call(
+        s,
+        "ArchiveProject",
+        admin_pb2.ArchiveProjectRequest(project_id=project_id),
+        f"archiving project {project_id!r}",
+    )
     console.print(
         f"{project_id}: archived at {project.archived_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC; ingest "
         f"refuses its items, and retraining takes its model {project.spec.model_name!r} out of Triton "
@@ -368,13 +367,9 @@ def export(
 def status(project: Annotated[str, typer.Option(help="The project.")]) -> None:
     """Counts of a project's progress and its human queue."""
     s = settings()
-    with ingest_channel(s) as channel:
-        try:
-            st = admin_pb2_grpc.ProjectServiceStub(channel).GetProjectStatus(
-                admin_pb2.GetProjectStatusRequest(project_id=project), timeout=10
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, f"status of {project!r}") from None
+    st = project_call(
+        s, "GetProjectStatus", admin_pb2.GetProjectStatusRequest(project_id=project), f"status of {project!r}"
+    )
     table = Table("", "count", title=f"project {st.project_id}")
     table.add_row("ingested", str(st.ingested))
     table.add_row("auto-labeled", str(st.auto_labeled))
@@ -703,15 +698,11 @@ def _retire_bench_model(project_id: str) -> None:
     from labelloop.core import model_repository
     from labelloop.stack import LocalStack, StackSettings
 
-    s = settings()
-    with ingest_channel(s) as channel:
-        try:
-            project = admin_pb2_grpc.ProjectServiceStub(channel).ArchiveProject(
-                admin_pb2.ArchiveProjectRequest(project_id=project_id), timeout=10
-            )
-        except grpc.RpcError as exc:
-            console.print(f"[yellow]{project_id}: not archived: {exc.code().name}: {exc.details()}[/]")
-            return
+    request = admin_pb2.ArchiveProjectRequest(project_id=project_id)
+    try:
+        project = project_call(settings(), "ArchiveProject", request, f"archiving {project_id!r}")
+    except typer.Exit:
+        return  # (the line says why; the bench goes on)
     directory = model_repository.model_dir(
         LocalStack(load(StackSettings), say=None).model_repository, project.spec.model_name
     )
