@@ -100,6 +100,7 @@ def run_throughput(config: BenchConfig, say: Say = print) -> dict[str, Any]:
     triton_rate = _triton_rate(common.triton_grpc_url, project_id, texts)
     result = {
         "dataset": config.data,
+        "project": project_id,
         "mode": "throughput",
         "items": len(records),
         "throughput_items_per_s": round(max_rate, 1),

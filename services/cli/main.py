@@ -805,6 +805,7 @@ def bench_all(
             **_stack_of(s),
         )
         throughput = run_throughput(config, say=console.print)
+        _retire_bench_model(throughput["project"])
     title = f"labelloop bench, {time.strftime('%Y-%m-%d')}, {platform.node()} ({os.cpu_count()} cores)"
     table = Table(*reports.BENCH_COLUMNS, title=title)
     cells = [reports.bench_row(r) for r in rows]
