@@ -259,7 +259,7 @@ class FinalLabelWriter:
             outcomes[i] = Outcome.FINAL if claims[i].label is None else Outcome.CONFLICT
             if relabel is None or state is None or not state.startswith("Dmodel:"):
                 continue  # (confirmed or replaced since the script ran)
-            stored = state[len("Dmodel:") :].split(",")
+            stored = [label for label in state[len("Dmodel:") :].split(",") if label]  # [] : all off
             label = relabel(claims[i], stored)
             if label is not None and decision_of(label) == state[1:]:
                 claims[i] = Claim.final(label)

@@ -193,10 +193,10 @@ class Router:
         (its confidence: the labels' probability, the least sure one's on multi-label), or None
         when the prediction does not score them."""
         scores = {s.label: s.probability for s in prediction.scores}
-        if not labels or any(label not in scores for label in labels):
+        multi = is_multi_label(project)
+        if (not labels and not multi) or any(label not in scores for label in labels):
             return None
         threshold = self.thresholds.get(project.spec.project_id)
-        multi = is_multi_label(project)
         if multi:
             on = set(labels)
             confidence = min(p if name in on else 1.0 - p for name, p in scores.items())
