@@ -153,9 +153,11 @@ class ModelLifecycle:
     def retire(self, pid: str, model_name: str) -> bool:
         """`pid` was archived: its model leaves Triton and the repository, nothing serves
         (serving version 0, a threshold admitting nothing), announced as RETIRED. True when
-        there was a model to take out. Idempotent."""
+        there was a model to take out. Idempotent: a project retired before is left as it is."""
         with self._lock(pid), self.deployer.lock(model_name):
             had = model_repository.retire(self.repo, self.settings.triton_grpc_url, model_name)
+            if not had and not self._serving.get(pid):
+                return False  # retired before (each start of the service checks again)
             self._serving.set(pid, 0)
             metrics.SERVING_MODEL_VERSION.labels(pid).set(0)
             self._publish(pid, Threshold())

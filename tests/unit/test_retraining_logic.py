@@ -438,3 +438,48 @@ def test_the_archived_scan_offers_each_archived_project_once_and_again_after_a_f
     scan.failed("old")
     now[0] = 6.0
     assert [p.spec.project_id for p in scan.due(projects)] == ["old"], "again after a failed retire"  # type: ignore[arg-type]
+
+
+def test_retiring_an_archived_project_announces_once(tmp_path: Path) -> None:
+    """Each start of retraining offers every archived project again: only one that still had a
+    model (or a serving version) is retired and announced; the rest are left as they are."""
+    import threading
+
+    from labelloop.retraining.lifecycle import ModelLifecycle
+
+    sent: list[events_pb2.ModelEvent] = []
+    published: list[Threshold] = []
+    serving = {"p": 3}
+
+    class Producer:
+        def send(self, topic: object, key: str, event: events_pb2.ModelEvent) -> None:
+            sent.append(event)
+
+        def flush(self) -> None:
+            pass
+
+    class Deployer:
+        repo = tmp_path
+
+        def lock(self, model_name: str) -> threading.Lock:
+            return threading.Lock()
+
+    class Serving:
+        def get(self, project_id: str) -> int:
+            return serving.get(project_id, 0)
+
+        def set(self, project_id: str, version: int) -> None:
+            serving[project_id] = version
+
+    class Thresholds:
+        def set(self, project_id: str, value: Threshold) -> None:
+            published.append(value)
+
+    (tmp_path / "m" / "3").mkdir(parents=True)
+    settings = load(RetrainingSettings, environ={"LABELLOOP_TRITON_GRPC_URL": "127.0.0.1:1"})
+    lifecycle = ModelLifecycle(settings, None, None, Deployer(), Thresholds(), Serving(), None, Producer())  # type: ignore[arg-type]
+    assert lifecycle.retire("p", "m") is True
+    assert not model_repository.model_dir(tmp_path, "m").exists() and serving["p"] == 0
+    assert [e.kind for e in sent] == [events_pb2.MODEL_EVENT_KIND_RETIRED] and published[-1].threshold > 1.0
+    assert lifecycle.retire("p", "m") is False, "a second start finds nothing to retire"
+    assert len(sent) == 1 and len(published) == 1
