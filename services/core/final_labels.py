@@ -50,7 +50,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from google.protobuf.message import Message
@@ -190,10 +190,19 @@ class FinalLabelWriter:
         """The project's claim times (item id -> epoch ms) of decisions not yet confirmed."""
         return self.keys("final_labels_at", project_id)
 
-    def claim(self, claims: list[Claim], emit: Emit, relabel: Relabel | None = None) -> list[Outcome]:
+    def claim(
+        self,
+        claims: list[Claim],
+        emit: Emit,
+        relabel: Relabel | None = None,
+        emitted: set[Any] | None = None,
+    ) -> list[Outcome]:
         """Submit proposals in order (one Redis round trip), emit the final labels to publish
         (to `labels`, keyed by item), count finalizations and drops; the outcome of each. The
         caller flushes, then calls :meth:`confirm` with :func:`published` of the same call.
+        `emitted` holds the (project, item) whose label the caller's transaction already emits
+        (`Batch.claims`: earlier calls of the same transaction): their label is not emitted
+        again; the items this call emits are added to it.
 
         A proposal that meets a model's decision whose publication is unconfirmed (UNSETTLED)
         may be a redelivery whose first attempt decided otherwise and was aborted: routing
@@ -225,7 +234,7 @@ class FinalLabelWriter:
             raise unavailable(exc) from exc
         outcomes = [Outcome(r.decode() if isinstance(r, bytes) else str(r)) for r in raw]
         self._settle(claims, outcomes, relabel)
-        emitted: set[tuple[str, str]] = set()
+        emitted = set() if emitted is None else emitted
         for i, (claim, outcome) in enumerate(zip(claims, outcomes, strict=True)):
             if claim.label is None:
                 continue
@@ -299,10 +308,16 @@ class FinalLabelWriter:
         self.confirm(found)
 
     def finalize(
-        self, labels: Sequence[events_pb2.LabelFinalized], emit: Emit, *, over_people: bool = False
+        self,
+        labels: Sequence[events_pb2.LabelFinalized],
+        emit: Emit,
+        *,
+        over_people: bool = False,
+        emitted: set[Any] | None = None,
     ) -> list[Outcome]:
         """:meth:`claim` for final labels only (``over_people``: withdrawals of untouched tasks)."""
-        return self.claim([Claim.final(label, over_people=over_people) for label in labels], emit)
+        claims = [Claim.final(label, over_people=over_people) for label in labels]
+        return self.claim(claims, emit, emitted=emitted)
 
     def confirm(self, labels: Sequence[events_pb2.LabelFinalized]) -> None:
         """Record that these labels' publication is flushed, so a redelivery does not publish

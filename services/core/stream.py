@@ -346,6 +346,11 @@ class Batch:
     outputs: list[tuple[Topic, str | bytes, Message | bytes]] = field(default_factory=list)
     poisoned: list[tuple[Event, PoisonMessage]] = field(default_factory=list)
     flushed: list[Callable[[], None]] = field(default_factory=list)
+    #: Keys a handler has claimed for this batch's output, e.g. the items whose final label it
+    #: emits (core/final_labels.py), so that a second event of the same item in the same
+    #: transaction publishes nothing. Kept across the one-at-a-time retry of a failed batch
+    #: (each event's claims join only when its output does).
+    claims: set[Any] = field(default_factory=set)
 
     def emit(self, topic: Topic, key: str | bytes, message: Message | bytes) -> None:
         """Produce `message` (or bytes that already are a serialized `topic.message_type`) to
@@ -654,9 +659,10 @@ class StreamProcessor:
             )
         batch.outputs.clear()
         batch.flushed.clear()
+        batch.claims.clear()  # the failed attempt's output is gone, and with it what it claimed
         del batch.poisoned[undecodable:]
         for event in batch.events:
-            single = Batch(events=[event])
+            single = Batch(events=[event], claims=set(batch.claims))
             try:
                 self.handler(single)
             except DependencyUnavailable:
@@ -674,6 +680,7 @@ class StreamProcessor:
             batch.outputs.extend(single.outputs)
             batch.poisoned.extend(single.poisoned)
             batch.flushed.extend(single.flushed)
+            batch.claims |= single.claims
 
     def _produce(self, batch: Batch) -> None:
         for topic, key, message in batch.outputs:

@@ -57,7 +57,7 @@ class TaskHandler:
             self.queue.enqueue(new)
         taken = [task.withdraw for task in withdrawals if self._withdraw(task)]
         withdrawn = [withdrawal.label for withdrawal in taken]
-        outcomes = self.writer.finalize(withdrawn, batch.emit, over_people=True)
+        outcomes = self.writer.finalize(withdrawn, batch.emit, over_people=True, emitted=batch.claims)
         confirmed = [label for label, outcome in zip(withdrawn, outcomes, strict=True) if outcome.publish]
         if confirmed:
             batch.after_flush(lambda: self.writer.confirm(confirmed))

@@ -162,7 +162,7 @@ class Router:
             prediction, j = by_item[(claim.project_id, claim.item_id)]
             return self._model_label(prediction, labels, routed[j][1], at)
 
-        outcomes = self.writer.claim(claims, batch.emit, relabel)
+        outcomes = self.writer.claim(claims, batch.emit, relabel, batch.claims)
         confirmed = published(claims, outcomes)
         if confirmed:
             batch.after_flush(lambda: self.writer.confirm(confirmed))

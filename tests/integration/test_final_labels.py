@@ -250,6 +250,44 @@ def test_a_redelivered_prediction_gets_the_decision_of_its_aborted_first_attempt
     assert len(sent) == 1
 
 
+def test_two_predictions_of_an_item_retried_one_at_a_time_publish_one_label(loop: Loop) -> None:
+    """A batch that fails as a whole is retried one event at a time in the same transaction.
+    Inference redelivered an item's prediction, so the batch holds it twice: each single's
+    fence call met the other's unconfirmed claim, and the log could not show the first's label
+    (not yet committed), so both published. `Batch.claims` now carries what the transaction
+    already emits from one single to the next."""
+    router = loop.routing.handler
+    whole_failures = []
+
+    def fails_whole(batch: stream.Batch) -> None:
+        if len(batch.events) > 1:
+            whole_failures.append(len(batch.events))
+            raise RuntimeError("the whole batch fails (simulated)")
+        router(batch)
+
+    retrying = stream.StreamProcessor(
+        service="routing-retry",
+        bootstrap=loop.stack.bootstrap_servers,  # type: ignore[attr-defined]
+        prefix=loop.prefix,
+        inputs=[PREDICTIONS],
+        group_id=f"{loop.prefix}.routing-retry",
+        handler=fails_whole,
+        producer=stream.EventProducer(loop.stack.bootstrap_servers, loop.prefix, "routing-retry"),  # type: ignore[attr-defined]
+        poll_timeout_ms=100,
+    )
+    try:
+        loop.thresholds.set(PROJECT, Threshold(0.6, model_version=1))
+        loop.send(PREDICTIONS, key("x"), prediction("x", 0.9))
+        loop.send(PREDICTIONS, key("x"), prediction("x", 0.9))  # redelivered by inference
+        wait_until(lambda: (retrying.run_once(), retrying.processed >= 2)[1], 60, message="not routed")
+    finally:
+        retrying.close()
+        retrying.producer.close()
+    assert whole_failures == [2], "both predictions came in one batch, retried one at a time"
+    labels = one_record_each(loop)
+    assert list(labels["x"].labels) == ["spam"] and loop.writer.state(PROJECT, "x") == "Emodel:spam"
+
+
 def _withdrawn_count() -> float:
     return REGISTRY.get_sample_value("labelloop_tasks_withdrawn_total", {"project": PROJECT}) or 0.0
 

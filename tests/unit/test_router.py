@@ -43,7 +43,7 @@ class Writer:
         self.claims: list[Claim] = []
         self.confirmed: list[events_pb2.LabelFinalized] = []
 
-    def claim(self, claims: Sequence[Claim], emit, relabel=None) -> list[Outcome]:
+    def claim(self, claims: Sequence[Claim], emit, relabel=None, emitted=None) -> list[Outcome]:
         self.claims.extend(claims)
         for claim in claims:
             if claim.label is not None and self.outcome.publish:

@@ -61,7 +61,7 @@ class Progress:
 
     recorded: list = field(default_factory=list)
 
-    def claim(self, claims, emit, relabel=None) -> list:
+    def claim(self, claims, emit, relabel=None, emitted=None) -> list:
         from labelloop.core.final_labels import Outcome
 
         for claim in claims:

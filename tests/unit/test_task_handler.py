@@ -21,7 +21,7 @@ class Queue:
 
 
 class Writer:
-    def finalize(self, labels, emit, over_people: bool = False) -> list:  # type: ignore[no-untyped-def]
+    def finalize(self, labels, emit, over_people: bool = False, emitted=None) -> list:  # type: ignore[no-untyped-def]
         assert not labels  # no withdrawal in these batches
         return []
 
@@ -66,7 +66,7 @@ class Fence:
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
 
-    def finalize(self, labels, emit, over_people: bool = False) -> list[Outcome]:  # type: ignore[no-untyped-def]
+    def finalize(self, labels, emit, over_people: bool = False, emitted=None) -> list[Outcome]:  # type: ignore[no-untyped-def]
         assert over_people
         return [self.outcome for _ in labels]
 

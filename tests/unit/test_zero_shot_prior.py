@@ -285,7 +285,7 @@ class PriorThresholds:
 
 
 class AllToPeople:
-    def claim(self, claims, emit, relabel=None):  # type: ignore[no-untyped-def]
+    def claim(self, claims, emit, relabel=None, emitted=None):  # type: ignore[no-untyped-def]
         from labelloop.core.final_labels import Outcome
 
         return [Outcome.NEW for _ in claims]
