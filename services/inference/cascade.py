@@ -6,8 +6,10 @@ its fast stage and marks with ESCALATE the rows it is unsure of. For those only,
 reads each text's embedding from the embedding store (``labelloop.core.embeddings``) or, when
 none is stored, asks the shared encoder model in Triton (one request per ``batch_size`` texts,
 length-sorted inside the model) and stores it; then it sends the texts with their embeddings to
-the same model version, whose head answers. Confident items never reach the encoder, so the
-auto path keeps the fast family's speed; an escalated item would otherwise go to people.
+the same model version, which answers with its head's probabilities combined with its fast
+stage's (``metadata.combine``, see ``labelloop.retraining.cascade``). Confident items never
+reach the encoder, so the auto path keeps the fast family's speed; an escalated item would
+otherwise go to people.
 
 The store's encoder id comes from the served encoder model's config (parameter ``encoder_id``),
 so the inference service needs no encoder files of its own; it is read again when Triton serves

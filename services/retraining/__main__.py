@@ -90,7 +90,7 @@ def main() -> None:
     runtime.health.add("triton", health.triton_check(settings.triton_grpc_url))
     runtime.health.add("mlflow", health.http_check(f"{settings.mlflow_tracking_uri.rstrip('/')}/health"))
     runtime.prepare_kafka(settings)
-    available = available_families(settings.media_root)
+    available = available_families(settings.media_root, settings.cascade_combine)
     unknown = sorted(set(settings.families) - {f.name for f in available})
     if unknown and settings.families == DEFAULT_FAMILIES:
         log.warning(

@@ -3,14 +3,15 @@
 One model version holds both stages: the fast TF-IDF pipeline and a logistic-regression head on
 all-MiniLM-L6-v2 embeddings, with a bar. The fast stage's probabilities stand when its top
 probability is at least the bar; below it, the head's probabilities on the item's embedding
-replace them. So the encoder (the expensive part) runs only for the items the fast family is
-unsure of, which are the ones that would otherwise go to people, and the auto path of confident
-items never waits for it.
+are combined with them (:data:`DEFAULT_COMBINE`, the mean of both stages: see
+``core/encoder_runtime.combine_stages``). So the encoder (the expensive part) runs only for the
+items the fast family is unsure of, which are the ones that would otherwise go to people, and the
+auto path of confident items never waits for it.
 
 Served by the Triton family ``cascade`` (``core/triton_model/model.py``): a TEXT request returns
 the fast probabilities and ESCALATE per row; the inference service sends the escalated texts
 again with their EMBEDDING (from the embedding store, or from the shared encoder model, then
-stored) and takes the head's answer (``labelloop.inference.cascade``). In process,
+stored) and takes the combined answer (``labelloop.inference.cascade``). In process,
 :meth:`CascadeModel.predict_proba` computes the same thing, so held-out evaluation and threshold
 calibration see the probabilities that will serve. The embeddings come from the embedding store
 when the family has one (``MinilmFamily.store``), so training never re-encodes an item the
@@ -42,34 +43,40 @@ __all__ = ["CASCADE_FAMILY", "DEFAULT_BAR", "CascadeFamily", "CascadeModel"]
 FAMILY_NAME = "cascade"
 DEFAULT_BAR = 0.9
 """Escalate an item to the encoder stage when the fast stage's top probability is below this."""
+DEFAULT_COMBINE = encoder_runtime.COMBINE_MEAN
+"""How an escalated item's answer is made from both stages (``metadata.combine`` of the version)."""
 
 
 @dataclass
 class CascadeModel:
-    """A fitted cascade: ``fast`` answers rows it is sure of (top probability >= ``bar``),
-    ``encoder`` (a head on embeddings) the others. Columns follow the label set of both."""
+    """A fitted cascade: ``fast`` answers rows it is sure of (top probability >= ``bar``); the
+    others get both stages' answers combined as ``combine`` says (``encoder`` is a head on
+    embeddings). Columns follow the label set of both."""
 
     fast: TfidfModel
     encoder: MinilmModel
     bar: float
     params: dict[str, Any]
     family: str = FAMILY_NAME
+    combine: str = DEFAULT_COMBINE
 
     def escalated(self, fast_probs: np.ndarray) -> np.ndarray:
         """The rows the fast stage is unsure of (bool per row)."""
         return fast_probs.max(axis=1) < self.bar if len(fast_probs) else np.zeros((0,), dtype=bool)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """The served probabilities: the fast stage's, replaced by the head's where escalated."""
+        """The served probabilities: the fast stage's, combined with the head's where escalated."""
         probs = self.fast.predict_proba(texts)
         rows = np.nonzero(self.escalated(probs))[0]
         if len(rows):
-            probs[rows] = self.encoder.predict_proba([texts[i] for i in rows])
+            head = self.encoder.predict_proba([texts[i] for i in rows])
+            probs[rows] = encoder_runtime.combine_stages(probs[rows], head, self.combine)
         return probs
 
     def write_version(self, repo: Path, model_name: str, version: int) -> Path:
         """Write as family ``"cascade"``: the fast pipeline, the head, the runtime (for the head's
-        code) and, in ``metadata``, the bar and the id of the encoder the head expects."""
+        code) and, in ``metadata``, the bar, how the stages combine and the id of the encoder the
+        head expects."""
 
         def write_files(directory: Path) -> None:
             joblib.dump(self.fast.pipeline, directory / model_repository.SKLEARN_PIPELINE_FILE)
@@ -90,6 +97,7 @@ class CascadeModel:
             },
             metadata={
                 "bar": self.bar,
+                "combine": self.combine,
                 "encoder_id": self.encoder.encoder.encoder_id,
                 "embedding_dim": self.encoder.encoder.encoder.dim,
                 "params": self.params,
@@ -103,6 +111,7 @@ class CascadeFamily:
 
     name: str = FAMILY_NAME
     bar: float = DEFAULT_BAR
+    combine: str = DEFAULT_COMBINE
     fast: TfidfFamily = TFIDF_FAMILY
     encoder: MinilmFamily = field(default_factory=MinilmFamily)
 
@@ -116,10 +125,11 @@ class CascadeFamily:
         head = self.encoder.fit(texts, labels, label_set)
         params: dict[str, Any] = {
             "bar": self.bar,
+            "combine": self.combine,
             **{f"fast.{k}": v for k, v in fast.params.items()},
             **{f"encoder.{k}": v for k, v in head.params.items()},
         }
-        return CascadeModel(fast=fast, encoder=head, bar=self.bar, params=params)
+        return CascadeModel(fast=fast, encoder=head, bar=self.bar, params=params, combine=self.combine)
 
 
 CASCADE_FAMILY = CascadeFamily()

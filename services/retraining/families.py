@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -67,7 +68,9 @@ class ModelFamily(Protocol):
         ...
 
 
-def available_families(media_root: str | None = None) -> list[ModelFamily]:
+def available_families(
+    media_root: str | None = None, cascade_combine: str | None = None
+) -> list[ModelFamily]:
     """The families this installation can train, cheapest first.
 
     A family may declare ``modality`` ("text" when it does not): the retraining service trains
@@ -75,7 +78,8 @@ def available_families(media_root: str | None = None) -> list[ModelFamily]:
     (text) and the image families ``image-lr`` and ``image-svm`` (images read from ``media_root``,
     default ``<repo>/.cache/media``; retraining/images.py) are always available; the sentence-encoder family
     (``labelloop.retraining.encoder.MINILM_FAMILY``) and the cascade of both
-    (``labelloop.retraining.cascade.CASCADE_FAMILY``) are added when their modules and optional
+    (``labelloop.retraining.cascade.CASCADE_FAMILY``, answering what TF-IDF is unsure of as
+    ``cascade_combine`` says; None: its default) are added when their modules and optional
     dependencies import.
     """
     from labelloop.core.media import DEFAULT_MEDIA_ROOT
@@ -90,7 +94,10 @@ def available_families(media_root: str | None = None) -> list[ModelFamily]:
     except ImportError as error:
         log.debug("sentence-encoder families unavailable: %s", error)
     else:
-        families += [MINILM_FAMILY, CASCADE_FAMILY]
+        cascade = (
+            CASCADE_FAMILY if cascade_combine is None else replace(CASCADE_FAMILY, combine=cascade_combine)
+        )
+        families += [MINILM_FAMILY, cascade]
     return families
 
 

@@ -152,8 +152,8 @@ class TfidfFamily:
 
 TFIDF_FAMILY = TfidfFamily()
 
-#: How many recent fits :meth:`TfidfFamily.fit` keeps: one training's folds and final fit (4 with
-#: the default 3 folds) and a little room, so the cascade's first stage finds them all.
-_RECENT_FITS = 6
+#: How many recent fits :meth:`TfidfFamily.fit` keeps: one training's folds and final fit (6 with
+#: the default 5 folds) and a little room, so the cascade's first stage finds them all.
+_RECENT_FITS = 8
 _RECENT: OrderedDict[bytes, TfidfModel] = OrderedDict()
 _RECENT_LOCK = threading.Lock()

@@ -326,9 +326,9 @@ class Trainer:
         probabilities (evaluation.calibrate_rescores)."""
         train_texts = [x.text for x in snapshot.train]
         train_labels = [x.label for x in snapshot.train]
-        oof, valid = out_of_fold_probs(
-            candidate.family, train_texts, train_labels, label_set, self.settings.calibration_folds
-        )
+        image = getattr(candidate.family, "modality", "text") == "image"
+        folds = self.settings.image_calibration_folds if image else self.settings.calibration_folds
+        oof, valid = out_of_fold_probs(candidate.family, train_texts, train_labels, label_set, folds)
         hold_labels = [x.label for x in snapshot.holdout]
         probs = np.concatenate([oof[valid], candidate.holdout_probs]) if hold_labels else oof[valid]
         truth = [y for y, ok in zip(train_labels, valid, strict=True) if ok] + hold_labels

@@ -3,15 +3,22 @@ inference handler emits for them (fakes stand in for Triton, Redis and the train
 
 from __future__ import annotations
 
+import json
+import types
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from labelloop.core import encoder_runtime, model_repository
 from labelloop.core.stream import Batch, Event
 from labelloop.core.topics import ITEMS, PREDICTIONS
 from labelloop.core.triton_client import Answer
 from labelloop.inference.predictor import Predictor
 from labelloop.retraining.cascade import CascadeModel
+from labelloop.retraining.encoder import MinilmModel
+from labelloop.retraining.tfidf import TfidfFamily
 from labelloop.v1 import common_pb2, events_pb2
 
 
@@ -35,7 +42,62 @@ def test_only_rows_below_the_bar_reach_the_encoder_stage() -> None:
     probs = model.predict_proba(["sure", "unsure", "at bar"])
 
     assert encoder.asked == ["unsure"]
-    np.testing.assert_array_equal(probs, [[0.95, 0.05], [0.1, 0.9], [0.9, 0.1]])
+    # below the bar, the mean of both stages: (0.6 + 0.1) / 2, (0.4 + 0.9) / 2
+    np.testing.assert_allclose(probs, [[0.95, 0.05], [0.35, 0.65], [0.9, 0.1]])
+    replacing = CascadeModel(fast=fast, encoder=encoder, bar=0.9, params={}, combine="replace")  # type: ignore[arg-type]
+    np.testing.assert_allclose(replacing.predict_proba(["unsure"]), [[0.1, 0.9]])
+    with pytest.raises(ValueError, match="unknown cascade combine 'max'"):
+        CascadeModel(fast=fast, encoder=encoder, bar=0.9, params={}, combine="max").predict_proba(["unsure"])  # type: ignore[arg-type]
+
+
+class FakeCachedEncoder:
+    """Stands in for the shared encoder: fixed 2-d embeddings per text."""
+
+    encoder_id = "enc-1"
+    encoder = types.SimpleNamespace(dim=2)
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors = vectors
+
+    def embed(self, texts: Sequence[str], store: object = None) -> np.ndarray:
+        return np.array([self.vectors[t] for t in texts], dtype=np.float32)
+
+
+def test_the_served_version_answers_escalated_items_as_the_trained_model(
+    tmp_path: Path, served_model_module: types.ModuleType
+) -> None:
+    texts = ["a fine goal", "a late goal", "shares fell", "shares rose", "the market"]
+    fast = TfidfFamily().fit(texts[:4], ["sport", "sport", "business", "business"], ["business", "sport"])
+    vectors = {t: [1.0 - i / 4, i / 4] for i, t in enumerate(texts)}
+    head = encoder_runtime.LinearHead(
+        np.array([[4.0, -4.0]]), np.array([0.5]), ["business", "sport"], ["business", "sport"]
+    )
+    encoder = MinilmModel(encoder=FakeCachedEncoder(vectors), head=head, params={})  # type: ignore[arg-type]
+    model = CascadeModel(fast=fast, encoder=encoder, bar=0.9, params={})
+    expected = model.predict_proba(texts)
+
+    version_dir = model.write_version(tmp_path, "news", 1)
+    meta = json.loads((version_dir / model_repository.LABELS_FILE).read_text())
+    assert meta["metadata"]["combine"] == "mean"
+    served_model_module.verify_artifacts(version_dir, meta)
+    served = served_model_module.FAMILIES["cascade"](version_dir, meta)
+    fast_probs = served.predict_proba(texts)
+    escalated = served.escalate(fast_probs)
+    assert escalated.all()  # five texts: TF-IDF is unsure of every one
+    answered = served.predict_embedded(texts, encoder.encoder.embed(texts))
+    np.testing.assert_allclose(answered, expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        answered, (fast_probs + head.predict_proba(encoder.encoder.embed(texts))) / 2, rtol=1e-5
+    )
+
+    # A version written before the stages were combined names no "combine": the head alone.
+    del meta["metadata"]["combine"]
+    older = served_model_module.FAMILIES["cascade"](version_dir, meta)
+    np.testing.assert_allclose(
+        older.predict_embedded(texts, encoder.encoder.embed(texts)),
+        head.predict_proba(encoder.encoder.embed(texts)),
+        rtol=1e-5,
+    )
 
 
 class FakeProjects:

@@ -224,8 +224,14 @@ def test_copy_version_reproduces_a_version_and_pauses_midway(tmp_path: Path) -> 
 def test_settings_defaults_and_a_bad_value() -> None:
     s = load(RetrainingSettings, environ={})
     assert (s.metrics_port, s.grpc_port, s.first_model_labels) == (9105, 50053, 50)
+    assert (s.calibration_folds, s.image_calibration_folds, s.cascade_combine) == (5, 3, "mean")
     with pytest.raises(SettingsError, match="LABELLOOP_HOLDOUT_FRACTION"):
         load(RetrainingSettings, environ={"LABELLOOP_HOLDOUT_FRACTION": "1.5"})
+    with pytest.raises(SettingsError, match=r"LABELLOOP_CASCADE_COMBINE.*must be mean or replace"):
+        load(RetrainingSettings, environ={"LABELLOOP_CASCADE_COMBINE": "max"})
+    replacing = load(RetrainingSettings, environ={"LABELLOOP_CASCADE_COMBINE": "replace"})
+    cascades = [f for f in available_families(None, replacing.cascade_combine) if f.name == "cascade"]
+    assert [getattr(f, "combine", None) for f in cascades] == ["replace"]
     assert load(RetrainingSettings, environ={"LABELLOOP_FAMILIES": "tfidf-lr,minilm-head"}).families == (
         "tfidf-lr",
         "minilm-head",

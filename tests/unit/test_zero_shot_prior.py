@@ -4,9 +4,7 @@ scan that offers priors, and the trigger counting from the prior's 0 labels."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import types
 from pathlib import Path
 
@@ -26,8 +24,6 @@ from labelloop.retraining.zero_shot import (
 )
 from labelloop.routing.decisions import PRIOR_ROUNDS, decide, margin_priority, prior_priority
 from labelloop.v1 import common_pb2, events_pb2
-
-MODEL_PY = Path(__file__).resolve().parents[2] / "services" / "core" / "triton_model" / "model.py"
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -123,19 +119,6 @@ def test_the_prior_embeds_the_label_texts_and_answers_with_their_prototypes() ->
     np.testing.assert_allclose(probs, softmax(items @ np.eye(3) / 0.05), rtol=1e-6)
     assert probs.argmax(axis=1).tolist() == [0, 1]
     assert is_prior(model.family) and not is_prior("cascade") and not is_prior(None)
-
-
-@pytest.fixture
-def served_model_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """Triton's model.py, imported with a stand-in for the backend's utility module."""
-    monkeypatch.setitem(
-        sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils")
-    )
-    spec = importlib.util.spec_from_file_location("_served_model_for_test", MODEL_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_written_version_serves_as_a_cascade_that_escalates_everything(

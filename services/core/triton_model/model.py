@@ -143,7 +143,9 @@ class CascadePredictor:
     probability is below ``metadata.bar`` (the caller then sends those texts again with their
     EMBEDDING, from the shared encoder model or the embedding store). TEXT + EMBEDDING: the
     head's probabilities on the embeddings (``metadata.encoder_id`` names the encoder they must
-    come from). Columns of both follow labels.json.
+    come from), combined with the fast pipeline's on the same texts as ``metadata.combine`` says
+    (the runtime's ``combine_stages``; absent: the head's alone, as versions written before it).
+    Columns of both follow labels.json.
     """
 
     def __init__(self, version_dir: Path, meta: dict[str, Any]) -> None:
@@ -153,6 +155,9 @@ class CascadePredictor:
         if self.head.labels != [str(label) for label in meta["labels"]]:
             raise ValueError(f"head labels {self.head.labels} differ from labels.json {meta['labels']}")
         self.bar = float(meta["metadata"]["bar"])
+        # A version that names how its stages combine carries a runtime that knows how.
+        self.combine = str(meta["metadata"].get("combine", "replace"))
+        self.runtime = runtime
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.fast.predict_proba(texts)
@@ -163,7 +168,10 @@ class CascadePredictor:
     def predict_embedded(self, texts: list[str], embeddings: np.ndarray) -> np.ndarray:
         if embeddings.shape[0] != len(texts):
             raise ValueError(f"{embeddings.shape[0]} embeddings for {len(texts)} texts")
-        return np.asarray(self.head.predict_proba(embeddings), dtype=np.float32)
+        head = self.head.predict_proba(embeddings)
+        if self.combine != "replace":
+            head = self.runtime.combine_stages(self.fast.predict_proba(texts), head, self.combine)
+        return np.asarray(head, dtype=np.float32)
 
 
 def _load_runtime(path: Path) -> Any:
