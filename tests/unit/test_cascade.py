@@ -1,5 +1,6 @@
-"""The cascade's decisions, without servers: which rows reach the encoder stage, and what the
-inference handler emits for them (fakes stand in for Triton, Redis and the trained stages)."""
+"""The cascade's decisions, without servers: which rows reach the encoder stage, how the two
+stages' answers combine (in process and in Triton's model.py, loaded as the backend loads it), and
+what the inference handler emits for them (fakes stand in for Triton, Redis and the trained stages)."""
 
 from __future__ import annotations
 
