@@ -26,7 +26,7 @@ PRIOR_FAMILY = "zero-shot"
 PRIOR_WAIT_S = 120.0
 
 
-ENCODER_FAMILIES = ("cascade", "minilm-head")
+ENCODER_FAMILIES = ("cascade", "cascade-replace", "minilm-head")
 
 
 def prior_wait_default() -> float:

@@ -90,7 +90,14 @@ def main() -> None:
     runtime.health.add("triton", health.triton_check(settings.triton_grpc_url))
     runtime.health.add("mlflow", health.http_check(f"{settings.mlflow_tracking_uri.rstrip('/')}/health"))
     runtime.prepare_kafka(settings)
-    available = available_families(settings.media_root, settings.cascade_combine)
+    if "LABELLOOP_CASCADE_COMBINE" in os.environ:
+        # Session 20's setting, replaced by the two cascade families: say so rather than ignore it.
+        log.warning(
+            "LABELLOOP_CASCADE_COMBINE is no longer read: each training calibrates the cascade and "
+            "cascade-replace families and serves the one admitting more; list one of them in "
+            "LABELLOOP_FAMILIES to fix the combination"
+        )
+    available = available_families(settings.media_root)
     unknown = sorted(set(settings.families) - {f.name for f in available})
     if unknown and settings.families == DEFAULT_FAMILIES:
         log.warning(

@@ -19,6 +19,15 @@ cascade already encoded, and the reverse.
 
 The bar is a fixed hyper-parameter (:data:`DEFAULT_BAR`): it trades encoder load for coverage;
 the project's threshold is then calibrated on the cascade's output like any family's.
+
+Two families train this model, and every training calibrates both like any other candidates,
+keeping the one whose threshold admits more: ``cascade`` (the mean) and ``cascade-replace``
+(the head's probabilities alone, as before 2026-12-02). They share their fits (the TF-IDF and
+head fits are kept by ``families.RecentFits``), so the second costs only its predictions. The
+mean ranks items better on most streams; alone the head is surer, and where the project's other
+sources (an LLM) sharpen the label model's posterior it measured better (README, "Both cascades
+are calibrated, the one admitting more serves"). Both serve as the Triton family ``cascade``;
+``metadata.combine`` says which.
 """
 
 from __future__ import annotations
@@ -38,9 +47,11 @@ from labelloop.core.embeddings import EmbeddingStore
 from labelloop.retraining.encoder import HEAD_FILE, RUNTIME_FILE, MinilmFamily, MinilmModel
 from labelloop.retraining.tfidf import TFIDF_FAMILY, TfidfFamily, TfidfModel
 
-__all__ = ["CASCADE_FAMILY", "DEFAULT_BAR", "CascadeFamily", "CascadeModel"]
+__all__ = ["CASCADE_FAMILY", "CASCADE_REPLACE_FAMILY", "DEFAULT_BAR", "CascadeFamily", "CascadeModel"]
 
 FAMILY_NAME = "cascade"
+"""The Triton family of every cascade version, and the name of the family that combines by mean."""
+REPLACE_FAMILY_NAME = "cascade-replace"
 DEFAULT_BAR = 0.9
 """Escalate an item to the encoder stage when the fast stage's top probability is below this."""
 DEFAULT_COMBINE = encoder_runtime.COMBINE_MEAN
@@ -129,7 +140,10 @@ class CascadeFamily:
             **{f"fast.{k}": v for k, v in fast.params.items()},
             **{f"encoder.{k}": v for k, v in head.params.items()},
         }
-        return CascadeModel(fast=fast, encoder=head, bar=self.bar, params=params, combine=self.combine)
+        return CascadeModel(
+            fast=fast, encoder=head, bar=self.bar, params=params, family=self.name, combine=self.combine
+        )
 
 
 CASCADE_FAMILY = CascadeFamily()
+CASCADE_REPLACE_FAMILY = CascadeFamily(name=REPLACE_FAMILY_NAME, combine=encoder_runtime.COMBINE_REPLACE)

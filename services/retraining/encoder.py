@@ -41,6 +41,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from labelloop.core import embeddings, encoder_runtime, model_repository
 from labelloop.core.embeddings import EmbeddingStore
+from labelloop.retraining.families import RecentFits
 
 __all__ = [
     "ENCODER_DIR_ENV",
@@ -375,12 +376,19 @@ class MinilmFamily:
         if len(set(labels)) < 2:
             raise ValueError("training needs at least two distinct labels")
         encoder = shared_encoder(self.variant, self.cache_entries)
-        embeddings = encoder.embed(texts, self.store)
-        classifier = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        classifier.fit(embeddings, labels)
-        head = encoder_runtime.LinearHead(
-            classifier.coef_, classifier.intercept_, [str(c) for c in classifier.classes_], label_set
-        )
+
+        def fit_head() -> encoder_runtime.LinearHead:
+            embeddings = encoder.embed(texts, self.store)
+            classifier = LogisticRegression(C=self.C, max_iter=self.max_iter)
+            classifier.fit(embeddings, labels)
+            return encoder_runtime.LinearHead(
+                classifier.coef_, classifier.intercept_, [str(c) for c in classifier.classes_], label_set
+            )
+
+        # Both cascades fit this head on the same folds and split (families.RecentFits); the fit
+        # is deterministic (lbfgs), so the second is answered from the first.
+        key = f"minilm-head C={self.C} max_iter={self.max_iter} encoder={encoder.variant}"
+        head = _RECENT_HEADS.fit(key, texts, labels, label_set, fit_head)
         params: dict[str, Any] = {
             "family": self.name,
             "encoder": "all-MiniLM-L6-v2",
@@ -398,3 +406,7 @@ class MinilmFamily:
 
 
 MINILM_FAMILY = MinilmFamily()
+
+#: The recent head fits :meth:`MinilmFamily.fit` keeps: one training's folds and final fit (6
+#: with the default 5 folds) and some room (a head is a few hundred KB at most).
+_RECENT_HEADS: RecentFits[encoder_runtime.LinearHead] = RecentFits(8)

@@ -19,17 +19,19 @@ service logs to MLflow as the run's hyper-parameters (flat, JSON-serialisable va
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from labelloop.v1 import common_pb2
 
-__all__ = ["ModelFamily", "TrainedModel", "available_families", "families_for"]
+__all__ = ["ModelFamily", "RecentFits", "TrainedModel", "available_families", "families_for"]
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +70,17 @@ class ModelFamily(Protocol):
         ...
 
 
-def available_families(
-    media_root: str | None = None, cascade_combine: str | None = None
-) -> list[ModelFamily]:
+def available_families(media_root: str | None = None) -> list[ModelFamily]:
     """The families this installation can train, cheapest first.
 
     A family may declare ``modality`` ("text" when it does not): the retraining service trains
     for a project only the families of the project's modality. TF-IDF + logistic regression
     (text) and the image families ``image-lr`` and ``image-svm`` (images read from ``media_root``,
     default ``<repo>/.cache/media``; retraining/images.py) are always available; the sentence-encoder family
-    (``labelloop.retraining.encoder.MINILM_FAMILY``) and the cascade of both
-    (``labelloop.retraining.cascade.CASCADE_FAMILY``, answering what TF-IDF is unsure of as
-    ``cascade_combine`` says; None: its default) are added when their modules and optional
-    dependencies import.
+    (``labelloop.retraining.encoder.MINILM_FAMILY``) and the two cascades of both
+    (``labelloop.retraining.cascade``: ``cascade`` answers what TF-IDF is unsure of with the mean
+    of both stages, ``cascade-replace`` with the encoder head's alone) are added when their
+    modules and optional dependencies import.
     """
     from labelloop.core.media import DEFAULT_MEDIA_ROOT
     from labelloop.retraining.images import ImageFamily, ImageSvmFamily
@@ -89,15 +89,12 @@ def available_families(
     root = media_root or DEFAULT_MEDIA_ROOT
     families: list[ModelFamily] = [TFIDF_FAMILY, ImageFamily(root), ImageSvmFamily(root)]
     try:
-        from labelloop.retraining.cascade import CASCADE_FAMILY
+        from labelloop.retraining.cascade import CASCADE_FAMILY, CASCADE_REPLACE_FAMILY
         from labelloop.retraining.encoder import MINILM_FAMILY
     except ImportError as error:
         log.debug("sentence-encoder families unavailable: %s", error)
     else:
-        cascade = (
-            CASCADE_FAMILY if cascade_combine is None else replace(CASCADE_FAMILY, combine=cascade_combine)
-        )
-        families += [MINILM_FAMILY, cascade]
+        families += [MINILM_FAMILY, CASCADE_FAMILY, CASCADE_REPLACE_FAMILY]
     return families
 
 
@@ -117,3 +114,62 @@ def with_embedding_store(families: Sequence[ModelFamily], store: Any) -> list[Mo
         with_store = getattr(family, "with_store", None)
         out.append(with_store(store) if with_store is not None else family)
     return out
+
+
+T = TypeVar("T")
+
+
+class RecentFits(Generic[T]):
+    """The last ``size`` fits of a deterministic family, by a digest of its hyper-parameters and
+    its data, so a fit repeated within one training is answered without fitting again.
+
+    A training fits the same data more than once: TF-IDF on its own and as the first stage of
+    both cascades, the encoder head in both cascades, each on every calibration fold and then on
+    the training split. ``size`` holds one training's folds and final fit with some room. What is
+    returned is the stored object itself: callers wrap it without changing it. Thread-safe; two
+    threads missing the same key both fit (the later one is kept)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self.size = size
+        self._fits: OrderedDict[bytes, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def fit(
+        self,
+        params: str,
+        texts: Sequence[Any],
+        labels: Sequence[str],
+        label_set: Sequence[str],
+        fit: Callable[[], T],
+    ) -> T:
+        """The stored result for (``params``, data), else ``fit()``, stored. ``texts`` may be any
+        items whose ``str`` identifies them (image ids, texts)."""
+        key = _digest(params, texts, labels, label_set)
+        with self._lock:
+            hit = self._fits.get(key)
+            if hit is not None:
+                self._fits.move_to_end(key)
+                return hit
+        value = fit()
+        with self._lock:
+            self._fits[key] = value
+            while len(self._fits) > self.size:
+                self._fits.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._fits)
+
+
+def _digest(params: str, *parts: Sequence[Any]) -> bytes:
+    h = hashlib.sha256(params.encode())
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        for x in part:
+            b = str(x).encode("utf-8", "surrogatepass")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+    return h.digest()

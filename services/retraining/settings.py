@@ -12,15 +12,11 @@ def _fraction(value: float) -> str | None:
     return None if 0.0 < value < 1.0 else "must be between 0 and 1 (exclusive)"
 
 
-DEFAULT_FAMILIES = ("tfidf-lr", "cascade", "image-lr", "image-svm")
+DEFAULT_FAMILIES = ("tfidf-lr", "cascade", "cascade-replace", "image-lr", "image-svm")
 
 
 def _gate_metric(value: str) -> str | None:
     return None if value in ("accuracy", "macro_f1") else "must be accuracy or macro_f1"
-
-
-def _combine(value: str) -> str | None:
-    return None if value in ("mean", "replace") else "must be mean or replace"
 
 
 @dataclass(frozen=True)
@@ -79,16 +75,13 @@ class RetrainingSettings(CommonSettings):
     exploration_floor: float = setting(0.005, _fraction)
     exploration_wanted: int = setting(25, positive)
     # The model families trained and compared at each training (empty: all available): each is
-    # calibrated and the one whose threshold admits the most wins. The default's cascade runs the
-    # encoder only for what TF-IDF is unsure of (so the fast path keeps TF-IDF's speed); it is left
-    # out, with a warning, where the encoder is not built. minilm-head (the encoder for every item)
+    # calibrated and the one whose threshold admits the most wins. The default's cascades run the
+    # encoder only for what TF-IDF is unsure of (so the fast path keeps TF-IDF's speed), answering
+    # it with the mean of both stages (cascade) or the encoder head's alone (cascade-replace); they
+    # are left out, with a warning, where the encoder is not built. minilm-head (the encoder for every item)
     # pays on a GPU Triton. image-lr and image-svm (HOG + pixels, PCA, logistic regression or an
     # RBF SVM; retraining/images.py): image projects only.
     families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
-    # How a cascade version answers what TF-IDF is unsure of (core/encoder_runtime.combine_stages):
-    # "mean" of both stages' probabilities, or "replace" (the encoder head's alone, as before
-    # 2026-12-02). Each version records its own, so a change applies from the next training.
-    cascade_combine: str = setting("mean", _combine)
     # Cold start (retraining/zero_shot.py): a text project with no champion serves a zero-shot
     # prior built from its label names (and descriptions) until its first trained model. Acts
     # only where the encoder runs (an encoder family among `families`, e.g. the default cascade);

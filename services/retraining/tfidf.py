@@ -7,9 +7,6 @@ python backend's "sklearn" loader (the pipeline is saved with joblib, see
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from labelloop.core import model_repository
+from labelloop.retraining.families import RecentFits
 
 __all__ = ["TFIDF_FAMILY", "TfidfFamily", "TfidfModel"]
 
@@ -86,29 +84,8 @@ class TfidfFamily:
         first stage, each on every fold and then on the training split), and the fit is
         deterministic: the last few fits are kept (:data:`_RECENT_FITS`, by a digest of the
         hyper-parameters and the data) and a repeated one is answered from them."""
-        key = self._digest(texts, labels, label_set)
-        with _RECENT_LOCK:
-            hit = _RECENT.get(key)
-            if hit is not None:
-                _RECENT.move_to_end(key)
-        if hit is not None:
-            return TfidfModel(pipeline=hit.pipeline, label_set=list(hit.label_set), params=dict(hit.params))
-        model = self._fit(texts, labels, label_set)
-        with _RECENT_LOCK:
-            _RECENT[key] = model
-            while len(_RECENT) > _RECENT_FITS:
-                _RECENT.popitem(last=False)
+        model = _RECENT.fit(repr(self), texts, labels, label_set, lambda: self._fit(texts, labels, label_set))
         return TfidfModel(pipeline=model.pipeline, label_set=list(model.label_set), params=dict(model.params))
-
-    def _digest(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> bytes:
-        h = hashlib.sha256(repr(self).encode())
-        for part in (texts, labels, label_set):
-            h.update(len(part).to_bytes(8, "little"))
-            for x in part:
-                b = str(x).encode("utf-8", "surrogatepass")
-                h.update(len(b).to_bytes(8, "little"))
-                h.update(b)
-        return h.digest()
 
     def _fit(self, texts: Sequence[str], labels: Sequence[str], label_set: Sequence[str]) -> TfidfModel:
         if len(set(labels)) < 2:
@@ -152,8 +129,6 @@ class TfidfFamily:
 
 TFIDF_FAMILY = TfidfFamily()
 
-#: How many recent fits :meth:`TfidfFamily.fit` keeps: one training's folds and final fit (6 with
-#: the default 5 folds) and a little room, so the cascade's first stage finds them all.
-_RECENT_FITS = 8
-_RECENT: OrderedDict[bytes, TfidfModel] = OrderedDict()
-_RECENT_LOCK = threading.Lock()
+#: The recent fits :meth:`TfidfFamily.fit` keeps: one training's folds and final fit (6 with the
+#: default 5 folds) and a little room, so the cascades' first stage finds them all.
+_RECENT: RecentFits[TfidfModel] = RecentFits(8)

@@ -64,5 +64,16 @@ def test_the_cli_waits_for_a_prior_only_where_the_stack_has_one(monkeypatch) -> 
     assert prior_wait_default() == 0.0
     monkeypatch.setenv("LABELLOOP_FAMILIES", "tfidf-lr, cascade")
     assert prior_wait_default() == PRIOR_WAIT_S
+    monkeypatch.setenv("LABELLOOP_FAMILIES", "cascade-replace")
+    assert prior_wait_default() == PRIOR_WAIT_S
     monkeypatch.setenv("LABELLOOP_ZERO_SHOT", "false")
     assert prior_wait_default() == 0.0
+
+
+def test_every_family_that_runs_the_encoder_counts_as_one() -> None:
+    from labelloop.bench.cold_start import ENCODER_FAMILIES
+    from labelloop.retraining.families import available_families
+
+    # The retraining service serves the prior where a family keeps embeddings (`with_store`).
+    encoders = {f.name for f in available_families() if hasattr(f, "with_store")}
+    assert encoders == set(ENCODER_FAMILIES)

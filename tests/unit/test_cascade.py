@@ -91,6 +91,19 @@ def test_the_served_version_answers_escalated_items_as_the_trained_model(
         answered, (fast_probs + head.predict_proba(encoder.encoder.embed(texts))) / 2, rtol=1e-5
     )
 
+    # A version of the cascade-replace family says so and serves the head's answer alone.
+    replacing = CascadeModel(fast=fast, encoder=encoder, bar=0.9, params={}, combine="replace")
+    replace_dir = replacing.write_version(tmp_path, "news", 2)
+    replace_meta = json.loads((replace_dir / model_repository.LABELS_FILE).read_text())
+    assert (replace_meta["family"], replace_meta["metadata"]["combine"]) == ("cascade", "replace")
+    np.testing.assert_allclose(
+        served_model_module.FAMILIES["cascade"](replace_dir, replace_meta).predict_embedded(
+            texts, encoder.encoder.embed(texts)
+        ),
+        replacing.predict_proba(texts),
+        rtol=1e-5,
+    )
+
     # A version written before the stages were combined names no "combine": the head alone.
     del meta["metadata"]["combine"]
     older = served_model_module.FAMILIES["cascade"](version_dir, meta)

@@ -7,6 +7,7 @@ texts (one longer than 256 tokens), made once with torch, which this project doe
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -152,6 +153,50 @@ def test_retraining_embeds_only_new_texts(
     monkeypatch.setattr(cached.encoder, "encode", counting_encode)
     minilm.MINILM_FAMILY.fit(texts, labels, sorted(set(labels)))
     assert encoded == texts[40:45]
+
+
+def test_both_cascades_share_their_fits_and_differ_only_on_escalated_items(
+    bbc: tuple[list[str], list[str]], cached: minilm.CachedEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labelloop.retraining.cascade import CASCADE_FAMILY, CASCADE_REPLACE_FAMILY
+
+    texts, labels = [f"{text} (shared fits)" for text in bbc[0]], bbc[1]
+    label_set = sorted(set(labels))
+    heads: list[int] = []
+    original = LogisticRegression.fit
+
+    def counting_fit(self: LogisticRegression, x: np.ndarray, y: object) -> LogisticRegression:
+        heads.append(x.shape[1])
+        return original(self, x, y)
+
+    monkeypatch.setattr(LogisticRegression, "fit", counting_fit)
+    mean = CASCADE_FAMILY.fit(texts[:40], labels[:40], label_set)
+    replace = CASCADE_REPLACE_FAMILY.fit(texts[:40], labels[:40], label_set)
+    # One TF-IDF fit (thousands of n-gram columns) and one head fit (384 embedding columns): the
+    # second cascade's stages are the first one's.
+    assert len(heads) == 2 and heads[1] == 384, heads
+    assert replace.encoder.head is mean.encoder.head and replace.fast.pipeline is mean.fast.pipeline
+    assert (mean.family, mean.combine, replace.family, replace.combine) == (
+        "cascade",
+        "mean",
+        "cascade-replace",
+        "replace",
+    )
+    rest = texts[40:]
+    fast = mean.fast.predict_proba(rest)
+    head = mean.encoder.predict_proba(rest)
+    # 40 labels leave TF-IDF below the default bar everywhere: a bar between its answers.
+    bar = float(np.median(fast.max(axis=1)))
+    mean, replace = dataclasses.replace(mean, bar=bar), dataclasses.replace(replace, bar=bar)
+    escalated = fast.max(axis=1) < bar
+    assert escalated.any() and not escalated.all(), "the test needs both kinds of rows"
+    np.testing.assert_allclose(mean.predict_proba(rest)[escalated], (fast[escalated] + head[escalated]) / 2)
+    np.testing.assert_allclose(replace.predict_proba(rest)[escalated], head[escalated])
+    np.testing.assert_allclose(replace.predict_proba(rest)[~escalated], mean.predict_proba(rest)[~escalated])
+    # Other data or other hyper-parameters fit again.
+    CASCADE_REPLACE_FAMILY.fit(texts[:39], labels[:39], label_set)
+    minilm.MinilmFamily(C=1.0).fit(texts[:40], labels[:40], label_set)
+    assert len(heads) == 5 and heads[3:] == [384, 384], heads
 
 
 def test_cache_is_bounded() -> None:

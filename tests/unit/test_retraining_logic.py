@@ -4,6 +4,7 @@ family choice, calibration data, the deploy-time threshold rule, version copies,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from labelloop.retraining.cascade import CASCADE_FAMILY
 from labelloop.retraining.dataset import LabeledSet, is_holdout
 from labelloop.retraining.deploy import copy_version, stricter
 from labelloop.retraining.evaluation import best_candidate, calibrate, evaluate, gate, out_of_fold_probs
-from labelloop.retraining.families import ModelFamily, TrainedModel, available_families
+from labelloop.retraining.families import ModelFamily, RecentFits, TrainedModel, available_families
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.tfidf import TFIDF_FAMILY
 from labelloop.v1 import common_pb2, events_pb2
@@ -224,14 +225,18 @@ def test_copy_version_reproduces_a_version_and_pauses_midway(tmp_path: Path) -> 
 def test_settings_defaults_and_a_bad_value() -> None:
     s = load(RetrainingSettings, environ={})
     assert (s.metrics_port, s.grpc_port, s.first_model_labels) == (9105, 50053, 50)
-    assert (s.calibration_folds, s.image_calibration_folds, s.cascade_combine) == (5, 3, "mean")
+    assert (s.calibration_folds, s.image_calibration_folds) == (5, 3)
     with pytest.raises(SettingsError, match="LABELLOOP_HOLDOUT_FRACTION"):
         load(RetrainingSettings, environ={"LABELLOOP_HOLDOUT_FRACTION": "1.5"})
-    with pytest.raises(SettingsError, match=r"LABELLOOP_CASCADE_COMBINE.*must be mean or replace"):
-        load(RetrainingSettings, environ={"LABELLOOP_CASCADE_COMBINE": "max"})
-    replacing = load(RetrainingSettings, environ={"LABELLOOP_CASCADE_COMBINE": "replace"})
-    cascades = [f for f in available_families(None, replacing.cascade_combine) if f.name == "cascade"]
-    assert [getattr(f, "combine", None) for f in cascades] == ["replace"]
+    # Both cascades are trained by default, one per way of combining the stages.
+    combines = {f.name: getattr(f, "combine", None) for f in available_families() if f.name in s.families}
+    assert combines == {
+        "tfidf-lr": None,
+        "image-lr": None,
+        "image-svm": None,
+        "cascade": "mean",
+        "cascade-replace": "replace",
+    }
     assert load(RetrainingSettings, environ={"LABELLOOP_FAMILIES": "tfidf-lr,minilm-head"}).families == (
         "tfidf-lr",
         "minilm-head",
@@ -489,3 +494,25 @@ def test_retiring_an_archived_project_announces_once(tmp_path: Path) -> None:
     assert [e.kind for e in sent] == [events_pb2.MODEL_EVENT_KIND_RETIRED] and published[-1].threshold > 1.0
     assert lifecycle.retire("p", "m") is False, "a second start finds nothing to retire"
     assert len(sent) == 1 and len(published) == 1
+
+
+def test_recent_fits_answer_a_repeated_fit_and_forget_the_oldest() -> None:
+    recent: RecentFits[str] = RecentFits(2)
+    calls: list[str] = []
+
+    def fit(name: str) -> Callable[[], str]:
+        return lambda: calls.append(name) or name
+
+    assert recent.fit("C=1", ["a", "b"], ["x", "y"], ["x", "y"], fit("first")) == "first"
+    assert recent.fit("C=1", ["a", "b"], ["x", "y"], ["x", "y"], fit("again")) == "first"
+    # Any difference in hyper-parameters, texts, labels or label set is another fit; the parts
+    # are length-prefixed, so moving text between items is a difference too.
+    assert recent.fit("C=2", ["a", "b"], ["x", "y"], ["x", "y"], fit("params")) == "params"
+    assert recent.fit("C=1", ["ab", ""], ["x", "y"], ["x", "y"], fit("texts")) == "texts"
+    assert recent.fit("C=1", ["a", "b"], ["y", "x"], ["x", "y"], fit("labels")) == "labels"
+    assert recent.fit("C=1", ["a", "b"], ["x", "y"], ["x", "y", "z"], fit("label set")) == "label set"
+    assert len(recent) == 2
+    assert recent.fit("C=1", ["a", "b"], ["x", "y"], ["x", "y"], fit("refit")) == "refit"
+    assert calls == ["first", "params", "texts", "labels", "label set", "refit"]
+    with pytest.raises(ValueError, match="at least 1"):
+        RecentFits(0)
