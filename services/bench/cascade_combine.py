@@ -12,9 +12,9 @@ second half (the items a served model would meet):
   precision, measured on the second half itself (how good the ranking is, no calibration);
 - ``coverage`` and ``precision``: what the calibrated thresholds admit there, and how right it is.
 
-Families: ``tfidf-lr``; ``cascade`` with ``combine="replace"`` (the encoder head's answer alone
-below the bar, as versions before 2026-12-02); ``cascade`` with ``combine="mean"`` (the mean of
-both stages, the default since). Each cell is the mean over ``--draws`` random label sets.
+Families: ``tfidf-lr``; ``cascade-replace`` (the encoder head's answer alone below the bar, as
+versions before 2026-12-02); ``cascade`` (the mean of both stages). Retraining trains both and
+serves the one whose calibrated threshold admits more. Each cell is the mean over ``--draws`` random label sets.
 
 CLI: ``python -m labelloop.bench.cascade_combine --data 20newsgroups --limit 3000 [--prefix comp.]``
 (needs the encoder built by ``make setup``; minutes per stream on 2 cores). Never in timed tests.
@@ -29,12 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from labelloop.core import encoder_runtime
 from labelloop.core.settings import load
 from labelloop.datasets import labels_of
 from labelloop.datasets import load as load_dataset
 from labelloop.retraining.calibration import coverage_at_precision
-from labelloop.retraining.cascade import CascadeFamily
+from labelloop.retraining.cascade import CASCADE_FAMILY, CASCADE_REPLACE_FAMILY
 from labelloop.retraining.evaluation import calibrate, out_of_fold_probs
 from labelloop.retraining.settings import RetrainingSettings
 from labelloop.retraining.tfidf import TFIDF_FAMILY
@@ -42,8 +41,8 @@ from labelloop.retraining.tfidf import TFIDF_FAMILY
 SIZES = (100, 200, 400, 800)
 FAMILIES: dict[str, Any] = {
     "tfidf-lr": TFIDF_FAMILY,
-    "cascade, replace": CascadeFamily(combine=encoder_runtime.COMBINE_REPLACE),
-    "cascade, mean": CascadeFamily(combine=encoder_runtime.COMBINE_MEAN),
+    "cascade, replace": CASCADE_REPLACE_FAMILY,
+    "cascade, mean": CASCADE_FAMILY,
 }
 
 
