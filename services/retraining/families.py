@@ -2,7 +2,8 @@
 
 The retraining service trains one candidate per available family on the same human labels,
 scores each on the same held-out labels, and keeps the best (families are chosen per project by
-evaluation, never by hand). A family only has to:
+evaluation, never by hand; a family that lost clearly sits out trainings until the labels have
+grown enough to change the verdict: retraining/family_schedule.py). A family only has to:
 
 - ``fit`` on texts and their labels, given the project's full label set (every label the
   project allows, in the project's order; the training labels may cover only some of them);

@@ -15,6 +15,14 @@ def _fraction(value: float) -> str | None:
 DEFAULT_FAMILIES = ("tfidf-lr", "cascade", "cascade-replace", "image-lr", "image-svm")
 
 
+def _below_one(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else "must be at least 0 and below 1"
+
+
+def _at_least_one(value: float) -> str | None:
+    return None if value >= 1.0 else "must be at least 1"
+
+
 def _gate_metric(value: str) -> str | None:
     return None if value in ("accuracy", "macro_f1") else "must be accuracy or macro_f1"
 
@@ -82,6 +90,14 @@ class RetrainingSettings(CommonSettings):
     # pays on a GPU Triton. image-lr and image-svm (HOG + pixels, PCA, logistic regression or an
     # RBF SVM; retraining/images.py): image projects only.
     families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
+    # Of those, a family whose calibrated coverage fell below (1 - close) of the winner's (close 0:
+    # any loss; a tie is none) is not
+    # fitted again until the project's human labels grew growth**losses-fold (losses: such
+    # defeats in a row; at most max_growth-fold): its fits only delay the next model
+    # (retraining/family_schedule.py). growth 1: every family at every training.
+    family_schedule_close: float = setting(0.0, _below_one)
+    family_schedule_growth: float = setting(2.0, _at_least_one)
+    family_schedule_max_growth: float = setting(8.0, _at_least_one)
     # Cold start (retraining/zero_shot.py): a text project with no champion serves a zero-shot
     # prior built from its label names (and descriptions) until its first trained model. Acts
     # only where the encoder runs (an encoder family among `families`, e.g. the default cascade);

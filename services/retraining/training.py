@@ -39,6 +39,7 @@ from labelloop.retraining.evaluation import (
     out_of_fold_probs,
 )
 from labelloop.retraining.families import ModelFamily, TrainedModel, families_for
+from labelloop.retraining.family_schedule import FamilySchedule, ScheduleRule
 from labelloop.retraining.label_checks import HUMAN, LabelIssues, find_issues, review_tasks
 from labelloop.retraining.lifecycle import ModelLifecycle
 from labelloop.retraining.model_events import announce, model_event
@@ -94,12 +95,21 @@ class Trainer:
         self.embed = embed  # texts -> shared-encoder embeddings (the store's), for cascade champions
         self.posterior = posterior  # thresholds on the label model's posterior (retraining/posterior.py)
         self.reviews = reviews  # items sent for review, across restarts (retraining/reviews.py)
+        # Which families each project's next training fits (retraining/family_schedule.py).
+        self.schedule = FamilySchedule(
+            ScheduleRule(
+                settings.family_schedule_close,
+                settings.family_schedule_growth,
+                settings.family_schedule_max_growth,
+            )
+        )
 
     def train(
         self, pid: str, labeled: LabeledSet, ticket: TrainingTicket, snapshot: Snapshot, label_offsets: str
     ) -> str:
-        """One training of `pid` on `snapshot` (taken from `labeled`): fit every family, keep
-        the one whose calibrated threshold admits the most, check the labels, log and register
+        """One training of `pid` on `snapshot` (taken from `labeled`): fit the families the
+        schedule holds due (retraining/family_schedule.py: every one, less those that lost
+        clearly since the labels last grew enough), keep the one whose calibrated threshold admits the most, check the labels, log and register
         in MLflow, gate against the champion, and hand the outcome to the lifecycle. Returns the
         family. `label_offsets`: the labels-topic offsets handled so far (the data version)."""
         project = self.projects.get(pid)
@@ -118,6 +128,11 @@ class Trainer:
         families = families_for(self.families, project.spec.modality)
         if not families:
             raise FailedPrecondition(f"no model family trains {pid!r}'s modality here")
+        due = set(self.schedule.due(pid, [f.name for f in families], snapshot.size))
+        skipped = [f.name for f in families if f.name not in due]
+        families = [f for f in families if f.name in due]
+        if skipped:
+            log.info("%s: not fitting %s (lost clearly at an earlier training)", pid, ", ".join(skipped))
         # The champion is scored first: it is the one step that needs Triton, so a champion that
         # is not served there fails the training before the fits, not after minutes of them.
         champion = self.registry.by_alias(pid, CHAMPION)
@@ -143,6 +158,9 @@ class Trainer:
             calibration_s = time.perf_counter() - t0
             for c, (cal, _, _, _, _) in zip(candidates, calibrated, strict=True):
                 c.metrics["calibrated_coverage"] = cal.expected_coverage
+            self.schedule.record(
+                pid, snapshot.size, {c.family.name: c.metrics["calibrated_coverage"] for c in candidates}
+            )
             chosen = best_candidate([c.metrics for c in candidates], "calibrated_coverage", metric)
             best, (calib, oof, valid, sources_min_judged, rescores) = candidates[chosen], calibrated[chosen]
             issues = self._check_labels(pid, labeled, snapshot, oof, valid, best.holdout_probs, label_set)
@@ -176,6 +194,7 @@ class Trainer:
             params: dict[str, Any] = {
                 "family": best.family.name,
                 "families_tried": ",".join(c.family.name for c in candidates),
+                "families_skipped": ",".join(skipped),
                 "trigger": str(ticket.reason),
                 "human_labels": snapshot.size,
                 "train_size": len(snapshot.train),

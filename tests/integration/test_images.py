@@ -28,6 +28,7 @@ from labelloop.core.progress import Progress
 from labelloop.core.topics import ITEMS
 from labelloop.datasets import content_of
 from labelloop.datasets.images import FASHION_MNIST_CLASSES, fashion_mnist_dir, load_fashion_mnist, png_bytes
+from labelloop.retraining.registry import Registry
 from labelloop.v1 import common_pb2, ingest_pb2, models_pb2, models_pb2_grpc
 
 pytestmark = pytest.mark.skipif(
@@ -187,6 +188,8 @@ def test_fashion_mnist_images_go_through_the_loop_until_the_image_model_auto_lab
         version_dir = Path(stack.model_repository) / project.spec.model_name / str(served[-1])
         meta = json.loads((version_dir / "labels.json").read_text())
         assert meta["family"] in ("image-lr", "image-svm") and meta["metadata"]["media_root"] == media_root
+        skips = _assert_families_followed_the_schedule(Registry(stack.mlflow_uri, topic_prefix), project_id)
+        print(f"family schedule: {skips} fits skipped")
 
         # every image exactly once, in the raw topic (the counts above run ahead of the commit)
         labels = wait_until(
@@ -272,3 +275,34 @@ def test_labelloop_import_of_an_image_folder_and_of_a_folder_with_a_bad_file(
             store.check(ref)  # the copy in the media store is the file the reference names
     finally:
         services.stop()
+
+
+def _assert_families_followed_the_schedule(registry: Registry, project_id: str) -> int:
+    """Every training run (MLflow, in order) fitted or skipped each image family, never the text
+    one, and skipped a family only after it lost clearly at its last fit (family_schedule.py:
+    coverage below the winner's) and before the labels had grown 8-fold (the default's longest
+    wait), and refitted both after a training where neither admitted anything. Returns the
+    number of fits skipped."""
+    runs = registry.client.search_runs(
+        [registry.experiment_id(project_id)], order_by=["attributes.start_time ASC"]
+    )
+    trainings = [r for r in runs if "families_tried" in r.data.params]
+    assert trainings, "no training run in MLflow"
+    last_fit: dict[str, tuple[int, float, float]] = {}  # family -> (labels, coverage, winner's)
+    previous_best, skips = 0.0, 0
+    for run in trainings:
+        params, run_metrics = run.data.params, run.data.metrics
+        tried = params["families_tried"].split(",")
+        skipped = [f for f in params["families_skipped"].split(",") if f]
+        labels = int(params["human_labels"])
+        assert sorted(tried + skipped) == ["image-lr", "image-svm"], params
+        assert previous_best > 0 or not skipped, params
+        for family in skipped:
+            assert family in last_fit, f"{family} skipped before it was ever fitted"
+            fitted_on, coverage, best = last_fit[family]
+            assert coverage < best and labels < 8 * fitted_on, (family, last_fit[family], labels)
+        best = previous_best = max(run_metrics[f"{f}.calibrated_coverage"] for f in tried)
+        for family in tried:
+            last_fit[family] = (labels, run_metrics[f"{family}.calibrated_coverage"], best)
+        skips += len(skipped)
+    return skips
