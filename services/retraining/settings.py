@@ -90,11 +90,10 @@ class RetrainingSettings(CommonSettings):
     # pays on a GPU Triton. image-lr and image-svm (HOG + pixels, PCA, logistic regression or an
     # RBF SVM; retraining/images.py): image projects only.
     families: tuple[str, ...] = setting(DEFAULT_FAMILIES)
-    # Of those, a family whose calibrated coverage fell below (1 - close) of the winner's (close 0:
-    # any loss; a tie is none) is not
-    # fitted again until the project's human labels grew growth**losses-fold (losses: such
-    # defeats in a row; at most max_growth-fold): its fits only delay the next model
-    # (retraining/family_schedule.py). growth 1: every family at every training.
+    # Of those, a family whose calibrated coverage fell below (1 - close) of the winner's (close
+    # 0: any loss; a tie is none) is not fitted again until the project's human labels grew
+    # growth**losses-fold (losses: such defeats in a row; at most max_growth-fold): its fits only
+    # delay the next model (retraining/family_schedule.py). growth 1: every family every time.
     family_schedule_close: float = setting(0.0, _below_one)
     family_schedule_growth: float = setting(2.0, _at_least_one)
     family_schedule_max_growth: float = setting(8.0, _at_least_one)

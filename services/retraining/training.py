@@ -108,10 +108,11 @@ class Trainer:
         self, pid: str, labeled: LabeledSet, ticket: TrainingTicket, snapshot: Snapshot, label_offsets: str
     ) -> str:
         """One training of `pid` on `snapshot` (taken from `labeled`): fit the families the
-        schedule holds due (retraining/family_schedule.py: every one, less those that lost
-        clearly since the labels last grew enough), keep the one whose calibrated threshold admits the most, check the labels, log and register
-        in MLflow, gate against the champion, and hand the outcome to the lifecycle. Returns the
-        family. `label_offsets`: the labels-topic offsets handled so far (the data version)."""
+        schedule holds due (retraining/family_schedule.py: all of them but those that lost at
+        an earlier training and wait for more labels), keep the one whose calibrated threshold
+        admits the most, check the labels, log and register in MLflow, gate against the
+        champion, and hand the outcome to the lifecycle. Returns the family. `label_offsets`:
+        the labels-topic offsets handled so far (the data version)."""
         project = self.projects.get(pid)
         label_set = [str(x) for x in project.spec.labels]
         target = project.spec.target_precision

@@ -70,15 +70,13 @@ def test_a_training_that_admits_nothing_refits_every_family() -> None:
     assert schedule.due("p", FAMILIES, 76) == FAMILIES
 
 
-def test_projects_are_apart_and_forget_resets_one() -> None:
+def test_projects_are_apart() -> None:
     schedule = FamilySchedule()
     schedule.record("p", 50, {"tfidf-lr": 0.8, "cascade": 0.2})
     schedule.record("q", 50, {"tfidf-lr": 0.2, "cascade": 0.8})
     assert schedule.due("p", FAMILIES, 60) == ["tfidf-lr", "cascade-replace"]
     assert schedule.due("q", FAMILIES, 60) == ["cascade", "cascade-replace"]
-    schedule.forget("p")
-    assert schedule.due("p", FAMILIES, 60) == FAMILIES
-    assert schedule.due("q", FAMILIES, 60) == ["cascade", "cascade-replace"]
+    assert schedule.due("r", FAMILIES, 60) == FAMILIES
 
 
 def test_growth_one_fits_every_family_every_time() -> None:
